@@ -1,0 +1,1 @@
+"""App-side reader for prompts delivered by prompt-operator."""
