@@ -1,0 +1,225 @@
+"""Helpers for tests and benchmarks that run against the local cluster.
+
+There is no kubelet, so a test that needs an app pod does three things:
+
+1. ``make_pod(...)`` creates the Pod object (with the subscription label and
+   annotations it wants) and patches its status to Running and Ready with a
+   loopback address such as ``127.0.0.12``, as a kubelet would;
+2. it starts the process that would run in the pod (the sidecar) bound to
+   that address, with ``POD_NAME``, ``POD_NAMESPACE`` and ``POD_IP`` set as
+   the downward API would;
+3. it stops the process and deletes the Pod object at the end.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+_BIN = Path(sys.executable).parent
+
+
+class WaitTimeout(AssertionError):
+    """A condition did not hold before its deadline."""
+
+
+def wait_for(
+    predicate: Callable[[], T | None],
+    timeout: float = 10.0,
+    interval: float = 0.02,
+    message: str | Callable[[], str] = "condition",
+) -> T:
+    """Call ``predicate`` until it returns something truthy; return that value.
+
+    Raises ``WaitTimeout`` naming ``message`` when ``timeout`` seconds pass.
+    Exceptions from the predicate propagate: a broken check is a failure.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            text = message() if callable(message) else message
+            raise WaitTimeout(f"timed out after {timeout:.1f}s waiting for {text}")
+        time.sleep(interval)
+
+
+def tool(name: str) -> str:
+    """Path of a console script installed beside this interpreter (kubectl, ...)."""
+    candidate = _BIN / name
+    return str(candidate) if candidate.exists() else name
+
+
+def kubectl(
+    kubeconfig: Path | str,
+    *args: str,
+    input: str | bytes | None = None,
+    check: bool = True,
+    timeout: float = 60.0,
+) -> subprocess.CompletedProcess[str]:
+    """Run the real kubectl against the local cluster."""
+    data = input.decode() if isinstance(input, bytes) else input
+    result = subprocess.run(
+        [tool("kubectl"), f"--kubeconfig={kubeconfig}", *args],
+        input=data,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"kubectl {' '.join(args)} failed ({result.returncode}):\n{result.stderr}"
+        )
+    return result
+
+
+def kubectl_json(kubeconfig: Path | str, *args: str) -> Any:
+    return json.loads(kubectl(kubeconfig, *args, "-o", "json").stdout)
+
+
+_addresses = itertools.count(10)
+
+
+def next_loopback_ip() -> str:
+    """A fresh ``127.x.y.z`` address for one pod, unique within this process.
+
+    The second octet comes from the pid, so parallel test processes differ.
+    """
+    n = next(_addresses)
+    return f"127.{1 + os.getpid() % 200}.{n // 250}.{n % 250 + 2}"
+
+
+def pod_manifest(
+    namespace: str,
+    name: str,
+    *,
+    labels: Mapping[str, str] | None = None,
+    annotations: Mapping[str, str] | None = None,
+    host_network: bool = False,
+) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "containers": [{"name": "app", "image": "example.invalid/app:1"}],
+        "automountServiceAccountToken": False,
+    }
+    if host_network:
+        spec["hostNetwork"] = True
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": dict(labels or {}),
+            "annotations": dict(annotations or {}),
+        },
+        "spec": spec,
+    }
+
+
+def make_pod(
+    kubeconfig: Path | str,
+    namespace: str,
+    name: str,
+    ip: str,
+    *,
+    labels: Mapping[str, str] | None = None,
+    annotations: Mapping[str, str] | None = None,
+    host_network: bool = False,
+    ready: bool = True,
+) -> dict[str, Any]:
+    """Create a Pod object and give it the status a kubelet would (Running, ``ip``)."""
+    manifest = pod_manifest(
+        namespace, name, labels=labels, annotations=annotations, host_network=host_network
+    )
+    kubectl(kubeconfig, "create", "-f", "-", input=json.dumps(manifest))
+    set_pod_status(kubeconfig, namespace, name, ip, ready=ready)
+    return manifest
+
+
+def set_pod_status(
+    kubeconfig: Path | str, namespace: str, name: str, ip: str, *, ready: bool = True
+) -> None:
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    flag = "True" if ready else "False"
+    status = {
+        "status": {
+            "phase": "Running",
+            "podIP": ip,
+            "podIPs": [{"ip": ip}],
+            "hostIP": "127.0.0.1",
+            "startTime": now,
+            "conditions": [
+                {"type": "Ready", "status": flag, "lastTransitionTime": now},
+                {"type": "ContainersReady", "status": flag, "lastTransitionTime": now},
+            ],
+        }
+    }
+    kubectl(
+        kubeconfig, "-n", namespace, "patch", "pod", name, "--subresource=status",
+        "--type=merge", "-p", json.dumps(status),
+    )
+
+
+def audit_writes(audit_log: Path, user: str, since_line: int = 0) -> list[dict[str, Any]]:
+    """Write requests (create/update/patch/delete/apply) by ``user`` in the audit log."""
+    writes = []
+    with open(audit_log, encoding="utf-8") as handle:
+        for number, line in enumerate(handle):
+            if number < since_line:
+                continue
+            event = json.loads(line)
+            if event.get("user", {}).get("username") != user:
+                continue
+            if event.get("verb") in {"create", "update", "patch", "delete", "deletecollection",
+                                     "apply"}:
+                writes.append(event)
+    return writes
+
+
+def audit_line_count(audit_log: Path) -> int:
+    try:
+        with open(audit_log, encoding="utf-8") as handle:
+            return sum(1 for _ in handle)
+    except FileNotFoundError:
+        return 0
+
+
+def start_process(
+    args: Sequence[str], env: Mapping[str, str] | None = None, log: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """Start a background process with its output in ``log`` (or discarded)."""
+    out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115
+    try:
+        return subprocess.Popen(
+            list(args),
+            env={**os.environ, **(env or {})},
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    finally:
+        if log:
+            out.close()  # type: ignore[union-attr]
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> int:
+    """SIGTERM, then SIGKILL after ``timeout``; always reaps the process."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode

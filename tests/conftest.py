@@ -1,0 +1,63 @@
+"""Fixtures shared by every test layer.
+
+* unit tests (``tests/unit``) need nothing;
+* integration and end-to-end tests (``tests/integration``, ``tests/e2e``) get
+  the session's local control plane through ``cluster`` and a namespace of
+  their own through ``namespace``, so tests never see each other's objects.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        parts = Path(str(item.fspath)).parts
+        if "integration" in parts or "e2e" in parts:
+            item.add_marker(pytest.mark.cluster)
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """The local control plane, started once per test session, CRDs installed."""
+    from prompt_cluster.cluster import local_cluster
+    from prompt_cluster.testing import kubectl
+
+    with local_cluster(tmp_path_factory.mktemp("cluster")) as running:
+        kubectl(running.kubeconfig, "apply", "--server-side", "-f", str(REPO / "crds"))
+        kubectl(
+            running.kubeconfig, "wait", "--for=condition=Established", "--timeout=60s",
+            "crd/prompts.prompts.dev",
+        )
+        yield running
+
+
+@pytest.fixture(scope="session")
+def kubeconfig(cluster: object) -> Path:
+    return cluster.kubeconfig  # type: ignore[attr-defined,no-any-return]
+
+
+@pytest.fixture
+def namespace(kubeconfig: Path, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace for one test, with its default service account ready."""
+    from prompt_cluster.testing import kubectl, wait_for
+
+    slug = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")
+    name = f"{slug}-{uuid.uuid4().hex[:6]}"
+    kubectl(kubeconfig, "create", "namespace", name)
+    wait_for(
+        lambda: kubectl(kubeconfig, "-n", name, "get", "serviceaccount", "default",
+                        check=False).returncode == 0,
+        timeout=30,
+        message=f"default service account in {name}",
+    )
+    yield name
+    kubectl(kubeconfig, "delete", "namespace", name, "--wait=false", check=False)
