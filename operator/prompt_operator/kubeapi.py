@@ -198,6 +198,14 @@ def _error(status: int, raw: bytes) -> ApiError:
     return cls(status, reason, message)
 
 
+def credentials_from(info: Any) -> Credentials:
+    """Credentials for our session from the ``kopf.ConnectionInfo`` kopf logged in with."""
+    context: ssl.SSLContext | bool = info.as_ssl_context()
+    if info.insecure:
+        context = False
+    return Credentials(server=info.server, ssl=context, headers=info.as_http_headers())
+
+
 def object_path(
     group_version: str, plural: str, namespace: str | None = None, name: str | None = None
 ) -> str:

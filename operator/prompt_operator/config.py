@@ -1,0 +1,116 @@
+"""Settings of `prompt-operator run`, from flags with environment fallbacks."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    namespaces: tuple[str, ...]  # empty: every namespace
+    log_format: str  # "json", "text" or "auto"
+    verbose: bool
+    health_host: str
+    health_port: int
+    metrics_port: int  # 0 disables
+    workers: int
+    signal_timeout: float
+    signal_concurrency: int
+    delivery_wait: float
+    delivery_refresh: float
+    kubeconfig: str | None
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="prompt-operator run",
+        description="Run the operator: reconcile Prompts into ConfigMaps, signal "
+        "subscribed sidecars, and report status. Every flag has an environment "
+        "variable fallback, shown in brackets.",
+    )
+    p.add_argument(
+        "--namespace", "-n", action="append", default=None, metavar="NS",
+        help="watch only this namespace; repeat for several "
+        "[PROMPT_OPERATOR_NAMESPACES, comma-separated; default: all namespaces]",
+    )
+    p.add_argument(
+        "--log-format", choices=["auto", "json", "text"],
+        default=_env("PROMPT_OPERATOR_LOG_FORMAT", "auto"),
+        help="json in a cluster, text on a terminal (auto picks by whether stderr "
+        "is a terminal) [PROMPT_OPERATOR_LOG_FORMAT]",
+    )
+    p.add_argument("--verbose", "-v", action="store_true", help="debug logging")
+    p.add_argument(
+        "--health-host", default=_env("PROMPT_OPERATOR_HEALTH_HOST", "0.0.0.0"),
+        help="address of the liveness endpoint [PROMPT_OPERATOR_HEALTH_HOST; default 0.0.0.0]",
+    )
+    p.add_argument(
+        "--health-port", type=int, default=int(_env("PROMPT_OPERATOR_HEALTH_PORT", "8080")),
+        help="port of the liveness endpoint /healthz; 0 disables [PROMPT_OPERATOR_HEALTH_PORT; "
+        "default 8080]",
+    )
+    p.add_argument(
+        "--metrics-port", type=int, default=int(_env("PROMPT_OPERATOR_METRICS_PORT", "9090")),
+        help="port of the Prometheus /metrics endpoint; 0 disables "
+        "[PROMPT_OPERATOR_METRICS_PORT; default 9090]",
+    )
+    p.add_argument(
+        "--workers", type=int, default=int(_env("PROMPT_OPERATOR_WORKERS", "32")),
+        help="Prompts reconciled at once [PROMPT_OPERATOR_WORKERS; default 32]",
+    )
+    p.add_argument(
+        "--signal-timeout", type=float,
+        default=float(_env("PROMPT_OPERATOR_SIGNAL_TIMEOUT", "2")),
+        help="seconds to wait for one sidecar's answer [PROMPT_OPERATOR_SIGNAL_TIMEOUT; default 2]",
+    )
+    p.add_argument(
+        "--signal-concurrency", type=int,
+        default=int(_env("PROMPT_OPERATOR_SIGNAL_CONCURRENCY", "64")),
+        help="signal requests in flight at once [PROMPT_OPERATOR_SIGNAL_CONCURRENCY; default 64]",
+    )
+    p.add_argument(
+        "--delivery-wait", type=float,
+        default=float(_env("PROMPT_OPERATOR_DELIVERY_WAIT", "1")),
+        help="after an edit, seconds to wait for sidecars' answers so the one status write "
+        "includes delivery [PROMPT_OPERATOR_DELIVERY_WAIT; default 1]",
+    )
+    p.add_argument(
+        "--delivery-refresh", type=float,
+        default=float(_env("PROMPT_OPERATOR_DELIVERY_REFRESH", "10")),
+        help="at most how often (seconds) one Prompt's status.delivery is rewritten when pods "
+        "come and go [PROMPT_OPERATOR_DELIVERY_REFRESH; default 10]",
+    )
+    p.add_argument(
+        "--kubeconfig", default=None,
+        help="kubeconfig file [KUBECONFIG; default: in-cluster service account, then ~/.kube/config]",
+    )
+    return p
+
+
+def parse_config(argv: Sequence[str] | None) -> OperatorConfig:
+    args = parser().parse_args(argv)
+    namespaces = args.namespace
+    if namespaces is None:
+        raw = os.environ.get("PROMPT_OPERATOR_NAMESPACES", "")
+        namespaces = [ns.strip() for ns in raw.split(",") if ns.strip()]
+    return OperatorConfig(
+        namespaces=tuple(dict.fromkeys(namespaces)),
+        log_format=args.log_format,
+        verbose=args.verbose,
+        health_host=args.health_host,
+        health_port=args.health_port,
+        metrics_port=args.metrics_port,
+        workers=max(1, args.workers),
+        signal_timeout=args.signal_timeout,
+        signal_concurrency=max(1, args.signal_concurrency),
+        delivery_wait=max(0.0, args.delivery_wait),
+        delivery_refresh=max(0.1, args.delivery_refresh),
+        kubeconfig=args.kubeconfig,
+    )

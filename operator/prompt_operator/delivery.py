@@ -1,0 +1,363 @@
+"""Signals to sidecars and what they report back.
+
+Pods opt in with the ``prompts.dev/subscribe=true`` label; the operator follows
+them with a label-selected watch of its own (kopf's watches carry no label
+selector) and keeps a small record per pod. After a Prompt's ConfigMap
+changes, every matching sidecar is told "Prompt X is at revision R". Signals
+are batched per pod (everything pending goes in the next request), bounded in
+concurrency, time out fast and are retried a few times; a sidecar that misses
+one heals on its own resync.
+
+The sidecar answers with the revisions it serves, which becomes
+``status.delivery``: taken when a revision changes (folded into that edit's one
+status write) and refreshed at a bounded rate after that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from prompt_sidecar import wire
+from prompt_sidecar.selector import Selector, SelectorError, parse_selector
+
+from . import metrics
+from .config import OperatorConfig
+from .kubeapi import ApiError, Gone, KubeApi, backoff_sleep
+from .model import Prompt, PromptRef
+from .status import Condition
+
+logger = logging.getLogger(__name__)
+
+POD_SELECTOR = f"{wire.SUBSCRIBE_LABEL}=true"
+MAX_SIGNAL_ATTEMPTS = 4
+PodKey = tuple[str, str]  # (namespace, pod name)
+
+
+@dataclass(frozen=True)
+class Subscriber:
+    namespace: str
+    name: str
+    uid: str
+    address: str  # "ip:port"
+    selector: Selector
+
+
+def subscriber_from_pod(pod: Mapping[str, Any]) -> Subscriber | None:
+    """The subscription a Pod declares, or None when it cannot be signalled."""
+    meta = pod.get("metadata") or {}
+    spec = pod.get("spec") or {}
+    status = pod.get("status") or {}
+    if spec.get("hostNetwork"):
+        return None  # never signal pods on the host network
+    ip = status.get("podIP")
+    if not ip or status.get("phase") in ("Succeeded", "Failed") or meta.get("deletionTimestamp"):
+        return None
+    annotations = meta.get("annotations") or {}
+    try:
+        port = int(annotations.get(wire.PORT_ANNOTATION) or wire.DEFAULT_PORT)
+        selector = parse_selector(annotations.get(wire.SELECTOR_ANNOTATION))
+    except (ValueError, SelectorError) as exc:
+        logger.warning("Pod %s/%s: bad subscription annotations: %s",
+                       meta.get("namespace"), meta.get("name"), exc)
+        return None
+    if not 0 < port < 65536:
+        return None
+    host = f"[{ip}]" if ":" in ip else ip
+    return Subscriber(str(meta.get("namespace")), str(meta.get("name")), str(meta.get("uid")),
+                      f"{host}:{port}", selector)
+
+
+@dataclass
+class _PodChannel:
+    """Pending pairs for one pod and the callers waiting for them."""
+
+    pending: dict[str, str] = field(default_factory=dict)
+    waiters: list[tuple[str, str, asyncio.Future[None]]] = field(default_factory=list)
+    task: asyncio.Task[None] | None = None
+
+
+@dataclass(frozen=True)
+class DeliveryCount:
+    updated: int
+    subscribed: int
+    missing: tuple[str, ...]
+
+
+def delivered_condition(count: DeliveryCount, revision: str) -> Condition:
+    """The ``Delivered`` condition, separate from ``Ready``: do the pods have it?"""
+    if count.subscribed == 0:
+        return Condition("Delivered", True, "NoSubscribers", "no subscribed pod selects this Prompt")
+    if count.updated == count.subscribed:
+        return Condition(
+            "Delivered", True, "AllPodsUpdated",
+            f"{count.updated}/{count.subscribed} subscribed pods serve revision {revision}",
+        )
+    waiting = ", ".join(count.missing[:5]) + (" ..." if len(count.missing) > 5 else "")
+    return Condition(
+        "Delivered", False, "PodsPending",
+        f"{count.updated}/{count.subscribed} subscribed pods serve revision {revision}; "
+        f"waiting for {waiting}",
+    )
+
+
+def delivery_field(count: DeliveryCount) -> dict[str, Any]:
+    """``status.delivery``; ``summary`` feeds the printer column (e.g. ``3/3``)."""
+    return {
+        "updated": count.updated,
+        "subscribed": count.subscribed,
+        "summary": f"{count.updated}/{count.subscribed}",
+    }
+
+
+class Delivery:
+    def __init__(self, api: KubeApi, config: OperatorConfig) -> None:
+        self._api = api
+        self._config = config
+        self._pods: dict[PodKey, Subscriber] = {}
+        self._served: dict[PodKey, dict[str, str | None]] = {}
+        self._channels: dict[PodKey, _PodChannel] = {}
+        self._current: dict[PromptRef, tuple[str, Mapping[str, str]]] = {}
+        self._limit = asyncio.Semaphore(config.signal_concurrency)
+        self._http: aiohttp.ClientSession | None = None
+        self._stale: set[PromptRef] = set()  # delivery counts changed since the last write
+        self._last_written: dict[PromptRef, tuple[float, tuple[int, int]]] = {}
+        self.synced = asyncio.Event()
+        # Set by the reconciler: async (ref, revision, count) -> None, writes the status.
+        self.status_writer: Any = None
+
+    # -- the reconciler's side -------------------------------------------------------
+
+    def matching(self, ref: PromptRef, labels: Mapping[str, str]) -> list[PodKey]:
+        return [
+            key for key, pod in self._pods.items()
+            if pod.namespace == ref.namespace and pod.selector.matches(labels)
+        ]
+
+    def count(self, ref: PromptRef, revision: str, labels: Mapping[str, str]) -> DeliveryCount:
+        pods = self.matching(ref, labels)
+        missing = tuple(sorted(name for ns, name in pods
+                               if self._served.get((ns, name), {}).get(ref.name) != revision))
+        return DeliveryCount(len(pods) - len(missing), len(pods), missing)
+
+    async def delivered(self, prompt: Prompt, revision: str) -> DeliveryCount:
+        """Signal every matching pod that lacks ``revision``, wait (bounded) for the
+        answers, and count who serves it."""
+        ref = prompt.ref
+        self._current[ref] = (revision, dict(prompt.labels))
+        await self.synced.wait()
+        pods = self.matching(ref, prompt.labels)
+        lagging = [p for p in pods if self._served.get(p, {}).get(ref.name) != revision]
+        if lagging:
+            waits = [self._send(p, ref.name, revision) for p in lagging]
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(
+                    asyncio.gather(*waits, return_exceptions=True), self._config.delivery_wait
+                )
+        count = self.count(ref, revision, prompt.labels)
+        self._last_written[ref] = (time.monotonic(), (count.updated, count.subscribed))
+        self._stale.discard(ref)
+        return count
+
+    def forget(self, ref: PromptRef) -> None:
+        self._current.pop(ref, None)
+        self._stale.discard(ref)
+        self._last_written.pop(ref, None)
+
+    # -- signals -------------------------------------------------------------------
+
+    def _send(self, pod: PodKey, prompt: str, revision: str) -> asyncio.Future[None]:
+        channel = self._channels.setdefault(pod, _PodChannel())
+        channel.pending[prompt] = revision
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        channel.waiters.append((prompt, revision, future))
+        if channel.task is None or channel.task.done():
+            channel.task = asyncio.get_running_loop().create_task(self._drain(pod, channel))
+        return future
+
+    async def _drain(self, pod_key: PodKey, channel: _PodChannel) -> None:
+        attempt = 0
+        while channel.pending:
+            pod = self._pods.get(pod_key)
+            batch, channel.pending = channel.pending, {}
+            waiters, channel.waiters = channel.waiters, []
+            if pod is None:
+                _release(waiters)
+                continue
+            served = await self._signal(pod, batch)
+            if served is None:
+                attempt += 1
+                if attempt < MAX_SIGNAL_ATTEMPTS:
+                    # Put back what no newer signal replaced, and try again later.
+                    for name, rev in batch.items():
+                        channel.pending.setdefault(name, rev)
+                    channel.waiters = waiters + channel.waiters
+                    await backoff_sleep(attempt, base=0.1, cap=2)
+                    continue
+                _release(waiters)
+                logger.info("Pod %s/%s did not answer %d signals; it heals on its resync",
+                            *pod_key, MAX_SIGNAL_ATTEMPTS)
+                attempt = 0
+                continue
+            attempt = 0
+            self._record(pod_key, served)
+            _release(waiters)
+
+    async def _signal(self, pod: Subscriber, batch: Mapping[str, str]) -> dict[str, str | None] | None:
+        if self._http is None or self._http.closed:
+            self._http = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self._config.signal_timeout, sock_connect=1),
+                connector=aiohttp.TCPConnector(limit=self._config.signal_concurrency),
+            )
+        started = time.monotonic()
+        async with self._limit:
+            try:
+                async with self._http.post(
+                    f"http://{pod.address}{wire.SIGNAL_PATH}",
+                    data=wire.encode_signal(batch.items()),
+                    headers={"Content-Type": "application/json"},
+                ) as resp:
+                    body = await resp.read()
+                    if resp.status != 200:
+                        metrics.SIGNALS.labels("rejected").inc()
+                        logger.warning("Pod %s/%s rejected a signal: %s %s", pod.namespace,
+                                       pod.name, resp.status, body[:200])
+                        return None
+                    served = wire.parse_signal_response(body)
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError, wire.SignalError) as exc:
+                metrics.SIGNALS.labels("failed").inc()
+                logger.debug("signal to %s/%s failed: %s", pod.namespace, pod.name, exc)
+                return None
+        metrics.SIGNALS.labels("ok").inc()
+        metrics.SIGNAL_SECONDS.observe(time.monotonic() - started)
+        return served
+
+    def _record(self, pod: PodKey, served: Mapping[str, str | None]) -> None:
+        known = self._served.setdefault(pod, {})
+        for name, rev in served.items():
+            if known.get(name) != rev:
+                known[name] = rev
+                self._stale.add(PromptRef(pod[0], name))
+
+    # -- subscribed pods -----------------------------------------------------------
+
+    async def run(self) -> None:
+        paths = (
+            ["/api/v1/pods"] if not self._config.namespaces
+            else [f"/api/v1/namespaces/{ns}/pods" for ns in self._config.namespaces]
+        )
+        listed: set[str] = set()
+        await asyncio.gather(*(self._follow(p, listed, len(paths)) for p in paths),
+                             self._refresh_loop())
+
+    def _pod_changed(self, key: PodKey, sub: Subscriber | None) -> None:
+        before = self._pods.get(key)
+        if sub is None:
+            if self._pods.pop(key, None) is not None:
+                self._served.pop(key, None)
+                self._channels.pop(key, None)
+                self._mark_prompts(key[0], before)
+            return
+        if before == sub:
+            return
+        self._pods[key] = sub
+        if before is not None and before.uid != sub.uid:
+            self._served.pop(key, None)
+        self._mark_prompts(key[0], before)
+        self._mark_prompts(key[0], sub)
+        # Learn what the new (or moved) sidecar serves: one batched signal with
+        # every matching Prompt's revision. Pairs it already serves cost nothing.
+        for ref, (revision, labels) in list(self._current.items()):
+            if ref.namespace == key[0] and sub.selector.matches(labels):
+                self._send(key, ref.name, revision)
+        metrics.SUBSCRIBED_PODS.set(len(self._pods))
+
+    def _mark_prompts(self, namespace: str, sub: Subscriber | None) -> None:
+        if sub is None:
+            return
+        for ref, (_, labels) in self._current.items():
+            if ref.namespace == namespace and sub.selector.matches(labels):
+                self._stale.add(ref)
+
+    async def _follow(self, path: str, listed: set[str], total: int) -> None:
+        attempt = 0
+        while True:
+            try:
+                items, version = await self._api.list_all(path, {"labelSelector": POD_SELECTOR})
+                seen = set()
+                for pod in items:
+                    meta = pod.get("metadata") or {}
+                    key = (str(meta.get("namespace")), str(meta.get("name")))
+                    seen.add(key)
+                    self._pod_changed(key, subscriber_from_pod(pod))
+                scope = None if path == "/api/v1/pods" else path.split("/")[4]
+                for key in [k for k in self._pods if k not in seen and scope in (None, k[0])]:
+                    self._pod_changed(key, None)
+                listed.add(path)
+                if len(listed) == total:
+                    self.synced.set()
+                attempt = 0
+                while True:
+                    async for event in self._api.watch(path, {"labelSelector": POD_SELECTOR},
+                                                       version):
+                        pod = event.get("object") or {}
+                        meta = pod.get("metadata") or {}
+                        version = str(meta.get("resourceVersion") or version)
+                        kind = event.get("type")
+                        if kind == "BOOKMARK":
+                            continue
+                        key = (str(meta.get("namespace")), str(meta.get("name")))
+                        self._pod_changed(key, None if kind == "DELETED" else subscriber_from_pod(pod))
+            except Gone:
+                logger.info("Pod watch on %s expired; listing again", path)
+            except asyncio.CancelledError:
+                raise
+            except (ApiError, aiohttp.ClientError, OSError, asyncio.TimeoutError, ValueError) as exc:
+                logger.warning("Pod watch on %s failed: %s; retrying", path, exc)
+                await backoff_sleep(attempt)
+                attempt += 1
+
+    async def _refresh_loop(self) -> None:
+        """Rewrite status.delivery of Prompts whose counts changed, at a bounded rate."""
+        interval = self._config.delivery_refresh
+        while True:
+            await asyncio.sleep(min(1.0, interval))
+            if self.status_writer is None or not self._stale:
+                continue
+            now = time.monotonic()
+            for ref in list(self._stale):
+                current = self._current.get(ref)
+                if current is None:
+                    self._stale.discard(ref)
+                    continue
+                last = self._last_written.get(ref)
+                if last is not None and now - last[0] < interval:
+                    continue
+                revision, labels = current
+                count = self.count(ref, revision, labels)
+                self._stale.discard(ref)
+                if last is not None and last[1] == (count.updated, count.subscribed):
+                    continue
+                self._last_written[ref] = (now, (count.updated, count.subscribed))
+                try:
+                    await self.status_writer(ref, revision, count)
+                except (ApiError, aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+                    logger.warning("Prompt %s: could not refresh delivery status: %s", ref, exc)
+                    self._stale.add(ref)
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+
+
+def _release(waiters: list[tuple[str, str, asyncio.Future[None]]]) -> None:
+    for _, _, future in waiters:
+        if not future.done():
+            future.set_result(None)

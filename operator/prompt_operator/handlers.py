@@ -1,0 +1,136 @@
+"""kopf wiring only: settings, login, an index of keys, and one event handler.
+
+Handlers are a few lines each; they hand bodies to the reconciler. The
+operator uses no kopf change-detection handlers (create/update/resume): those
+need kopf's diff-base and progress storage, which cost an extra metadata
+patch per edit and copy the spec (the whole prompt text) into an annotation.
+Level-triggered reconciling from watch events needs neither, and no finalizer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import kopf
+
+from .config import OperatorConfig
+from .delivery import Delivery
+from .inventory import Inventory
+from .kubeapi import KubeApi, credentials_from
+from .model import PromptRef
+from .reconcile import Reconciler
+
+GROUP, VERSION, PLURAL = "prompts.dev", "v1alpha1", "prompts"
+PREFIX = "prompts.dev"
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    """Everything the handlers share, created at startup and kept in kopf's memo."""
+
+    api: KubeApi
+    inventory: Inventory
+    reconciler: Reconciler
+    delivery: Delivery
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+
+@kopf.on.login()
+def login(settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInfo | None:
+    return kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(
+        settings=settings
+    )
+
+
+@kopf.on.startup()
+async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    config: OperatorConfig = memo["config"]
+    # Everything kopf might write carries our prefix. With only event and index
+    # handlers, kopf writes no finalizer, progress or diff-base at all.
+    settings.persistence.finalizer = f"{PREFIX}/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=PREFIX, key="last-handled-digest"
+    )
+    settings.posting.enabled = False  # Events are posted deliberately, see events.py
+    settings.batching.batch_window = 0.005  # coalescing happens in the reconciler
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.networking.request_timeout = 30
+
+    info = login(settings=settings)
+    if info is None:
+        raise kopf.PermanentError(
+            "no Kubernetes credentials: run in a pod with a service account, "
+            "or pass --kubeconfig / set KUBECONFIG"
+        )
+    api = KubeApi(credentials_from(info))
+    reconciler_box: list[Reconciler] = []
+
+    def vanished(ref: PromptRef) -> None:
+        if reconciler_box:
+            reconciler_box[0].refresh(ref)
+
+    inventory = Inventory(api, config.namespaces, on_deleted=vanished)
+    delivery = Delivery(api, config)
+    reconciler = Reconciler(
+        api, inventory, key_owners=lambda ns, key: (), delivery=delivery,
+        workers=config.workers,
+    )
+    reconciler_box.append(reconciler)
+    runtime = Runtime(api, inventory, reconciler, delivery)
+    loop = asyncio.get_running_loop()
+    runtime.tasks = [
+        loop.create_task(inventory.run(), name="configmap inventory"),
+        loop.create_task(delivery.run(), name="delivery"),
+        loop.create_task(reconciler.run(), name="reconciler"),
+    ]
+    memo["runtime"] = runtime
+    # The first decisions need to know which ConfigMaps exist already.
+    await asyncio.wait_for(inventory.synced.wait(), timeout=120)
+
+
+@kopf.on.cleanup()
+async def stop(memo: kopf.Memo, **_: Any) -> None:
+    runtime: Runtime | None = memo.get("runtime")
+    if runtime is None:
+        return
+    for task in runtime.tasks:
+        task.cancel()
+    for task in runtime.tasks:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+    await runtime.api.close()
+
+
+@kopf.index(GROUP, VERSION, PLURAL)
+def prompt_keys(
+    namespace: str, name: str, spec: kopf.Spec, meta: kopf.Meta, **_: Any
+) -> dict[tuple[str, str], tuple[str, str]]:
+    """(namespace, key) -> (creationTimestamp, name): who claims which key.
+
+    kopf fills indexes from a full listing before any other handler runs, so
+    the first reconcile already knows every claimant and picks the same owner
+    as every later one.
+    """
+    key = spec.get("key") or name
+    return {(namespace, key): (str(meta.get("creationTimestamp", "")), name)}
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+def prompt_event(
+    event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, prompt_keys: kopf.Index[Any, Any],
+    **_: Any,
+) -> None:
+    runtime: Runtime = memo["runtime"]
+    runtime.reconciler.set_key_owners(lambda ns, key: list(prompt_keys.get((ns, key), [])))
+    if event.get("type") == "DELETED":
+        runtime.reconciler.submit_deleted(body)
+    else:
+        runtime.reconciler.submit(body)

@@ -1,0 +1,22 @@
+"""Prometheus metrics of the operator (served on --metrics-port). No prompt text."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+RECONCILES = Counter("prompt_operator_reconciles_total", "Reconciles of Prompts")
+RECONCILE_ERRORS = Counter(
+    "prompt_operator_reconcile_errors_total", "Reconciles that failed and were retried"
+)
+WRITES = Counter(
+    "prompt_operator_api_writes_total", "Write requests sent to the API server", ["kind"]
+)
+SIGNALS = Counter(
+    "prompt_operator_signals_total", "Signal requests sent to sidecars", ["result"]
+)
+SIGNAL_SECONDS = Histogram(
+    "prompt_operator_signal_seconds",
+    "Time from sending a signal to the sidecar's answer",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+SUBSCRIBED_PODS = Gauge("prompt_operator_subscribed_pods", "Pods subscribed to Prompts")

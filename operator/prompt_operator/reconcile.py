@@ -1,0 +1,363 @@
+"""The reconcile loop: level-triggered, coalescing, compare-then-write.
+
+Every watch event for a Prompt only records the latest body and queues its
+name; a worker then makes the cluster match that body. Ten quick edits of one
+Prompt are one reconcile of the last. Nothing is written unless it differs:
+the ConfigMap's digest is compared with the inventory, the status with the
+status last seen, so an edit costs two writes (ConfigMap apply, status patch)
+and a restart or a re-applied manifest costs none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import aiohttp
+
+from prompt_sidecar import wire
+
+from . import metrics
+from .configmap import DIGEST_ANNOTATION, build_configmap
+from .delivery import DeliveryCount, delivered_condition, delivery_field
+from .events import now_rfc3339, post_event
+from .kubeapi import ApiError, KubeApi, backoff_sleep, object_path
+from .model import Prompt, PromptRef, SpecError, parse_prompt
+from .policies import Problem, evaluate
+from .render import render
+from .status import Condition, build_status, condition, status_patch
+
+logger = logging.getLogger(__name__)
+
+GROUP_VERSION = "prompts.dev/v1alpha1"
+PLURAL = "prompts"
+MAX_ATTEMPTS_LOGGED = 5
+
+
+class Delivery(Protocol):
+    """What the reconciler needs from the delivery side (signals to sidecars)."""
+
+    status_writer: Any
+
+    async def delivered(self, prompt: Prompt, revision: str) -> DeliveryCount: ...
+
+    def forget(self, ref: PromptRef) -> None: ...
+
+
+KeyOwners = Callable[[str, str], Iterable[tuple[str, str]]]
+"""(namespace, key) -> (creationTimestamp, name) of every Prompt claiming that key."""
+
+
+@dataclass
+class _Written:
+    """Status we wrote last, with the resourceVersion the API server gave it."""
+
+    resource_version: int
+    status: Mapping[str, Any]
+
+
+def _rv(body: Mapping[str, Any]) -> int:
+    try:
+        return int((body.get("metadata") or {}).get("resourceVersion") or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def key_owner(claims: Iterable[tuple[str, str]]) -> str | None:
+    """The Prompt that keeps a key: the oldest, then the first by name."""
+    ordered = sorted(claims)
+    return ordered[0][1] if ordered else None
+
+
+class Reconciler:
+    def __init__(
+        self,
+        api: KubeApi,
+        inventory: Any,
+        *,
+        key_owners: KeyOwners,
+        delivery: Delivery | None = None,
+        workers: int = 8,
+    ) -> None:
+        self._api = api
+        self._inventory = inventory
+        self._key_owners = key_owners
+        self._delivery = delivery
+        self._workers = workers
+        self._queue: asyncio.Queue[PromptRef] = asyncio.Queue()
+        self._bodies: dict[PromptRef, Mapping[str, Any] | None] = {}  # None: deleted
+        self._queued: set[PromptRef] = set()
+        self._active: set[PromptRef] = set()
+        self._dirty: set[PromptRef] = set()
+        self._attempts: dict[PromptRef, int] = {}
+        self._written: dict[PromptRef, _Written] = {}
+        self._keys: dict[PromptRef, str] = {}
+        if delivery is not None:
+            delivery.status_writer = self.refresh_delivery
+
+    # -- intake (called from kopf handlers; never blocks) ------------------------
+
+    def set_key_owners(self, key_owners: KeyOwners) -> None:
+        self._key_owners = key_owners
+
+    def submit(self, body: Mapping[str, Any]) -> None:
+        meta = body.get("metadata") or {}
+        ref = PromptRef(str(meta.get("namespace")), str(meta.get("name")))
+        self._bodies[ref] = body
+        self._schedule(ref)
+
+    def submit_deleted(self, body: Mapping[str, Any]) -> None:
+        meta = body.get("metadata") or {}
+        ref = PromptRef(str(meta.get("namespace")), str(meta.get("name")))
+        self._bodies[ref] = None
+        self._schedule(ref)
+
+    def refresh(self, ref: PromptRef) -> None:
+        """Reconcile ``ref`` again from a fresh read (its ConfigMap vanished, a peer left)."""
+        self._schedule(ref)
+
+    def _schedule(self, ref: PromptRef) -> None:
+        if ref in self._active:
+            self._dirty.add(ref)
+        elif ref not in self._queued:
+            self._queued.add(ref)
+            self._queue.put_nowait(ref)
+
+    def _retry_later(self, ref: PromptRef) -> None:
+        attempt = self._attempts.get(ref, 0)
+        self._attempts[ref] = attempt + 1
+
+        async def later() -> None:
+            await backoff_sleep(attempt, base=0.5, cap=60)
+            self._schedule(ref)
+
+        asyncio.get_running_loop().create_task(later())
+
+    # -- workers -------------------------------------------------------------------
+
+    async def run(self) -> None:
+        await self._inventory.synced.wait()
+        await asyncio.gather(*(self._work() for _ in range(self._workers)))
+
+    async def _work(self) -> None:
+        while True:
+            ref = await self._queue.get()
+            self._queued.discard(ref)
+            self._active.add(ref)
+            try:
+                await self.reconcile(ref)
+                self._attempts.pop(ref, None)
+            except asyncio.CancelledError:
+                raise
+            except (ApiError, aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+                metrics.RECONCILE_ERRORS.inc()
+                level = logging.WARNING if self._attempts.get(ref, 0) < MAX_ATTEMPTS_LOGGED else logging.DEBUG
+                logger.log(level, "Prompt %s: reconcile failed, will retry: %s", ref, exc)
+                self._retry_later(ref)
+            except Exception:
+                metrics.RECONCILE_ERRORS.inc()
+                logger.exception("Prompt %s: unexpected error, will retry", ref)
+                self._retry_later(ref)
+            finally:
+                self._active.discard(ref)
+                if ref in self._dirty:
+                    self._dirty.discard(ref)
+                    self._schedule(ref)
+
+    # -- one reconcile -----------------------------------------------------------
+
+    async def _read(self, ref: PromptRef) -> Mapping[str, Any] | None:
+        if ref in self._bodies:
+            return self._bodies.pop(ref)
+        try:
+            body: Mapping[str, Any] = await self._api.request(
+                "GET", object_path(GROUP_VERSION, PLURAL, ref.namespace, ref.name)
+            )
+            return body
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    async def reconcile(self, ref: PromptRef) -> None:
+        metrics.RECONCILES.inc()
+        body = await self._read(ref)
+        if body is None:
+            await self._deleted(ref)
+            return
+        try:
+            prompt = parse_prompt(body)
+        except SpecError as exc:
+            await self._write_status(
+                ref, body, str((body.get("metadata") or {}).get("uid", "")),
+                Condition("Ready", False, "InvalidSpec", str(exc)), revision=None, key=None,
+            )
+            return
+        previous_key = self._keys.get(ref)
+        self._keys[ref] = prompt.key
+        if previous_key is not None and previous_key != prompt.key:
+            self._refresh_claimants(ref, previous_key)
+
+        rendered = render(prompt)
+        verdict = evaluate(prompt, rendered)
+        problem = verdict.problem
+        if problem is None:
+            owner = key_owner(self._key_owners(ref.namespace, prompt.key))
+            if owner is not None and owner != ref.name:
+                problem = Problem(
+                    "KeyConflict",
+                    f"Prompt {owner} in this namespace already serves key {prompt.key!r}; "
+                    "give one of them a different spec.key",
+                )
+        wrote = False
+        if problem is None:
+            try:
+                wrote = await self._apply_configmap(prompt, rendered)
+            except ApiError as exc:
+                if exc.retryable:
+                    raise
+                problem = Problem("WriteFailed", f"the ConfigMap could not be written: {exc}")
+        if problem is not None:
+            await self._write_status(
+                ref, body, prompt.uid, Condition("Ready", False, problem.reason, problem.message),
+                revision=None, key=None,
+            )
+            return
+        extra: dict[str, Any] | None = None
+        delivered: Condition | None = None
+        if self._delivery is not None:
+            count = await self._delivery.delivered(prompt, rendered.revision)
+            extra = {"delivery": delivery_field(count)}
+            delivered = delivered_condition(count, rendered.revision)
+        cm_name = wire.configmap_name(ref.name)
+        await self._write_status(
+            ref, body, prompt.uid,
+            Condition("Ready", True, "Rendered",
+                      f"revision {rendered.revision} is in ConfigMap {cm_name}"),
+            revision=rendered.revision, key=rendered.key, extra=extra, delivered=delivered,
+        )
+        if wrote:
+            for warning in verdict.warnings:
+                await post_event(self._api, ref, prompt.uid, warning=True,
+                                 reason=warning.reason, message=warning.message)
+
+    async def _apply_configmap(self, prompt: Prompt, rendered: Any) -> bool:
+        body = build_configmap(prompt, rendered)
+        name = body["metadata"]["name"]
+        digest = body["metadata"]["annotations"][DIGEST_ANNOTATION]
+        if self._inventory.digest(prompt.ref.namespace, name) == digest:
+            return False
+        await self._api.apply(object_path("v1", "configmaps", prompt.ref.namespace, name), body)
+        metrics.WRITES.labels("configmap").inc()
+        self._inventory.record(prompt.ref.namespace, name, digest, prompt.ref.name)
+        logger.info("Prompt %s: ConfigMap %s now at revision %s",
+                    prompt.ref, name, rendered.revision)
+        return True
+
+    async def _write_status(
+        self,
+        ref: PromptRef,
+        body: Mapping[str, Any],
+        uid: str,
+        ready: Condition,
+        *,
+        revision: str | None,
+        key: str | None,
+        extra: Mapping[str, Any] | None = None,
+        delivered: Condition | None = None,
+    ) -> None:
+        current = self._latest_status(ref, body)
+        generation = int((body.get("metadata") or {}).get("generation") or 0)
+        conditions = [ready] if delivered is None else [ready, delivered]
+        if delivered is None and extra is None and current.get("delivery"):
+            # Not ready: keep what pods serve (the last good revision) as it was.
+            extra = {"delivery": current["delivery"]}
+            kept = condition(current, "Delivered")
+            if kept is not None:
+                conditions.append(Condition("Delivered", kept.get("status") == "True",
+                                            str(kept.get("reason")), str(kept.get("message"))))
+        desired = build_status(
+            current, generation=generation, conditions=conditions, revision=revision, key=key,
+            now=now_rfc3339(), extra=extra,
+        )
+        patch = status_patch(current, desired)
+        if not patch:
+            return
+        result = await self._api.merge_patch_status(
+            object_path(GROUP_VERSION, PLURAL, ref.namespace, ref.name), patch
+        )
+        metrics.WRITES.labels("status").inc()
+        self._written[ref] = _Written(_rv(result or {}), (result or {}).get("status") or desired)
+        before = condition(current, "Ready")
+        if not ready.status and (
+            before is None or before.get("reason") != ready.reason
+            or before.get("message") != ready.message
+        ):
+            logger.warning("Prompt %s is not ready: %s: %s", ref, ready.reason, ready.message)
+            await post_event(self._api, ref, uid, warning=True,
+                             reason=ready.reason, message=ready.message)
+
+    def _latest_status(self, ref: PromptRef, body: Mapping[str, Any]) -> Mapping[str, Any]:
+        current: Mapping[str, Any] = body.get("status") or {}
+        written = self._written.get(ref)
+        if written is not None and written.resource_version > _rv(body):
+            current = written.status  # our own write is newer than the event we hold
+        return current
+
+    async def refresh_delivery(self, ref: PromptRef, revision: str, count: DeliveryCount) -> None:
+        """Rewrite status.delivery after pods came or went (rate-limited by the caller)."""
+        body = await self._read(ref)
+        if body is None:
+            return
+        current = self._latest_status(ref, body)
+        if current.get("revision") != revision:
+            return  # an edit is under way; its own status write carries delivery
+        ready = condition(current, "Ready")
+        if ready is None:
+            return
+        generation = int((body.get("metadata") or {}).get("generation") or 0)
+        desired = build_status(
+            current, generation=int(ready.get("observedGeneration") or generation),
+            conditions=[
+                Condition("Ready", ready.get("status") == "True", str(ready.get("reason")),
+                          str(ready.get("message"))),
+                delivered_condition(count, revision),
+            ],
+            revision=revision, key=None, now=now_rfc3339(),
+            extra={"delivery": delivery_field(count)},
+        )
+        desired["observedGeneration"] = current.get("observedGeneration", generation)
+        patch = status_patch(current, desired)
+        if not patch:
+            return
+        result = await self._api.merge_patch_status(
+            object_path(GROUP_VERSION, PLURAL, ref.namespace, ref.name), patch
+        )
+        metrics.WRITES.labels("status").inc()
+        self._written[ref] = _Written(_rv(result or {}), (result or {}).get("status") or desired)
+
+    async def _deleted(self, ref: PromptRef) -> None:
+        self._written.pop(ref, None)
+        self._attempts.pop(ref, None)
+        key = self._keys.pop(ref, None)
+        if self._delivery is not None:
+            self._delivery.forget(ref)
+        name = wire.configmap_name(ref.name)
+        if self._inventory.digest(ref.namespace, name) is not None:
+            # Garbage collection would remove it too, but later; deleting it now
+            # lets sidecars drop the file at once.
+            self._inventory.forget(ref.namespace, name)
+            await self._api.delete(object_path("v1", "configmaps", ref.namespace, name))
+            metrics.WRITES.labels("configmap").inc()
+            logger.info("Prompt %s deleted; removed ConfigMap %s", ref, name)
+        if key is not None:
+            self._refresh_claimants(ref, key)
+
+    def _refresh_claimants(self, ref: PromptRef, key: str) -> None:
+        """Prompts that lost ``key`` to ``ref`` may own it now."""
+        for _, name in self._key_owners(ref.namespace, key):
+            if name != ref.name:
+                self.refresh(PromptRef(ref.namespace, name))

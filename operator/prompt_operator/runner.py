@@ -1,0 +1,59 @@
+"""`prompt-operator run`: start kopf with our handlers; the user never sees kopf's CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from .config import OperatorConfig, parse_config
+
+
+def _configure_logging(config: OperatorConfig) -> None:
+    import kopf
+
+    fmt = config.log_format
+    if fmt == "auto":
+        fmt = "text" if sys.stderr.isatty() else "json"
+    kopf.configure(
+        verbose=config.verbose,
+        log_format=kopf.LogFormat.JSON if fmt == "json" else kopf.LogFormat.FULL,
+        log_refkey="prompt",
+    )
+    # kopf's own per-event chatter is noise at INFO in a busy cluster.
+    if not config.verbose:
+        logging.getLogger("kopf").setLevel(logging.WARNING)
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    config = parse_config(argv)
+    if config.kubeconfig:
+        os.environ["KUBECONFIG"] = config.kubeconfig
+    import kopf
+
+    from . import handlers  # noqa: F401  (registers the handlers)
+
+    _configure_logging(config)
+    if config.metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(config.metrics_port, addr=config.health_host)
+    liveness = (
+        f"http://{config.health_host}:{config.health_port}/healthz"
+        if config.health_port
+        else None
+    )
+    asyncio.run(
+        kopf.operator(
+            clusterwide=not config.namespaces,
+            namespaces=list(config.namespaces),
+            # One replica with Recreate; kopf peering is active/standby by
+            # priority, not leader election, so it is off unless asked for.
+            standalone=True,
+            liveness_endpoint=liveness,
+            memo=kopf.Memo(config=config),
+        )
+    )
+    return 0

@@ -1,0 +1,107 @@
+"""The Prompt's status, computed as a pure function and written only when it changed.
+
+Conditions follow the Kubernetes API conventions: ``type``, ``status``,
+``reason`` (CamelCase), ``message``, ``lastTransitionTime`` (kept while the
+status value stays the same) and ``observedGeneration``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Condition:
+    type: str
+    status: bool
+    reason: str
+    message: str
+
+
+def _status_word(value: bool) -> str:
+    return "True" if value else "False"
+
+
+def build_conditions(
+    wanted: Sequence[Condition],
+    previous: Sequence[Mapping[str, Any]],
+    generation: int,
+    now: str,
+) -> list[dict[str, Any]]:
+    """Condition dicts for ``wanted``; a condition whose status did not change
+    keeps its ``lastTransitionTime``. Conditions we don't manage are kept."""
+    before = {c.get("type"): c for c in previous if isinstance(c, Mapping)}
+    managed = {c.type for c in wanted}
+    result: list[dict[str, Any]] = []
+    for cond in wanted:
+        word = _status_word(cond.status)
+        old = before.get(cond.type)
+        since = old.get("lastTransitionTime") if old and old.get("status") == word else None
+        result.append(
+            {
+                "type": cond.type,
+                "status": word,
+                "reason": cond.reason,
+                "message": cond.message,
+                "lastTransitionTime": since or now,
+                "observedGeneration": generation,
+            }
+        )
+    result.extend(dict(c) for t, c in before.items() if t not in managed)
+    return result
+
+
+def build_status(
+    previous: Mapping[str, Any],
+    *,
+    generation: int,
+    conditions: Sequence[Condition],
+    revision: str | None,
+    key: str | None,
+    now: str,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The full status the operator wants; ``revision`` None keeps the last good one."""
+    status: dict[str, Any] = {
+        "observedGeneration": generation,
+        "conditions": build_conditions(
+            conditions, previous.get("conditions") or [], generation, now
+        ),
+    }
+    last_revision = previous.get("revision")
+    if revision is not None and revision != last_revision:
+        status["revision"] = revision
+        status["lastUpdateTime"] = now
+    else:
+        if last_revision is not None:
+            status["revision"] = last_revision
+        if previous.get("lastUpdateTime"):
+            status["lastUpdateTime"] = previous["lastUpdateTime"]
+    if key is not None:
+        status["key"] = key
+    elif previous.get("key"):
+        status["key"] = previous["key"]
+    if extra:
+        status.update(extra)
+    return status
+
+
+def status_patch(previous: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[str, Any]:
+    """The merge patch turning ``previous`` into ``desired``; empty when equal.
+
+    Fields the operator no longer sets are removed with ``None`` (merge-patch null).
+    """
+    patch: dict[str, Any] = {k: v for k, v in desired.items() if previous.get(k) != v}
+    for field in previous:
+        if field not in desired:
+            patch[field] = None
+    return patch
+
+
+def condition(status: Mapping[str, Any], type_: str) -> Mapping[str, Any] | None:
+    for cond in status.get("conditions") or []:
+        if isinstance(cond, Mapping) and cond.get("type") == type_:
+            return cond
+    return None

@@ -1,0 +1,111 @@
+"""The contract between operator and sidecar, through API objects and the signal.
+
+Dependency-free on purpose: the operator imports it too, so both sides always
+agree on label names, annotation names, data keys and the signal's shape.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+# -- the ConfigMap the operator writes for each Prompt -----------------------------
+
+MANAGED_BY_LABEL = "prompts.dev/managed-by"
+MANAGED_BY_VALUE = "prompt-operator"
+PROMPT_ANNOTATION = "prompts.dev/prompt"  # the source Prompt's name
+REVISION_ANNOTATION = "prompts.dev/revision"
+KEY_ANNOTATION = "prompts.dev/key"  # the app's key: file name without extension
+TEXT_DATA_KEY = "prompt"  # the text, exactly; app keys may be unicode, data keys may not
+METADATA_DATA_KEY = "metadata.json"  # {"variables": [...], "defaults": {...}, "format": ...}
+
+_MAX_NAME = 253
+_PREFIX = "prompt-"
+
+
+def configmap_name(prompt_name: str) -> str:
+    """Name of the ConfigMap for a Prompt: ``prompt-<name>``, shortened with a hash
+    suffix when that would exceed the 253 characters a name may have."""
+    name = _PREFIX + prompt_name
+    if len(name) <= _MAX_NAME:
+        return name
+    digest = hashlib.sha256(prompt_name.encode("utf-8")).hexdigest()[:8]
+    head = name[: _MAX_NAME - 9].rstrip("-.")
+    return f"{head}-{digest}"
+
+
+def prompt_name_of(configmap: Mapping[str, Any]) -> str | None:
+    annotations = (configmap.get("metadata") or {}).get("annotations") or {}
+    value = annotations.get(PROMPT_ANNOTATION)
+    return value if isinstance(value, str) else None
+
+
+# -- what a pod says about itself ---------------------------------------------------
+
+SUBSCRIBE_LABEL = "prompts.dev/subscribe"  # "true" opts the pod in
+PORT_ANNOTATION = "prompts.dev/port"  # the sidecar's signal port
+SELECTOR_ANNOTATION = "prompts.dev/selector"  # label selector over Prompts; empty: all
+VARIANT_SEED_ANNOTATION = "prompts.dev/variant-seed"
+DEFAULT_PORT = 8470
+
+# -- the signal: "prompt X is now at revision R" -------------------------------------
+
+SIGNAL_PATH = "/v1/signal"
+MAX_SIGNAL_BYTES = 1024 * 1024
+MAX_NAME_LENGTH = 253
+MAX_REVISION_LENGTH = 128
+
+
+class SignalError(ValueError):
+    """A signal request that does not follow the protocol; the message says why."""
+
+
+def encode_signal(pairs: Iterable[tuple[str, str]]) -> bytes:
+    """Body of a signal carrying (Prompt name, revision) pairs."""
+    return json.dumps(
+        {"prompts": [{"name": name, "revision": rev} for name, rev in pairs]},
+        separators=(",", ":"),
+    ).encode("utf-8")
+
+
+def parse_signal(body: bytes) -> list[tuple[str, str]]:
+    """The (Prompt name, revision) pairs of a signal body; raises ``SignalError``."""
+    if len(body) > MAX_SIGNAL_BYTES:
+        raise SignalError(f"body larger than {MAX_SIGNAL_BYTES} bytes")
+    try:
+        data = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise SignalError("body is not JSON in UTF-8") from None
+    if not isinstance(data, dict) or not isinstance(data.get("prompts"), list):
+        raise SignalError('body must be {"prompts": [{"name": ..., "revision": ...}, ...]}')
+    pairs: list[tuple[str, str]] = []
+    for i, item in enumerate(data["prompts"]):
+        if not isinstance(item, dict):
+            raise SignalError(f"prompts[{i}] is not an object")
+        name, rev = item.get("name"), item.get("revision")
+        if not isinstance(name, str) or not 0 < len(name) <= MAX_NAME_LENGTH:
+            raise SignalError(f"prompts[{i}].name must be a Prompt name")
+        if not isinstance(rev, str) or len(rev) > MAX_REVISION_LENGTH:
+            raise SignalError(f"prompts[{i}].revision must be a string")
+        pairs.append((name, rev))
+    return pairs
+
+
+def encode_signal_response(pod: str, served: Mapping[str, str | None]) -> bytes:
+    return json.dumps({"pod": pod, "served": dict(served)}, separators=(",", ":")).encode()
+
+
+def parse_signal_response(body: bytes) -> dict[str, str | None]:
+    """The revisions a sidecar says it serves, by Prompt name; raises ``SignalError``."""
+    try:
+        data = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise SignalError("answer is not JSON") from None
+    served = data.get("served") if isinstance(data, dict) else None
+    if not isinstance(served, dict):
+        raise SignalError('answer must be {"pod": ..., "served": {...}}')
+    return {
+        str(name): (rev if isinstance(rev, str) else None) for name, rev in served.items()
+    }
