@@ -212,6 +212,8 @@ class Reconciler:
                     f"Prompt {owner} in this namespace already serves key {prompt.key!r}; "
                     "give one of them a different spec.key",
                 )
+        if (body.get("metadata") or {}).get("deletionTimestamp"):
+            return  # going away (its namespace may be terminating): write nothing more
         wrote = False
         if problem is None:
             try:
@@ -219,6 +221,9 @@ class Reconciler:
             except ApiError as exc:
                 if exc.retryable:
                     raise
+                if exc.status == 403 and "being terminated" in exc.message:
+                    logger.debug("Prompt %s: namespace is terminating; nothing to write", ref)
+                    return
                 problem = Problem("WriteFailed", f"the ConfigMap could not be written: {exc}")
         if problem is not None:
             await self._write_status(

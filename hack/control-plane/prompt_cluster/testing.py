@@ -223,3 +223,137 @@ def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> int:
             proc.kill()
             proc.wait()
     return proc.returncode
+
+
+def service_account_kubeconfig(
+    admin_kubeconfig: Path | str,
+    namespace: str,
+    name: str,
+    out: Path,
+    *,
+    cluster_role: str | None = None,
+    duration: str = "24h",
+) -> Path:
+    """A kubeconfig that acts as service account ``namespace/name``, for running the
+    operator or a sidecar under the identity (and RBAC) it has in a real cluster."""
+    import yaml
+
+    kubectl(admin_kubeconfig, "create", "namespace", namespace, check=False)
+    kubectl(admin_kubeconfig, "-n", namespace, "create", "serviceaccount", name, check=False)
+    if cluster_role:
+        kubectl(
+            admin_kubeconfig, "create", "clusterrolebinding", f"{namespace}-{name}",
+            f"--clusterrole={cluster_role}", f"--serviceaccount={namespace}:{name}",
+            check=False,
+        )
+    token = kubectl(
+        admin_kubeconfig, "-n", namespace, "create", "token", name, f"--duration={duration}"
+    ).stdout.strip()
+    admin = yaml.safe_load(Path(admin_kubeconfig).read_text())
+    cluster = admin["clusters"][0]["cluster"]
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "local", "cluster": cluster}],
+        "users": [{"name": name, "user": {"token": token}}],
+        "contexts": [
+            {"name": "local", "context": {"cluster": "local", "user": name, "namespace": namespace}}
+        ],
+        "current-context": "local",
+    }
+    out.write_text(yaml.safe_dump(config))
+    out.chmod(0o600)
+    return out
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def prompt_manifest(
+    name: str,
+    template: str,
+    *,
+    namespace: str | None = None,
+    variables: Sequence[str | Mapping[str, str]] = (),
+    key: str | None = None,
+    fmt: str | None = None,
+    labels: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    spec: dict[str, Any] = {"template": template}
+    if variables:
+        spec["variables"] = [{"name": v} if isinstance(v, str) else dict(v) for v in variables]
+    if key is not None:
+        spec["key"] = key
+    if fmt is not None:
+        spec["format"] = fmt
+    meta: dict[str, Any] = {"name": name}
+    if namespace:
+        meta["namespace"] = namespace
+    if labels:
+        meta["labels"] = dict(labels)
+    return {"apiVersion": "prompts.dev/v1alpha1", "kind": "Prompt", "metadata": meta, "spec": spec}
+
+
+class OperatorProcess:
+    """`prompt-operator run` as a real process, with its log in a file."""
+
+    def __init__(self, kubeconfig: Path, log: Path, *extra_args: str) -> None:
+        self.kubeconfig = kubeconfig
+        self.log = log
+        self.extra_args = extra_args
+        self.health_port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, *args: str, timeout: float = 60.0) -> None:
+        import urllib.request
+
+        self.proc = start_process(
+            [tool("prompt-operator"), "run", f"--kubeconfig={self.kubeconfig}",
+             "--health-host=127.0.0.1", f"--health-port={self.health_port}",
+             "--metrics-port=0", "--log-format=json", *self.extra_args, *args],
+            log=self.log,
+        )
+
+        def healthy() -> bool:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(f"operator exited: {self.log.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{self.health_port}/healthz", timeout=1
+                ) as resp:
+                    return bool(resp.status == 200)
+            except OSError:
+                return False
+
+        wait_for(healthy, timeout=timeout, interval=0.1, message="operator /healthz")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_process(self.proc)
+            self.proc = None
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+    def restart(self, *args: str) -> None:
+        self.stop()
+        self.start(*args)
+
+    def log_records(self) -> list[dict[str, Any]]:
+        records = []
+        for line in self.log.read_text(errors="replace").splitlines():
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                records.append({"message": line, "levelname": "RAW"})
+        return records

@@ -1,0 +1,43 @@
+"""Integration fixtures: the operator runs as a real process under its own
+service account, so the API server's audit log tells its writes apart."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from prompt_cluster.testing import OperatorProcess, service_account_kubeconfig
+
+OPERATOR_NAMESPACE = "prompt-system"
+OPERATOR_USER = f"system:serviceaccount:{OPERATOR_NAMESPACE}:prompt-operator"
+
+
+@pytest.fixture(scope="session")
+def operator_kubeconfig(kubeconfig: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return service_account_kubeconfig(
+        kubeconfig, OPERATOR_NAMESPACE, "prompt-operator",
+        tmp_path_factory.mktemp("operator") / "kubeconfig",
+        cluster_role="cluster-admin",
+    )
+
+
+@pytest.fixture(scope="session")
+def operator(
+    operator_kubeconfig: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    """One operator for the session, watching every namespace."""
+    proc = OperatorProcess(
+        operator_kubeconfig,
+        tmp_path_factory.mktemp("operator-log") / "operator.log",
+        "--delivery-refresh=0.5",
+    )
+    proc.start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture
+def audit_log(cluster: object) -> Path:
+    return cluster.state.audit_log  # type: ignore[attr-defined,no-any-return]

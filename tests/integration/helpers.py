@@ -1,0 +1,69 @@
+"""Small helpers over the real kubectl for integration tests."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from prompt_cluster.testing import kubectl, wait_for
+
+
+def apply(kubeconfig: Path, manifest: dict[str, Any], namespace: str, *, server_side: bool = False) -> None:
+    args = ["-n", namespace, "apply", "-f", "-"]
+    if server_side:
+        args.insert(3, "--server-side")
+    kubectl(kubeconfig, *args, input=json.dumps(manifest, ensure_ascii=False))
+
+
+def get(kubeconfig: Path, namespace: str, kind: str, name: str) -> dict[str, Any] | None:
+    result = kubectl(kubeconfig, "-n", namespace, "get", kind, name, "-o", "json", check=False)
+    if result.returncode != 0:
+        if "NotFound" in result.stderr:
+            return None
+        raise AssertionError(result.stderr)
+    data: dict[str, Any] = json.loads(result.stdout)
+    return data
+
+
+def condition(obj: dict[str, Any], type_: str) -> dict[str, Any] | None:
+    for cond in (obj.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == type_:
+            return dict(cond)
+    return None
+
+
+def wait_prompt(
+    kubeconfig: Path, namespace: str, name: str, *, ready: bool = True, reason: str | None = None,
+    timeout: float = 30,
+) -> dict[str, Any]:
+    """Wait until the Prompt's status describes its current generation with Ready=ready."""
+
+    def settled() -> dict[str, Any] | None:
+        obj = get(kubeconfig, namespace, "prompt", name)
+        if obj is None:
+            return None
+        status = obj.get("status") or {}
+        cond = condition(obj, "Ready")
+        if status.get("observedGeneration") != obj["metadata"]["generation"] or cond is None:
+            return None
+        if cond["status"] != ("True" if ready else "False"):
+            return None
+        if reason is not None and cond["reason"] != reason:
+            return None
+        return obj
+
+    return wait_for(settled, timeout=timeout, message=f"Prompt {namespace}/{name} ready={ready}")
+
+
+def configmap_text(kubeconfig: Path, namespace: str, prompt: str) -> str | None:
+    cm = get(kubeconfig, namespace, "configmap", f"prompt-{prompt}")
+    return None if cm is None else str(cm["data"]["prompt"])
+
+
+def events_for(kubeconfig: Path, namespace: str, name: str) -> list[dict[str, Any]]:
+    data = json.loads(
+        kubectl(kubeconfig, "-n", namespace, "get", "events", "-o", "json",
+                f"--field-selector=involvedObject.name={name}").stdout
+    )
+    return list(data["items"])
