@@ -38,6 +38,12 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
             "crd/prompts.prompts.dev",
         )
         yield running
+        pids = dict(running.state.pids) if running.state else {}
+    # After the session no control-plane process may be left behind.
+    from prompt_cluster.cluster import _alive
+
+    leftovers = [name for name, pid in pids.items() if _alive(pid, name)]
+    assert not leftovers, f"still running after teardown: {leftovers}"
 
 
 @pytest.fixture(scope="session")
