@@ -1,0 +1,60 @@
+# Two commands do all the set-up on a fresh machine:
+#   make demo   # local control plane + operator + sidecar + an app, watch a prompt change live
+#   make test   # the whole test suite (builds what is missing first)
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+STAMP   = $(VENV)/.installed
+
+.PHONY: help venv binaries demo demo-down test unit integration lint bench bench-quick clean
+
+help:
+	@echo "make demo        run the whole chain on a local control plane"
+	@echo "make test        run every test (unit, integration, end to end)"
+	@echo "make unit        unit tests only (seconds, no cluster)"
+	@echo "make lint        ruff and mypy"
+	@echo "make bench       benchmarks (bench/results/latest.json)"
+	@echo "make demo-down   stop the demo's cluster"
+
+$(STAMP): pyproject.toml client/pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $@
+
+venv: $(STAMP)
+
+# Builds kube-apiserver, kube-controller-manager, etcd and helm from their Go
+# modules into ~/.cache/prompt-operator/bin (once; later runs reuse them).
+binaries: $(STAMP)
+	$(BIN)/prompt-operator cluster build
+
+demo: binaries
+	$(BIN)/python hack/demo.py
+
+demo-down: $(STAMP)
+	$(BIN)/prompt-operator cluster down
+
+test: binaries
+	$(BIN)/pytest
+
+unit: $(STAMP)
+	$(BIN)/pytest tests/unit
+
+integration: binaries
+	$(BIN)/pytest tests/integration tests/e2e
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+bench: binaries
+	$(BIN)/python -m bench
+
+bench-quick: binaries
+	$(BIN)/python -m bench --quick
+
+clean:
+	rm -rf $(VENV) build *.egg-info

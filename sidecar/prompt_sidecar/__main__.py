@@ -1,0 +1,3 @@
+from prompt_sidecar.main import run
+
+raise SystemExit(run())
