@@ -151,12 +151,18 @@ class Delivery:
         """Signal every matching pod that lacks ``revision``, wait (bounded) for the
         answers, and count who serves it."""
         ref = prompt.ref
+        previous = self._current.get(ref)
         self._current[ref] = (revision, dict(prompt.labels))
         await self.synced.wait()
         pods = self.matching(ref, prompt.labels)
         lagging = [p for p in pods if self._served.get(p, {}).get(ref.name) != revision]
-        if lagging:
-            waits = [self._send(p, ref.name, revision) for p in lagging]
+        waits = [self._send(p, ref.name, revision) for p in lagging]
+        if previous is not None and previous[1] != prompt.labels:
+            # Pods that selected the old labels but not the new ones must drop the
+            # file: an empty revision tells them "you should not serve this".
+            dropped = set(self.matching(ref, previous[1])) - set(pods)
+            waits += [self._send(p, ref.name, "") for p in dropped]
+        if waits:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(
                     asyncio.gather(*waits, return_exceptions=True), self._config.delivery_wait
@@ -165,6 +171,19 @@ class Delivery:
         self._last_written[ref] = (time.monotonic(), (count.updated, count.subscribed))
         self._stale.discard(ref)
         return count
+
+    async def withdraw(self, ref: PromptRef) -> None:
+        """The Prompt is gone: tell the pods that served it to drop its file."""
+        current = self._current.get(ref)
+        self.forget(ref)
+        if current is None:
+            return
+        waits = [self._send(p, ref.name, "") for p in self.matching(ref, current[1])]
+        if waits:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(
+                    asyncio.gather(*waits, return_exceptions=True), self._config.delivery_wait
+                )
 
     def forget(self, ref: PromptRef) -> None:
         self._current.pop(ref, None)

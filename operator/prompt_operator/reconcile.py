@@ -44,7 +44,7 @@ class Delivery(Protocol):
 
     async def delivered(self, prompt: Prompt, revision: str) -> DeliveryCount: ...
 
-    def forget(self, ref: PromptRef) -> None: ...
+    async def withdraw(self, ref: PromptRef) -> None: ...
 
 
 KeyOwners = Callable[[str, str], Iterable[tuple[str, str]]]
@@ -348,8 +348,6 @@ class Reconciler:
         self._written.pop(ref, None)
         self._attempts.pop(ref, None)
         key = self._keys.pop(ref, None)
-        if self._delivery is not None:
-            self._delivery.forget(ref)
         name = wire.configmap_name(ref.name)
         if self._inventory.digest(ref.namespace, name) is not None:
             # Garbage collection would remove it too, but later; deleting it now
@@ -358,6 +356,8 @@ class Reconciler:
             await self._api.delete(object_path("v1", "configmaps", ref.namespace, name))
             metrics.WRITES.labels("configmap").inc()
             logger.info("Prompt %s deleted; removed ConfigMap %s", ref, name)
+        if self._delivery is not None:
+            await self._delivery.withdraw(ref)
         if key is not None:
             self._refresh_claimants(ref, key)
 

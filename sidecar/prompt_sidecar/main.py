@@ -132,8 +132,8 @@ def run(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         client = KubeClient.from_environment(config.kubeconfig)
-    except (ApiError, OSError) as exc:
-        logger.error("cannot reach the Kubernetes API: %s", exc)
+    except (ApiError, OSError, ValueError) as exc:
+        logger.error("cannot use the Kubernetes credentials: %s", exc)
         return 2
     files = PromptFiles(config.directory, config.ext)
     syncer = Syncer(client, files, config.namespace, selector, resync_seconds=config.resync)

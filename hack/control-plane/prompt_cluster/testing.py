@@ -357,3 +357,103 @@ class OperatorProcess:
             except ValueError:
                 records.append({"message": line, "levelname": "RAW"})
         return records
+
+
+def sidecar_role(admin_kubeconfig: Path | str, namespace: str, out: Path) -> Path:
+    """Least privilege for a sidecar: get/list ConfigMaps in its own namespace, as a
+    kubeconfig for the ``prompt-sidecar`` service account of that namespace."""
+    kubectl(admin_kubeconfig, "-n", namespace, "create", "role", "prompt-sidecar",
+            "--verb=get,list", "--resource=configmaps", check=False)
+    kubectl(admin_kubeconfig, "-n", namespace, "create", "rolebinding", "prompt-sidecar",
+            "--role=prompt-sidecar", f"--serviceaccount={namespace}:prompt-sidecar", check=False)
+    return service_account_kubeconfig(admin_kubeconfig, namespace, "prompt-sidecar", out)
+
+
+class SidecarProcess:
+    """An app pod without a kubelet: the Pod object (subscribed, Running, with a
+    loopback IP) plus `prompt-operator sidecar` as a real process bound to that IP."""
+
+    def __init__(
+        self,
+        admin_kubeconfig: Path,
+        sidecar_kubeconfig: Path,
+        namespace: str,
+        name: str,
+        workdir: Path,
+        *,
+        selector: str = "",
+        resync: float = 300.0,
+        ext: str = ".txt",
+        create_pod: bool = True,
+    ) -> None:
+        self.admin_kubeconfig = admin_kubeconfig
+        self.kubeconfig = sidecar_kubeconfig
+        self.namespace = namespace
+        self.name = name
+        self.ip = next_loopback_ip()
+        self.port = 8470
+        self.dir = workdir / name / "prompts"
+        self.log = workdir / name / "sidecar.log"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.selector = selector
+        self.resync = resync
+        self.ext = ext
+        self.proc: subprocess.Popen[bytes] | None = None
+        if create_pod:
+            make_pod(
+                admin_kubeconfig, namespace, name, self.ip,
+                labels={"prompts.dev/subscribe": "true"},
+                annotations={"prompts.dev/port": str(self.port), "prompts.dev/selector": selector},
+            )
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.ip}:{self.port}"
+
+    def start(self, *, wait_ready: bool = True, timeout: float = 30.0) -> None:
+        self.proc = start_process(
+            [tool("prompt-operator"), "sidecar", f"--dir={self.dir}", f"--port={self.port}",
+             f"--resync={self.resync}", f"--ext={self.ext}", f"--kubeconfig={self.kubeconfig}",
+             "--log-format=json"],
+            env={"POD_NAME": self.name, "POD_NAMESPACE": self.namespace, "POD_IP": self.ip,
+                 "PROMPT_SELECTOR": self.selector},
+            log=self.log,
+        )
+        if wait_ready:
+            wait_for(self.ready, timeout=timeout, interval=0.05,
+                     message=lambda: f"sidecar {self.name} ready; log:\n{self.log.read_text()[-2000:]}")
+
+    def ready(self) -> bool:
+        import urllib.request
+
+        if self.proc is not None and self.proc.poll() is not None:
+            raise AssertionError(f"sidecar exited: {self.log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(self.url + "/readyz", timeout=1) as resp:
+                return bool(resp.status == 200)
+        except OSError:
+            return False
+
+    def health(self) -> dict[str, Any]:
+        import urllib.request
+
+        with urllib.request.urlopen(self.url + "/healthz", timeout=2) as resp:
+            data: dict[str, Any] = json.loads(resp.read())
+            return data
+
+    def file(self, key: str) -> bytes | None:
+        try:
+            return (self.dir / f"{key}{self.ext}").read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_process(self.proc)
+            self.proc = None
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None

@@ -1,0 +1,269 @@
+"""The whole chain: kubectl -> API server -> operator -> signal -> sidecar -> files -> app reader."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from prompt_cluster.testing import SidecarProcess, kubectl, prompt_manifest, sidecar_role, wait_for
+
+from .helpers import apply, condition, get, wait_prompt
+
+pytestmark = pytest.mark.usefixtures("operator")
+
+SidecarFactory = Callable[..., SidecarProcess]
+
+
+@pytest.fixture
+def sidecars(kubeconfig: Path, namespace: str, tmp_path: Path) -> Iterator[SidecarFactory]:
+    """Make app pods with a running sidecar, acting with the sidecar's least privilege."""
+    made: list[SidecarProcess] = []
+    sidecar_kubeconfig = sidecar_role(kubeconfig, namespace, tmp_path / "sidecar.kubeconfig")
+
+    def make(name: str = "app", *, start: bool = True, **kwargs: object) -> SidecarProcess:
+        sidecar = SidecarProcess(kubeconfig, sidecar_kubeconfig, namespace, name, tmp_path,
+                                 **kwargs)  # type: ignore[arg-type]
+        made.append(sidecar)
+        if start:
+            sidecar.start()
+        return sidecar
+
+    yield make
+    for sidecar in made:
+        if sidecar.proc is not None and sidecar.proc.poll() is None:
+            os.kill(sidecar.proc.pid, signal.SIGCONT)
+        sidecar.stop()
+
+
+def post_signal(sidecar: SidecarProcess, body: bytes, ctype: str = "application/json") -> tuple[int, bytes]:
+    request = urllib.request.Request(sidecar.url + "/v1/signal", data=body, method="POST",
+                                     headers={"Content-Type": ctype})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def test_edit_reaches_the_app_file_and_the_reference_reader(
+    kubeconfig: Path, namespace: str, sidecars: SidecarFactory
+) -> None:
+    from prompt_hot_reloading import PromptRegistry
+    from prompt_hot_reloading.prompt_source.file_system_source import FileSystemSource
+
+    apply(kubeconfig, prompt_manifest("greeting", "Hello v0", key="greeting"), namespace)
+    wait_prompt(kubeconfig, namespace, "greeting")
+    app = sidecars("app")
+    assert app.file("greeting") == b"Hello v0"
+    before = {t.ident for t in threading.enumerate()}
+    registry = PromptRegistry(FileSystemSource(str(app.dir)))
+    watchers = [t for t in threading.enumerate() if t.ident not in before]
+    assert registry["greeting"] == "Hello v0"
+    assert set(registry.keys()) == {"greeting"}  # no junk keys from our hidden directory
+
+    texts = [f"Hello v{i}\r\nline two of v{i}\n" for i in range(1, 51)]
+    for text in texts:
+        apply(kubeconfig, prompt_manifest("greeting", text, key="greeting"), namespace)
+    final = texts[-1]
+    wait_for(lambda: app.file("greeting") == final.encode(), timeout=15,
+             message="the last edit in the file")
+    # The reference reader opens files in text mode, so it sees LF for CRLF.
+    wait_for(lambda: registry["greeting"] == final.replace("\r\n", "\n"), timeout=5,
+             message="prompt-hot-reloading to see the last edit")
+    assert watchers and all(t.is_alive() for t in watchers)
+    assert set(registry.keys()) == {"greeting"}
+
+
+def test_concurrent_reader_never_sees_a_torn_or_mixed_file(
+    kubeconfig: Path, namespace: str, sidecars: SidecarFactory
+) -> None:
+    texts = [(f"variant {i} " * 4000 + "\r\n").encode() for i in range(30)]
+    apply(kubeconfig, prompt_manifest("big", texts[0].decode(), fmt="raw"), namespace)
+    wait_prompt(kubeconfig, namespace, "big")
+    app = sidecars("app")
+    path = app.dir / "big.txt"
+    valid, seen_bad, stop = set(texts), [], threading.Event()
+
+    def poll() -> None:
+        while not stop.is_set():
+            try:
+                data = path.read_bytes()
+            except FileNotFoundError:
+                seen_bad.append(b"<missing>")
+                continue
+            if data not in valid:
+                seen_bad.append(data[:80])
+
+    reader = threading.Thread(target=poll)
+    reader.start()
+    try:
+        for text in texts[1:]:
+            apply(kubeconfig, prompt_manifest("big", text.decode(), fmt="raw"), namespace)
+        wait_for(lambda: path.read_bytes() == texts[-1], timeout=15, message="last text")
+    finally:
+        stop.set()
+        reader.join()
+    assert seen_bad == []
+
+
+def test_empty_selector_gets_only_operator_configmaps(
+    kubeconfig: Path, namespace: str, sidecars: SidecarFactory
+) -> None:
+    kubectl(kubeconfig, "-n", namespace, "create", "configmap", "someone-elses",
+            "--from-literal=prompt=not ours")
+    wait_for(lambda: get(kubeconfig, namespace, "configmap", "kube-root-ca.crt"), timeout=30)
+    apply(kubeconfig, prompt_manifest("ours", "ours"), namespace)
+    wait_prompt(kubeconfig, namespace, "ours")
+    app = sidecars("app")
+    assert sorted(p.name for p in app.dir.iterdir()) == [".prompts", "ours.txt"]
+
+
+def test_selector_picks_prompts_and_relabelling_removes_the_file(
+    kubeconfig: Path, namespace: str, sidecars: SidecarFactory
+) -> None:
+    apply(kubeconfig, prompt_manifest("a", "for support", labels={"team": "support"}), namespace)
+    apply(kubeconfig, prompt_manifest("b", "for sales", labels={"team": "sales"}), namespace)
+    wait_prompt(kubeconfig, namespace, "a")
+    wait_prompt(kubeconfig, namespace, "b")
+    support = sidecars("support", selector="team=support")
+    everyone = sidecars("everyone")
+    assert support.file("a") == b"for support" and support.file("b") is None
+    assert everyone.file("a") and everyone.file("b")
+    apply(kubeconfig, prompt_manifest("a", "for support", labels={"team": "other"}), namespace)
+    wait_for(lambda: support.file("a") is None, timeout=10, message="file removed on relabel")
+    assert everyone.file("a") == b"for support"
+
+
+def test_delete_recreate_and_rename_key(
+    kubeconfig: Path, namespace: str, sidecars: SidecarFactory
+) -> None:
+    apply(kubeconfig, prompt_manifest("p", "one", key="old-name"), namespace)
+    wait_prompt(kubeconfig, namespace, "p")
+    app = sidecars("app")
+    assert app.file("old-name") == b"one"
+    apply(kubeconfig, prompt_manifest("p", "one", key="new-name"), namespace)
+    wait_for(lambda: app.file("new-name") == b"one" and app.file("old-name") is None,
+             timeout=10, message="key renamed")
+    kubectl(kubeconfig, "-n", namespace, "delete", "prompt", "p")
+    wait_for(lambda: app.file("new-name") is None, timeout=15, message="file removed on delete")
+    apply(kubeconfig, prompt_manifest("p", "two", key="new-name"), namespace)
+    wait_for(lambda: app.file("new-name") == b"two", timeout=15, message="file back on recreate")
+
+
+def test_sidecar_started_later_or_restarted_catches_up(
+    kubeconfig: Path, namespace: str, sidecars: SidecarFactory
+) -> None:
+    for i in range(5):
+        apply(kubeconfig, prompt_manifest(f"p{i}", f"text {i}"), namespace)
+    app = sidecars("app", start=False)
+    for i in range(5):
+        wait_prompt(kubeconfig, namespace, f"p{i}")
+    app.start()  # ready means every file is already there
+    assert all(app.file(f"p{i}") == f"text {i}".encode() for i in range(5))
+    app.kill()
+    apply(kubeconfig, prompt_manifest("p0", "edited while down"), namespace)
+    wait_prompt(kubeconfig, namespace, "p0")
+    assert app.file("p0") == b"text 0"  # the app keeps serving the last good file meanwhile
+    app.start()
+    assert app.file("p0") == b"edited while down"
+
+
+def test_paused_sidecar_heals_on_resync(
+    kubeconfig: Path, namespace: str, sidecars: SidecarFactory
+) -> None:
+    apply(kubeconfig, prompt_manifest("p", "before"), namespace)
+    wait_prompt(kubeconfig, namespace, "p")
+    app = sidecars("app", resync=2.0)
+    assert app.proc is not None
+    os.kill(app.proc.pid, signal.SIGSTOP)
+    try:
+        for i in range(3):
+            apply(kubeconfig, prompt_manifest("p", f"edit {i}"), namespace)
+        wait_prompt(kubeconfig, namespace, "p")
+        wait_for(lambda: get(kubeconfig, namespace, "configmap", "prompt-p")["data"]["prompt"]
+                 == "edit 2", timeout=10)
+    finally:
+        os.kill(app.proc.pid, signal.SIGCONT)
+    wait_for(lambda: app.file("p") == b"edit 2", timeout=10, message="healed after resume")
+
+
+def test_forged_and_malformed_signals_change_nothing(
+    kubeconfig: Path, namespace: str, sidecars: SidecarFactory
+) -> None:
+    apply(kubeconfig, prompt_manifest("p", "genuine"), namespace)
+    wait_prompt(kubeconfig, namespace, "p")
+    app = sidecars("app")
+    path = app.dir / "p.txt"
+    before = path.stat()
+    status, body = post_signal(app, json.dumps(
+        {"prompts": [{"name": "p", "revision": "0000forged"}, {"name": "nope", "revision": "x"}]}
+    ).encode())
+    assert status == 200
+    assert json.loads(body)["served"] == {"p": get(kubeconfig, namespace, "prompt", "p")["status"]["revision"], "nope": None}  # type: ignore[index]
+    after = path.stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    assert sorted(p.name for p in app.dir.iterdir()) == [".prompts", "p.txt"]
+    assert post_signal(app, b"\xff\xfe garbage")[0] == 400
+    assert post_signal(app, b'{"prompts": "all"}')[0] == 400
+    assert post_signal(app, b'{"prompts": [{"name": "p"}]}')[0] == 400
+    assert post_signal(app, b"{}", ctype="text/plain")[0] == 415
+    assert post_signal(app, b"x" * (1024 * 1024 + 1))[0] == 413
+    assert app.ready()  # still alive and well
+    assert path.read_bytes() == b"genuine"
+
+
+def test_api_server_unreachable_keeps_files_and_reports_degraded(
+    kubeconfig: Path, namespace: str, sidecars: SidecarFactory, tmp_path: Path
+) -> None:
+    apply(kubeconfig, prompt_manifest("p", "kept"), namespace)
+    wait_prompt(kubeconfig, namespace, "p")
+    app = sidecars("app", resync=0.5)
+    app.stop()
+    broken = tmp_path / "broken.kubeconfig"
+    broken.write_text(re.sub(r"server: https://127\.0\.0\.1:\d+", "server: https://127.0.0.1:1",
+                             app.kubeconfig.read_text()))
+    app.kubeconfig = broken  # the API server is "gone" for this sidecar
+    app.start(wait_ready=False)
+    wait_for(lambda: app.health()["status"] == "degraded" if _up(app) else None, timeout=15,
+             message="degraded health")
+    assert app.file("p") == b"kept"
+    assert not app.ready()
+
+
+def _up(app: SidecarProcess) -> bool:
+    try:
+        app.health()
+        return True
+    except OSError:
+        return False
+
+
+def test_delivery_status_counts_pods_and_ignores_dead_ones(
+    kubeconfig: Path, namespace: str, sidecars: SidecarFactory
+) -> None:
+    apply(kubeconfig, prompt_manifest("p", "v1"), namespace)
+    wait_prompt(kubeconfig, namespace, "p")
+    pods = [sidecars(f"pod-{i}") for i in range(3)]
+    wait_for(lambda: (get(kubeconfig, namespace, "prompt", "p")["status"].get("delivery") or {})
+             .get("summary") == "3/3", timeout=20, message="delivery 3/3")
+    pods[2].kill()
+    apply(kubeconfig, prompt_manifest("p", "v2"), namespace)
+    obj = wait_for(
+        lambda: (o := wait_prompt(kubeconfig, namespace, "p"))["status"]["delivery"]["summary"] == "2/3" and o,
+        timeout=20, message="delivery 2/3",
+    )
+    delivered = condition(obj, "Delivered")
+    assert delivered is not None and delivered["status"] == "False"
+    assert "pod-2" in delivered["message"]
+    assert pods[0].file("p") == b"v2" and pods[1].file("p") == b"v2"
+    out = kubectl(kubeconfig, "-n", namespace, "get", "prompt", "p").stdout
+    assert "2/3" in out
