@@ -25,6 +25,8 @@ __all__ = [
     "placeholders",
     "render_template",
     "MissingVariableError",
+    "RenderError",
+    "UnknownVariableError",
 ]
 
 # Reasons are stable, CamelCase and machine-readable; the operator puts them
@@ -42,13 +44,34 @@ class TemplateError(ValueError):
         self.message = message
 
 
-class MissingVariableError(KeyError):
+class RenderError(ValueError):
+    """``render`` could not fill in a prompt; the message names prompt and variable."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class MissingVariableError(RenderError, KeyError):
     """``render`` was called without a value for a placeholder."""
 
     def __init__(self, message: str, missing: tuple[str, ...]) -> None:
-        super().__init__(message)
-        self.message = message
+        RenderError.__init__(self, message)
         self.missing = missing
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UnknownVariableError(RenderError, TypeError):
+    """``render`` was given a variable the prompt does not declare."""
+
+    def __init__(self, message: str, unknown: tuple[str, ...]) -> None:
+        RenderError.__init__(self, message)
+        self.unknown = unknown
 
     def __str__(self) -> str:
         return self.message
@@ -146,10 +169,20 @@ def render_template(
     """Substitute ``variables`` (falling back to ``defaults``) into ``text``.
 
     Raises ``MissingVariableError`` naming the prompt, the missing variables
-    and the declared ones, and ``TemplateError`` for a template that breaks
-    the rules. Unused extra variables are allowed, as with ``str.format``.
+    and the declared ones, ``UnknownVariableError`` for a variable that is not
+    declared (when ``declared`` is given), and ``TemplateError`` for a template
+    that breaks the rules.
     """
     parsed = parse_template(text)
+    if declared is not None:
+        unknown = tuple(name for name in variables if name not in declared)
+        if unknown:
+            listed = ", ".join(declared) if declared else "none"
+            raise UnknownVariableError(
+                f"prompt {prompt!r}: unknown variable(s) {', '.join(unknown)} "
+                f"(declared: {listed})",
+                unknown,
+            )
     values: dict[str, Any] = dict(defaults or {})
     values.update(variables)
     missing = tuple(name for name in parsed.names if name not in values)

@@ -1,0 +1,59 @@
+"""Read prompts delivered by prompt-operator: a hot-reloading prompt registry.
+
+A drop-in for ``prompt-hot-reloading``::
+
+    from prompt_client import create_prompt_registry
+
+    prompts = create_prompt_registry()          # PROMPT_DIR, as the sidecar sets it
+    system = prompts.render("support_agent", customer_name="Ada")
+    prompts.log_usage("support_agent", outcome="resolved")
+
+Reads never block and never return half a file; deleted prompts disappear;
+``snapshot()`` keeps one version for a whole conversation.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from .registry import PromptInfo, PromptRegistry, PromptSnapshot
+from .sources import FileSystemSource
+from .templates import (
+    MissingVariableError,
+    RenderError,
+    TemplateError,
+    UnknownVariableError,
+)
+
+__all__ = [
+    "FileSystemSource",
+    "MissingVariableError",
+    "PromptInfo",
+    "PromptRegistry",
+    "PromptSnapshot",
+    "RenderError",
+    "TemplateError",
+    "UnknownVariableError",
+    "create_prompt_registry",
+]
+__version__ = "0.1.0"
+
+
+def create_prompt_registry(*, defaults: Mapping[str, str] | None = None) -> PromptRegistry:
+    """A registry configured from the environment, like ``prompt-hot-reloading``'s.
+
+    ``PROMPT_SOURCE``: ``fs`` (the default) reads ``PROMPT_DIR`` (default
+    ``prompts``), the directory the prompt-operator sidecar writes.
+    """
+    source = os.getenv("PROMPT_SOURCE", "fs").lower()
+    if source == "s3":
+        raise ValueError(
+            "PROMPT_SOURCE=s3 is not supported by prompt_client. With prompt-operator, "
+            "prompts arrive as files: set PROMPT_SOURCE=fs and PROMPT_DIR to the directory "
+            "the sidecar writes (the injected sidecar sets PROMPT_DIR for you). To keep "
+            "reading S3, pass prompt-hot-reloading's S3PollingSource to PromptRegistry."
+        )
+    if source != "fs":
+        raise ValueError(f"PROMPT_SOURCE={source!r} is unknown; use 'fs' (files in PROMPT_DIR)")
+    return PromptRegistry(FileSystemSource(os.getenv("PROMPT_DIR", "prompts")), defaults=defaults)

@@ -1,0 +1,139 @@
+"""The file contract between the sidecar (writer) and apps (readers).
+
+Layout of a prompt directory ``DIR``::
+
+    DIR/<key><ext>                  the prompt text, exact UTF-8 bytes
+    DIR/.prompts/meta/<key>.json    metadata, written before the text
+    DIR/.prompts/staging/           where new files are written, then renamed
+
+Readers such as ``prompt-hot-reloading`` watch ``DIR`` without recursion, so
+they never see the hidden subdirectory. A reader checks that the text it read
+hashes to ``sha256`` in the metadata; when it does not, the writer is between
+the two renames and the reader reads again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = [
+    "DEFAULT_EXT",
+    "HIDDEN_DIR",
+    "META_DIR",
+    "STAGING_DIR",
+    "MAX_KEY_BYTES",
+    "PromptMeta",
+    "key_problem",
+    "text_sha256",
+    "text_path",
+    "meta_path",
+    "read_meta",
+]
+
+DEFAULT_EXT = ".txt"
+HIDDEN_DIR = ".prompts"
+META_DIR = os.path.join(HIDDEN_DIR, "meta")
+STAGING_DIR = os.path.join(HIDDEN_DIR, "staging")
+META_SUFFIX = ".json"
+# 200 bytes of key + an extension + ".json" stays under NAME_MAX (255 bytes).
+MAX_KEY_BYTES = 200
+CONTRACT_VERSION = 1
+
+
+def key_problem(key: str) -> str | None:
+    """Why ``key`` cannot name a prompt file, or ``None`` when it can.
+
+    A key is the name apps look a prompt up by; the file is ``<key><ext>``
+    directly in the prompt directory, so a key can never be a path.
+    """
+    if not key:
+        return "the key is empty"
+    if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
+        return f"the key is longer than {MAX_KEY_BYTES} bytes in UTF-8"
+    if "/" in key or "\\" in key:
+        return "the key contains a slash; it names a file, not a path"
+    if "\x00" in key:
+        return "the key contains a NUL character"
+    if key.startswith("."):
+        return "the key starts with '.'; hidden names are reserved for metadata"
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in key):
+        return "the key contains a control character"
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        return "the key is not valid UTF-8"
+    return None
+
+
+def text_sha256(data: bytes) -> str:
+    """Hex SHA-256 of the exact bytes of a prompt file."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def text_path(directory: str, key: str, ext: str = DEFAULT_EXT) -> str:
+    """Path of the prompt file for ``key``."""
+    return os.path.join(directory, key + ext)
+
+
+def meta_path(directory: str, key: str) -> str:
+    """Path of the metadata file for ``key``."""
+    return os.path.join(directory, META_DIR, key + META_SUFFIX)
+
+
+@dataclass(frozen=True)
+class PromptMeta:
+    """What the sidecar records about one prompt file.
+
+    ``sha256`` is the hash of the text file's bytes, so a reader can tell
+    whether the text it read belongs to this metadata. ``variables`` are the
+    declared variable names, ``defaults`` their default values.
+    """
+
+    key: str
+    prompt: str  # "<namespace>/<name>" of the source Prompt
+    revision: str
+    sha256: str
+    updated_at: str  # RFC 3339, UTC
+    variables: tuple[str, ...] = ()
+    defaults: dict[str, str] = field(default_factory=dict)
+    format: str = "python"
+    variant: str | None = None
+    variants: dict[str, Any] = field(default_factory=dict)
+    version: int = CONTRACT_VERSION
+
+    def to_json(self) -> bytes:
+        data = asdict(self)
+        data["variables"] = list(self.variables)
+        return json.dumps(data, ensure_ascii=False, sort_keys=True).encode("utf-8")
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> PromptMeta:
+        data = json.loads(raw.decode("utf-8"))
+        if not isinstance(data, dict):
+            raise ValueError("metadata is not a JSON object")
+        return cls(
+            key=str(data["key"]),
+            prompt=str(data.get("prompt", "")),
+            revision=str(data["revision"]),
+            sha256=str(data["sha256"]),
+            updated_at=str(data.get("updated_at", "")),
+            variables=tuple(str(v) for v in data.get("variables", ())),
+            defaults={str(k): str(v) for k, v in dict(data.get("defaults", {})).items()},
+            format=str(data.get("format", "python")),
+            variant=data.get("variant"),
+            variants=dict(data.get("variants", {})),
+            version=int(data.get("version", CONTRACT_VERSION)),
+        )
+
+
+def read_meta(directory: str, key: str) -> PromptMeta | None:
+    """The metadata for ``key``, or ``None`` when absent or unreadable."""
+    try:
+        with open(meta_path(directory, key), "rb") as handle:
+            return PromptMeta.from_json(handle.read())
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
