@@ -34,7 +34,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     with local_cluster(tmp_path_factory.mktemp("cluster")) as running:
         kubectl(running.kubeconfig, "apply", "--server-side", "-f", str(REPO / "crds"))
         kubectl(
-            running.kubeconfig, "wait", "--for=condition=Established", "--timeout=60s",
+            running.kubeconfig,
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
             "crd/prompts.prompts.dev",
         )
         yield running
@@ -60,8 +63,12 @@ def namespace(kubeconfig: Path, request: pytest.FixtureRequest) -> Iterator[str]
     name = f"{slug}-{uuid.uuid4().hex[:6]}"
     kubectl(kubeconfig, "create", "namespace", name)
     wait_for(
-        lambda: kubectl(kubeconfig, "-n", name, "get", "serviceaccount", "default",
-                        check=False).returncode == 0,
+        lambda: (
+            kubectl(
+                kubeconfig, "-n", name, "get", "serviceaccount", "default", check=False
+            ).returncode
+            == 0
+        ),
         timeout=30,
         message=f"default service account in {name}",
     )

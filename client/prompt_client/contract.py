@@ -23,15 +23,15 @@ from typing import Any
 __all__ = [
     "DEFAULT_EXT",
     "HIDDEN_DIR",
+    "MAX_KEY_BYTES",
     "META_DIR",
     "STAGING_DIR",
-    "MAX_KEY_BYTES",
     "PromptMeta",
     "key_problem",
-    "text_sha256",
-    "text_path",
     "meta_path",
     "read_meta",
+    "text_path",
+    "text_sha256",
 ]
 
 DEFAULT_EXT = ".txt"

@@ -121,6 +121,7 @@ def _load(directory: str, name: str, path: str, old: _Entry | None) -> _Entry | 
             return _entry(name, data, digest, meta, signature)
         time.sleep(0.005)  # between the sidecar's two renames: read again
     logger.warning("prompt %r: text and metadata disagree; serving the text without metadata", name)
+    assert signature is not None
     return _entry(name, data, digest, None, signature)
 
 
@@ -318,7 +319,9 @@ class PromptRegistry(Mapping[str, str]):
     def _set_text(self, name: str, text: str) -> None:
         with self._lock:
             entries = dict(self._entries)
-            entries[name] = _Entry(text, PromptInfo(name, None, None, None, _now(), None), (0, 0, 0))
+            entries[name] = _Entry(
+                text, PromptInfo(name, None, None, None, _now(), None), (0, 0, 0)
+            )
             self._entries = entries
         self._publish([(name, None)])
 

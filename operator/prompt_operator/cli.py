@@ -14,7 +14,6 @@ prompt-operator <command> [options]
 commands:
   run        run the operator (watches Prompts, writes ConfigMaps, signals sidecars)
   sidecar    run the sidecar beside an app (writes prompt files into a shared volume)
-  validate   check Prompt manifests offline, for CI pipelines
   cluster    start, stop or inspect a local control plane for demos and tests
 
 `prompt-operator <command> --help` describes each command.
@@ -50,8 +49,10 @@ def _cluster(argv: list[str]) -> int:
             already = cluster.running() is not None
             state = cluster.up()
             word = "already running" if already else "ready"
-            print(f"cluster {word}: {state.server} (logs in {cluster.state_dir / 'logs'})",
-                  file=sys.stderr)
+            print(
+                f"cluster {word}: {state.server} (logs in {cluster.state_dir / 'logs'})",
+                file=sys.stderr,
+            )
             print(f"export KUBECONFIG={state.kubeconfig}")
         elif args.action == "down":
             stopped = cluster.down()
@@ -82,10 +83,6 @@ def main(argv: list[str] | None = None) -> int:
         from prompt_operator.runner import run as run_operator
 
         return run_operator(rest)
-    if command == "validate":
-        from prompt_operator.validate import main as run_validate
-
-        return run_validate(rest)
     print(f"prompt-operator: unknown command {command!r}\n\n{_USAGE}", file=sys.stderr)
     return 2
 

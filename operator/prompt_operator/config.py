@@ -36,60 +36,78 @@ def parser() -> argparse.ArgumentParser:
         "variable fallback, shown in brackets.",
     )
     p.add_argument(
-        "--namespace", "-n", action="append", default=None, metavar="NS",
+        "--namespace",
+        "-n",
+        action="append",
+        default=None,
+        metavar="NS",
         help="watch only this namespace; repeat for several "
         "[PROMPT_OPERATOR_NAMESPACES, comma-separated; default: all namespaces]",
     )
     p.add_argument(
-        "--log-format", choices=["auto", "json", "text"],
+        "--log-format",
+        choices=["auto", "json", "text"],
         default=_env("PROMPT_OPERATOR_LOG_FORMAT", "auto"),
         help="json in a cluster, text on a terminal (auto picks by whether stderr "
         "is a terminal) [PROMPT_OPERATOR_LOG_FORMAT]",
     )
     p.add_argument("--verbose", "-v", action="store_true", help="debug logging")
     p.add_argument(
-        "--health-host", default=_env("PROMPT_OPERATOR_HEALTH_HOST", "0.0.0.0"),
+        "--health-host",
+        default=_env("PROMPT_OPERATOR_HEALTH_HOST", "0.0.0.0"),
         help="address of the liveness endpoint [PROMPT_OPERATOR_HEALTH_HOST; default 0.0.0.0]",
     )
     p.add_argument(
-        "--health-port", type=int, default=int(_env("PROMPT_OPERATOR_HEALTH_PORT", "8080")),
+        "--health-port",
+        type=int,
+        default=int(_env("PROMPT_OPERATOR_HEALTH_PORT", "8080")),
         help="port of the liveness endpoint /healthz; 0 disables [PROMPT_OPERATOR_HEALTH_PORT; "
         "default 8080]",
     )
     p.add_argument(
-        "--metrics-port", type=int, default=int(_env("PROMPT_OPERATOR_METRICS_PORT", "9090")),
+        "--metrics-port",
+        type=int,
+        default=int(_env("PROMPT_OPERATOR_METRICS_PORT", "9090")),
         help="port of the Prometheus /metrics endpoint; 0 disables "
         "[PROMPT_OPERATOR_METRICS_PORT; default 9090]",
     )
     p.add_argument(
-        "--workers", type=int, default=int(_env("PROMPT_OPERATOR_WORKERS", "32")),
+        "--workers",
+        type=int,
+        default=int(_env("PROMPT_OPERATOR_WORKERS", "32")),
         help="Prompts reconciled at once [PROMPT_OPERATOR_WORKERS; default 32]",
     )
     p.add_argument(
-        "--signal-timeout", type=float,
+        "--signal-timeout",
+        type=float,
         default=float(_env("PROMPT_OPERATOR_SIGNAL_TIMEOUT", "2")),
         help="seconds to wait for one sidecar's answer [PROMPT_OPERATOR_SIGNAL_TIMEOUT; default 2]",
     )
     p.add_argument(
-        "--signal-concurrency", type=int,
+        "--signal-concurrency",
+        type=int,
         default=int(_env("PROMPT_OPERATOR_SIGNAL_CONCURRENCY", "64")),
         help="signal requests in flight at once [PROMPT_OPERATOR_SIGNAL_CONCURRENCY; default 64]",
     )
     p.add_argument(
-        "--delivery-wait", type=float,
+        "--delivery-wait",
+        type=float,
         default=float(_env("PROMPT_OPERATOR_DELIVERY_WAIT", "1")),
         help="after an edit, seconds to wait for sidecars' answers so the one status write "
         "includes delivery [PROMPT_OPERATOR_DELIVERY_WAIT; default 1]",
     )
     p.add_argument(
-        "--delivery-refresh", type=float,
+        "--delivery-refresh",
+        type=float,
         default=float(_env("PROMPT_OPERATOR_DELIVERY_REFRESH", "10")),
         help="at most how often (seconds) one Prompt's status.delivery is rewritten when pods "
         "come and go [PROMPT_OPERATOR_DELIVERY_REFRESH; default 10]",
     )
     p.add_argument(
-        "--kubeconfig", default=None,
-        help="kubeconfig file [KUBECONFIG; default: in-cluster service account, then ~/.kube/config]",
+        "--kubeconfig",
+        default=None,
+        help="kubeconfig file [KUBECONFIG; default: the in-cluster service account, "
+        "then ~/.kube/config]",
     )
     return p
 

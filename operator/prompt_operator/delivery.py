@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
-
 from prompt_sidecar import wire
 from prompt_sidecar.selector import Selector, SelectorError, parse_selector
 
@@ -65,14 +64,23 @@ def subscriber_from_pod(pod: Mapping[str, Any]) -> Subscriber | None:
         port = int(annotations.get(wire.PORT_ANNOTATION) or wire.DEFAULT_PORT)
         selector = parse_selector(annotations.get(wire.SELECTOR_ANNOTATION))
     except (ValueError, SelectorError) as exc:
-        logger.warning("Pod %s/%s: bad subscription annotations: %s",
-                       meta.get("namespace"), meta.get("name"), exc)
+        logger.warning(
+            "Pod %s/%s: bad subscription annotations: %s",
+            meta.get("namespace"),
+            meta.get("name"),
+            exc,
+        )
         return None
     if not 0 < port < 65536:
         return None
     host = f"[{ip}]" if ":" in ip else ip
-    return Subscriber(str(meta.get("namespace")), str(meta.get("name")), str(meta.get("uid")),
-                      f"{host}:{port}", selector)
+    return Subscriber(
+        str(meta.get("namespace")),
+        str(meta.get("name")),
+        str(meta.get("uid")),
+        f"{host}:{port}",
+        selector,
+    )
 
 
 @dataclass
@@ -94,15 +102,21 @@ class DeliveryCount:
 def delivered_condition(count: DeliveryCount, revision: str) -> Condition:
     """The ``Delivered`` condition, separate from ``Ready``: do the pods have it?"""
     if count.subscribed == 0:
-        return Condition("Delivered", True, "NoSubscribers", "no subscribed pod selects this Prompt")
+        return Condition(
+            "Delivered", True, "NoSubscribers", "no subscribed pod selects this Prompt"
+        )
     if count.updated == count.subscribed:
         return Condition(
-            "Delivered", True, "AllPodsUpdated",
+            "Delivered",
+            True,
+            "AllPodsUpdated",
             f"{count.updated}/{count.subscribed} subscribed pods serve revision {revision}",
         )
     waiting = ", ".join(count.missing[:5]) + (" ..." if len(count.missing) > 5 else "")
     return Condition(
-        "Delivered", False, "PodsPending",
+        "Delivered",
+        False,
+        "PodsPending",
         f"{count.updated}/{count.subscribed} subscribed pods serve revision {revision}; "
         f"waiting for {waiting}",
     )
@@ -137,14 +151,20 @@ class Delivery:
 
     def matching(self, ref: PromptRef, labels: Mapping[str, str]) -> list[PodKey]:
         return [
-            key for key, pod in self._pods.items()
+            key
+            for key, pod in self._pods.items()
             if pod.namespace == ref.namespace and pod.selector.matches(labels)
         ]
 
     def count(self, ref: PromptRef, revision: str, labels: Mapping[str, str]) -> DeliveryCount:
         pods = self.matching(ref, labels)
-        missing = tuple(sorted(name for ns, name in pods
-                               if self._served.get((ns, name), {}).get(ref.name) != revision))
+        missing = tuple(
+            sorted(
+                name
+                for ns, name in pods
+                if self._served.get((ns, name), {}).get(ref.name) != revision
+            )
+        )
         return DeliveryCount(len(pods) - len(missing), len(pods), missing)
 
     async def delivered(self, prompt: Prompt, revision: str) -> DeliveryCount:
@@ -221,15 +241,20 @@ class Delivery:
                     await backoff_sleep(attempt, base=0.1, cap=2)
                     continue
                 _release(waiters)
-                logger.info("Pod %s/%s did not answer %d signals; it heals on its resync",
-                            *pod_key, MAX_SIGNAL_ATTEMPTS)
+                logger.info(
+                    "Pod %s/%s did not answer %d signals; it heals on its resync",
+                    *pod_key,
+                    MAX_SIGNAL_ATTEMPTS,
+                )
                 attempt = 0
                 continue
             attempt = 0
             self._record(pod_key, served)
             _release(waiters)
 
-    async def _signal(self, pod: Subscriber, batch: Mapping[str, str]) -> dict[str, str | None] | None:
+    async def _signal(
+        self, pod: Subscriber, batch: Mapping[str, str]
+    ) -> dict[str, str | None] | None:
         if self._http is None or self._http.closed:
             self._http = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=self._config.signal_timeout, sock_connect=1),
@@ -246,8 +271,13 @@ class Delivery:
                     body = await resp.read()
                     if resp.status != 200:
                         metrics.SIGNALS.labels("rejected").inc()
-                        logger.warning("Pod %s/%s rejected a signal: %s %s", pod.namespace,
-                                       pod.name, resp.status, body[:200])
+                        logger.warning(
+                            "Pod %s/%s rejected a signal: %s %s",
+                            pod.namespace,
+                            pod.name,
+                            resp.status,
+                            body[:200],
+                        )
                         return None
                     served = wire.parse_signal_response(body)
             except (aiohttp.ClientError, asyncio.TimeoutError, OSError, wire.SignalError) as exc:
@@ -269,12 +299,14 @@ class Delivery:
 
     async def run(self) -> None:
         paths = (
-            ["/api/v1/pods"] if not self._config.namespaces
+            ["/api/v1/pods"]
+            if not self._config.namespaces
             else [f"/api/v1/namespaces/{ns}/pods" for ns in self._config.namespaces]
         )
         listed: set[str] = set()
-        await asyncio.gather(*(self._follow(p, listed, len(paths)) for p in paths),
-                             self._refresh_loop())
+        await asyncio.gather(
+            *(self._follow(p, listed, len(paths)) for p in paths), self._refresh_loop()
+        )
 
     def _pod_changed(self, key: PodKey, sub: Subscriber | None) -> None:
         before = self._pods.get(key)
@@ -324,8 +356,9 @@ class Delivery:
                     self.synced.set()
                 attempt = 0
                 while True:
-                    async for event in self._api.watch(path, {"labelSelector": POD_SELECTOR},
-                                                       version):
+                    async for event in self._api.watch(
+                        path, {"labelSelector": POD_SELECTOR}, version
+                    ):
                         pod = event.get("object") or {}
                         meta = pod.get("metadata") or {}
                         version = str(meta.get("resourceVersion") or version)
@@ -333,12 +366,20 @@ class Delivery:
                         if kind == "BOOKMARK":
                             continue
                         key = (str(meta.get("namespace")), str(meta.get("name")))
-                        self._pod_changed(key, None if kind == "DELETED" else subscriber_from_pod(pod))
+                        self._pod_changed(
+                            key, None if kind == "DELETED" else subscriber_from_pod(pod)
+                        )
             except Gone:
                 logger.info("Pod watch on %s expired; listing again", path)
             except asyncio.CancelledError:
                 raise
-            except (ApiError, aiohttp.ClientError, OSError, asyncio.TimeoutError, ValueError) as exc:
+            except (
+                ApiError,
+                aiohttp.ClientError,
+                OSError,
+                asyncio.TimeoutError,
+                ValueError,
+            ) as exc:
                 logger.warning("Pod watch on %s failed: %s; retrying", path, exc)
                 await backoff_sleep(attempt)
                 attempt += 1

@@ -41,11 +41,15 @@ class Runtime:
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
 
-@kopf.on.login()
-def login(settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInfo | None:
+def _credentials(settings: kopf.OperatorSettings) -> kopf.ConnectionInfo | None:
     return kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(
         settings=settings
     )
+
+
+@kopf.on.login()
+def login(settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInfo | None:
+    return _credentials(settings)
 
 
 @kopf.on.startup()
@@ -64,7 +68,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 30
 
-    info = login(settings=settings)
+    info = _credentials(settings)
     if info is None:
         raise kopf.PermanentError(
             "no Kubernetes credentials: run in a pod with a service account, "
@@ -80,7 +84,10 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     inventory = Inventory(api, config.namespaces, on_deleted=vanished)
     delivery = Delivery(api, config)
     reconciler = Reconciler(
-        api, inventory, key_owners=lambda ns, key: (), delivery=delivery,
+        api,
+        inventory,
+        key_owners=lambda ns, key: (),
+        delivery=delivery,
         workers=config.workers,
     )
     reconciler_box.append(reconciler)
@@ -111,8 +118,8 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
 
 @kopf.index(GROUP, VERSION, PLURAL)
 def prompt_keys(
-    namespace: str, name: str, spec: kopf.Spec, meta: kopf.Meta, **_: Any
-) -> dict[tuple[str, str], tuple[str, str]]:
+    namespace: str | None, name: str, spec: kopf.Spec, meta: kopf.Meta, **_: Any
+) -> dict[tuple[str | None, str], tuple[str, str]]:
     """(namespace, key) -> (creationTimestamp, name): who claims which key.
 
     kopf fills indexes from a full listing before any other handler runs, so
@@ -125,11 +132,16 @@ def prompt_keys(
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
 def prompt_event(
-    event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, prompt_keys: kopf.Index[Any, Any],
+    event: kopf.RawEvent,
+    body: kopf.Body,
+    memo: kopf.Memo,
+    prompt_keys: kopf.Index[Any, Any] | None = None,
     **_: Any,
 ) -> None:
     runtime: Runtime = memo["runtime"]
-    runtime.reconciler.set_key_owners(lambda ns, key: list(prompt_keys.get((ns, key), [])))
+    if prompt_keys is not None:
+        keys = prompt_keys
+        runtime.reconciler.set_key_owners(lambda ns, key: list(keys.get((ns, key), [])))
     if event.get("type") == "DELETED":
         runtime.reconciler.submit_deleted(body)
     else:

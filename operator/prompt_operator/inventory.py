@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-
-import aiohttp
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import aiohttp
 from prompt_sidecar import wire
 
 from .configmap import DIGEST_ANNOTATION
@@ -124,7 +123,13 @@ class Inventory:
                 logger.info("ConfigMap watch on %s expired; listing again", path)
             except asyncio.CancelledError:
                 raise
-            except (ApiError, aiohttp.ClientError, OSError, asyncio.TimeoutError, ValueError) as exc:
+            except (
+                ApiError,
+                aiohttp.ClientError,
+                OSError,
+                asyncio.TimeoutError,
+                ValueError,
+            ) as exc:
                 logger.warning("ConfigMap watch on %s failed: %s; retrying", path, exc)
                 await backoff_sleep(attempt)
                 attempt += 1

@@ -26,7 +26,9 @@ logger = logging.getLogger(__name__)
 FIELD_MANAGER = "prompt-operator"
 # Ask for metadata only: the operator never needs ConfigMap text in memory.
 METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
-METADATA_ONLY_WATCH = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
+METADATA_ONLY_WATCH = (
+    "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
+)
 
 
 class ApiError(Exception):

@@ -11,9 +11,7 @@ RECONCILE_ERRORS = Counter(
 WRITES = Counter(
     "prompt_operator_api_writes_total", "Write requests sent to the API server", ["kind"]
 )
-SIGNALS = Counter(
-    "prompt_operator_signals_total", "Signal requests sent to sidecars", ["result"]
-)
+SIGNALS = Counter("prompt_operator_signals_total", "Signal requests sent to sidecars", ["result"])
 SIGNAL_SECONDS = Histogram(
     "prompt_operator_signal_seconds",
     "Time from sending a signal to the sidecar's answer",

@@ -52,7 +52,7 @@ def check_format(prompt: Prompt, rendered: Rendered) -> Problem | None:
     if prompt.format in ("python", "raw"):
         return None
     return Problem(
-        "InvalidFormat", f"spec.format is {prompt.format!r}; use \"python\" (default) or \"raw\""
+        "InvalidFormat", f'spec.format is {prompt.format!r}; use "python" (default) or "raw"'
     )
 
 

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import aiohttp
-
 from prompt_sidecar import wire
 
 from . import metrics
@@ -154,7 +153,11 @@ class Reconciler:
                 raise
             except (ApiError, aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
                 metrics.RECONCILE_ERRORS.inc()
-                level = logging.WARNING if self._attempts.get(ref, 0) < MAX_ATTEMPTS_LOGGED else logging.DEBUG
+                level = (
+                    logging.WARNING
+                    if self._attempts.get(ref, 0) < MAX_ATTEMPTS_LOGGED
+                    else logging.DEBUG
+                )
                 logger.log(level, "Prompt %s: reconcile failed, will retry: %s", ref, exc)
                 self._retry_later(ref)
             except Exception:
@@ -192,8 +195,12 @@ class Reconciler:
             prompt = parse_prompt(body)
         except SpecError as exc:
             await self._write_status(
-                ref, body, str((body.get("metadata") or {}).get("uid", "")),
-                Condition("Ready", False, "InvalidSpec", str(exc)), revision=None, key=None,
+                ref,
+                body,
+                str((body.get("metadata") or {}).get("uid", "")),
+                Condition("Ready", False, "InvalidSpec", str(exc)),
+                revision=None,
+                key=None,
             )
             return
         previous_key = self._keys.get(ref)
@@ -227,8 +234,12 @@ class Reconciler:
                 problem = Problem("WriteFailed", f"the ConfigMap could not be written: {exc}")
         if problem is not None:
             await self._write_status(
-                ref, body, prompt.uid, Condition("Ready", False, problem.reason, problem.message),
-                revision=None, key=None,
+                ref,
+                body,
+                prompt.uid,
+                Condition("Ready", False, problem.reason, problem.message),
+                revision=None,
+                key=None,
             )
             return
         extra: dict[str, Any] | None = None
@@ -239,15 +250,27 @@ class Reconciler:
             delivered = delivered_condition(count, rendered.revision)
         cm_name = wire.configmap_name(ref.name)
         await self._write_status(
-            ref, body, prompt.uid,
-            Condition("Ready", True, "Rendered",
-                      f"revision {rendered.revision} is in ConfigMap {cm_name}"),
-            revision=rendered.revision, key=rendered.key, extra=extra, delivered=delivered,
+            ref,
+            body,
+            prompt.uid,
+            Condition(
+                "Ready", True, "Rendered", f"revision {rendered.revision} is in ConfigMap {cm_name}"
+            ),
+            revision=rendered.revision,
+            key=rendered.key,
+            extra=extra,
+            delivered=delivered,
         )
         if wrote:
             for warning in verdict.warnings:
-                await post_event(self._api, ref, prompt.uid, warning=True,
-                                 reason=warning.reason, message=warning.message)
+                await post_event(
+                    self._api,
+                    ref,
+                    prompt.uid,
+                    warning=True,
+                    reason=warning.reason,
+                    message=warning.message,
+                )
 
     async def _apply_configmap(self, prompt: Prompt, rendered: Any) -> bool:
         body = build_configmap(prompt, rendered)
@@ -258,8 +281,9 @@ class Reconciler:
         await self._api.apply(object_path("v1", "configmaps", prompt.ref.namespace, name), body)
         metrics.WRITES.labels("configmap").inc()
         self._inventory.record(prompt.ref.namespace, name, digest, prompt.ref.name)
-        logger.info("Prompt %s: ConfigMap %s now at revision %s",
-                    prompt.ref, name, rendered.revision)
+        logger.info(
+            "Prompt %s: ConfigMap %s now at revision %s", prompt.ref, name, rendered.revision
+        )
         return True
 
     async def _write_status(
@@ -282,11 +306,22 @@ class Reconciler:
             extra = {"delivery": current["delivery"]}
             kept = condition(current, "Delivered")
             if kept is not None:
-                conditions.append(Condition("Delivered", kept.get("status") == "True",
-                                            str(kept.get("reason")), str(kept.get("message"))))
+                conditions.append(
+                    Condition(
+                        "Delivered",
+                        kept.get("status") == "True",
+                        str(kept.get("reason")),
+                        str(kept.get("message")),
+                    )
+                )
         desired = build_status(
-            current, generation=generation, conditions=conditions, revision=revision, key=key,
-            now=now_rfc3339(), extra=extra,
+            current,
+            generation=generation,
+            conditions=conditions,
+            revision=revision,
+            key=key,
+            now=now_rfc3339(),
+            extra=extra,
         )
         patch = status_patch(current, desired)
         if not patch:
@@ -298,12 +333,14 @@ class Reconciler:
         self._written[ref] = _Written(_rv(result or {}), (result or {}).get("status") or desired)
         before = condition(current, "Ready")
         if not ready.status and (
-            before is None or before.get("reason") != ready.reason
+            before is None
+            or before.get("reason") != ready.reason
             or before.get("message") != ready.message
         ):
             logger.warning("Prompt %s is not ready: %s: %s", ref, ready.reason, ready.message)
-            await post_event(self._api, ref, uid, warning=True,
-                             reason=ready.reason, message=ready.message)
+            await post_event(
+                self._api, ref, uid, warning=True, reason=ready.reason, message=ready.message
+            )
 
     def _latest_status(self, ref: PromptRef, body: Mapping[str, Any]) -> Mapping[str, Any]:
         current: Mapping[str, Any] = body.get("status") or {}
@@ -325,13 +362,20 @@ class Reconciler:
             return
         generation = int((body.get("metadata") or {}).get("generation") or 0)
         desired = build_status(
-            current, generation=int(ready.get("observedGeneration") or generation),
+            current,
+            generation=int(ready.get("observedGeneration") or generation),
             conditions=[
-                Condition("Ready", ready.get("status") == "True", str(ready.get("reason")),
-                          str(ready.get("message"))),
+                Condition(
+                    "Ready",
+                    ready.get("status") == "True",
+                    str(ready.get("reason")),
+                    str(ready.get("message")),
+                ),
                 delivered_condition(count, revision),
             ],
-            revision=revision, key=None, now=now_rfc3339(),
+            revision=revision,
+            key=None,
+            now=now_rfc3339(),
             extra={"delivery": delivery_field(count)},
         )
         desired["observedGeneration"] = current.get("observedGeneration", generation)

@@ -41,9 +41,7 @@ def run(argv: Sequence[str] | None = None) -> int:
 
         start_http_server(config.metrics_port, addr=config.health_host)
     liveness = (
-        f"http://{config.health_host}:{config.health_port}/healthz"
-        if config.health_port
-        else None
+        f"http://{config.health_host}:{config.health_port}/healthz" if config.health_port else None
     )
     asyncio.run(
         kopf.operator(

@@ -96,11 +96,7 @@ class PromptFiles:
         name = meta.key + self.ext
         with self._dirs() as (target, meta_dir, staging):
             current = _read_meta(meta_dir, meta.key)
-            if (
-                current is not None
-                and _same(current, meta)
-                and _read_file(target, name) == data
-            ):
+            if current is not None and _same(current, meta) and _read_file(target, name) == data:
                 return False
             _place(staging, meta_dir, meta.key + META_SUFFIX, meta.to_json(), self.directory)
             _place(staging, target, name, data, self.directory)

@@ -53,7 +53,9 @@ def _material(data: str | None, path: str | None, base_dir: str) -> bytes | None
     return None
 
 
-def _context(ca: bytes | None, cert: bytes | None, key: bytes | None, insecure: bool) -> ssl.SSLContext:
+def _context(
+    ca: bytes | None, cert: bytes | None, key: bytes | None, insecure: bool
+) -> ssl.SSLContext:
     context = ssl.create_default_context(cadata=ca.decode() if ca else None)
     if insecure:
         context.check_hostname = False
@@ -86,8 +88,11 @@ def load_kubeconfig(path: str) -> _Auth:
     if not cluster.get("server"):
         raise ApiError(f"kubeconfig {path}: no server in the current context")
     ctx = _context(
-        _material(cluster.get("certificate-authority-data"),
-                  cluster.get("certificate-authority"), base_dir),
+        _material(
+            cluster.get("certificate-authority-data"),
+            cluster.get("certificate-authority"),
+            base_dir,
+        ),
         _material(user.get("client-certificate-data"), user.get("client-certificate"), base_dir),
         _material(user.get("client-key-data"), user.get("client-key"), base_dir),
         bool(cluster.get("insecure-skip-tls-verify")),
@@ -96,7 +101,10 @@ def load_kubeconfig(path: str) -> _Auth:
 
 
 def in_cluster() -> _Auth:
-    host, port = os.environ.get("KUBERNETES_SERVICE_HOST"), os.environ.get("KUBERNETES_SERVICE_PORT")
+    host, port = (
+        os.environ.get("KUBERNETES_SERVICE_HOST"),
+        os.environ.get("KUBERNETES_SERVICE_PORT"),
+    )
     if not host or not os.path.exists(os.path.join(SERVICE_ACCOUNT_DIR, "token")):
         raise ApiError(
             "no credentials: not running in a pod with a service account token "
@@ -105,8 +113,11 @@ def in_cluster() -> _Auth:
     with open(os.path.join(SERVICE_ACCOUNT_DIR, "ca.crt"), "rb") as handle:
         ca = handle.read()
     server = f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"
-    return _Auth(server, _context(ca, None, None, False),
-                 token_file=os.path.join(SERVICE_ACCOUNT_DIR, "token"))
+    return _Auth(
+        server,
+        _context(ca, None, None, False),
+        token_file=os.path.join(SERVICE_ACCOUNT_DIR, "token"),
+    )
 
 
 class KubeClient:
@@ -156,8 +167,13 @@ class KubeClient:
                     self._conn.close()
                     self._conn = None
                     if attempt == 0 and isinstance(
-                        exc, (http.client.RemoteDisconnected, BrokenPipeError,
-                              ConnectionResetError, http.client.CannotSendRequest)
+                        exc,
+                        (
+                            http.client.RemoteDisconnected,
+                            BrokenPipeError,
+                            ConnectionResetError,
+                            http.client.CannotSendRequest,
+                        ),
                     ):
                         continue  # a kept-alive connection the server closed; retry once
                     raise ApiError(f"API server unreachable: {exc}") from exc

@@ -66,29 +66,49 @@ def parse_args(argv: Sequence[str] | None) -> SidecarConfig:
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--dir", default=_env("PROMPT_DIR"),
-                   help="directory to write prompt files into [PROMPT_DIR] (required)")
-    p.add_argument("--port", type=int, default=int(_env("PROMPT_SIDECAR_PORT",
-                                                         str(wire.DEFAULT_PORT))),
-                   help=f"port for signals, health and metrics [PROMPT_SIDECAR_PORT; "
-                        f"default {wire.DEFAULT_PORT}]; must match the pod's prompts.dev/port")
-    p.add_argument("--ext", default=_env("PROMPT_EXT", DEFAULT_EXT),
-                   help=f"file extension [PROMPT_EXT; default {DEFAULT_EXT}]")
-    p.add_argument("--resync", type=float, default=float(_env("PROMPT_RESYNC_SECONDS", "300")),
-                   help="seconds between full re-lists that heal missed signals "
-                        "[PROMPT_RESYNC_SECONDS; default 300]")
-    p.add_argument("--kubeconfig", default=_env("KUBECONFIG") or None,
-                   help="kubeconfig file [KUBECONFIG; default: the pod's service account]")
-    p.add_argument("--log-format", choices=["auto", "json", "text"],
-                   default=_env("PROMPT_LOG_FORMAT", "auto"),
-                   help="json in a cluster, text on a terminal [PROMPT_LOG_FORMAT; default auto]")
+    p.add_argument(
+        "--dir",
+        default=_env("PROMPT_DIR"),
+        help="directory to write prompt files into [PROMPT_DIR] (required)",
+    )
+    p.add_argument(
+        "--port",
+        type=int,
+        default=int(_env("PROMPT_SIDECAR_PORT", str(wire.DEFAULT_PORT))),
+        help=f"port for signals, health and metrics [PROMPT_SIDECAR_PORT; "
+        f"default {wire.DEFAULT_PORT}]; must match the pod's prompts.dev/port",
+    )
+    p.add_argument(
+        "--ext",
+        default=_env("PROMPT_EXT", DEFAULT_EXT),
+        help=f"file extension [PROMPT_EXT; default {DEFAULT_EXT}]",
+    )
+    p.add_argument(
+        "--resync",
+        type=float,
+        default=float(_env("PROMPT_RESYNC_SECONDS", "300")),
+        help="seconds between full re-lists that heal missed signals "
+        "[PROMPT_RESYNC_SECONDS; default 300]",
+    )
+    p.add_argument(
+        "--kubeconfig",
+        default=_env("KUBECONFIG") or None,
+        help="kubeconfig file [KUBECONFIG; default: the pod's service account]",
+    )
+    p.add_argument(
+        "--log-format",
+        choices=["auto", "json", "text"],
+        default=_env("PROMPT_LOG_FORMAT", "auto"),
+        help="json in a cluster, text on a terminal [PROMPT_LOG_FORMAT; default auto]",
+    )
     args = p.parse_args(argv)
     missing = [n for n in ("POD_NAME", "POD_NAMESPACE") if not _env(n)]
     if not args.dir:
         p.error("--dir (or PROMPT_DIR) is required: the directory shared with the app")
     if missing:
-        p.error(f"{' and '.join(missing)} must be set (downward API: metadata.name, "
-                "metadata.namespace)")
+        p.error(
+            f"{' and '.join(missing)} must be set (downward API: metadata.name, metadata.namespace)"
+        )
     problem = ext_problem(args.ext)
     if problem:
         p.error(f"--ext {args.ext!r}: {problem}")
@@ -97,17 +117,27 @@ def parse_args(argv: Sequence[str] | None) -> SidecarConfig:
     if args.resync <= 0:
         p.error("--resync must be positive")
     return SidecarConfig(
-        directory=args.dir, port=args.port, ext=args.ext, resync=args.resync,
-        kubeconfig=args.kubeconfig, pod=_env("POD_NAME"), namespace=_env("POD_NAMESPACE"),
-        address=_env("POD_IP", "0.0.0.0"), selector=_env("PROMPT_SELECTOR"),
+        directory=args.dir,
+        port=args.port,
+        ext=args.ext,
+        resync=args.resync,
+        kubeconfig=args.kubeconfig,
+        pod=_env("POD_NAME"),
+        namespace=_env("POD_NAMESPACE"),
+        address=_env("POD_IP", "0.0.0.0"),
+        selector=_env("PROMPT_SELECTOR"),
         log_format=args.log_format,
     )
 
 
 class _JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        entry = {"time": self.formatTime(record), "level": record.levelname,
-                 "logger": record.name, "message": record.getMessage()}
+        entry = {
+            "time": self.formatTime(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False)
@@ -151,8 +181,15 @@ def run(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, shutdown)
     signal.signal(signal.SIGINT, shutdown)
     syncer.start()
-    logger.info("sidecar for pod %s/%s serving %s on %s:%d (selector %r)", config.namespace,
-                config.pod, config.directory, config.address, config.port, config.selector)
+    logger.info(
+        "sidecar for pod %s/%s serving %s on %s:%d (selector %r)",
+        config.namespace,
+        config.pod,
+        config.directory,
+        config.address,
+        config.port,
+        config.selector,
+    )
     server.serve_forever(poll_interval=0.5)
     syncer.stop()
     client.close()

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from typing import ClassVar
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
 class Metrics:
-    COUNTERS = {
+    COUNTERS: ClassVar[dict[str, str]] = {
         "syncs_total": "Full and partial syncs completed",
         "sync_failures_total": "Syncs that failed (API unreachable or refused)",
         "signals_total": "Signal requests accepted",
@@ -54,15 +55,26 @@ class Metrics:
         with self._lock:
             for name, help_text in self.COUNTERS.items():
                 full = f"prompt_sidecar_{name}"
-                lines += [f"# HELP {full} {help_text}", f"# TYPE {full} counter",
-                          f"{full} {self._counters[name]}"]
-            lines += ["# HELP prompt_sidecar_files Prompt files currently served",
-                      "# TYPE prompt_sidecar_files gauge", f"prompt_sidecar_files {self.files}"]
+                lines += [
+                    f"# HELP {full} {help_text}",
+                    f"# TYPE {full} counter",
+                    f"{full} {self._counters[name]}",
+                ]
+            lines += [
+                "# HELP prompt_sidecar_files Prompt files currently served",
+                "# TYPE prompt_sidecar_files gauge",
+                f"prompt_sidecar_files {self.files}",
+            ]
             full = "prompt_sidecar_signal_to_file_seconds"
-            lines += [f"# HELP {full} Time from a signal's arrival to its file being in place",
-                      f"# TYPE {full} histogram"]
-            for bound, count in zip(self._buckets, self._bucket_counts):
+            lines += [
+                f"# HELP {full} Time from a signal's arrival to its file being in place",
+                f"# TYPE {full} histogram",
+            ]
+            for bound, count in zip(self._buckets, self._bucket_counts, strict=True):
                 lines.append(f'{full}_bucket{{le="{bound}"}} {count}')
-            lines += [f'{full}_bucket{{le="+Inf"}} {self._latency_count}',
-                      f"{full}_sum {self._latency_sum}", f"{full}_count {self._latency_count}"]
+            lines += [
+                f'{full}_bucket{{le="+Inf"}} {self._latency_count}',
+                f"{full}_sum {self._latency_sum}",
+                f"{full}_count {self._latency_count}",
+            ]
         return "\n".join(lines) + "\n"

@@ -34,7 +34,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     timeout = 10
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         logger.debug("%s " + format, self.client_address[0], *args)
 
     def _send(self, status: int, body: bytes, content_type: str = "application/json") -> None:
@@ -48,7 +48,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.syncer.metrics.inc("signals_rejected_total")
         self._send(status, json.dumps({"error": message}).encode())
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         syncer = self.server.syncer
         if self.path == "/readyz":
             ready = syncer.ready.is_set()
@@ -68,7 +68,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._send(404, b'{"error":"not found"}')
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         if self.path != wire.SIGNAL_PATH:
             self._send(404, b'{"error":"not found"}')
             return
@@ -99,4 +99,4 @@ class _Handler(BaseHTTPRequestHandler):
     def _method_not_allowed(self) -> None:
         self._send(405, b'{"error":"method not allowed"}')
 
-    do_PUT = do_DELETE = do_PATCH = _method_not_allowed  # noqa: N815
+    do_PUT = do_DELETE = do_PATCH = _method_not_allowed

@@ -57,8 +57,9 @@ def desired_from_configmap(cm: Mapping[str, Any], selector: Selector) -> Desired
         return "not written by prompt-operator"
     if not selector.matches(labels):
         return "not selected by this pod's prompts.dev/selector"
-    prompt, revision = annotations.get(wire.PROMPT_ANNOTATION), annotations.get(
-        wire.REVISION_ANNOTATION
+    prompt, revision = (
+        annotations.get(wire.PROMPT_ANNOTATION),
+        annotations.get(wire.REVISION_ANNOTATION),
     )
     key = annotations.get(wire.KEY_ANNOTATION)
     text = (cm.get("data") or {}).get(wire.TEXT_DATA_KEY)
@@ -79,10 +80,21 @@ def desired_from_configmap(cm: Mapping[str, Any], selector: Selector) -> Desired
         defaults = {str(k): str(v) for k, v in (extra.get("defaults") or {}).items()}
         fmt = str(extra.get("format") or "python")
     except (ValueError, AttributeError, TypeError):
-        logger.warning("ConfigMap %s: unreadable %s; serving the text without it",
-                       meta.get("name"), wire.METADATA_DATA_KEY)
-    return Desired(prompt, key, revision, text.encode("utf-8"), str(meta.get("creationTimestamp", "")),
-                   variables, defaults, fmt)
+        logger.warning(
+            "ConfigMap %s: unreadable %s; serving the text without it",
+            meta.get("name"),
+            wire.METADATA_DATA_KEY,
+        )
+    return Desired(
+        prompt,
+        key,
+        revision,
+        text.encode("utf-8"),
+        str(meta.get("creationTimestamp", "")),
+        variables,
+        defaults,
+        fmt,
+    )
 
 
 def by_key(desired: Iterable[Desired]) -> tuple[dict[str, Desired], list[str]]:
@@ -106,12 +118,11 @@ class Plan:
     removes: tuple[str, ...]  # keys
 
 
-def plan(
-    wanted: Mapping[str, Desired], present: Mapping[str, PromptMeta], files: set[str]
-) -> Plan:
+def plan(wanted: Mapping[str, Desired], present: Mapping[str, PromptMeta], files: set[str]) -> Plan:
     """What to write and remove so the directory matches ``wanted`` (keyed by key)."""
     writes = tuple(
-        d for key, d in sorted(wanted.items())
+        d
+        for key, d in sorted(wanted.items())
         if key not in files
         or (meta := present.get(key)) is None
         or meta.revision != d.revision
@@ -236,8 +247,9 @@ class Syncer:
             return
         self.health.ready = True
         self.ready.set()
-        logger.info("initial sync done: %d prompt files in %s", len(self.served),
-                    self._files.directory)
+        logger.info(
+            "initial sync done: %d prompt files in %s", len(self.served), self._files.directory
+        )
         attempt = 0
         while True:
             with self._cond:
@@ -297,8 +309,9 @@ class Syncer:
         for cm in items:
             result = desired_from_configmap(cm, self._selector)
             if isinstance(result, str):
-                logger.warning("skipping ConfigMap %s: %s",
-                               (cm.get("metadata") or {}).get("name"), result)
+                logger.warning(
+                    "skipping ConfigMap %s: %s", (cm.get("metadata") or {}).get("name"), result
+                )
             else:
                 desired.append(result)
         wanted, warnings = by_key(desired)
@@ -328,12 +341,17 @@ class Syncer:
             result = "its ConfigMap is gone"
         if isinstance(result, str) or result.prompt != name:
             if name in self.served:
-                logger.info("removing prompt %s: %s", name, result if isinstance(result, str)
-                            else "the ConfigMap names another Prompt")
+                logger.info(
+                    "removing prompt %s: %s",
+                    name,
+                    result if isinstance(result, str) else "the ConfigMap names another Prompt",
+                )
                 self._remove(self.served[name][0], name)
             self._succeeded()
             return
-        holder = next((p for p, (k, _) in self.served.items() if k == result.key and p != name), None)
+        holder = next(
+            (p for p, (k, _) in self.served.items() if k == result.key and p != name), None
+        )
         if holder is not None:
             # Another Prompt serves this key: let a full list decide who keeps it.
             self._full_sync({name: arrived})
@@ -368,8 +386,13 @@ class Syncer:
             self.metrics.observe_latency(time.monotonic() - arrived)
         if previous is not None and previous[0] != item.key:
             self._files.remove(previous[0])  # the Prompt's key changed
-        logger.info("prompt %s -> %s%s at revision %s", item.prompt, item.key, self._files.ext,
-                    item.revision)
+        logger.info(
+            "prompt %s -> %s%s at revision %s",
+            item.prompt,
+            item.key,
+            self._files.ext,
+            item.revision,
+        )
 
     def _remove(self, key: str, prompt: str) -> None:
         if self._files.remove(key):

@@ -106,6 +106,4 @@ def parse_signal_response(body: bytes) -> dict[str, str | None]:
     served = data.get("served") if isinstance(data, dict) else None
     if not isinstance(served, dict):
         raise SignalError('answer must be {"pod": ..., "served": {...}}')
-    return {
-        str(name): (rev if isinstance(rev, str) else None) for name, rev in served.items()
-    }
+    return {str(name): (rev if isinstance(rev, str) else None) for name, rev in served.items()}

@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from prompt_cluster.testing import OperatorProcess, service_account_kubeconfig
 
 OPERATOR_NAMESPACE = "prompt-system"
@@ -17,7 +16,9 @@ OPERATOR_USER = f"system:serviceaccount:{OPERATOR_NAMESPACE}:prompt-operator"
 @pytest.fixture(scope="session")
 def operator_kubeconfig(kubeconfig: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return service_account_kubeconfig(
-        kubeconfig, OPERATOR_NAMESPACE, "prompt-operator",
+        kubeconfig,
+        OPERATOR_NAMESPACE,
+        "prompt-operator",
         tmp_path_factory.mktemp("operator") / "kubeconfig",
         cluster_role="cluster-admin",
     )

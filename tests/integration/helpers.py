@@ -9,7 +9,9 @@ from typing import Any
 from prompt_cluster.testing import kubectl, wait_for
 
 
-def apply(kubeconfig: Path, manifest: dict[str, Any], namespace: str, *, server_side: bool = False) -> None:
+def apply(
+    kubeconfig: Path, manifest: dict[str, Any], namespace: str, *, server_side: bool = False
+) -> None:
     args = ["-n", namespace, "apply", "-f", "-"]
     if server_side:
         args.insert(3, "--server-side")
@@ -34,7 +36,12 @@ def condition(obj: dict[str, Any], type_: str) -> dict[str, Any] | None:
 
 
 def wait_prompt(
-    kubeconfig: Path, namespace: str, name: str, *, ready: bool = True, reason: str | None = None,
+    kubeconfig: Path,
+    namespace: str,
+    name: str,
+    *,
+    ready: bool = True,
+    reason: str | None = None,
     timeout: float = 30,
 ) -> dict[str, Any]:
     """Wait until the Prompt's status describes its current generation with Ready=ready."""
@@ -63,7 +70,15 @@ def configmap_text(kubeconfig: Path, namespace: str, prompt: str) -> str | None:
 
 def events_for(kubeconfig: Path, namespace: str, name: str) -> list[dict[str, Any]]:
     data = json.loads(
-        kubectl(kubeconfig, "-n", namespace, "get", "events", "-o", "json",
-                f"--field-selector=involvedObject.name={name}").stdout
+        kubectl(
+            kubeconfig,
+            "-n",
+            namespace,
+            "get",
+            "events",
+            "-o",
+            "json",
+            f"--field-selector=involvedObject.name={name}",
+        ).stdout
     )
     return list(data["items"])

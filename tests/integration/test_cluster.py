@@ -7,7 +7,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from prompt_cluster.cluster import ClusterState
 from prompt_cluster.testing import (
     kubectl,
@@ -21,8 +20,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([tool("prompt-operator"), *args], capture_output=True, text=True,
-                          timeout=180, check=False)
+    return subprocess.run(
+        [tool("prompt-operator"), *args], capture_output=True, text=True, timeout=180, check=False
+    )
 
 
 def pid_alive(pid: int) -> bool:
@@ -62,8 +62,17 @@ def test_cluster_is_configured_like_a_real_one(
     kubeconfig: Path, namespace: str, tmp_path: Path
 ) -> None:
     # RBAC is enforced: a fresh service account can do nothing.
-    can = kubectl(kubeconfig, "auth", "can-i", "list", "secrets", "-n", namespace,
-                  f"--as=system:serviceaccount:{namespace}:default", check=False)
+    can = kubectl(
+        kubeconfig,
+        "auth",
+        "can-i",
+        "list",
+        "secrets",
+        "-n",
+        namespace,
+        f"--as=system:serviceaccount:{namespace}:default",
+        check=False,
+    )
     assert can.stdout.strip() == "no"
     # Service-account tokens are issued and accepted.
     as_default = service_account_kubeconfig(kubeconfig, namespace, "default", tmp_path / "sa")
@@ -75,8 +84,15 @@ def test_cluster_is_configured_like_a_real_one(
     metrics = kubectl(kubeconfig, "get", "--raw", "/metrics").stdout
     assert "apiserver_request_total" in metrics
     # Every namespace gets kube-root-ca.crt, as in a real cluster.
-    wait_for(lambda: kubectl(kubeconfig, "-n", namespace, "get", "configmap", "kube-root-ca.crt",
-                             check=False).returncode == 0, timeout=30)
+    wait_for(
+        lambda: (
+            kubectl(
+                kubeconfig, "-n", namespace, "get", "configmap", "kube-root-ca.crt", check=False
+            ).returncode
+            == 0
+        ),
+        timeout=30,
+    )
 
 
 def test_examples_apply_and_print_columns(kubeconfig: Path, namespace: str) -> None:
@@ -115,10 +131,22 @@ def test_kubectl_explain_shows_descriptions(kubeconfig: Path) -> None:
 def test_bad_prompts_are_rejected_by_the_api_server(
     kubeconfig: Path, namespace: str, spec: dict[str, object], message: str
 ) -> None:
-    manifest = {"apiVersion": "prompts.dev/v1alpha1", "kind": "Prompt",
-                "metadata": {"name": "bad", "namespace": namespace}, "spec": spec}
-    result = kubectl(kubeconfig, "apply", "--server-side", "--dry-run=server", "-f", "-",
-                     input=json.dumps(manifest), check=False)
+    manifest = {
+        "apiVersion": "prompts.dev/v1alpha1",
+        "kind": "Prompt",
+        "metadata": {"name": "bad", "namespace": namespace},
+        "spec": spec,
+    }
+    result = kubectl(
+        kubeconfig,
+        "apply",
+        "--server-side",
+        "--dry-run=server",
+        "-f",
+        "-",
+        input=json.dumps(manifest),
+        check=False,
+    )
     assert result.returncode != 0
     assert message in result.stderr, result.stderr[-600:]
 
@@ -127,21 +155,45 @@ def test_bad_prompts_are_rejected_by_the_api_server(
 def test_garbage_collector_deletes_configmap_owned_by_deleted_prompt(
     kubeconfig: Path, namespace: str
 ) -> None:
-    kubectl(kubeconfig, "-n", namespace, "apply", "-f", "-",
-            input=json.dumps(prompt_manifest("owner", "text")))
-    uid = kubectl(kubeconfig, "-n", namespace, "get", "prompt", "owner",
-                  "-o", "jsonpath={.metadata.uid}").stdout
+    kubectl(
+        kubeconfig,
+        "-n",
+        namespace,
+        "apply",
+        "-f",
+        "-",
+        input=json.dumps(prompt_manifest("owner", "text")),
+    )
+    uid = kubectl(
+        kubeconfig, "-n", namespace, "get", "prompt", "owner", "-o", "jsonpath={.metadata.uid}"
+    ).stdout
     owned = {
-        "apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": "owned-by-prompt", "namespace": namespace, "ownerReferences": [
-            {"apiVersion": "prompts.dev/v1alpha1", "kind": "Prompt", "name": "owner", "uid": uid}
-        ]},
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": "owned-by-prompt",
+            "namespace": namespace,
+            "ownerReferences": [
+                {
+                    "apiVersion": "prompts.dev/v1alpha1",
+                    "kind": "Prompt",
+                    "name": "owner",
+                    "uid": uid,
+                }
+            ],
+        },
         "data": {"x": "y"},
     }
     kubectl(kubeconfig, "apply", "-f", "-", input=json.dumps(owned))
     kubectl(kubeconfig, "-n", namespace, "delete", "prompt", "owner")
     wait_for(
-        lambda: kubectl(kubeconfig, "-n", namespace, "get", "configmap", "owned-by-prompt",
-                        check=False).returncode != 0,
-        timeout=90, interval=0.5, message="garbage collection of the owned ConfigMap",
+        lambda: (
+            kubectl(
+                kubeconfig, "-n", namespace, "get", "configmap", "owned-by-prompt", check=False
+            ).returncode
+            != 0
+        ),
+        timeout=90,
+        interval=0.5,
+        message="garbage collection of the owned ConfigMap",
     )

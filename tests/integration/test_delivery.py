@@ -1,4 +1,4 @@
-"""The whole chain: kubectl -> API server -> operator -> signal -> sidecar -> files -> app reader."""
+"""The whole chain: kubectl, API server, operator, signal, sidecar, files, app reader."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-
 from prompt_cluster.testing import SidecarProcess, kubectl, prompt_manifest, sidecar_role, wait_for
 
 from .helpers import apply, condition, get, wait_prompt
@@ -30,8 +29,9 @@ def sidecars(kubeconfig: Path, namespace: str, tmp_path: Path) -> Iterator[Sidec
     sidecar_kubeconfig = sidecar_role(kubeconfig, namespace, tmp_path / "sidecar.kubeconfig")
 
     def make(name: str = "app", *, start: bool = True, **kwargs: object) -> SidecarProcess:
-        sidecar = SidecarProcess(kubeconfig, sidecar_kubeconfig, namespace, name, tmp_path,
-                                 **kwargs)  # type: ignore[arg-type]
+        sidecar = SidecarProcess(
+            kubeconfig, sidecar_kubeconfig, namespace, name, tmp_path, **kwargs
+        )  # type: ignore[arg-type]
         made.append(sidecar)
         if start:
             sidecar.start()
@@ -44,9 +44,12 @@ def sidecars(kubeconfig: Path, namespace: str, tmp_path: Path) -> Iterator[Sidec
         sidecar.stop()
 
 
-def post_signal(sidecar: SidecarProcess, body: bytes, ctype: str = "application/json") -> tuple[int, bytes]:
-    request = urllib.request.Request(sidecar.url + "/v1/signal", data=body, method="POST",
-                                     headers={"Content-Type": ctype})
+def post_signal(
+    sidecar: SidecarProcess, body: bytes, ctype: str = "application/json"
+) -> tuple[int, bytes]:
+    request = urllib.request.Request(
+        sidecar.url + "/v1/signal", data=body, method="POST", headers={"Content-Type": ctype}
+    )
     try:
         with urllib.request.urlopen(request, timeout=5) as resp:
             return resp.status, resp.read()
@@ -74,11 +77,17 @@ def test_edit_reaches_the_app_file_and_the_reference_reader(
     for text in texts:
         apply(kubeconfig, prompt_manifest("greeting", text, key="greeting"), namespace)
     final = texts[-1]
-    wait_for(lambda: app.file("greeting") == final.encode(), timeout=15,
-             message="the last edit in the file")
+    wait_for(
+        lambda: app.file("greeting") == final.encode(),
+        timeout=15,
+        message="the last edit in the file",
+    )
     # The reference reader opens files in text mode, so it sees LF for CRLF.
-    wait_for(lambda: registry["greeting"] == final.replace("\r\n", "\n"), timeout=5,
-             message="prompt-hot-reloading to see the last edit")
+    wait_for(
+        lambda: registry["greeting"] == final.replace("\r\n", "\n"),
+        timeout=5,
+        message="prompt-hot-reloading to see the last edit",
+    )
     assert watchers and all(t.is_alive() for t in watchers)
     assert set(registry.keys()) == {"greeting"}
 
@@ -118,8 +127,15 @@ def test_concurrent_reader_never_sees_a_torn_or_mixed_file(
 def test_empty_selector_gets_only_operator_configmaps(
     kubeconfig: Path, namespace: str, sidecars: SidecarFactory
 ) -> None:
-    kubectl(kubeconfig, "-n", namespace, "create", "configmap", "someone-elses",
-            "--from-literal=prompt=not ours")
+    kubectl(
+        kubeconfig,
+        "-n",
+        namespace,
+        "create",
+        "configmap",
+        "someone-elses",
+        "--from-literal=prompt=not ours",
+    )
     wait_for(lambda: get(kubeconfig, namespace, "configmap", "kube-root-ca.crt"), timeout=30)
     apply(kubeconfig, prompt_manifest("ours", "ours"), namespace)
     wait_prompt(kubeconfig, namespace, "ours")
@@ -151,8 +167,11 @@ def test_delete_recreate_and_rename_key(
     app = sidecars("app")
     assert app.file("old-name") == b"one"
     apply(kubeconfig, prompt_manifest("p", "one", key="new-name"), namespace)
-    wait_for(lambda: app.file("new-name") == b"one" and app.file("old-name") is None,
-             timeout=10, message="key renamed")
+    wait_for(
+        lambda: app.file("new-name") == b"one" and app.file("old-name") is None,
+        timeout=10,
+        message="key renamed",
+    )
     kubectl(kubeconfig, "-n", namespace, "delete", "prompt", "p")
     wait_for(lambda: app.file("new-name") is None, timeout=15, message="file removed on delete")
     apply(kubeconfig, prompt_manifest("p", "two", key="new-name"), namespace)
@@ -189,8 +208,12 @@ def test_paused_sidecar_heals_on_resync(
         for i in range(3):
             apply(kubeconfig, prompt_manifest("p", f"edit {i}"), namespace)
         wait_prompt(kubeconfig, namespace, "p")
-        wait_for(lambda: get(kubeconfig, namespace, "configmap", "prompt-p")["data"]["prompt"]
-                 == "edit 2", timeout=10)
+        wait_for(
+            lambda: (
+                get(kubeconfig, namespace, "configmap", "prompt-p")["data"]["prompt"] == "edit 2"
+            ),
+            timeout=10,
+        )
     finally:
         os.kill(app.proc.pid, signal.SIGCONT)
     wait_for(lambda: app.file("p") == b"edit 2", timeout=10, message="healed after resume")
@@ -204,11 +227,22 @@ def test_forged_and_malformed_signals_change_nothing(
     app = sidecars("app")
     path = app.dir / "p.txt"
     before = path.stat()
-    status, body = post_signal(app, json.dumps(
-        {"prompts": [{"name": "p", "revision": "0000forged"}, {"name": "nope", "revision": "x"}]}
-    ).encode())
+    status, body = post_signal(
+        app,
+        json.dumps(
+            {
+                "prompts": [
+                    {"name": "p", "revision": "0000forged"},
+                    {"name": "nope", "revision": "x"},
+                ]
+            }
+        ).encode(),
+    )
     assert status == 200
-    assert json.loads(body)["served"] == {"p": get(kubeconfig, namespace, "prompt", "p")["status"]["revision"], "nope": None}  # type: ignore[index]
+    assert json.loads(body)["served"] == {
+        "p": get(kubeconfig, namespace, "prompt", "p")["status"]["revision"],
+        "nope": None,
+    }  # type: ignore[index]
     after = path.stat()
     assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
     assert sorted(p.name for p in app.dir.iterdir()) == [".prompts", "p.txt"]
@@ -229,12 +263,20 @@ def test_api_server_unreachable_keeps_files_and_reports_degraded(
     app = sidecars("app", resync=0.5)
     app.stop()
     broken = tmp_path / "broken.kubeconfig"
-    broken.write_text(re.sub(r"server: https://127\.0\.0\.1:\d+", "server: https://127.0.0.1:1",
-                             app.kubeconfig.read_text()))
+    broken.write_text(
+        re.sub(
+            r"server: https://127\.0\.0\.1:\d+",
+            "server: https://127.0.0.1:1",
+            app.kubeconfig.read_text(),
+        )
+    )
     app.kubeconfig = broken  # the API server is "gone" for this sidecar
     app.start(wait_ready=False)
-    wait_for(lambda: app.health()["status"] == "degraded" if _up(app) else None, timeout=15,
-             message="degraded health")
+    wait_for(
+        lambda: app.health()["status"] == "degraded" if _up(app) else None,
+        timeout=15,
+        message="degraded health",
+    )
     assert app.file("p") == b"kept"
     assert not app.ready()
 
@@ -253,13 +295,25 @@ def test_delivery_status_counts_pods_and_ignores_dead_ones(
     apply(kubeconfig, prompt_manifest("p", "v1"), namespace)
     wait_prompt(kubeconfig, namespace, "p")
     pods = [sidecars(f"pod-{i}") for i in range(3)]
-    wait_for(lambda: (get(kubeconfig, namespace, "prompt", "p")["status"].get("delivery") or {})
-             .get("summary") == "3/3", timeout=20, message="delivery 3/3")
+    wait_for(
+        lambda: (
+            (get(kubeconfig, namespace, "prompt", "p")["status"].get("delivery") or {}).get(
+                "summary"
+            )
+            == "3/3"
+        ),
+        timeout=20,
+        message="delivery 3/3",
+    )
     pods[2].kill()
     apply(kubeconfig, prompt_manifest("p", "v2"), namespace)
     obj = wait_for(
-        lambda: (o := wait_prompt(kubeconfig, namespace, "p"))["status"]["delivery"]["summary"] == "2/3" and o,
-        timeout=20, message="delivery 2/3",
+        lambda: (
+            (o := wait_prompt(kubeconfig, namespace, "p"))["status"]["delivery"]["summary"] == "2/3"
+            and o
+        ),
+        timeout=20,
+        message="delivery 2/3",
     )
     delivered = condition(obj, "Delivered")
     assert delivered is not None and delivered["status"] == "False"

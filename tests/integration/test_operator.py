@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from prompt_cluster.testing import (
     OperatorProcess,
     audit_line_count,
@@ -53,7 +52,9 @@ def settle_audit(audit_log: Path) -> int:
     ],
     ids=["trailing-newlines", "unicode-crlf"],
 )
-def test_prompt_text_reaches_configmap_byte_for_byte(kubeconfig: Path, namespace: str, text: str) -> None:
+def test_prompt_text_reaches_configmap_byte_for_byte(
+    kubeconfig: Path, namespace: str, text: str
+) -> None:
     apply(kubeconfig, prompt_manifest("greeter", text, variables=["name"]), namespace)
     obj = wait_prompt(kubeconfig, namespace, "greeter")
     assert configmap_text(kubeconfig, namespace, "greeter") == text
@@ -69,8 +70,15 @@ def test_prompt_text_reaches_configmap_byte_for_byte(kubeconfig: Path, namespace
 
 def test_kubectl_wait_for_ready_works(kubeconfig: Path, namespace: str) -> None:
     apply(kubeconfig, prompt_manifest("waitable", "plain text"), namespace)
-    result = kubectl(kubeconfig, "-n", namespace, "wait", "--for=condition=Ready",
-                     "prompt/waitable", "--timeout=30s")
+    result = kubectl(
+        kubeconfig,
+        "-n",
+        namespace,
+        "wait",
+        "--for=condition=Ready",
+        "prompt/waitable",
+        "--timeout=30s",
+    )
     assert "condition met" in result.stdout
 
 
@@ -117,17 +125,26 @@ def test_bad_template_is_not_ready_and_keeps_last_good_configmap(
     assert ready is not None and needle in ready["message"]
     assert bad["status"]["revision"] == good["status"]["revision"]
     assert configmap_text(kubeconfig, namespace, "p") == "good {user}"
-    wait_for(lambda: any(e["reason"] == reason and e["type"] == "Warning"
-                         for e in events_for(kubeconfig, namespace, "p")),
-             timeout=10, message=f"a Warning event {reason}")
+    wait_for(
+        lambda: any(
+            e["reason"] == reason and e["type"] == "Warning"
+            for e in events_for(kubeconfig, namespace, "p")
+        ),
+        timeout=10,
+        message=f"a Warning event {reason}",
+    )
 
 
 def test_unused_variable_is_ready_with_a_warning_event(kubeconfig: Path, namespace: str) -> None:
     apply(kubeconfig, prompt_manifest("p", "Hello {name}", variables=["name", "unused"]), namespace)
     wait_prompt(kubeconfig, namespace, "p")
-    events = wait_for(lambda: [e for e in events_for(kubeconfig, namespace, "p")
-                               if e["reason"] == "UnusedVariable"],
-                      timeout=10, message="UnusedVariable event")
+    events = wait_for(
+        lambda: [
+            e for e in events_for(kubeconfig, namespace, "p") if e["reason"] == "UnusedVariable"
+        ],
+        timeout=10,
+        message="UnusedVariable event",
+    )
     assert events[0]["type"] == "Warning" and "unused" in events[0]["message"]
 
 
@@ -157,8 +174,11 @@ def test_deleted_prompt_removes_configmap_and_recreate_works(
     apply(kubeconfig, prompt_manifest("gone", "text"), namespace)
     wait_prompt(kubeconfig, namespace, "gone")
     kubectl(kubeconfig, "-n", namespace, "delete", "prompt", "gone", "--timeout=20s")
-    wait_for(lambda: get(kubeconfig, namespace, "configmap", "prompt-gone") is None,
-             timeout=30, message="ConfigMap removed")
+    wait_for(
+        lambda: get(kubeconfig, namespace, "configmap", "prompt-gone") is None,
+        timeout=30,
+        message="ConfigMap removed",
+    )
     apply(kubeconfig, prompt_manifest("gone", "text again"), namespace)
     wait_prompt(kubeconfig, namespace, "gone")
     assert configmap_text(kubeconfig, namespace, "gone") == "text again"
@@ -170,18 +190,34 @@ def test_configmap_deleted_by_hand_is_written_again(kubeconfig: Path, namespace:
     apply(kubeconfig, prompt_manifest("p", "keep me"), namespace)
     wait_prompt(kubeconfig, namespace, "p")
     kubectl(kubeconfig, "-n", namespace, "delete", "configmap", "prompt-p")
-    wait_for(lambda: configmap_text(kubeconfig, namespace, "p") == "keep me",
-             timeout=30, message="ConfigMap written again")
+    wait_for(
+        lambda: configmap_text(kubeconfig, namespace, "p") == "keep me",
+        timeout=30,
+        message="ConfigMap written again",
+    )
 
 
-def test_prompt_has_no_finalizer_and_no_operator_annotations(kubeconfig: Path, namespace: str) -> None:
+def test_prompt_has_no_finalizer_and_no_operator_annotations(
+    kubeconfig: Path, namespace: str
+) -> None:
     apply(kubeconfig, prompt_manifest("p", "text"), namespace, server_side=True)
     obj = wait_prompt(kubeconfig, namespace, "p")
     assert not obj["metadata"].get("finalizers")
-    assert not any(k.startswith(("prompts.dev/", "kopf.zalando.org/"))
-                   for k in (obj["metadata"].get("annotations") or {}))
-    diff = kubectl(kubeconfig, "-n", namespace, "diff", "--server-side", "-f", "-",
-                   input=json.dumps(prompt_manifest("p", "text")), check=False)
+    assert not any(
+        k.startswith(("prompts.dev/", "kopf.zalando.org/"))
+        for k in (obj["metadata"].get("annotations") or {})
+    )
+    diff = kubectl(
+        kubeconfig,
+        "-n",
+        namespace,
+        "diff",
+        "--server-side",
+        "-f",
+        "-",
+        input=json.dumps(prompt_manifest("p", "text")),
+        check=False,
+    )
     assert diff.returncode == 0, diff.stdout + diff.stderr
 
 
@@ -210,8 +246,11 @@ def test_reapplying_identical_manifest_writes_nothing(
     apply(kubeconfig, prompt_manifest("marker", "m"), namespace)
     wait_prompt(kubeconfig, namespace, "marker")
     settle_audit(audit_log)
-    writes = [w for w in writes_in(audit_log, start, namespace)
-              if w["objectRef"].get("name") in ("p", "prompt-p")]
+    writes = [
+        w
+        for w in writes_in(audit_log, start, namespace)
+        if w["objectRef"].get("name") in ("p", "prompt-p")
+    ]
     assert writes == []
 
 
@@ -228,26 +267,50 @@ def test_operator_restart_writes_nothing(
     apply(kubeconfig, prompt_manifest("marker", "m"), namespace)
     wait_prompt(kubeconfig, namespace, "marker")
     settle_audit(audit_log)
-    live = set(kubectl(kubeconfig, "get", "namespaces", "--field-selector=status.phase=Active",
-                       "-o", "name").stdout.replace("namespace/", "").split())
-    writes = [w for w in writes_in(audit_log, start)
-              if w["objectRef"].get("name") not in ("marker", "prompt-marker")
-              and w["objectRef"].get("namespace") in live]
+    live = set(
+        kubectl(
+            kubeconfig, "get", "namespaces", "--field-selector=status.phase=Active", "-o", "name"
+        )
+        .stdout.replace("namespace/", "")
+        .split()
+    )
+    writes = [
+        w
+        for w in writes_in(audit_log, start)
+        if w["objectRef"].get("name") not in ("marker", "prompt-marker")
+        and w["objectRef"].get("namespace") in live
+    ]
     assert writes == [], [(w["verb"], w["objectRef"]) for w in writes]
 
 
 @pytest.mark.slow
-def test_200_prompts_in_5_namespaces_converge(kubeconfig: Path, request: pytest.FixtureRequest) -> None:
+def test_200_prompts_in_5_namespaces_converge(
+    kubeconfig: Path, request: pytest.FixtureRequest
+) -> None:
     namespaces = [f"bulk-{i}-{int(time.time() * 1000) % 100000}" for i in range(5)]
     items = []
     for ns in namespaces:
         kubectl(kubeconfig, "create", "namespace", ns)
-        items += [dict(prompt_manifest(f"p{i}", f"text {i} in {ns}"),
-                       metadata={"name": f"p{i}", "namespace": ns}) for i in range(40)]
-    request.addfinalizer(lambda: [kubectl(kubeconfig, "delete", "namespace", ns, "--wait=false",
-                                          check=False) for ns in namespaces])
-    kubectl(kubeconfig, "apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List",
-                                                              "items": items}))
+        items += [
+            dict(
+                prompt_manifest(f"p{i}", f"text {i} in {ns}"),
+                metadata={"name": f"p{i}", "namespace": ns},
+            )
+            for i in range(40)
+        ]
+    request.addfinalizer(
+        lambda: [
+            kubectl(kubeconfig, "delete", "namespace", ns, "--wait=false", check=False)
+            for ns in namespaces
+        ]
+    )
+    kubectl(
+        kubeconfig,
+        "apply",
+        "-f",
+        "-",
+        input=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}),
+    )
 
     def all_ready() -> bool:
         data = json.loads(kubectl(kubeconfig, "get", "prompts", "-A", "-o", "json").stdout)
@@ -260,18 +323,29 @@ def test_200_prompts_in_5_namespaces_converge(kubeconfig: Path, request: pytest.
 
 
 def test_operator_limited_to_one_namespace_touches_nothing_elsewhere(
-    kubeconfig: Path, operator_kubeconfig: Path, operator: OperatorProcess, audit_log: Path,
-    tmp_path: Path, request: pytest.FixtureRequest,
+    kubeconfig: Path,
+    operator_kubeconfig: Path,
+    operator: OperatorProcess,
+    audit_log: Path,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
 ) -> None:
-    watched, other = (f"watched-{int(time.time() * 1000) % 100000}",
-                      f"other-{int(time.time() * 1000) % 100000}")
+    watched, other = (
+        f"watched-{int(time.time() * 1000) % 100000}",
+        f"other-{int(time.time() * 1000) % 100000}",
+    )
     for ns in (watched, other):
         kubectl(kubeconfig, "create", "namespace", ns)
-        request.addfinalizer(lambda ns=ns: kubectl(kubeconfig, "delete", "namespace", ns,
-                                                   "--wait=false", check=False))
+        request.addfinalizer(
+            lambda ns=ns: kubectl(
+                kubeconfig, "delete", "namespace", ns, "--wait=false", check=False
+            )
+        )
     operator.stop()
     request.addfinalizer(operator.start)
-    limited = OperatorProcess(operator_kubeconfig, tmp_path / "limited.log", f"--namespace={watched}")
+    limited = OperatorProcess(
+        operator_kubeconfig, tmp_path / "limited.log", f"--namespace={watched}"
+    )
     limited.start()
     request.addfinalizer(limited.stop)
     start = settle_audit(audit_log)
@@ -281,6 +355,9 @@ def test_operator_limited_to_one_namespace_touches_nothing_elsewhere(
     settle_audit(audit_log)
     assert (get(kubeconfig, other, "prompt", "p") or {}).get("status") is None
     assert get(kubeconfig, other, "configmap", "prompt-p") is None
-    elsewhere = [w for w in writes_in(audit_log, start)
-                 if (w.get("objectRef") or {}).get("namespace") != watched]
+    elsewhere = [
+        w
+        for w in writes_in(audit_log, start)
+        if (w.get("objectRef") or {}).get("namespace") != watched
+    ]
     assert elsewhere == []

@@ -63,8 +63,7 @@ _KUBE = _Target(
             f"-X k8s.io/component-base/version.gitVersion={KUBERNETES_VERSION}",
             "-X k8s.io/component-base/version.gitMajor="
             + KUBERNETES_VERSION.lstrip("v").split(".")[0],
-            "-X k8s.io/component-base/version.gitMinor="
-            + KUBERNETES_VERSION.split(".")[1],
+            "-X k8s.io/component-base/version.gitMinor=" + KUBERNETES_VERSION.split(".")[1],
             "-X k8s.io/component-base/version.gitTreeState=clean",
         ]
     ),
@@ -115,8 +114,10 @@ def _build(target: _Target) -> Path:
     env = dict(os.environ, GOTOOLCHAIN="local", CGO_ENABLED="0", GOFLAGS="-mod=readonly")
     dest.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=dest.parent))
-    _log(f"building {', '.join(final_names)} ({target.name}) from Go modules; "
-         "a cold build takes several minutes")
+    _log(
+        f"building {', '.join(final_names)} ({target.name}) from Go modules; "
+        "a cold build takes several minutes"
+    )
     started = time.monotonic()
     done = threading.Event()
 
@@ -128,8 +129,16 @@ def _build(target: _Target) -> Path:
     try:
         # One invocation for all packages, so shared packages compile once.
         result = subprocess.run(
-            [go, "build", "-trimpath", "-ldflags", target.ldflags,
-             "-o", str(staging) + os.sep, *target.packages],
+            [
+                go,
+                "build",
+                "-trimpath",
+                "-ldflags",
+                target.ldflags,
+                "-o",
+                str(staging) + os.sep,
+                *target.packages,
+            ],
             cwd=MODULES_DIR / target.module,
             env=env,
             stdout=subprocess.PIPE,
@@ -142,7 +151,7 @@ def _build(target: _Target) -> Path:
     try:
         if result.returncode != 0:
             raise BuildError(f"building {target.name} failed:\n{result.stdout[-4000:]}")
-        for out, final in zip(target.outputs, final_names):
+        for out, final in zip(target.outputs, final_names, strict=True):
             (staging / out).rename(staging / final)
         staging.chmod(0o755)
         # Publish the whole folder at once: a half-built cache never looks complete.
@@ -190,8 +199,12 @@ def main() -> int:
     except BuildError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    for path in (binaries.kube_apiserver, binaries.kube_controller_manager,
-                 binaries.etcd, binaries.helm):
+    for path in (
+        binaries.kube_apiserver,
+        binaries.kube_controller_manager,
+        binaries.etcd,
+        binaries.helm,
+    ):
         print(path)
     return 0
 

@@ -229,18 +229,24 @@ class LocalCluster:
             peer = f"http://127.0.0.1:{state.etcd_peer_port}"
             client = f"http://127.0.0.1:{state.etcd_port}"
             return [
-                state.binaries["etcd"], "--name=local", f"--data-dir={data / 'etcd'}",
-                f"--listen-client-urls={client}", f"--advertise-client-urls={client}",
-                f"--listen-peer-urls={peer}", f"--initial-advertise-peer-urls={peer}",
+                state.binaries["etcd"],
+                "--name=local",
+                f"--data-dir={data / 'etcd'}",
+                f"--listen-client-urls={client}",
+                f"--advertise-client-urls={client}",
+                f"--listen-peer-urls={peer}",
+                f"--initial-advertise-peer-urls={peer}",
                 f"--initial-cluster=local={peer}",
                 # Test data does not outlive the run; fsync only slows it down.
-                "--unsafe-no-fsync", "--log-level=warn",
+                "--unsafe-no-fsync",
+                "--log-level=warn",
             ]
         if name == "kube-apiserver":
             return [
                 state.binaries["kube-apiserver"],
                 f"--etcd-servers=http://127.0.0.1:{state.etcd_port}",
-                "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
                 f"--secure-port={state.apiserver_port}",
                 f"--cert-dir={data / 'apiserver-certs'}",
                 f"--tls-cert-file={pki_dir / 'apiserver.crt'}",
@@ -254,7 +260,8 @@ class LocalCluster:
                 "--allow-privileged=true",
                 f"--audit-policy-file={self.state_dir / 'audit-policy.yaml'}",
                 f"--audit-log-path={state.audit_log}",
-                "--audit-log-mode=batch", "--audit-log-batch-max-wait=100ms",
+                "--audit-log-mode=batch",
+                "--audit-log-batch-max-wait=100ms",
                 "--profiling=false",
                 # No kubelet or kube-proxy: the "kubernetes" Service endpoints would point
                 # at loopback, which the reconciler refuses.
@@ -263,7 +270,8 @@ class LocalCluster:
         if name == "kube-controller-manager":
             kcm_kubeconfig = self.state_dir / "controller-manager.kubeconfig"
             kcm_kubeconfig.write_text(
-                _kubeconfig_text(state).replace("name: admin", "name: admin-controller-manager")
+                _kubeconfig_text(state)
+                .replace("name: admin", "name: admin-controller-manager")
                 .replace("user: admin,", "user: admin-controller-manager,")
             )
             return [
@@ -275,7 +283,8 @@ class LocalCluster:
                 f"--controllers={CONTROLLERS}",
                 f"--service-account-private-key-file={pki_dir / 'sa.key'}",
                 f"--root-ca-file={pki_dir / 'ca.crt'}",
-                "--bind-address=127.0.0.1", f"--secure-port={state.kcm_port}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={state.kcm_port}",
             ]
         raise ValueError(name)
 
@@ -305,10 +314,9 @@ class LocalCluster:
         url = f"http://127.0.0.1:{state.etcd_port}/health"
         while True:
             self._check_alive(state, "etcd")
-            with contextlib.suppress(OSError):
-                with urllib.request.urlopen(url, timeout=2) as resp:
-                    if json.loads(resp.read()).get("health") == "true":
-                        return
+            with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=2) as resp:
+                if json.loads(resp.read()).get("health") == "true":
+                    return
             if time.monotonic() > deadline:
                 raise ClusterError(f"etcd did not become healthy within {timeout:.0f}s")
             time.sleep(0.1)

@@ -64,9 +64,15 @@ def _cert(
     if ca:
         builder = builder.add_extension(
             x509.KeyUsage(
-                digital_signature=True, key_cert_sign=True, crl_sign=True,
-                content_commitment=False, key_encipherment=False, data_encipherment=False,
-                key_agreement=False, encipher_only=False, decipher_only=False,
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )
@@ -96,10 +102,18 @@ def generate(pki_dir: Path) -> None:
 
     server_key = ec.generate_private_key(ec.SECP256R1())
     server = _cert(
-        _name("kube-apiserver"), server_key, ca_name, ca_key,
+        _name("kube-apiserver"),
+        server_key,
+        ca_name,
+        ca_key,
         server_ips=("127.0.0.1", "10.0.0.1"),
-        server_names=("localhost", "kubernetes", "kubernetes.default",
-                      "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"),
+        server_names=(
+            "localhost",
+            "kubernetes",
+            "kubernetes.default",
+            "kubernetes.default.svc",
+            "kubernetes.default.svc.cluster.local",
+        ),
     )
     _write(pki_dir / "apiserver.crt", _pem(server))
     _write(pki_dir / "apiserver.key", _key_pem(server_key))

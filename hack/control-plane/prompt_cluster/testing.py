@@ -166,8 +166,16 @@ def set_pod_status(
         }
     }
     kubectl(
-        kubeconfig, "-n", namespace, "patch", "pod", name, "--subresource=status",
-        "--type=merge", "-p", json.dumps(status),
+        kubeconfig,
+        "-n",
+        namespace,
+        "patch",
+        "pod",
+        name,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps(status),
     )
 
 
@@ -181,8 +189,14 @@ def audit_writes(audit_log: Path, user: str, since_line: int = 0) -> list[dict[s
             event = json.loads(line)
             if event.get("user", {}).get("username") != user:
                 continue
-            if event.get("verb") in {"create", "update", "patch", "delete", "deletecollection",
-                                     "apply"}:
+            if event.get("verb") in {
+                "create",
+                "update",
+                "patch",
+                "delete",
+                "deletecollection",
+                "apply",
+            }:
                 writes.append(event)
     return writes
 
@@ -242,8 +256,12 @@ def service_account_kubeconfig(
     kubectl(admin_kubeconfig, "-n", namespace, "create", "serviceaccount", name, check=False)
     if cluster_role:
         kubectl(
-            admin_kubeconfig, "create", "clusterrolebinding", f"{namespace}-{name}",
-            f"--clusterrole={cluster_role}", f"--serviceaccount={namespace}:{name}",
+            admin_kubeconfig,
+            "create",
+            "clusterrolebinding",
+            f"{namespace}-{name}",
+            f"--clusterrole={cluster_role}",
+            f"--serviceaccount={namespace}:{name}",
             check=False,
         )
     token = kubectl(
@@ -314,9 +332,17 @@ class OperatorProcess:
         import urllib.request
 
         self.proc = start_process(
-            [tool("prompt-operator"), "run", f"--kubeconfig={self.kubeconfig}",
-             "--health-host=127.0.0.1", f"--health-port={self.health_port}",
-             "--metrics-port=0", "--log-format=json", *self.extra_args, *args],
+            [
+                tool("prompt-operator"),
+                "run",
+                f"--kubeconfig={self.kubeconfig}",
+                "--health-host=127.0.0.1",
+                f"--health-port={self.health_port}",
+                "--metrics-port=0",
+                "--log-format=json",
+                *self.extra_args,
+                *args,
+            ],
             log=self.log,
         )
 
@@ -362,10 +388,28 @@ class OperatorProcess:
 def sidecar_role(admin_kubeconfig: Path | str, namespace: str, out: Path) -> Path:
     """Least privilege for a sidecar: get/list ConfigMaps in its own namespace, as a
     kubeconfig for the ``prompt-sidecar`` service account of that namespace."""
-    kubectl(admin_kubeconfig, "-n", namespace, "create", "role", "prompt-sidecar",
-            "--verb=get,list", "--resource=configmaps", check=False)
-    kubectl(admin_kubeconfig, "-n", namespace, "create", "rolebinding", "prompt-sidecar",
-            "--role=prompt-sidecar", f"--serviceaccount={namespace}:prompt-sidecar", check=False)
+    kubectl(
+        admin_kubeconfig,
+        "-n",
+        namespace,
+        "create",
+        "role",
+        "prompt-sidecar",
+        "--verb=get,list",
+        "--resource=configmaps",
+        check=False,
+    )
+    kubectl(
+        admin_kubeconfig,
+        "-n",
+        namespace,
+        "create",
+        "rolebinding",
+        "prompt-sidecar",
+        "--role=prompt-sidecar",
+        f"--serviceaccount={namespace}:prompt-sidecar",
+        check=False,
+    )
     return service_account_kubeconfig(admin_kubeconfig, namespace, "prompt-sidecar", out)
 
 
@@ -401,7 +445,10 @@ class SidecarProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         if create_pod:
             make_pod(
-                admin_kubeconfig, namespace, name, self.ip,
+                admin_kubeconfig,
+                namespace,
+                name,
+                self.ip,
                 labels={"prompts.dev/subscribe": "true"},
                 annotations={"prompts.dev/port": str(self.port), "prompts.dev/selector": selector},
             )
@@ -412,16 +459,31 @@ class SidecarProcess:
 
     def start(self, *, wait_ready: bool = True, timeout: float = 30.0) -> None:
         self.proc = start_process(
-            [tool("prompt-operator"), "sidecar", f"--dir={self.dir}", f"--port={self.port}",
-             f"--resync={self.resync}", f"--ext={self.ext}", f"--kubeconfig={self.kubeconfig}",
-             "--log-format=json"],
-            env={"POD_NAME": self.name, "POD_NAMESPACE": self.namespace, "POD_IP": self.ip,
-                 "PROMPT_SELECTOR": self.selector},
+            [
+                tool("prompt-operator"),
+                "sidecar",
+                f"--dir={self.dir}",
+                f"--port={self.port}",
+                f"--resync={self.resync}",
+                f"--ext={self.ext}",
+                f"--kubeconfig={self.kubeconfig}",
+                "--log-format=json",
+            ],
+            env={
+                "POD_NAME": self.name,
+                "POD_NAMESPACE": self.namespace,
+                "POD_IP": self.ip,
+                "PROMPT_SELECTOR": self.selector,
+            },
             log=self.log,
         )
         if wait_ready:
-            wait_for(self.ready, timeout=timeout, interval=0.05,
-                     message=lambda: f"sidecar {self.name} ready; log:\n{self.log.read_text()[-2000:]}")
+            wait_for(
+                self.ready,
+                timeout=timeout,
+                interval=0.05,
+                message=lambda: f"sidecar {self.name} ready; log:\n{self.log.read_text()[-2000:]}",
+            )
 
     def ready(self) -> bool:
         import urllib.request

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from prompt_client import (
     FileSystemSource,
     MissingVariableError,
@@ -33,9 +32,18 @@ class Writer:
     def put(self, key: str, text: str, variables: tuple[str, ...] = (), **extra: object) -> str:
         data = text.encode()
         revision = text_sha256(data)[:12]
-        self.files.write(PromptMeta(key=key, prompt=f"ns/{key}", revision=revision,
-                                    sha256=text_sha256(data), updated_at="t",
-                                    variables=variables, **extra), data)  # type: ignore[arg-type]
+        self.files.write(
+            PromptMeta(
+                key=key,
+                prompt=f"ns/{key}",
+                revision=revision,
+                sha256=text_sha256(data),
+                updated_at="t",
+                variables=variables,
+                **extra,
+            ),
+            data,
+        )  # type: ignore[arg-type]
         return revision
 
 
@@ -149,15 +157,19 @@ def test_render_uses_restricted_rules_and_names_what_is_wrong(
     prompt_dir: Path, registry: PromptRegistry
 ) -> None:
     writer = Writer(prompt_dir)
-    writer.put("agent", "Hi {customer}, about {product}. {{json}}", ("customer", "product"),
-               defaults={"product": "Acme"})
+    writer.put(
+        "agent",
+        "Hi {customer}, about {product}. {{json}}",
+        ("customer", "product"),
+        defaults={"product": "Acme"},
+    )
     registry.refresh()
     assert registry.render("agent", customer="Ada") == "Hi Ada, about Acme. {json}"
     with pytest.raises(MissingVariableError) as missing:
         registry.render("agent")
     assert "'agent'" in str(missing.value) and "customer" in str(missing.value)
     assert "declared: customer, product" in str(missing.value)
-    with pytest.raises(UnknownVariableError, match="unknown variable.*tone.*declared"):
+    with pytest.raises(UnknownVariableError, match=r"unknown variable.*tone.*declared"):
         registry.render("agent", customer="Ada", tone="x")
 
     class Secret:
@@ -206,7 +218,9 @@ def test_many_unicode_and_huge_prompts(prompt_dir: Path) -> None:
     reg.close()
 
 
-def test_rapid_rewrites_read_by_8_threads_never_tear(prompt_dir: Path, registry: PromptRegistry) -> None:
+def test_rapid_rewrites_read_by_8_threads_never_tear(
+    prompt_dir: Path, registry: PromptRegistry
+) -> None:
     writer = Writer(prompt_dir)
     texts = [f"{i:03d}:" + (chr(0x41 + i % 26) * 20000) for i in range(100)]
     writer.put("p", texts[0])
@@ -253,13 +267,24 @@ def test_client_installs_alone_without_kopf_or_kubernetes(tmp_path: Path) -> Non
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     pip = venv / "bin" / "pip"
     repo = Path(__file__).resolve().parents[3]
-    subprocess.run([str(pip), "install", "-q", str(repo / "client")], check=True,
-                   env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"})
-    installed = subprocess.run([str(pip), "list", "--format=freeze"], check=True,
-                               capture_output=True, text=True).stdout.lower()
+    subprocess.run(
+        [str(pip), "install", "-q", str(repo / "client")],
+        check=True,
+        env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
+    )
+    installed = subprocess.run(
+        [str(pip), "list", "--format=freeze"], check=True, capture_output=True, text=True
+    ).stdout.lower()
     names = {line.split("==")[0] for line in installed.split()}
     assert "prompt-operator-client" in names
     assert not names & {"kopf", "kubernetes", "boto3", "aiohttp", "pyyaml"}, names
-    subprocess.run([str(venv / "bin" / "python"), "-c",
-                    "import prompt_client, sys; prompt_client.create_prompt_registry; "
-                    "assert 'kopf' not in sys.modules"], check=True, cwd=tmp_path)
+    subprocess.run(
+        [
+            str(venv / "bin" / "python"),
+            "-c",
+            "import prompt_client, sys; prompt_client.create_prompt_registry; "
+            "assert 'kopf' not in sys.modules",
+        ],
+        check=True,
+        cwd=tmp_path,
+    )

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
 from prompt_operator.configmap import DIGEST_ANNOTATION, build_configmap
 from prompt_operator.model import SpecError, parse_prompt
 from prompt_operator.policies import evaluate
@@ -16,8 +15,14 @@ from prompt_operator.status import Condition, build_status, status_patch
 
 def body(template: Any = "Hi {name}", **spec: Any) -> dict[str, Any]:
     return {
-        "metadata": {"name": "greeter", "namespace": "ns", "uid": "u1", "generation": 3,
-                     "labels": {"team": "a"}, "creationTimestamp": "2026-01-01T00:00:00Z"},
+        "metadata": {
+            "name": "greeter",
+            "namespace": "ns",
+            "uid": "u1",
+            "generation": 3,
+            "labels": {"team": "a"},
+            "creationTimestamp": "2026-01-01T00:00:00Z",
+        },
         "spec": {"template": template, "variables": [{"name": "name"}], **spec},
     }
 
@@ -107,9 +112,9 @@ def test_oversized_prompt_is_refused() -> None:
 
 
 def test_wrong_types_give_a_spec_error() -> None:
-    with pytest.raises(SpecError, match="spec.template must be a string"):
+    with pytest.raises(SpecError, match=r"spec\.template must be a string"):
         parse_prompt(body(template=42))
-    with pytest.raises(SpecError, match="spec.variables must be a list"):
+    with pytest.raises(SpecError, match=r"spec\.variables must be a list"):
         parse_prompt(body(variables="x"))
 
 
@@ -124,8 +129,9 @@ def test_configmap_carries_labels_owner_and_digest() -> None:
     relabelled = body()
     relabelled["metadata"]["labels"] = {"team": "b"}
     other = build_configmap(parse_prompt(relabelled), render(parse_prompt(relabelled)))
-    assert other["metadata"]["annotations"][DIGEST_ANNOTATION] != (
-        cm["metadata"]["annotations"][DIGEST_ANNOTATION]
+    assert (
+        other["metadata"]["annotations"][DIGEST_ANNOTATION]
+        != (cm["metadata"]["annotations"][DIGEST_ANNOTATION])
     )
 
 
@@ -134,8 +140,14 @@ def test_unchanged_status_needs_no_patch_and_keeps_transition_time() -> None:
     first = build_status({}, generation=1, conditions=[ready], revision="r1", key="k", now="T1")
     again = build_status(first, generation=1, conditions=[ready], revision="r1", key="k", now="T2")
     assert status_patch(first, again) == {}
-    failed = build_status(first, generation=2, conditions=[Condition("Ready", False, "X", "bad")],
-                          revision=None, key=None, now="T3")
+    failed = build_status(
+        first,
+        generation=2,
+        conditions=[Condition("Ready", False, "X", "bad")],
+        revision=None,
+        key=None,
+        now="T3",
+    )
     assert failed["revision"] == "r1"  # the last good revision stays
     assert failed["conditions"][0]["lastTransitionTime"] == "T3"
     assert failed["lastUpdateTime"] == "T1"

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from prompt_client.contract import PromptMeta, text_sha256
 from prompt_sidecar import wire
 from prompt_sidecar.files import PromptFiles
@@ -26,14 +25,22 @@ from prompt_sidecar.sync import Desired, by_key, desired_from_configmap, plan
         ("tier notin (a,b)", {"tier": "a"}, False),
         ("beta", {"beta": ""}, True),
         ("!beta", {"beta": "x"}, False),
-        ("app.kubernetes.io/part-of=helpdesk,!legacy", {"app.kubernetes.io/part-of": "helpdesk"}, True),
+        (
+            "app.kubernetes.io/part-of=helpdesk,!legacy",
+            {"app.kubernetes.io/part-of": "helpdesk"},
+            True,
+        ),
     ],
 )
-def test_selector_matches_like_kubernetes(selector: str, labels: dict[str, str], expected: bool) -> None:
+def test_selector_matches_like_kubernetes(
+    selector: str, labels: dict[str, str], expected: bool
+) -> None:
     assert parse_selector(selector).matches(labels) is expected
 
 
-@pytest.mark.parametrize("bad", ["a=(", "in (x", "=x", "a=b c", "../x=1", "a in (b", "a,,b", "x" * 5000])
+@pytest.mark.parametrize(
+    "bad", ["a=(", "in (x", "=x", "a=b c", "../x=1", "a in (b", "a,,b", "x" * 5000]
+)
 def test_bad_selectors_are_refused_with_a_message(bad: str) -> None:
     with pytest.raises(SelectorError):
         parse_selector(bad)
@@ -49,7 +56,12 @@ def test_signal_round_trip() -> None:
 @pytest.mark.parametrize(
     "body",
     [
-        b"", b"\xff", b"[]", b"null", b'{"prompts": {}}', b'{"prompts": [1]}',
+        b"",
+        b"\xff",
+        b"[]",
+        b"null",
+        b'{"prompts": {}}',
+        b'{"prompts": [1]}',
         b'{"prompts": [{"name": "", "revision": "r"}]}',
         b'{"prompts": [{"name": "p", "revision": 5}]}',
         b'{"prompts": [{"name": "' + b"x" * 300 + b'", "revision": "r"}]}',
@@ -73,8 +85,11 @@ def cm(name: str, key: str, revision: str = "r1", text: str = "t", **labels: str
             "name": wire.configmap_name(name),
             "creationTimestamp": f"2026-01-01T00:00:0{len(name) % 10}Z",
             "labels": {wire.MANAGED_BY_LABEL: wire.MANAGED_BY_VALUE, **labels},
-            "annotations": {wire.PROMPT_ANNOTATION: name, wire.REVISION_ANNOTATION: revision,
-                            wire.KEY_ANNOTATION: key},
+            "annotations": {
+                wire.PROMPT_ANNOTATION: name,
+                wire.REVISION_ANNOTATION: revision,
+                wire.KEY_ANNOTATION: key,
+            },
         },
         "data": {wire.TEXT_DATA_KEY: text, wire.METADATA_DATA_KEY: '{"variables": ["x"]}'},
     }
@@ -95,8 +110,11 @@ def test_only_managed_and_selected_configmaps_are_used() -> None:
 def test_plan_writes_changes_and_removes_what_is_gone() -> None:
     everything = parse_selector("")
     wanted, warnings = by_key(
-        d for d in (desired_from_configmap(cm("a", "ka", "r2"), everything),
-                    desired_from_configmap(cm("bb", "kb"), everything))
+        d
+        for d in (
+            desired_from_configmap(cm("a", "ka", "r2"), everything),
+            desired_from_configmap(cm("bb", "kb"), everything),
+        )
         if isinstance(d, Desired)
     )
     present = {
@@ -112,9 +130,14 @@ def test_plan_writes_changes_and_removes_what_is_gone() -> None:
 
 def test_two_prompts_with_one_key_keep_the_oldest() -> None:
     everything = parse_selector("")
-    items = [d for d in (desired_from_configmap(cm("young-one", "k"), everything),
-                         desired_from_configmap(cm("old", "k"), everything))
-             if isinstance(d, Desired)]
+    items = [
+        d
+        for d in (
+            desired_from_configmap(cm("young-one", "k"), everything),
+            desired_from_configmap(cm("old", "k"), everything),
+        )
+        if isinstance(d, Desired)
+    ]
     chosen, warnings = by_key(items)
     assert chosen["k"].prompt == "old" and len(warnings) == 1
 

@@ -318,7 +318,9 @@ class PromptRegistry(Mapping[str, str]):
     def _set_text(self, name: str, text: str) -> None:
         with self._lock:
             entries = dict(self._entries)
-            entries[name] = _Entry(text, PromptInfo(name, None, None, None, _now(), None), (0, 0, 0))
+            entries[name] = _Entry(
+                text, PromptInfo(name, None, None, None, _now(), None), (0, 0, 0)
+            )
             self._entries = entries
         self._publish([(name, None)])
 

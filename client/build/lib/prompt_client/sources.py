@@ -85,7 +85,7 @@ def _watch_forever(
             ):
                 refresh()
                 backoff = 0.1
-        except Exception as exc:  # noqa: BLE001 - a watcher must outlive any error
+        except Exception as exc:
             if isinstance(exc, FileNotFoundError):
                 logger.debug("prompt directory %s does not exist yet", directory)
             else:

@@ -19,14 +19,14 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
-    "TemplateError",
+    "MissingVariableError",
     "ParsedTemplate",
+    "RenderError",
+    "TemplateError",
+    "UnknownVariableError",
     "parse_template",
     "placeholders",
     "render_template",
-    "MissingVariableError",
-    "RenderError",
-    "UnknownVariableError",
 ]
 
 # Reasons are stable, CamelCase and machine-readable; the operator puts them
@@ -179,8 +179,7 @@ def render_template(
         if unknown:
             listed = ", ".join(declared) if declared else "none"
             raise UnknownVariableError(
-                f"prompt {prompt!r}: unknown variable(s) {', '.join(unknown)} "
-                f"(declared: {listed})",
+                f"prompt {prompt!r}: unknown variable(s) {', '.join(unknown)} (declared: {listed})",
                 unknown,
             )
     values: dict[str, Any] = dict(defaults or {})

@@ -28,7 +28,8 @@ def _prometheus_counter() -> Any:
                 _counter = False
             else:
                 _counter = Counter(
-                    "prompt_usage", "Prompt uses logged by the app",
+                    "prompt_usage",
+                    "Prompt uses logged by the app",
                     ["prompt", "revision", "variant"],
                 )
         return _counter
@@ -50,8 +51,13 @@ class UsageLog:
             "source": info.source,
             **metadata,
         }
-        usage_logger.info("prompt %s used (revision %s, variant %s)", info.name,
-                          info.revision, info.variant, extra={"prompt_usage": record})
+        usage_logger.info(
+            "prompt %s used (revision %s, variant %s)",
+            info.name,
+            info.revision,
+            info.variant,
+            extra={"prompt_usage": record},
+        )
         for callback in list(self._callbacks):
             try:
                 callback(record)
