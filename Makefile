@@ -7,14 +7,13 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: help venv binaries demo demo-down test unit integration lint bench bench-quick clean
+.PHONY: help venv binaries demo demo-down test unit integration lint clean
 
 help:
 	@echo "make demo        run the whole chain on a local control plane"
 	@echo "make test        run every test (unit, integration, end to end)"
 	@echo "make unit        unit tests only (seconds, no cluster)"
 	@echo "make lint        ruff and mypy"
-	@echo "make bench       benchmarks (bench/results/latest.json)"
 	@echo "make demo-down   stop the demo's cluster"
 
 $(STAMP): pyproject.toml client/pyproject.toml
@@ -49,12 +48,6 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-
-bench: binaries
-	$(BIN)/python -m bench
-
-bench-quick: binaries
-	$(BIN)/python -m bench --quick
 
 clean:
 	rm -rf $(VENV) build *.egg-info
