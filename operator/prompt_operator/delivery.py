@@ -269,6 +269,9 @@ class Delivery:
                     headers={"Content-Type": "application/json"},
                 ) as resp:
                     body = await resp.read()
+                    if resp.status == 503:
+                        metrics.SIGNALS.labels("not_ready").inc()
+                        return None  # still on its first full sync; try again shortly
                     if resp.status != 200:
                         metrics.SIGNALS.labels("rejected").inc()
                         logger.warning(

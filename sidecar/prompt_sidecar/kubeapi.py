@@ -13,9 +13,9 @@ import http.client
 import json
 import os
 import ssl
-import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
@@ -63,6 +63,8 @@ def _context(
     if cert and key:
         # ssl can only load a client certificate from files: write them privately,
         # load them, and remove them at once.
+        import tempfile
+
         with tempfile.TemporaryDirectory() as tmp:
             cert_path, key_path = os.path.join(tmp, "c"), os.path.join(tmp, "k")
             for path, content in ((cert_path, cert), (key_path, key)):
@@ -193,17 +195,19 @@ class KubeClient:
         )
         return result
 
-    def list_configmaps(self, namespace: str, label_selector: str) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
-        query = {"labelSelector": label_selector, "limit": "250"}
+    def list_configmaps(
+        self, namespace: str, label_selector: str, page_size: int = 100
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Pages of ConfigMaps; small pages keep the sidecar's memory flat."""
+        query = {"labelSelector": label_selector, "limit": str(page_size)}
         while True:
             page = self._request(
                 f"/api/v1/namespaces/{quote(namespace, safe='')}/configmaps?{urlencode(query)}"
             )
-            items.extend(page.get("items") or [])
+            yield list(page.get("items") or [])
             cont = (page.get("metadata") or {}).get("continue")
             if not cont:
-                return items
+                return
             query["continue"] = cont
 
     def close(self) -> None:

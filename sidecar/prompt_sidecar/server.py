@@ -17,6 +17,9 @@ from .sync import Syncer
 
 logger = logging.getLogger(__name__)
 
+# Answer before the operator's default 2 s timeout, even when the re-read is slow.
+SIGNAL_WAIT = 1.5
+
 
 class SidecarServer(ThreadingHTTPServer):
     daemon_threads = True
@@ -27,6 +30,10 @@ class SidecarServer(ThreadingHTTPServer):
         super().__init__(address, _Handler)
         self.syncer = syncer
         self.pod = pod
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that hung up (the operator's signal timed out) is not an error.
+        logger.debug("connection from %s ended early", client_address[0], exc_info=True)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -92,8 +99,13 @@ class _Handler(BaseHTTPRequestHandler):
         except wire.SignalError as exc:
             self._error(400, str(exc))
             return
-        self.server.syncer.metrics.inc("signals_total")
-        served = self.server.syncer.signal(pairs)
+        syncer = self.server.syncer
+        if not syncer.ready.is_set():
+            # The first full sync reads everything anyway; the operator retries later.
+            self._send(503, b'{"error":"initial sync in progress"}')
+            return
+        syncer.metrics.inc("signals_total")
+        served = syncer.signal(pairs, wait=SIGNAL_WAIT)
         self._send(200, wire.encode_signal_response(self.server.pod, served))
 
     def _method_not_allowed(self) -> None:

@@ -10,6 +10,7 @@ successful list or an explicit 404.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import random
@@ -130,6 +131,16 @@ def plan(wanted: Mapping[str, Desired], present: Mapping[str, PromptMeta], files
     )
     removes = tuple(sorted(key for key in present if key not in wanted))
     return Plan(writes, removes)
+
+
+def _up_to_date(item: Desired, present: Mapping[str, PromptMeta], on_disk: set[str]) -> bool:
+    meta = present.get(item.key)
+    return (
+        meta is not None
+        and item.key in on_disk
+        and meta.revision == item.revision
+        and meta.prompt.split("/", 1)[-1] == item.prompt
+    )
 
 
 def now_rfc3339() -> str:
@@ -304,21 +315,25 @@ class Syncer:
 
     def _full_sync(self, signalled: Mapping[str, float] | None = None) -> None:
         self._throttle()
-        items = self._client.list_configmaps(self._namespace, self._label_selector)
+        present = self._files.all_meta()
+        on_disk = self._files.keys()
         desired = []
-        for cm in items:
-            result = desired_from_configmap(cm, self._selector)
-            if isinstance(result, str):
-                logger.warning(
-                    "skipping ConfigMap %s: %s", (cm.get("metadata") or {}).get("name"), result
-                )
-            else:
+        # Page by page, keeping the text only of what must be written: a full
+        # list of a thousand prompts then costs the sidecar almost no memory.
+        for page in self._client.list_configmaps(self._namespace, self._label_selector):
+            for cm in page:
+                result = desired_from_configmap(cm, self._selector)
+                if isinstance(result, str):
+                    name = (cm.get("metadata") or {}).get("name")
+                    logger.warning("skipping ConfigMap %s: %s", name, result)
+                    continue
+                if _up_to_date(result, present, on_disk):
+                    result = dataclasses.replace(result, text=b"")  # keep no text we won't write
                 desired.append(result)
         wanted, warnings = by_key(desired)
         for warning in warnings:
             logger.warning(warning)
-        present = self._files.all_meta()
-        todo = plan(wanted, present, self._files.keys())
+        todo = plan(wanted, present, on_disk)
         for item in todo.writes:
             self._write(item, (signalled or {}).get(item.prompt))
         for key in todo.removes:
