@@ -7,7 +7,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: help venv binaries demo demo-down test unit integration lint clean
+.PHONY: help venv binaries demo demo-down test unit integration lint clean chart-crd manifests
 
 help:
 	@echo "make demo        run the whole chain on a local control plane"
@@ -51,3 +51,10 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info
+
+# The chart ships crds/prompts.yaml; keep its copy and the static manifest current.
+chart-crd:
+	cp crds/prompts.yaml charts/prompt-operator/files/prompts.yaml
+
+manifests: binaries chart-crd
+	$(BIN)/python -m prompt_cluster.manifests > deploy/install.yaml

@@ -75,7 +75,7 @@ def test_update_is_seen_by_both_readers(prompt_dir: Path, registry: PromptRegist
     writer.put("greeting", "hello")
     other = theirs(prompt_dir)
     revision = writer.put("greeting", "hello again")
-    wait_for(lambda: registry["greeting"] == "hello again", timeout=5)
+    wait_for(lambda: registry.get("greeting") == "hello again", timeout=5)
     wait_for(lambda: other["greeting"] == "hello again", timeout=5)
     assert registry.info("greeting").revision == revision
     assert registry.info("greeting").source == "ns/greeting"

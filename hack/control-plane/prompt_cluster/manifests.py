@@ -1,0 +1,42 @@
+"""Render the static install manifest (deploy/install.yaml) from the Helm chart.
+
+For people who don't use Helm: `kubectl apply --server-side -f deploy/install.yaml`
+installs the same objects as `helm install prompt-operator charts/prompt-operator
+-n prompt-system`. A test renders it again and compares, so it never drifts.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from .build import ensure_binaries
+
+REPO = Path(__file__).resolve().parents[3]
+NAMESPACE = "prompt-system"
+HEADER = f"""\
+# prompt-operator, rendered from charts/prompt-operator with default values
+# (`make manifests`). Install: kubectl apply --server-side -f deploy/install.yaml
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: {NAMESPACE}
+"""
+
+
+def render(helm: Path | None = None) -> str:
+    helm = helm or ensure_binaries().helm
+    out = subprocess.run(
+        [str(helm), "template", "prompt-operator", str(REPO / "charts" / "prompt-operator"),
+         "--namespace", NAMESPACE],
+        check=True, capture_output=True, text=True,
+    ).stdout
+    # The helm test hook only makes sense inside a Helm release.
+    docs = [d.strip("\n") for d in ("\n" + out).split("\n---\n")]
+    docs = [d for d in docs if d.strip() and "helm.sh/hook:" not in d]
+    return HEADER + "---\n" + "\n---\n".join(docs) + "\n"
+
+
+if __name__ == "__main__":
+    sys.stdout.write(render())

@@ -1,0 +1,262 @@
+"""The Helm chart on a real API server with the real helm and kubectl.
+
+There is no kubelet, so the chart's Deployment never runs: its RBAC is
+exercised for real by running the operator and a sidecar as local processes
+with tokens of the service accounts the chart created.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from prompt_cluster.build import ensure_binaries
+from prompt_cluster.cluster import LocalCluster
+from prompt_cluster.manifests import render as render_manifest
+from prompt_cluster.testing import (
+    OperatorProcess,
+    SidecarProcess,
+    kubectl,
+    prompt_manifest,
+    wait_for,
+)
+
+from .helpers import apply, wait_prompt
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "charts" / "prompt-operator"
+RELEASE, NS, APPS = "prompt-operator", "prompt-system", "team-a"
+OPERATOR_SA = f"system:serviceaccount:{NS}:{RELEASE}"
+SIDECAR_SA = f"system:serviceaccount:{APPS}:prompt-sidecar"
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def chart_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A cluster of its own: the chart installs the CRD, which the session's cluster
+    already has from plain kubectl (and Helm will not adopt it)."""
+    cluster = LocalCluster(tmp_path_factory.mktemp("chart-cluster"))
+    cluster.up()
+    yield cluster.kubeconfig
+    cluster.down()
+
+
+def helm(kubeconfig: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [str(ensure_binaries().helm), f"--kubeconfig={kubeconfig}", *args],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"helm {' '.join(args)}:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+@pytest.fixture(scope="module")
+def installed(chart_cluster: Path) -> Path:
+    kubectl(chart_cluster, "create", "namespace", APPS)
+    helm(
+        chart_cluster,
+        "install",
+        RELEASE,
+        str(CHART),
+        "-n",
+        NS,
+        "--create-namespace",
+        "--set",
+        f"sidecar.namespaces={{{APPS}}}",
+        "--set",
+        "networkPolicy.enabled=true",
+        "--set",
+        "networkPolicy.sidecars=true",
+        "--wait=false",
+    )
+    return chart_cluster
+
+
+def token_kubeconfig(admin: Path, namespace: str, account: str, out: Path) -> Path:
+    token = kubectl(admin, "-n", namespace, "create", "token", account).stdout.strip()
+    config = yaml.safe_load(admin.read_text())
+    config["users"] = [{"name": account, "user": {"token": token}}]
+    config["contexts"][0]["context"].update(user=account, namespace=namespace)
+    out.write_text(yaml.safe_dump(config))
+    return out
+
+
+def test_helm_lint_is_clean() -> None:
+    result = subprocess.run(
+        [str(ensure_binaries().helm), "lint", "--strict", str(CHART)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 chart(s) failed" in result.stdout
+
+
+def test_values_schema_rejects_typos(chart_cluster: Path) -> None:
+    result = helm(
+        chart_cluster, "template", "x", str(CHART), "--set", "operator.replica=2", check=False
+    )
+    assert result.returncode != 0 and "additional properties 'replica' not allowed" in result.stderr
+
+
+def test_rendered_chart_is_accepted_by_the_api_server(chart_cluster: Path) -> None:
+    rendered = helm(
+        chart_cluster,
+        "template",
+        RELEASE,
+        str(CHART),
+        "-n",
+        NS,
+        "--set",
+        "sidecar.namespaces={default}",
+        "--set",
+        "networkPolicy.enabled=true",
+        "--set",
+        "networkPolicy.sidecars=true",
+    ).stdout
+    kubectl(chart_cluster, "create", "namespace", NS, check=False)
+    result = kubectl(
+        chart_cluster, "apply", "--dry-run=server", "-f", "-", input=rendered, check=False
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_static_manifest_is_current() -> None:
+    assert (REPO / "deploy" / "install.yaml").read_text() == render_manifest(), (
+        "run `make manifests`"
+    )
+
+
+def test_install_creates_what_the_chart_promises(installed: Path) -> None:
+    kinds = {
+        ("deployment", NS, RELEASE),
+        ("serviceaccount", NS, RELEASE),
+        ("clusterrole", None, RELEASE),
+        ("clusterrolebinding", None, RELEASE),
+        ("serviceaccount", APPS, "prompt-sidecar"),
+        ("role", APPS, "prompt-sidecar"),
+        ("rolebinding", APPS, "prompt-sidecar"),
+        ("crd", None, "prompts.prompts.dev"),
+        ("networkpolicy", APPS, "prompt-sidecar-signal"),
+    }
+    for kind, namespace, name in kinds:
+        args = ["get", kind, name] + (["-n", namespace] if namespace else [])
+        assert kubectl(installed, *args, check=False).returncode == 0, (kind, name)
+    deploy = json.loads(kubectl(installed, "-n", NS, "get", "deploy", RELEASE, "-o", "json").stdout)
+    pod = deploy["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert deploy["spec"]["strategy"]["type"] == "Recreate"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+
+
+@pytest.mark.parametrize(
+    ("user", "verb", "resource", "namespace", "allowed"),
+    [
+        (OPERATOR_SA, "patch", "prompts.prompts.dev/status", APPS, True),
+        (OPERATOR_SA, "watch", "prompts.prompts.dev", APPS, True),
+        (OPERATOR_SA, "update", "prompts.prompts.dev", APPS, False),
+        (OPERATOR_SA, "patch", "prompts.prompts.dev", APPS, False),
+        (OPERATOR_SA, "patch", "configmaps", APPS, True),
+        (OPERATOR_SA, "list", "pods", APPS, True),
+        (OPERATOR_SA, "create", "pods", APPS, False),
+        (OPERATOR_SA, "get", "secrets", APPS, False),
+        (OPERATOR_SA, "list", "secrets", NS, False),
+        (OPERATOR_SA, "create", "mutatingwebhookconfigurations", None, False),
+        (OPERATOR_SA, "create", "events", APPS, True),
+        (SIDECAR_SA, "get", "configmaps", APPS, True),
+        (SIDECAR_SA, "list", "configmaps", APPS, True),
+        (SIDECAR_SA, "watch", "configmaps", APPS, False),
+        (SIDECAR_SA, "patch", "configmaps", APPS, False),
+        (SIDECAR_SA, "list", "configmaps", "default", False),
+        (SIDECAR_SA, "get", "secrets", APPS, False),
+        (SIDECAR_SA, "list", "prompts.prompts.dev", APPS, False),
+    ],
+)
+def test_rbac_grants_only_what_the_code_uses(
+    installed: Path, user: str, verb: str, resource: str, namespace: str | None, allowed: bool
+) -> None:
+    resource, _, subresource = resource.partition("/")
+    args = ["auth", "can-i", verb, resource, f"--as={user}"]
+    args += [f"--subresource={subresource}"] if subresource else []
+    args += ["-n", namespace] if namespace else []
+    result = kubectl(installed, *args, check=False)
+    assert result.stdout.strip() == ("yes" if allowed else "no"), (user, verb, resource)
+
+
+def test_cluster_role_has_no_wildcards(installed: Path) -> None:
+    role = json.loads(kubectl(installed, "get", "clusterrole", RELEASE, "-o", "json").stdout)
+    for rule in role["rules"]:
+        for field in ("verbs", "resources", "apiGroups"):
+            assert "*" not in rule.get(field, []), rule
+
+
+def test_operator_and_sidecar_work_with_the_charts_service_accounts(
+    installed: Path, tmp_path: Path
+) -> None:
+    operator = OperatorProcess(
+        token_kubeconfig(installed, NS, RELEASE, tmp_path / "operator.kubeconfig"),
+        tmp_path / "operator.log",
+        "--delivery-refresh=0.5",
+    )
+    operator.start()
+    try:
+        apply(installed, prompt_manifest("hello", "Hello from the chart"), APPS)
+        wait_prompt(installed, APPS, "hello")
+        sidecar = SidecarProcess(
+            installed,
+            token_kubeconfig(installed, APPS, "prompt-sidecar", tmp_path / "sc.kc"),
+            APPS,
+            "app",
+            tmp_path,
+        )
+        sidecar.start()
+        try:
+            assert sidecar.file("hello") == b"Hello from the chart"
+            apply(installed, prompt_manifest("hello", "edited"), APPS)
+            wait_for(lambda: sidecar.file("hello") == b"edited", timeout=15)
+        finally:
+            sidecar.stop()
+        forbidden = [r for r in operator.log_records() if "403" in str(r.get("message", ""))]
+        assert forbidden == []
+    finally:
+        operator.stop()
+
+
+def test_upgrade_updates_the_crd_and_uninstall_keeps_prompts(
+    installed: Path, tmp_path: Path
+) -> None:
+    apply(installed, prompt_manifest("survivor", "still here"), APPS)
+    changed = tmp_path / "chart"
+    shutil.copytree(CHART, changed)
+    crd = changed / "files" / "prompts.yaml"
+    crd.write_text(
+        crd.read_text().replace(
+            "The prompt text, delivered to apps byte for byte",
+            "UPGRADED: The prompt text, delivered to apps byte for byte",
+        )
+    )
+    helm(installed, "upgrade", RELEASE, str(changed), "-n", NS, "--reuse-values")
+    crd = json.loads(kubectl(installed, "get", "crd", "prompts.prompts.dev", "-o", "json").stdout)
+    schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    assert schema["properties"]["spec"]["properties"]["template"]["description"].startswith(
+        "UPGRADED"
+    )
+    helm(installed, "uninstall", RELEASE, "-n", NS)
+    assert kubectl(installed, "get", "crd", "prompts.prompts.dev", check=False).returncode == 0
+    assert kubectl(installed, "-n", APPS, "get", "prompt", "survivor", check=False).returncode == 0
+    assert kubectl(installed, "-n", NS, "get", "deploy", RELEASE, check=False).returncode != 0

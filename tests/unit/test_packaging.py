@@ -1,0 +1,45 @@
+"""What can be checked of the image and chart without a container engine or a cluster."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def dockerfile_stages() -> list[list[str]]:
+    stages: list[list[str]] = []
+    for line in (REPO / "Dockerfile").read_text().splitlines():
+        if line.startswith("FROM "):
+            stages.append([])
+        if stages and line and not line.startswith("#"):
+            stages[-1].append(line)
+    return stages
+
+
+def test_dockerfile_copies_files_that_exist() -> None:
+    for line in (REPO / "Dockerfile").read_text().splitlines():
+        if line.startswith("COPY ") and "--from=" not in line:
+            *sources, _ = line.split()[1:]
+            for source in sources:
+                assert (REPO / source).exists(), f"Dockerfile copies missing {source}"
+
+
+def test_dockerfile_entrypoint_is_our_console_script_and_runs_non_root() -> None:
+    final = dockerfile_stages()[-1]
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    entry = next(line for line in final if line.startswith("ENTRYPOINT"))
+    assert re.search(r'\["([^"]+)"\]', entry).group(1) in scripts  # type: ignore[union-attr]
+    user = next(line for line in final if line.startswith("USER"))
+    assert not user.split()[1].startswith(("0", "root"))
+    assert not any(tool in " ".join(final) for tool in ("gcc", "build-essential", "apt-get"))
+    assert len(dockerfile_stages()) >= 2
+
+
+def test_chart_ships_the_same_crd_as_crds_folder() -> None:
+    chart_copy = REPO / "charts" / "prompt-operator" / "files" / "prompts.yaml"
+    assert chart_copy.read_bytes() == (REPO / "crds" / "prompts.yaml").read_bytes(), (
+        "run `make chart-crd` after editing crds/prompts.yaml"
+    )
