@@ -43,6 +43,7 @@ def __getattr__(name: str) -> Any:
         return FileSystemSource
     raise AttributeError(f"module 'prompt_client' has no attribute {name!r}")
 
+
 __all__ = [
     "FileSystemSource",
     "MissingVariableError",

@@ -9,9 +9,10 @@ from __future__ import annotations
 import sys
 import time
 
-from prompt_client import PromptRegistry
 from prompt_hot_reloading import PromptRegistry as HotReloadingRegistry
 from prompt_hot_reloading.prompt_source.file_system_source import FileSystemSource
+
+from prompt_client import PromptRegistry
 
 
 def main(directory: str, key: str) -> None:

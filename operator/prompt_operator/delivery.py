@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+
 from prompt_sidecar import wire
 from prompt_sidecar.selector import Selector, SelectorError, parse_selector
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import aiohttp
+
 from prompt_sidecar import wire
 
 from .configmap import DIGEST_ANNOTATION

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import aiohttp
+
 from prompt_sidecar import wire
 
 from . import metrics

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from prompt_cluster.testing import OperatorProcess, service_account_kubeconfig
 
 OPERATOR_NAMESPACE = "prompt-system"

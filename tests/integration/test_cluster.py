@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from prompt_cluster.cluster import ClusterState
 from prompt_cluster.testing import (
     kubectl,

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
 from prompt_cluster.testing import SidecarProcess, kubectl, prompt_manifest, sidecar_role, wait_for
 
 from .helpers import apply, condition, get, wait_prompt

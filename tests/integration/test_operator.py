@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from prompt_cluster.testing import (
     OperatorProcess,
     audit_line_count,

@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import re
-import tomllib
+import sys
 from pathlib import Path
+
+import pytest
+
+if sys.version_info < (3, 11):
+    pytest.skip("tomllib needs Python 3.11", allow_module_level=True)
+
+import tomllib
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -28,9 +28,17 @@ metadata:
 def render(helm: Path | None = None) -> str:
     helm = helm or ensure_binaries().helm
     out = subprocess.run(
-        [str(helm), "template", "prompt-operator", str(REPO / "charts" / "prompt-operator"),
-         "--namespace", NAMESPACE],
-        check=True, capture_output=True, text=True,
+        [
+            str(helm),
+            "template",
+            "prompt-operator",
+            str(REPO / "charts" / "prompt-operator"),
+            "--namespace",
+            NAMESPACE,
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     # The helm test hook only makes sense inside a Helm release.
     docs = [d.strip("\n") for d in ("\n" + out).split("\n---\n")]

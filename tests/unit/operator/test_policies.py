@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from prompt_operator.configmap import DIGEST_ANNOTATION, build_configmap
 from prompt_operator.model import SpecError, parse_prompt
 from prompt_operator.policies import evaluate

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from prompt_client.contract import PromptMeta, text_sha256
 from prompt_sidecar import wire
 from prompt_sidecar.files import PromptFiles
