@@ -7,6 +7,7 @@ COPY pyproject.toml README.md ./
 COPY operator/ operator/
 COPY sidecar/ sidecar/
 COPY client/ client/
+COPY crds/ crds/
 COPY hack/control-plane/prompt_cluster/ hack/control-plane/prompt_cluster/
 # Wheels of the project and its dependencies; nothing of this stage ships.
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .

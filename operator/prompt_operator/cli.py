@@ -14,6 +14,7 @@ prompt-operator <command> [options]
 commands:
   run        run the operator (watches Prompts, writes ConfigMaps, signals sidecars)
   sidecar    run the sidecar beside an app (writes prompt files into a shared volume)
+  validate   check Prompt manifests offline, for CI pipelines
   cluster    start, stop or inspect a local control plane for demos and tests
 
 `prompt-operator <command> --help` describes each command.
@@ -83,6 +84,10 @@ def main(argv: list[str] | None = None) -> int:
         from prompt_operator.runner import run as run_operator
 
         return run_operator(rest)
+    if command == "validate":
+        from prompt_operator.validate import main as run_validate
+
+        return run_validate(rest)
     print(f"prompt-operator: unknown command {command!r}\n\n{_USAGE}", file=sys.stderr)
     return 2
 

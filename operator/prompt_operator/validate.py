@@ -1,0 +1,281 @@
+"""`prompt-operator validate`: check Prompt manifests offline, for CI pipelines.
+
+Every Prompt document is checked against the CRD's own schema (the file
+installed with the operator), the rules the API server enforces with CEL, and
+then the operator's template checks, so a manifest that passes here is
+accepted by `kubectl apply` and becomes Ready. Output, one line per problem:
+
+    file:line: Prompt namespace/name: message
+
+Exit status: 0 when clean, 1 when any problem was found, 2 when input could
+not be read or parsed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from prompt_client.contract import key_problem
+
+from .model import SpecError, parse_prompt
+from .policies import evaluate
+from .render import render
+
+GROUP = "prompts.dev"
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+MAX_TEMPLATE_BYTES = 1_000_000
+
+
+class InputError(Exception):
+    """A file that cannot be read or parsed as YAML."""
+
+
+@dataclass(frozen=True)
+class Finding:
+    source: str
+    line: int
+    prompt: str
+    message: str
+    warning: bool = False
+
+    def __str__(self) -> str:
+        prefix = "warning: " if self.warning else ""
+        return f"{self.source}:{self.line}: Prompt {self.prompt}: {prefix}{self.message}"
+
+
+@dataclass(frozen=True)
+class Document:
+    source: str
+    node: yaml.Node
+    data: Any
+
+    def line(self, path: Sequence[str | int] = ()) -> int:
+        """1-based line of the field at ``path`` (or of the closest parent found)."""
+        node = self.node
+        for part in path:
+            child = None
+            if isinstance(node, yaml.MappingNode):
+                child = next((v for k, v in node.value if k.value == part), None)
+            elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+                child = node.value[part] if part < len(node.value) else None
+            if child is None:
+                break
+            node = child
+        return int(node.start_mark.line) + 1
+
+
+# -- reading ------------------------------------------------------------------------
+
+
+def _documents(text: str, source: str) -> Iterator[Document]:
+    loader = yaml.SafeLoader(text)
+    try:
+        while loader.check_node():
+            node = loader.get_node()
+            if node is None:
+                continue
+            yield Document(source, node, loader.construct_document(node))
+    except yaml.YAMLError as exc:
+        raise InputError(f"{source}: not valid YAML: {exc}") from None
+    finally:
+        loader.dispose()
+
+
+def _files(arguments: Sequence[str]) -> Iterator[tuple[str, str]]:
+    for argument in arguments:
+        if argument == "-":
+            yield "<stdin>", sys.stdin.read()
+            continue
+        path = Path(argument)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml", ".json"))
+        else:
+            found = [path]
+        for file in found:
+            try:
+                yield str(file), file.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise InputError(f"{file}: cannot read: {exc}") from None
+
+
+# -- checks ---------------------------------------------------------------------------
+
+
+@cache
+def _validator() -> Any:
+    import jsonschema
+
+    crd = yaml.safe_load(resources.files("prompt_operator").joinpath("crd.yaml").read_text())
+    version = next(v for v in crd["spec"]["versions"] if v.get("storage"))
+    schema = _strict(version["schema"]["openAPIV3Schema"])
+    schema["properties"].pop("status", None)
+    return jsonschema.Draft7Validator(schema)
+
+
+def _strict(schema: Any, top: bool = True) -> Any:
+    """The CRD schema as JSON Schema that, like the API server, refuses unknown fields."""
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: _strict(v, False) for k, v in schema.items() if not k.startswith("x-kubernetes")}
+    if "properties" in schema:
+        out["properties"] = {k: _strict(v, False) for k, v in schema["properties"].items()}
+        if not top:
+            out.setdefault("additionalProperties", False)
+    return out
+
+
+def _path(parts: Sequence[Any]) -> str:
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(document)"
+
+
+def _schema_findings(doc: Document, prompt: str) -> list[Finding]:
+    findings = []
+    for error in sorted(_validator().iter_errors(doc.data), key=lambda e: list(e.path)):
+        where = list(error.path)
+        message = error.message
+        if error.validator == "additionalProperties":
+            message = message.replace("Additional properties are not allowed", "unknown field")
+        if error.validator == "maxLength" and isinstance(error.instance, str):
+            message = f"longer than {error.validator_value} characters"
+        findings.append(Finding(doc.source, doc.line(where), prompt, f"{_path(where)}: {message}"))
+    return findings
+
+
+def _rule_findings(doc: Document, prompt: str) -> list[Finding]:
+    """What the API server checks besides the schema (CEL rules, list keys, names)."""
+    findings: list[Finding] = []
+    meta = doc.data.get("metadata") or {}
+    spec = doc.data.get("spec") or {}
+
+    def add(path: Sequence[str | int], message: str) -> None:
+        findings.append(Finding(doc.source, doc.line(path), prompt, message))
+
+    name = meta.get("name")
+    if not isinstance(name, str) or not name:
+        add(["metadata"], "metadata.name is required")
+    elif len(name) > 253 or not _DNS_SUBDOMAIN.match(name):
+        add(["metadata", "name"], f"metadata.name {name!r} must be a lowercase DNS subdomain")
+    key = spec.get("key")
+    if isinstance(key, str):
+        problem = key_problem(key)
+        if problem:
+            add(["spec", "key"], f"spec.key {key!r}: {problem}")
+    template = spec.get("template")
+    if isinstance(template, str) and len(template.encode("utf-8")) > MAX_TEMPLATE_BYTES:
+        add(
+            ["spec", "template"],
+            f"spec.template is larger than {MAX_TEMPLATE_BYTES:,} bytes in "
+            "UTF-8; a ConfigMap holds at most 1 MiB. Split the prompt into several Prompts.",
+        )
+    names = [v.get("name") for v in spec.get("variables") or [] if isinstance(v, dict)]
+    for i, item in enumerate(names):
+        if item in names[:i]:
+            add(["spec", "variables", i], f"spec.variables: duplicate variable {item!r}")
+    return findings
+
+
+def check_document(doc: Document) -> list[Finding]:
+    data = doc.data
+    if not isinstance(data, dict) or data.get("kind") != "Prompt":
+        return []
+    api = str(data.get("apiVersion", ""))
+    if not api.startswith(GROUP + "/"):
+        return []
+    raw_meta = data.get("metadata")
+    meta: dict[str, Any] = raw_meta if isinstance(raw_meta, dict) else {}
+    name = str(meta.get("name") or "<unnamed>")
+    prompt = f"{meta['namespace']}/{name}" if meta.get("namespace") else name
+    if api != f"{GROUP}/v1alpha1":
+        return [
+            Finding(
+                doc.source,
+                doc.line(["apiVersion"]),
+                prompt,
+                f"apiVersion {api} is not served; use {GROUP}/v1alpha1",
+            )
+        ]
+    findings = _schema_findings(doc, prompt) + _rule_findings(doc, prompt)
+    if findings:
+        return findings
+    body = {
+        "metadata": {"namespace": meta.get("namespace") or "default", **meta},
+        "spec": data.get("spec"),
+    }
+    try:
+        parsed = parse_prompt(body)
+    except SpecError as exc:
+        return [Finding(doc.source, doc.line(["spec"]), prompt, str(exc))]
+    verdict = evaluate(parsed, render(parsed))
+    if verdict.problem is not None:
+        field = "key" if verdict.problem.reason == "InvalidKey" else "template"
+        return [
+            Finding(
+                doc.source,
+                doc.line(["spec", field]),
+                prompt,
+                f"{verdict.problem.reason}: {verdict.problem.message}",
+            )
+        ]
+    return [
+        Finding(
+            doc.source,
+            doc.line(["spec", "variables"]),
+            prompt,
+            f"{w.reason}: {w.message}",
+            warning=True,
+        )
+        for w in verdict.warnings
+    ]
+
+
+def validate(arguments: Sequence[str]) -> tuple[list[Finding], int]:
+    """All findings for the given files, directories or ``-``, and how many Prompts."""
+    findings: list[Finding] = []
+    count = 0
+    for source, text in _files(arguments):
+        for doc in _documents(text, source):
+            if isinstance(doc.data, dict) and doc.data.get("kind") == "Prompt":
+                count += 1
+            findings += check_document(doc)
+    return findings, count
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="prompt-operator validate",
+        description="Check Prompt manifests offline: the CRD schema, the API server's rules "
+        "and the operator's template checks. Exit 0 when clean, 1 on problems, 2 when "
+        "input cannot be read.",
+    )
+    parser.add_argument(
+        "paths",
+        nargs="+",
+        metavar="PATH",
+        help="YAML/JSON files, directories (searched recursively), or - for stdin",
+    )
+    parser.add_argument("--quiet", "-q", action="store_true", help="print problems only")
+    args = parser.parse_args(argv)
+    try:
+        findings, count = validate(args.paths)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for finding in findings:
+        print(finding)
+    errors = [f for f in findings if not f.warning]
+    if not args.quiet:
+        print(f"{count} Prompt(s) checked, {len(errors)} problem(s)", file=sys.stderr)
+    return 1 if errors else 0
