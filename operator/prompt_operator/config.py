@@ -22,9 +22,13 @@ class OperatorConfig:
     delivery_wait: float
     delivery_refresh: float
     kubeconfig: str | None
+    webhook_port: int  # 0: no admission webhooks
+    webhook_cert: str | None
+    webhook_key: str | None
+    sidecar_image: str
 
 
-def _env(name: str, default: str) -> str:
+def _env(name: str, default: str = "") -> str:
     return os.environ.get(name, default)
 
 
@@ -104,6 +108,28 @@ def parser() -> argparse.ArgumentParser:
         "come and go [PROMPT_OPERATOR_DELIVERY_REFRESH; default 10]",
     )
     p.add_argument(
+        "--webhook-port",
+        type=int,
+        default=int(_env("PROMPT_OPERATOR_WEBHOOK_PORT", "0")),
+        help="serve the admission webhooks (Prompt validation, sidecar injection) over TLS on "
+        "this port; 0 disables [PROMPT_OPERATOR_WEBHOOK_PORT; default 0, the chart sets 9443]",
+    )
+    p.add_argument(
+        "--webhook-cert",
+        default=_env("PROMPT_OPERATOR_WEBHOOK_CERT") or None,
+        help="PEM certificate for the webhook server [PROMPT_OPERATOR_WEBHOOK_CERT]",
+    )
+    p.add_argument(
+        "--webhook-key",
+        default=_env("PROMPT_OPERATOR_WEBHOOK_KEY") or None,
+        help="PEM private key for the webhook server [PROMPT_OPERATOR_WEBHOOK_KEY]",
+    )
+    p.add_argument(
+        "--sidecar-image",
+        default=_env("PROMPT_OPERATOR_SIDECAR_IMAGE", "prompt-operator:0.1.0"),
+        help="image of the injected sidecar [PROMPT_OPERATOR_SIDECAR_IMAGE]",
+    )
+    p.add_argument(
         "--kubeconfig",
         default=None,
         help="kubeconfig file [KUBECONFIG; default: the in-cluster service account, "
@@ -131,4 +157,8 @@ def parse_config(argv: Sequence[str] | None) -> OperatorConfig:
         delivery_wait=max(0.0, args.delivery_wait),
         delivery_refresh=max(0.1, args.delivery_refresh),
         kubeconfig=args.kubeconfig,
+        webhook_port=args.webhook_port,
+        webhook_cert=args.webhook_cert,
+        webhook_key=args.webhook_key,
+        sidecar_image=args.sidecar_image,
     )

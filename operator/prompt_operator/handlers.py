@@ -67,6 +67,16 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 30
+    if config.webhook_port:
+        # The chart (or the test) creates the webhook configurations and their
+        # certificate; the operator only serves, so it needs no write access to them.
+        settings.admission.server = kopf.WebhookServer(
+            addr="0.0.0.0",
+            port=config.webhook_port,
+            certfile=config.webhook_cert,
+            pkeyfile=config.webhook_key,
+        )
+        settings.admission.managed = None
 
     info = _credentials(settings)
     if info is None:

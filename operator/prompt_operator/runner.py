@@ -35,6 +35,9 @@ def run(argv: Sequence[str] | None = None) -> int:
 
     from . import handlers  # noqa: F401  (registers the handlers)
 
+    if config.webhook_port:
+        from . import admission  # noqa: F401  (registers the webhooks)
+
     _configure_logging(config)
     if config.metrics_port:
         from prometheus_client import start_http_server

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from prompt_cluster.testing import OperatorProcess, service_account_kubeconfig
+from prompt_cluster.pki import serving_cert
+from prompt_cluster.testing import OperatorProcess, free_port, service_account_kubeconfig
 
 OPERATOR_NAMESPACE = "prompt-system"
 OPERATOR_USER = f"system:serviceaccount:{OPERATOR_NAMESPACE}:prompt-operator"
@@ -26,14 +27,30 @@ def operator_kubeconfig(kubeconfig: Path, tmp_path_factory: pytest.TempPathFacto
 
 
 @pytest.fixture(scope="session")
+def webhook_port() -> int:
+    return free_port()
+
+
+@pytest.fixture(scope="session")
 def operator(
-    operator_kubeconfig: Path, tmp_path_factory: pytest.TempPathFactory
+    operator_kubeconfig: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    cluster: object,
+    webhook_port: int,
 ) -> Iterator[OperatorProcess]:
-    """One operator for the session, watching every namespace."""
+    """One operator for the session, watching every namespace and serving the
+    admission webhooks over TLS with a certificate from the cluster's CA (the
+    webhook configurations exist only while test_admission runs)."""
+    certs = tmp_path_factory.mktemp("webhook-certs")
+    serving_cert(cluster.state.pki_dir, certs, "webhook", ("127.0.0.1",))  # type: ignore[attr-defined]
     proc = OperatorProcess(
         operator_kubeconfig,
         tmp_path_factory.mktemp("operator-log") / "operator.log",
         "--delivery-refresh=0.5",
+        f"--webhook-port={webhook_port}",
+        f"--webhook-cert={certs / 'webhook.crt'}",
+        f"--webhook-key={certs / 'webhook.key'}",
+        "--sidecar-image=example.invalid/prompt-operator:test",
     )
     proc.start()
     yield proc

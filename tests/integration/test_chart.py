@@ -149,6 +149,9 @@ def test_install_creates_what_the_chart_promises(installed: Path) -> None:
         ("rolebinding", APPS, "prompt-sidecar"),
         ("crd", None, "prompts.prompts.dev"),
         ("networkpolicy", APPS, "prompt-sidecar-signal"),
+        ("validatingwebhookconfiguration", None, RELEASE),
+        ("mutatingwebhookconfiguration", None, RELEASE),
+        ("secret", NS, f"{RELEASE}-webhook-tls"),
     }
     for kind, namespace, name in kinds:
         args = ["get", kind, name] + (["-n", namespace] if namespace else [])

@@ -17,7 +17,8 @@ REPO = Path(__file__).resolve().parents[3]
 NAMESPACE = "prompt-system"
 HEADER = f"""\
 # prompt-operator, rendered from charts/prompt-operator with default values
-# (`make manifests`). Install: kubectl apply --server-side -f deploy/install.yaml
+# (`make manifests`), without the admission webhooks (they need a certificate,
+# which Helm generates). Install: kubectl apply --server-side -f deploy/install.yaml
 apiVersion: v1
 kind: Namespace
 metadata:
@@ -35,6 +36,11 @@ def render(helm: Path | None = None) -> str:
             str(REPO / "charts" / "prompt-operator"),
             "--namespace",
             NAMESPACE,
+            # Webhooks need a certificate, which Helm generates at install time; a
+            # static file cannot carry one. Use the chart for admission checks and
+            # sidecar injection.
+            "--set",
+            "webhooks.enabled=false",
         ],
         check=True,
         capture_output=True,

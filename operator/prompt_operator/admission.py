@@ -1,0 +1,53 @@
+"""Admission webhooks, registered only when the operator serves them (--webhook-port).
+
+kopf refuses to start with admission handlers but no server, so this module is
+imported by the runner only when webhooks are on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from .config import OperatorConfig
+from .handlers import GROUP, PLURAL, VERSION
+from .inject import INJECT_LABEL, InjectionConfig, injected
+from .model import SpecError, parse_prompt
+from .policies import evaluate
+from .render import render
+
+
+def admission_problem(body: Any) -> str | None:
+    """The message a bad Prompt gets at admission (None when it may pass)."""
+    meta = body.get("metadata") or {}
+    where = f"Prompt {meta.get('namespace', '')}/{meta.get('name', '')}"
+    try:
+        prompt = parse_prompt(body)
+    except SpecError as exc:
+        return f"{where}: InvalidSpec: {exc}"
+    problem = evaluate(prompt, render(prompt)).problem
+    return None if problem is None else f"{where}: {problem.reason}: {problem.message}"
+
+
+@kopf.on.validate(GROUP, VERSION, PLURAL, id="validate-prompt", operations=["CREATE", "UPDATE"])
+def validate_prompt(body: kopf.Body, **_: Any) -> None:
+    """Refuse at `kubectl apply` what would make the Prompt not Ready, with the same
+    message its status would show."""
+    problem = admission_problem(body)
+    if problem is not None:
+        raise kopf.AdmissionError(problem, code=422)
+
+
+@kopf.on.mutate(
+    "", "v1", "pods", id="inject-sidecar", operations=["CREATE"], labels={INJECT_LABEL: "true"}
+)
+def inject_pod(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+    config: OperatorConfig = memo["config"]
+    pod = injected(body, InjectionConfig(image=config.sidecar_image))
+    if pod is None:
+        return  # already injected: a re-admitted pod is not injected twice
+    patch.metadata["labels"] = pod["metadata"]["labels"]
+    patch.metadata["annotations"] = pod["metadata"]["annotations"]
+    for name in ("automountServiceAccountToken", "volumes", "initContainers", "containers"):
+        patch.spec[name] = pod["spec"][name]

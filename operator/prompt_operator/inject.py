@@ -1,0 +1,158 @@
+"""Sidecar injection: the pure function behind the mutating admission webhook.
+
+A Pod labelled ``prompts.dev/inject: "true"`` gets:
+
+* the sidecar as a native sidecar (an init container with ``restartPolicy:
+  Always``) whose startup probe waits for ``/readyz``, so the app starts only
+  once every prompt file is written;
+* a shared ``emptyDir`` mounted read-only into every app container, with
+  ``PROMPT_DIR`` set;
+* the downward-API environment the sidecar needs, the subscription label and
+  the port and selector annotations;
+* the API token in the sidecar only: the pod's automatic token mount is turned
+  off and a projected token volume is mounted into the sidecar alone (all
+  containers share the pod's service account).
+
+Injecting twice changes nothing: a pod that already has the sidecar is left alone.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from prompt_sidecar import wire
+
+INJECT_LABEL = "prompts.dev/inject"
+SIDECAR_NAME = "prompt-sidecar"
+PROMPTS_VOLUME = "prompts"
+TOKEN_VOLUME = "prompt-sidecar-api-token"
+TOKEN_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
+DEFAULT_DIR = "/prompts"
+
+
+@dataclass(frozen=True)
+class InjectionConfig:
+    image: str
+    port: int = wire.DEFAULT_PORT
+    directory: str = DEFAULT_DIR
+
+
+def _field_env(name: str, path: str) -> dict[str, Any]:
+    return {"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}}
+
+
+def sidecar_container(config: InjectionConfig) -> dict[str, Any]:
+    return {
+        "name": SIDECAR_NAME,
+        "image": config.image,
+        "args": ["sidecar", f"--dir={config.directory}", f"--port={config.port}"],
+        "restartPolicy": "Always",
+        "env": [
+            _field_env("POD_NAME", "metadata.name"),
+            _field_env("POD_NAMESPACE", "metadata.namespace"),
+            _field_env("POD_IP", "status.podIP"),
+            _field_env("PROMPT_SELECTOR", f"metadata.annotations['{wire.SELECTOR_ANNOTATION}']"),
+        ],
+        "ports": [{"name": "prompt-signal", "containerPort": config.port}],
+        "startupProbe": {
+            "httpGet": {"path": "/readyz", "port": config.port},
+            "periodSeconds": 1,
+            "failureThreshold": 300,
+        },
+        "readinessProbe": {"httpGet": {"path": "/readyz", "port": config.port}},
+        "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "64Mi"}},
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": 65532,
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "volumeMounts": [
+            {"name": PROMPTS_VOLUME, "mountPath": config.directory},
+            {"name": TOKEN_VOLUME, "mountPath": TOKEN_PATH, "readOnly": True},
+        ],
+    }
+
+
+def _volumes() -> list[dict[str, Any]]:
+    return [
+        {"name": PROMPTS_VOLUME, "emptyDir": {}},
+        {
+            "name": TOKEN_VOLUME,
+            "projected": {
+                "sources": [
+                    {"serviceAccountToken": {"path": "token", "expirationSeconds": 3607}},
+                    {
+                        "configMap": {
+                            "name": "kube-root-ca.crt",
+                            "items": [{"key": "ca.crt", "path": "ca.crt"}],
+                        }
+                    },
+                    {
+                        "downwardAPI": {
+                            "items": [
+                                {
+                                    "path": "namespace",
+                                    "fieldRef": {"fieldPath": "metadata.namespace"},
+                                }
+                            ]
+                        }
+                    },
+                ]
+            },
+        },
+    ]
+
+
+def _is_automatic_token(volume: Mapping[str, Any]) -> bool:
+    """The token volume the ServiceAccount admission plugin adds (kube-api-access-*)."""
+    sources = (volume.get("projected") or {}).get("sources") or []
+    return str(volume.get("name", "")).startswith("kube-api-access-") and any(
+        "serviceAccountToken" in s for s in sources
+    )
+
+
+def injected(pod: Mapping[str, Any], config: InjectionConfig) -> dict[str, Any] | None:
+    """The pod with the sidecar added, or None when it already has one."""
+    spec = pod.get("spec") or {}
+    if any(c.get("name") == SIDECAR_NAME for c in spec.get("initContainers") or []):
+        return None
+    result = copy.deepcopy(dict(pod))
+    meta = result.setdefault("metadata", {})
+    labels = meta.get("labels") or {}
+    labels[wire.SUBSCRIBE_LABEL] = "true"
+    meta["labels"] = labels
+    annotations = meta.get("annotations") or {}
+    annotations[wire.PORT_ANNOTATION] = str(config.port)
+    annotations.setdefault(wire.SELECTOR_ANNOTATION, "")
+    meta["annotations"] = annotations
+    spec = result.setdefault("spec", {})
+    # All containers share the service account; only the sidecar gets its token.
+    # The API server's ServiceAccount admission has already mounted the token into
+    # every container by the time webhooks run, so that mount is taken back out.
+    spec["automountServiceAccountToken"] = False
+    automatic = {v.get("name") for v in spec.get("volumes") or [] if _is_automatic_token(v)}
+    spec["volumes"] = [v for v in spec.get("volumes") or [] if v.get("name") not in automatic]
+    for container in [*(spec.get("containers") or []), *(spec.get("initContainers") or [])]:
+        if "volumeMounts" in container:
+            container["volumeMounts"] = [
+                m for m in container["volumeMounts"] if m.get("name") not in automatic
+            ]
+    taken = {v.get("name") for v in spec.get("volumes") or []}
+    spec["volumes"] = list(spec.get("volumes") or []) + [
+        v for v in _volumes() if v["name"] not in taken
+    ]
+    spec["initContainers"] = [*(spec.get("initContainers") or []), sidecar_container(config)]
+    for container in spec.get("containers") or []:
+        mounts = container.setdefault("volumeMounts", [])
+        if not any(m.get("name") == PROMPTS_VOLUME for m in mounts):
+            mounts.append({"name": PROMPTS_VOLUME, "mountPath": config.directory, "readOnly": True})
+        env = container.setdefault("env", [])
+        if not any(e.get("name") == "PROMPT_DIR" for e in env):
+            env.append({"name": "PROMPT_DIR", "value": config.directory})
+    return result
