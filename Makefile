@@ -7,7 +7,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: help venv binaries demo demo-down test unit integration lint clean chart-crd manifests
+.PHONY: help venv binaries demo demo-down test unit integration lint clean chart-crd manifests bench bench-quick
 
 help:
 	@echo "make demo        run the whole chain on a local control plane"
@@ -58,3 +58,10 @@ chart-crd:
 
 manifests: binaries chart-crd
 	$(BIN)/python -m prompt_cluster.manifests > deploy/install.yaml
+
+# Benchmarks print their numbers and write bench/results/; they never fail on speed.
+bench: binaries
+	$(BIN)/python -m bench
+
+bench-quick: binaries
+	$(BIN)/python -m bench --quick

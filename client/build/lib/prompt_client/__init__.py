@@ -16,15 +16,33 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
-from .registry import PromptInfo, PromptRegistry, PromptSnapshot
-from .sources import FileSystemSource
 from .templates import (
     MissingVariableError,
     RenderError,
     TemplateError,
     UnknownVariableError,
 )
+
+if TYPE_CHECKING:
+    from .registry import PromptInfo, PromptRegistry, PromptSnapshot
+    from .sources import FileSystemSource
+
+
+def __getattr__(name: str) -> Any:
+    # The registry loads on first use, so the sidecar, which imports only the
+    # file contract from this package, stays small.
+    if name in ("PromptInfo", "PromptRegistry", "PromptSnapshot"):
+        from . import registry
+
+        return getattr(registry, name)
+    if name == "FileSystemSource":
+        from .sources import FileSystemSource
+
+        return FileSystemSource
+    raise AttributeError(f"module 'prompt_client' has no attribute {name!r}")
+
 
 __all__ = [
     "FileSystemSource",
@@ -56,4 +74,7 @@ def create_prompt_registry(*, defaults: Mapping[str, str] | None = None) -> Prom
         )
     if source != "fs":
         raise ValueError(f"PROMPT_SOURCE={source!r} is unknown; use 'fs' (files in PROMPT_DIR)")
+    from .registry import PromptRegistry
+    from .sources import FileSystemSource
+
     return PromptRegistry(FileSystemSource(os.getenv("PROMPT_DIR", "prompts")), defaults=defaults)

@@ -121,6 +121,7 @@ def _load(directory: str, name: str, path: str, old: _Entry | None) -> _Entry | 
             return _entry(name, data, digest, meta, signature)
         time.sleep(0.005)  # between the sidecar's two renames: read again
     logger.warning("prompt %r: text and metadata disagree; serving the text without metadata", name)
+    assert signature is not None
     return _entry(name, data, digest, None, signature)
 
 

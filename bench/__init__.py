@@ -1,0 +1,1 @@
+"""Benchmarks: `make bench` (full) and `make bench-quick`; results in bench/results/."""

@@ -1,0 +1,50 @@
+"""The strongest common alternative that runs here: a watch-based sidecar, the
+pattern of kiwigrid's k8s-sidecar. It watches labelled ConfigMaps and writes
+each one's data to a file (write-then-rename, so readers see whole files).
+
+Usage: python -m bench.baseline KUBECONFIG NAMESPACE DIR
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from prompt_sidecar.kubeapi import KubeClient
+
+SELECTOR = "prompts.dev/managed-by=prompt-operator"
+
+
+def main(kubeconfig: str, namespace: str, directory: str) -> None:
+    client = KubeClient.from_environment(kubeconfig)
+    auth, path = client._auth, f"/api/v1/namespaces/{namespace}/configmaps"
+    import http.client
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(auth.server)
+    while True:
+        conn = http.client.HTTPSConnection(
+            parts.hostname, parts.port, context=auth.context, timeout=None
+        )
+        headers = {"Authorization": f"Bearer {auth.token}"} if auth.token else {}
+        conn.request("GET", f"{path}?watch=true&labelSelector={SELECTOR}", headers=headers)
+        resp = conn.getresponse()
+        for line in resp:
+            event = json.loads(line)
+            cm = event["object"]
+            name = cm["metadata"]["name"]
+            target = os.path.join(directory, name + ".txt")
+            if event["type"] == "DELETED":
+                if os.path.exists(target):
+                    os.unlink(target)
+                continue
+            tmp = os.path.join(directory, "." + name + ".tmp")
+            with open(tmp, "w", encoding="utf-8", newline="") as handle:
+                handle.write((cm.get("data") or {}).get("prompt", ""))
+            os.rename(tmp, target)
+        conn.close()
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:4])
