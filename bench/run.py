@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
                 == prompts
             )
 
-        wait_for(all_ready, timeout=600, interval=0.5, message="all Prompts Ready")
+        wait_for(all_ready, timeout=600, interval=0.1, message="all Prompts Ready")
         ready_s = time.monotonic() - started
         sidecars = []
         for i in range(pods):
@@ -232,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
             base_dirs.append(d)
             procs.append(
                 start_process(
-                    [sys.executable, "-m", "bench.baseline", str(sc_kc), NS, str(d)],
+                    [sys.executable, "-m", "bench.baseline", str(kc), NS, str(d)],
                     log=work / f"baseline-{i}.log",
                 )
             )
@@ -386,11 +386,9 @@ def main(argv: list[str] | None = None) -> int:
                 sha("after restart")
                 in {
                     sha(
-
-                            api.request("GET", f"/api/v1/namespaces/{NS}/configmaps/prompt-p0")[
-                                "data"
-                            ]["prompt"]
-
+                        api.request("GET", f"/api/v1/namespaces/{NS}/configmaps/prompt-p0")["data"][
+                            "prompt"
+                        ]
                     )
                 }
             ),

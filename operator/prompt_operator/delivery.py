@@ -193,6 +193,17 @@ class Delivery:
         self._stale.discard(ref)
         return count
 
+    def track(self, prompt: Prompt, revision: str, known: tuple[int, int]) -> None:
+        """Nothing changed (an operator restart, a re-applied manifest): trust the
+        delivery count in the status, signal whoever lacks the revision without
+        waiting, and let the bounded refresh write only if the count really moved."""
+        ref = prompt.ref
+        self._current[ref] = (revision, dict(prompt.labels))
+        self._last_written.setdefault(ref, (time.monotonic(), known))
+        for pod in self.matching(ref, prompt.labels):
+            if self._served.get(pod, {}).get(ref.name) != revision:
+                self._send(pod, ref.name, revision)
+
     async def withdraw(self, ref: PromptRef) -> None:
         """The Prompt is gone: tell the pods that served it to drop its file."""
         current = self._current.get(ref)

@@ -44,6 +44,8 @@ class Delivery(Protocol):
 
     async def delivered(self, prompt: Prompt, revision: str) -> DeliveryCount: ...
 
+    def track(self, prompt: Prompt, revision: str, known: tuple[int, int]) -> None: ...
+
     async def withdraw(self, ref: PromptRef) -> None: ...
 
 
@@ -245,7 +247,19 @@ class Reconciler:
             return
         extra: dict[str, Any] | None = None
         delivered: Condition | None = None
-        if self._delivery is not None:
+        current = self._latest_status(ref, body)
+        known = current.get("delivery") or {}
+        unchanged = (
+            not wrote
+            and current.get("revision") == rendered.revision
+            and isinstance(known.get("updated"), int)
+            and isinstance(known.get("subscribed"), int)
+        )
+        if self._delivery is not None and unchanged:
+            # Nothing to deliver: waiting for every pod here would make a restart
+            # with thousands of Prompts slow and could write counts nobody changed.
+            self._delivery.track(prompt, rendered.revision, (known["updated"], known["subscribed"]))
+        elif self._delivery is not None:
             count = await self._delivery.delivered(prompt, rendered.revision)
             extra = {"delivery": delivery_field(count)}
             delivered = delivered_condition(count, rendered.revision)
