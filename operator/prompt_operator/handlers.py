@@ -93,13 +93,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
 
     inventory = Inventory(api, config.namespaces, on_deleted=vanished)
     delivery = Delivery(api, config)
-    reconciler = Reconciler(
-        api,
-        inventory,
-        key_owners=lambda ns, key: (),
-        delivery=delivery,
-        workers=config.workers,
-    )
+    reconciler = Reconciler(api, inventory, delivery=delivery, workers=config.workers)
     reconciler_box.append(reconciler)
     runtime = Runtime(api, inventory, reconciler, delivery)
     loop = asyncio.get_running_loop()
@@ -126,32 +120,14 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
     await runtime.api.close()
 
 
-@kopf.index(GROUP, VERSION, PLURAL)
-def prompt_keys(
-    namespace: str | None, name: str, spec: kopf.Spec, meta: kopf.Meta, **_: Any
-) -> dict[tuple[str | None, str], tuple[str, str]]:
-    """(namespace, key) -> (creationTimestamp, name): who claims which key.
-
-    kopf fills indexes from a full listing before any other handler runs, so
-    the first reconcile already knows every claimant and picks the same owner
-    as every later one.
-    """
-    key = spec.get("key") or name
-    return {(namespace, key): (str(meta.get("creationTimestamp", "")), name)}
-
-
 @kopf.on.event(GROUP, VERSION, PLURAL)
 def prompt_event(
     event: kopf.RawEvent,
     body: kopf.Body,
     memo: kopf.Memo,
-    prompt_keys: kopf.Index[Any, Any] | None = None,
     **_: Any,
 ) -> None:
     runtime: Runtime = memo["runtime"]
-    if prompt_keys is not None:
-        keys = prompt_keys
-        runtime.reconciler.set_key_owners(lambda ns, key: list(keys.get((ns, key), [])))
     if event.get("type") == "DELETED":
         runtime.reconciler.submit_deleted(body)
     else:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -49,10 +49,6 @@ class Delivery(Protocol):
     async def withdraw(self, ref: PromptRef) -> None: ...
 
 
-KeyOwners = Callable[[str, str], Iterable[tuple[str, str]]]
-"""(namespace, key) -> (creationTimestamp, name) of every Prompt claiming that key."""
-
-
 @dataclass
 class _Written:
     """Status we wrote last, with the resourceVersion the API server gave it."""
@@ -80,13 +76,15 @@ class Reconciler:
         api: KubeApi,
         inventory: Any,
         *,
-        key_owners: KeyOwners,
         delivery: Delivery | None = None,
         workers: int = 8,
     ) -> None:
         self._api = api
         self._inventory = inventory
-        self._key_owners = key_owners
+        # (namespace, key) -> {Prompt name: creationTimestamp}: who claims which key.
+        # Kept from watch events here rather than in a kopf index, whose readiness
+        # toggles wake every waiting worker on every new object (quadratic).
+        self._claims: dict[tuple[str, str], dict[str, str]] = {}
         self._delivery = delivery
         self._workers = workers
         self._queue: asyncio.Queue[PromptRef] = asyncio.Queue()
@@ -102,20 +100,47 @@ class Reconciler:
 
     # -- intake (called from kopf handlers; never blocks) ------------------------
 
-    def set_key_owners(self, key_owners: KeyOwners) -> None:
-        self._key_owners = key_owners
-
     def submit(self, body: Mapping[str, Any]) -> None:
         meta = body.get("metadata") or {}
         ref = PromptRef(str(meta.get("namespace")), str(meta.get("name")))
+        spec = body.get("spec") or {}
+        key = spec.get("key") if isinstance(spec, Mapping) else None
+        self._claim(ref, str(key or ref.name), str(meta.get("creationTimestamp") or ""))
         self._bodies[ref] = body
         self._schedule(ref)
 
     def submit_deleted(self, body: Mapping[str, Any]) -> None:
         meta = body.get("metadata") or {}
         ref = PromptRef(str(meta.get("namespace")), str(meta.get("name")))
+        self._claim(ref, None, "")
         self._bodies[ref] = None
         self._schedule(ref)
+
+    def _key_owners(self, namespace: str, key: str) -> list[tuple[str, str]]:
+        claims = self._claims.get((namespace, key)) or {}
+        return [(created, name) for name, created in claims.items()]
+
+    def _claim(self, ref: PromptRef, key: str | None, created: str) -> None:
+        """Record that ``ref`` claims ``key`` (None: no key any more); Prompts whose
+        ownership of a key may have changed are reconciled again."""
+        old = self._keys.get(ref)
+        if old == key:
+            return
+        if old is not None:
+            peers = self._claims.get((ref.namespace, old), {})
+            peers.pop(ref.name, None)
+            if not peers:
+                self._claims.pop((ref.namespace, old), None)
+            for name in peers:
+                self.refresh(PromptRef(ref.namespace, name))
+        if key is None:
+            self._keys.pop(ref, None)
+            return
+        self._keys[ref] = key
+        peers = self._claims.setdefault((ref.namespace, key), {})
+        for name in peers:
+            self.refresh(PromptRef(ref.namespace, name))
+        peers[ref.name] = created
 
     def refresh(self, ref: PromptRef) -> None:
         """Reconcile ``ref`` again from a fresh read (its ConfigMap vanished, a peer left)."""
@@ -206,11 +231,6 @@ class Reconciler:
                 key=None,
             )
             return
-        previous_key = self._keys.get(ref)
-        self._keys[ref] = prompt.key
-        if previous_key is not None and previous_key != prompt.key:
-            self._refresh_claimants(ref, previous_key)
-
         rendered = render(prompt)
         verdict = evaluate(prompt, rendered)
         problem = verdict.problem
@@ -235,6 +255,8 @@ class Reconciler:
                     logger.debug("Prompt %s: namespace is terminating; nothing to write", ref)
                     return
                 problem = Problem("WriteFailed", f"the ConfigMap could not be written: {exc}")
+        if problem is not None and problem.reason == "KeyConflict":
+            await self._drop_configmap(ref)  # the key is another Prompt's; serve nothing
         if problem is not None:
             await self._write_status(
                 ref,
@@ -406,22 +428,16 @@ class Reconciler:
     async def _deleted(self, ref: PromptRef) -> None:
         self._written.pop(ref, None)
         self._attempts.pop(ref, None)
-        key = self._keys.pop(ref, None)
+        # Garbage collection would remove the ConfigMap too, but later; deleting it
+        # now lets sidecars drop the file at once.
+        await self._drop_configmap(ref)
+
+    async def _drop_configmap(self, ref: PromptRef) -> None:
         name = wire.configmap_name(ref.name)
         if self._inventory.digest(ref.namespace, name) is not None:
-            # Garbage collection would remove it too, but later; deleting it now
-            # lets sidecars drop the file at once.
             self._inventory.forget(ref.namespace, name)
             await self._api.delete(object_path("v1", "configmaps", ref.namespace, name))
             metrics.WRITES.labels("configmap").inc()
-            logger.info("Prompt %s deleted; removed ConfigMap %s", ref, name)
+            logger.info("Prompt %s: removed ConfigMap %s", ref, name)
         if self._delivery is not None:
             await self._delivery.withdraw(ref)
-        if key is not None:
-            self._refresh_claimants(ref, key)
-
-    def _refresh_claimants(self, ref: PromptRef, key: str) -> None:
-        """Prompts that lost ``key`` to ``ref`` may own it now."""
-        for _, name in self._key_owners(ref.namespace, key):
-            if name != ref.name:
-                self.refresh(PromptRef(ref.namespace, name))
