@@ -172,6 +172,18 @@ def main(argv: list[str] | None = None) -> int:
         procs.append(operator)
         sc_kc = sidecar_role(kc, NS, work / "sidecar.kc")
 
+        # The operator has started (its boot is P4's business): one Prompt through.
+        api.create_prompt(NS, "warm-up", "warm up")
+        wait_for(
+            lambda: any(
+                p["metadata"]["name"] == "warm-up" and p.get("status", {}).get("revision")
+                for p in api.prompts(NS)
+            ),
+            timeout=60,
+            interval=0.05,
+        )
+        api.request("DELETE", f"/apis/prompts.dev/v1alpha1/namespaces/{NS}/prompts/warm-up")
+
         # -- P3: cold convergence ------------------------------------------------------
         texts = {f"p{i}": f"prompt {i} v0 " + "x" * 2000 for i in range(prompts)}
         started = time.monotonic()

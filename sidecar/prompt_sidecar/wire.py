@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -58,12 +59,23 @@ MAX_NAME_LENGTH = 253
 MAX_REVISION_LENGTH = 128
 
 
+# A Prompt name is a Kubernetes object name (DNS-1123 subdomain); a revision is
+# the operator's content hash. Anything else cannot name a Prompt we serve, so
+# it is refused before it costs an API call.
+_PROMPT_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_REVISION = re.compile(r"[A-Za-z0-9._:-]*")
+
+
 class SignalError(ValueError):
     """A signal request that does not follow the protocol; the message says why."""
 
 
 def encode_signal(pairs: Iterable[tuple[str, str]]) -> bytes:
-    """Body of a signal carrying (Prompt name, revision) pairs."""
+    """Body of a signal carrying (Prompt name, revision) pairs.
+
+    An empty revision means "this Prompt no longer concerns you": the sidecar
+    re-reads it and drops its file when the ConfigMap is gone or unselected.
+    """
     return json.dumps(
         {"prompts": [{"name": name, "revision": rev} for name, rev in pairs]},
         separators=(",", ":"),
@@ -75,9 +87,13 @@ def parse_signal(body: bytes) -> list[tuple[str, str]]:
     if len(body) > MAX_SIGNAL_BYTES:
         raise SignalError(f"body larger than {MAX_SIGNAL_BYTES} bytes")
     try:
-        data = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        raise SignalError("body is not JSON in UTF-8") from None
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SignalError("body is not UTF-8") from None
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):  # deep nesting ends in RecursionError
+        raise SignalError("body is not JSON (or nests too deeply)") from None
     if not isinstance(data, dict) or not isinstance(data.get("prompts"), list):
         raise SignalError('body must be {"prompts": [{"name": ..., "revision": ...}, ...]}')
     pairs: list[tuple[str, str]] = []
@@ -85,24 +101,36 @@ def parse_signal(body: bytes) -> list[tuple[str, str]]:
         if not isinstance(item, dict):
             raise SignalError(f"prompts[{i}] is not an object")
         name, rev = item.get("name"), item.get("revision")
-        if not isinstance(name, str) or not 0 < len(name) <= MAX_NAME_LENGTH:
-            raise SignalError(f"prompts[{i}].name must be a Prompt name")
-        if not isinstance(rev, str) or len(rev) > MAX_REVISION_LENGTH:
-            raise SignalError(f"prompts[{i}].revision must be a string")
+        if (
+            not isinstance(name, str)
+            or not 0 < len(name) <= MAX_NAME_LENGTH
+            or not _PROMPT_NAME.fullmatch(name)
+        ):
+            raise SignalError(f"prompts[{i}].name must be a Prompt name (a DNS subdomain)")
+        if not isinstance(rev, str) or len(rev) > MAX_REVISION_LENGTH or not _REVISION.fullmatch(rev):
+            raise SignalError(
+                f"prompts[{i}].revision must be a string of at most {MAX_REVISION_LENGTH} "
+                "characters from [A-Za-z0-9._:-]"
+            )
         pairs.append((name, rev))
     return pairs
 
 
 def encode_signal_response(pod: str, served: Mapping[str, str | None]) -> bytes:
+    """The sidecar's answer: the revision it serves for each Prompt asked (None: none)."""
     return json.dumps({"pod": pod, "served": dict(served)}, separators=(",", ":")).encode()
 
 
 def parse_signal_response(body: bytes) -> dict[str, str | None]:
     """The revisions a sidecar says it serves, by Prompt name; raises ``SignalError``."""
     try:
-        data = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        raise SignalError("answer is not JSON") from None
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SignalError("answer is not UTF-8") from None
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        raise SignalError("answer is not JSON (or nests too deeply)") from None
     served = data.get("served") if isinstance(data, dict) else None
     if not isinstance(served, dict):
         raise SignalError('answer must be {"pod": ..., "served": {...}}')
