@@ -42,7 +42,7 @@ unit: $(STAMP)
 	$(BIN)/pytest tests/unit
 
 integration: binaries
-	$(BIN)/pytest tests/integration tests/e2e
+	$(BIN)/pytest tests/integration
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -258,6 +258,17 @@ def main(argv: list[str] | None = None) -> int:
         # -- P1, P2, P6: propagation of edits -------------------------------------------
         reader = Reader([s.dir for s in sidecars] + base_dirs)
         audit = state.audit_log
+        # The pods' rollout made every Prompt's delivery count move; the operator
+        # rewrites those at a bounded rate. Let that finish, so P2 counts only
+        # what the edits cost.
+        quiet_since = settle(audit)
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            time.sleep(3)
+            now = settle(audit)
+            if audit_counts(audit, quiet_since, OPERATOR_USER, WRITE_VERBS) == 0:
+                break
+            quiet_since = now
         mark = settle(audit)
         latencies, base_latencies, per_pod, call_times = [], [], [], []
         names = list(texts)

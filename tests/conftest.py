@@ -1,8 +1,8 @@
 """Fixtures shared by every test layer.
 
 * unit tests (``tests/unit``) need nothing;
-* integration and end-to-end tests (``tests/integration``, ``tests/e2e``) get
-  the session's local control plane through ``cluster`` and a namespace of
+* integration tests (``tests/integration``: real API server, real kubectl and
+  helm, operator and sidecars as processes) get the session's local control plane through ``cluster`` and a namespace of
   their own through ``namespace``, so tests never see each other's objects.
 """
 
@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parent.parent
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         parts = Path(str(item.fspath)).parts
-        if "integration" in parts or "e2e" in parts:
+        if "integration" in parts:
             item.add_marker(pytest.mark.cluster)
 
 

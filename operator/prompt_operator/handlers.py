@@ -121,12 +121,14 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-def prompt_event(
+async def prompt_event(
     event: kopf.RawEvent,
     body: kopf.Body,
     memo: kopf.Memo,
     **_: Any,
 ) -> None:
+    # async on purpose: kopf runs plain functions in a thread pool, and the
+    # reconciler's queue belongs to the event loop.
     runtime: Runtime = memo["runtime"]
     if event.get("type") == "DELETED":
         runtime.reconciler.submit_deleted(body)

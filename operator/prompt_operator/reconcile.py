@@ -64,6 +64,27 @@ def _rv(body: Mapping[str, Any]) -> int:
         return 0
 
 
+def slim(body: Mapping[str, Any]) -> dict[str, Any]:
+    """What a reconcile needs of a Prompt; managed fields and annotations (which
+    may hold a whole copy of the object) are not kept while it waits in the queue."""
+    meta = body.get("metadata") or {}
+    keep = (
+        "name",
+        "namespace",
+        "uid",
+        "generation",
+        "labels",
+        "creationTimestamp",
+        "resourceVersion",
+        "deletionTimestamp",
+    )
+    return {
+        "metadata": {k: meta[k] for k in keep if k in meta},
+        "spec": body.get("spec"),
+        "status": body.get("status"),
+    }
+
+
 def key_owner(claims: Iterable[tuple[str, str]]) -> str | None:
     """The Prompt that keeps a key: the oldest, then the first by name."""
     ordered = sorted(claims)
@@ -106,8 +127,51 @@ class Reconciler:
         spec = body.get("spec") or {}
         key = spec.get("key") if isinstance(spec, Mapping) else None
         self._claim(ref, str(key or ref.name), str(meta.get("creationTimestamp") or ""))
-        self._bodies[ref] = body
+        written = self._written.get(ref)
+        if written is not None and _rv(body) >= written.resource_version:
+            del self._written[ref]  # the event of our own write has arrived
+        if ref not in self._active and ref not in self._queued and self._settled(body):
+            return  # nothing to do, and nothing (no text) kept in memory
+        self._bodies[ref] = slim(body)
         self._schedule(ref)
+
+    def _settled(self, body: Mapping[str, Any]) -> bool:
+        """True when the cluster already matches ``body``: its ConfigMap has the
+        desired digest and its status describes this generation as Ready with this
+        revision. An operator restart with thousands of Prompts then queues none."""
+        if not self._inventory.synced.is_set() or (body.get("metadata") or {}).get(
+            "deletionTimestamp"
+        ):
+            return False
+        try:
+            prompt = parse_prompt(body)
+        except SpecError:
+            return False
+        status = prompt.status
+        ready = condition(status, "Ready")
+        delivery = status.get("delivery") or {}
+        if (
+            ready is None
+            or ready.get("status") != "True"
+            or status.get("observedGeneration") != prompt.generation
+            or not isinstance(delivery.get("updated"), int)
+            or not isinstance(delivery.get("subscribed"), int)
+        ):
+            return False
+        rendered = render(prompt)
+        if status.get("revision") != rendered.revision:
+            return False
+        desired = build_configmap(prompt, rendered)["metadata"]
+        if (
+            self._inventory.digest(prompt.ref.namespace, desired["name"])
+            != (desired["annotations"][DIGEST_ANNOTATION])
+        ):
+            return False
+        if self._delivery is not None:
+            self._delivery.track(
+                prompt, rendered.revision, (delivery["updated"], delivery["subscribed"])
+            )
+        return True
 
     def submit_deleted(self, body: Mapping[str, Any]) -> None:
         meta = body.get("metadata") or {}

@@ -48,7 +48,7 @@ def test_bad_selectors_are_refused_with_a_message(bad: str) -> None:
 
 
 def test_signal_round_trip() -> None:
-    pairs = [("p1", "abc"), ("grüße", "")]
+    pairs = [("p1", "abc"), ("greeter.v2", "")]
     assert wire.parse_signal(wire.encode_signal(pairs)) == pairs
     body = wire.encode_signal_response("pod", {"p1": "abc", "x": None})
     assert wire.parse_signal_response(body) == {"p1": "abc", "x": None}
@@ -118,11 +118,7 @@ def test_plan_writes_changes_and_removes_what_is_gone() -> None:
         )
         if isinstance(d, Desired)
     )
-    present = {
-        "ka": PromptMeta("ka", "ns/a", "r1", "x", "t"),
-        "kb": PromptMeta("kb", "ns/bb", "r1", "x", "t"),
-        "gone": PromptMeta("gone", "ns/gone", "r1", "x", "t"),
-    }
+    present = {"ka": ("a", "r1"), "kb": ("bb", "r1"), "gone": ("gone", "r1")}
     todo = plan(wanted, present, {"ka", "kb", "gone"})
     assert [d.prompt for d in todo.writes] == ["a"]
     assert todo.removes == ("gone",)
