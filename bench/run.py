@@ -167,7 +167,9 @@ def main(argv: list[str] | None = None) -> int:
             work / "operator.kc",
             cluster_role="cluster-admin",
         )
-        operator = OperatorProcess(op_kc, work / "operator.log")
+        # Delivery counts refresh every 2 s here (10 s by default), so the rollout's
+        # count updates are over before P2 starts counting.
+        operator = OperatorProcess(op_kc, work / "operator.log", "--delivery-refresh=2")
         operator.start()
         procs.append(operator)
         sc_kc = sidecar_role(kc, NS, work / "sidecar.kc")
@@ -264,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
         quiet_since = settle(audit)
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
-            time.sleep(3)
+            time.sleep(5)  # longer than the refresh interval
             now = settle(audit)
             if audit_counts(audit, quiet_since, OPERATOR_USER, WRITE_VERBS) == 0:
                 break

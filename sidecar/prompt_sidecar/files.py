@@ -3,20 +3,33 @@
 Every change is atomic and shows up to a watcher of the prompt directory as a
 create or modify event of ``<key><ext>``:
 
-1. metadata is written into ``.prompts/staging/`` and renamed into
-   ``.prompts/meta/<key>.json``;
-2. the text is written into ``.prompts/staging/`` and renamed to ``<key><ext>``.
+1. the metadata and the text are both written into ``.prompts/staging/``
+   under unique names (so a full disk or any other error fails here, before
+   anything a reader sees has changed);
+2. the metadata is renamed to ``.prompts/meta/<key>.json``;
+3. the text is renamed to ``<key><ext>``.
 
 Readers that watch the directory without recursion never see the staging
-files. All operations go through directory file descriptors opened with
-``O_NOFOLLOW``, so a symlink planted in the hidden directories can never send
-a write elsewhere; a planted symlink at ``<key><ext>`` is replaced by the
-rename, never followed.
+files, and a reader that checks the text's hash against the metadata can tell
+when it caught the writer between steps 2 and 3.
+
+Symlinks: every operation goes through directory file descriptors, and
+nothing under the prompt directory is ever opened through a symlink
+(``O_NOFOLLOW``). A symlink (or a file) planted where ``.prompts``,
+``.prompts/meta`` or ``.prompts/staging`` belongs is *replaced* by a real
+directory: the writer owns these names, and the sidecar must keep delivering
+rather than stop on a junk entry. A planted symlink at ``<key><ext>`` or at a
+metadata file is replaced by the rename, which never follows its destination.
+The prompt directory itself is configuration and is used as given.
+
+No fsync: the directory is an ``emptyDir`` that does not outlive the pod.
+Only the standard library is used, so this module is cheap to import.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import os
 import secrets
@@ -32,21 +45,36 @@ from prompt_client.contract import (
     text_sha256,
 )
 
+__all__ = ["DIR_MODE", "FILE_MODE", "FileWriteError", "PromptFiles", "ext_problem"]
+
 FILE_MODE = 0o644  # the app container may run as another user; it only reads
 DIR_MODE = 0o755
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 class FileWriteError(OSError):
-    """A prompt file could not be written; the previous file is intact."""
+    """A prompt file could not be written; the previous text and metadata are intact.
+
+    ``errno`` is the cause's (``ENOSPC`` for a full disk); the message names
+    the file and the cause.
+    """
 
 
 def ext_problem(ext: str) -> str | None:
+    """Why ``ext`` cannot be the prompt files' extension, or ``None`` when it can."""
     if ext and not ext.startswith("."):
         return "the extension must start with '.', for example .txt"
     if "/" in ext or "\x00" in ext or len(ext) > 16:
         return "the extension must be at most 16 characters with no '/' or NUL"
     return None
+
+
+def _checked_key(key: str) -> str:
+    problem = key_problem(key)
+    if problem:
+        raise ValueError(f"refusing prompt key {key!r}: {problem}")
+    return key
 
 
 class PromptFiles:
@@ -64,48 +92,90 @@ class PromptFiles:
     @contextlib.contextmanager
     def _dirs(self) -> Iterator[tuple[int, int, int]]:
         """File descriptors of (target, meta, staging), creating what is missing."""
-        os.makedirs(self.directory, mode=DIR_MODE, exist_ok=True)
         fds: list[int] = []
         try:
-            target = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-            fds.append(target)
-            hidden = _real_subdir(target, HIDDEN_DIR)
-            fds.append(hidden)
-            meta = _real_subdir(hidden, "meta")
-            fds.append(meta)
-            staging = _real_subdir(hidden, "staging")
-            fds.append(staging)
-            yield target, meta, staging
+            try:
+                self._open_dirs(fds)
+            except FileWriteError:
+                raise
+            except OSError as exc:
+                raise _error("prepare", self.directory, exc) from exc
+            yield fds[0], fds[2], fds[3]
         finally:
             for fd in fds:
                 os.close(fd)
 
+    def _open_dirs(self, fds: list[int]) -> None:
+        """Append the fds of target, .prompts, meta and staging to ``fds`` (closed by
+        the caller, also when this fails half way)."""
+        flags = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+        try:
+            fds.append(os.open(self.directory, flags))
+        except FileNotFoundError:
+            os.makedirs(self.directory, mode=DIR_MODE, exist_ok=True)
+            os.chmod(self.directory, DIR_MODE)  # mkdir's mode is cut by the umask
+            fds.append(os.open(self.directory, flags))
+        fds.append(_real_subdir(fds[0], HIDDEN_DIR, self.directory))
+        shown = os.path.join(self.directory, HIDDEN_DIR)
+        fds.append(_real_subdir(fds[1], "meta", shown))
+        fds.append(_real_subdir(fds[1], "staging", shown))
+
     # -- writes --------------------------------------------------------------------
 
     def write(self, meta: PromptMeta, data: bytes) -> bool:
-        """Make ``<key><ext>`` hold ``data`` and its metadata ``meta``.
+        """Make ``<key><ext>`` hold ``data`` and its metadata ``meta``, atomically.
 
         Returns False, writing nothing, when both already match (``updated_at``
-        aside). Raises ``FileWriteError`` (the old file intact) when it cannot.
+        aside). Raises ``ValueError`` for a key that cannot name a file and
+        ``FileWriteError`` (previous text and metadata intact) when the disk is
+        full or anything else fails.
         """
-        problem = key_problem(meta.key)
-        if problem:
-            raise ValueError(f"refusing to write prompt key {meta.key!r}: {problem}")
+        key = _checked_key(meta.key)
         if meta.sha256 != text_sha256(data):
-            raise ValueError("metadata sha256 does not match the text")
-        name = meta.key + self.ext
+            raise ValueError(f"prompt key {key!r}: metadata sha256 does not match the text")
+        name = key + self.ext
+        meta_name = key + META_SUFFIX
         with self._dirs() as (target, meta_dir, staging):
-            current = _read_meta(meta_dir, meta.key)
-            if current is not None and _same(current, meta) and _read_file(target, name) == data:
+            old_meta = _read_file(meta_dir, meta_name)
+            if old_meta is not None and _same(old_meta, meta) and _has(target, name, data):
                 return False
-            _place(staging, meta_dir, meta.key + META_SUFFIX, meta.to_json(), self.directory)
-            _place(staging, target, name, data, self.directory)
+            meta_tmp = _stage(staging, meta.to_json(), self._shown(HIDDEN_DIR, "meta", meta_name))
+            try:
+                text_tmp = _stage(staging, data, self._shown(name))
+            except BaseException:
+                _discard(staging, meta_tmp)
+                raise
+            try:
+                _rename(staging, meta_tmp, meta_dir, meta_name, self._shown(HIDDEN_DIR, "meta"))
+            except BaseException:
+                _discard(staging, meta_tmp, text_tmp)
+                raise
+            try:
+                _rename(staging, text_tmp, target, name, self.directory)
+            except BaseException:
+                _discard(staging, text_tmp)
+                self._restore_meta(staging, meta_dir, meta_name, old_meta)
+                raise
         return True
 
+    def _restore_meta(self, staging: int, meta_dir: int, meta_name: str, old: bytes | None) -> None:
+        """Put back the metadata that matches the text still in place (best effort)."""
+        with contextlib.suppress(OSError):
+            if old is None:
+                os.unlink(meta_name, dir_fd=meta_dir)
+                return
+            tmp = _stage(staging, old, meta_name)
+            try:
+                os.rename(tmp, meta_name, src_dir_fd=staging, dst_dir_fd=meta_dir)
+            except OSError:
+                _discard(staging, tmp)
+
     def remove(self, key: str) -> bool:
-        """Remove ``<key><ext>`` and then its metadata. False when neither existed."""
-        if key_problem(key):
-            return False
+        """Remove ``<key><ext>`` and then its metadata. False when neither existed.
+
+        Raises ``ValueError`` for a key that cannot name a file.
+        """
+        _checked_key(key)
         removed = False
         with self._dirs() as (target, meta_dir, _):
             for fd, name in ((target, key + self.ext), (meta_dir, key + META_SUFFIX)):
@@ -119,7 +189,11 @@ class PromptFiles:
     # -- reads ---------------------------------------------------------------------
 
     def keys(self) -> set[str]:
-        """Keys of the regular, non-hidden ``*<ext>`` files in the directory."""
+        """Keys of the regular, non-hidden ``*<ext>`` files in the directory.
+
+        Names that are not valid keys (see ``key_problem``) are not ours and
+        are left out.
+        """
         found: set[str] = set()
         try:
             entries = list(os.scandir(self.directory))
@@ -128,34 +202,39 @@ class PromptFiles:
         for entry in entries:
             if entry.name.startswith(".") or not entry.name.endswith(self.ext):
                 continue
-            if entry.is_file(follow_symlinks=False):
-                found.add(entry.name[: len(entry.name) - len(self.ext)] if self.ext else entry.name)
+            key = entry.name[: len(entry.name) - len(self.ext)] if self.ext else entry.name
+            if key_problem(key) is None and entry.is_file(follow_symlinks=False):
+                found.add(key)
         return found
 
     def current(self, key: str) -> PromptMeta | None:
-        """The metadata recorded for ``key``, or None."""
-        if key_problem(key):
-            return None
+        """The metadata recorded for ``key``, or None (``ValueError`` for a bad key)."""
+        _checked_key(key)
         with self._dirs() as (_, meta_dir, _):
-            return _read_meta(meta_dir, key)
+            return _parse_meta(_read_file(meta_dir, key + META_SUFFIX))
 
     def all_meta(self) -> dict[str, PromptMeta]:
-        """Metadata of every prompt this writer (or an earlier run) recorded."""
+        """Metadata of every prompt this writer (or an earlier run) recorded.
+
+        Also clears the staging directory: anything there is left over from a
+        crash between a write and its rename.
+        """
         result: dict[str, PromptMeta] = {}
         with self._dirs() as (_, meta_dir, staging):
             for name in os.listdir(meta_dir):
                 if name.endswith(META_SUFFIX):
-                    meta = _read_meta(meta_dir, name[: -len(META_SUFFIX)])
-                    if meta is not None:
+                    meta = _parse_meta(_read_file(meta_dir, name))
+                    if meta is not None and meta.key + META_SUFFIX == name:
                         result[meta.key] = meta
-            # Leftovers of a crash between write and rename are garbage.
             for name in os.listdir(staging):
-                with contextlib.suppress(OSError):
-                    os.unlink(name, dir_fd=staging)
+                _discard(staging, name)
         return result
 
+    def _shown(self, *parts: str) -> str:
+        return os.path.join(self.directory, *parts)
 
-def _real_subdir(parent: int, name: str) -> int:
+
+def _real_subdir(parent: int, name: str, shown: str) -> int:
     """Open ``name`` under ``parent`` as a real directory, replacing anything else."""
     for _ in range(3):
         try:
@@ -163,43 +242,75 @@ def _real_subdir(parent: int, name: str) -> int:
         except FileNotFoundError:
             with contextlib.suppress(FileExistsError):
                 os.mkdir(name, DIR_MODE, dir_fd=parent)
+                fd = os.open(name, _DIR_FLAGS, dir_fd=parent)
+                try:
+                    os.fchmod(fd, DIR_MODE)  # mkdir's mode is cut by the umask
+                finally:
+                    os.close(fd)
         except OSError as exc:
             if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
-                raise
+                raise FileWriteError(
+                    exc.errno or errno.EIO,
+                    f"cannot open directory {os.path.join(shown, name)}: {exc.strerror}",
+                ) from exc
             # A symlink or a file where our directory belongs: remove it, never follow it.
             info = os.stat(name, dir_fd=parent, follow_symlinks=False)
             if stat.S_ISDIR(info.st_mode):
                 raise
             os.unlink(name, dir_fd=parent)
-    raise FileWriteError(errno.EEXIST, f"cannot create directory {name!r}")
+    raise FileWriteError(
+        errno.EEXIST, f"cannot create directory {os.path.join(shown, name)}: it keeps changing"
+    )
 
 
-def _place(staging: int, dest_dir: int, name: str, data: bytes, shown: str) -> None:
+def _stage(staging: int, data: bytes, shown: str) -> str:
+    """Write ``data`` to a new, uniquely named file in staging; return its name."""
     tmp = f"{secrets.token_hex(8)}.tmp"
     try:
-        fd = os.open(
-            tmp,
-            os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-            FILE_MODE,
-            dir_fd=staging,
-        )
-        try:
-            os.fchmod(fd, FILE_MODE)  # not subject to the umask
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-        finally:
-            os.close(fd)
+        fd = os.open(tmp, _NEW_FILE_FLAGS, FILE_MODE, dir_fd=staging)
+    except OSError as exc:
+        raise _error("stage", shown, exc) from exc
+    try:
+        os.fchmod(fd, FILE_MODE)  # not subject to the umask
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    except OSError as exc:
+        os.close(fd)
+        _discard(staging, tmp)
+        raise _error("stage", shown, exc) from exc
+    except BaseException:
+        os.close(fd)
+        _discard(staging, tmp)
+        raise
+    try:
+        os.close(fd)
+    except OSError as exc:  # some file systems report a full disk only here
+        _discard(staging, tmp)
+        raise _error("stage", shown, exc) from exc
+    return tmp
+
+
+def _rename(staging: int, tmp: str, dest_dir: int, name: str, shown_dir: str) -> None:
+    try:
         os.rename(tmp, name, src_dir_fd=staging, dst_dir_fd=dest_dir)
     except OSError as exc:
+        raise _error("rename into place", os.path.join(shown_dir, name), exc) from exc
+
+
+def _error(what: str, path: str, exc: OSError) -> FileWriteError:
+    cause = exc.strerror or str(exc)
+    return FileWriteError(exc.errno or errno.EIO, f"could not {what} {path}: {cause}")
+
+
+def _discard(staging: int, *names: str) -> None:
+    for name in names:
         with contextlib.suppress(OSError):
-            os.unlink(tmp, dir_fd=staging)
-        raise FileWriteError(
-            exc.errno or errno.EIO, f"could not write {os.path.join(shown, name)}: {exc.strerror}"
-        ) from exc
+            os.unlink(name, dir_fd=staging)
 
 
 def _read_file(dir_fd: int, name: str) -> bytes | None:
+    """The bytes of regular file ``name``, or None (never through a symlink)."""
     try:
         fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
     except OSError:
@@ -211,12 +322,26 @@ def _read_file(dir_fd: int, name: str) -> bytes | None:
         while chunk := os.read(fd, 1 << 20):
             chunks.append(chunk)
         return b"".join(chunks)
+    except OSError:
+        return None
     finally:
         os.close(fd)
 
 
-def _read_meta(meta_dir: int, key: str) -> PromptMeta | None:
-    raw = _read_file(meta_dir, key + META_SUFFIX)
+def _has(dir_fd: int, name: str, data: bytes) -> bool:
+    """Whether regular file ``name`` holds exactly ``data`` and is world-readable."""
+    try:
+        info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except OSError:
+        return False
+    if not stat.S_ISREG(info.st_mode) or info.st_size != len(data):
+        return False
+    if stat.S_IMODE(info.st_mode) != FILE_MODE:
+        return False
+    return _read_file(dir_fd, name) == data
+
+
+def _parse_meta(raw: bytes | None) -> PromptMeta | None:
     if raw is None:
         return None
     try:
@@ -225,5 +350,7 @@ def _read_meta(meta_dir: int, key: str) -> PromptMeta | None:
         return None
 
 
-def _same(a: PromptMeta, b: PromptMeta) -> bool:
-    return a.to_json() == PromptMeta(**{**b.__dict__, "updated_at": a.updated_at}).to_json()
+def _same(raw: bytes, new: PromptMeta) -> bool:
+    """Whether stored metadata ``raw`` equals ``new`` except for ``updated_at``."""
+    old = _parse_meta(raw)
+    return old is not None and old == dataclasses.replace(new, updated_at=old.updated_at)

@@ -32,7 +32,28 @@ class ApiError(Exception):
 
 
 class NotFound(ApiError):
-    pass
+    """404: the object does not exist (a fact, unlike a failed call)."""
+
+
+class Expired(ApiError):
+    """410: a list's continue token expired; the list must start over."""
+
+
+def _error_for(status: int, path: str, body: bytes) -> ApiError:
+    """A typed error whose message says what to do, without echoing much of the body."""
+    if status == 404:
+        return NotFound(f"not found: {path}", status)
+    if status == 410:
+        return Expired(f"list expired, start again: {path}", status)
+    detail = body[:300].decode(errors="replace")
+    if status in (401, 403):
+        return ApiError(
+            f"API server answered {status} for {path}: the sidecar needs get and list on "
+            f"configmaps in its own namespace (a Role bound to the pod's service account): "
+            f"{detail}",
+            status,
+        )
+    return ApiError(f"API server answered {status} for {path}: {detail}", status)
 
 
 @dataclass
@@ -130,9 +151,10 @@ class KubeClient:
         self._timeout = timeout
         parts = urlsplit(auth.server)
         self._host = parts.hostname or "localhost"
-        self._port = parts.port or 443
+        self._plain = parts.scheme == "http"  # only ever seen behind `kubectl proxy`
+        self._port = parts.port or (80 if self._plain else 443)
         self._prefix = parts.path.rstrip("/")
-        self._conn: http.client.HTTPSConnection | None = None
+        self._conn: http.client.HTTPConnection | None = None
         self._lock = threading.Lock()
         self._token: str | None = auth.token
         self._token_read = 0.0
@@ -145,10 +167,15 @@ class KubeClient:
 
     def _headers(self) -> dict[str, str]:
         headers = {"Accept": "application/json", "User-Agent": "prompt-operator-sidecar"}
-        if self._auth.token_file and time.monotonic() - self._token_read > 60:
+        if self._auth.token_file and (
+            self._token_read == 0.0 or time.monotonic() - self._token_read > 60
+        ):
             # Projected tokens rotate; the kubelet rewrites the file.
-            with open(self._auth.token_file, encoding="utf-8") as handle:
-                self._token = handle.read().strip()
+            try:
+                with open(self._auth.token_file, encoding="utf-8") as handle:
+                    self._token = handle.read().strip()
+            except OSError as exc:
+                raise ApiError(f"cannot read the token {self._auth.token_file}: {exc}") from exc
             self._token_read = time.monotonic()
         if self._token:
             headers["Authorization"] = f"Bearer {self._token}"
@@ -158,8 +185,15 @@ class KubeClient:
         with self._lock:
             for attempt in (0, 1):
                 if self._conn is None:
-                    self._conn = http.client.HTTPSConnection(
-                        self._host, self._port, context=self._auth.context, timeout=self._timeout
+                    self._conn = (
+                        http.client.HTTPConnection(self._host, self._port, timeout=self._timeout)
+                        if self._plain
+                        else http.client.HTTPSConnection(
+                            self._host,
+                            self._port,
+                            context=self._auth.context,
+                            timeout=self._timeout,
+                        )
                     )
                 try:
                     self._conn.request("GET", self._prefix + path, headers=self._headers())
@@ -179,14 +213,15 @@ class KubeClient:
                     ):
                         continue  # a kept-alive connection the server closed; retry once
                     raise ApiError(f"API server unreachable: {exc}") from exc
-                if resp.status == 404:
-                    raise NotFound(f"not found: {path}", 404)
+                if resp.status == 401:
+                    self._token_read = 0.0  # a rotated token: read the file again next time
                 if resp.status >= 400:
-                    raise ApiError(
-                        f"API server answered {resp.status}: {body[:300].decode(errors='replace')}",
-                        resp.status,
-                    )
-                return json.loads(body)
+                    raise _error_for(resp.status, path, body)
+                try:
+                    return json.loads(body)
+                except (ValueError, RecursionError) as exc:
+                    # Not the API server (a proxy's page?): a failed call like any other.
+                    raise ApiError(f"API server sent no JSON for {path}: {exc}") from None
         raise ApiError("unreachable")  # pragma: no cover
 
     def get_configmap(self, namespace: str, name: str) -> dict[str, Any]:
@@ -196,9 +231,13 @@ class KubeClient:
         return result
 
     def list_configmaps(
-        self, namespace: str, label_selector: str, page_size: int = 100
+        self, namespace: str, label_selector: str, page_size: int = 50
     ) -> Iterator[list[dict[str, Any]]]:
-        """Pages of ConfigMaps; small pages keep the sidecar's memory flat."""
+        """Pages of ConfigMaps; small pages keep the sidecar's memory flat.
+
+        All pages come from one snapshot (the continue token pins it); when the
+        token expires midway this raises ``Expired`` and the caller lists again.
+        """
         query = {"labelSelector": label_selector, "limit": str(page_size)}
         while True:
             page = self._request(

@@ -25,7 +25,7 @@ from prompt_client.contract import PromptMeta, key_problem, text_sha256
 
 from . import wire
 from .files import FileWriteError, PromptFiles
-from .kubeapi import ApiError, KubeClient, NotFound
+from .kubeapi import ApiError, Expired, KubeClient, NotFound
 from .metrics import Metrics
 from .selector import Selector
 
@@ -35,7 +35,7 @@ logger = logging.getLogger(__name__)
 LIST_THRESHOLD = 4
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Desired:
     """One prompt as a ConfigMap says it should be on disk."""
 
@@ -113,34 +113,114 @@ def by_key(desired: Iterable[Desired]) -> tuple[dict[str, Desired], list[str]]:
     return chosen, warnings
 
 
+# What is on disk, by key: (Prompt name, revision). Kept in memory from the
+# writes themselves (read from the metadata once at start), so a resync reads
+# no metadata files and holds no PromptMeta objects.
+OnDisk = Mapping[str, tuple[str, str]]
+
+
 @dataclass(frozen=True)
 class Plan:
     writes: tuple[Desired, ...]
     removes: tuple[str, ...]  # keys
 
 
-def plan(wanted: Mapping[str, Desired], present: Mapping[str, PromptMeta], files: set[str]) -> Plan:
-    """What to write and remove so the directory matches ``wanted`` (keyed by key)."""
-    writes = tuple(
-        d
-        for key, d in sorted(wanted.items())
-        if key not in files
-        or (meta := present.get(key)) is None
-        or meta.revision != d.revision
-        or meta.prompt.split("/", 1)[-1] != d.prompt
-    )
+def plan(wanted: Mapping[str, Desired], present: OnDisk, files: set[str]) -> Plan:
+    """What to write and remove so the directory matches ``wanted`` (keyed by key).
+
+    ``present`` is what this sidecar recorded; ``files`` the keys whose file
+    exists (a file removed behind our back is written again).
+    """
+    writes = tuple(d for key, d in sorted(wanted.items()) if not up_to_date(d, present, files))
     removes = tuple(sorted(key for key in present if key not in wanted))
     return Plan(writes, removes)
 
 
-def _up_to_date(item: Desired, present: Mapping[str, PromptMeta], on_disk: set[str]) -> bool:
-    meta = present.get(item.key)
-    return (
-        meta is not None
-        and item.key in on_disk
-        and meta.revision == item.revision
-        and meta.prompt.split("/", 1)[-1] == item.prompt
-    )
+def up_to_date(item: Desired, present: OnDisk, on_disk: set[str]) -> bool:
+    """True when the file for ``item`` already holds its revision (no text needed)."""
+    return item.key in on_disk and present.get(item.key) == (item.prompt, item.revision)
+
+
+def stream_decision(
+    item: Desired, present: OnDisk, on_disk: set[str], claimed: Mapping[str, str]
+) -> str:
+    """During a full list: "skip" (already on disk), "write" now, or "defer".
+
+    An item is deferred (and read again after the list, if it wins) when its
+    key is on disk for another Prompt or was claimed earlier in this list: only
+    the complete list can tell which of two Prompts keeps a key, and writing
+    the loser first would show it to the app for a moment.
+    """
+    if up_to_date(item, present, on_disk):
+        return "skip"
+    holder = present.get(item.key)
+    if holder is not None and item.key in on_disk and holder[0] != item.prompt:
+        return "defer"
+    if claimed.get(item.key, item.prompt) != item.prompt:
+        return "defer"
+    return "write"
+
+
+def served_from(disk: OnDisk) -> dict[str, tuple[str, str]]:
+    """Prompt -> (key, revision) from key -> (Prompt, revision)."""
+    return {prompt: (key, rev) for key, (prompt, rev) in disk.items()}
+
+
+def prompt_of(meta: PromptMeta) -> str:
+    """The Prompt name in a file's metadata (it records ``namespace/name``)."""
+    return meta.prompt.split("/", 1)[-1]
+
+
+def stale_names(pairs: Iterable[tuple[str, str]], served: Mapping[str, str]) -> list[str]:
+    """Names whose signalled revision is not the one served: only these cost a read.
+
+    A pair naming what is already served is a no-op, so a replayed signal is free.
+    """
+    return [name for name, revision in pairs if served.get(name) != revision]
+
+
+def use_list(dirty: int, resync_due: bool, threshold: int = LIST_THRESHOLD) -> bool:
+    """One list instead of ``dirty`` gets: when many changed at once or a resync is due."""
+    return resync_due or dirty > threshold
+
+
+@dataclass(frozen=True)
+class Action:
+    """What one re-read Prompt asks for: write, remove, a full list, or nothing."""
+
+    kind: str  # "write" | "remove" | "list" | "none"
+    desired: Desired | None = None
+    key: str | None = None
+    reason: str = ""
+
+
+def single_action(
+    name: str, result: Desired | str | None, served: Mapping[str, tuple[str, str]]
+) -> Action:
+    """Decide from one ConfigMap read by name (``None``: 404) what to do for ``name``.
+
+    ``served`` maps Prompt name to (key, revision) on disk. Anything that is not
+    a usable ConfigMap of this Prompt removes its file, if any, and nothing else:
+    so a forged signal for an unknown Prompt changes nothing.
+    """
+    if result is None:
+        result = "its ConfigMap is gone"
+    elif isinstance(result, Desired) and result.prompt != name:
+        result = f"the ConfigMap names Prompt {result.prompt}"
+    if isinstance(result, str):
+        if name in served:
+            return Action("remove", key=served[name][0], reason=result)
+        return Action("none", reason=result)
+    holder = next((p for p, (k, _) in served.items() if k == result.key and p != name), None)
+    if holder is not None:
+        # Another Prompt serves this key: only a full view can say who keeps it.
+        return Action("list", reason=f"key {result.key!r} is served for Prompt {holder}")
+    return Action("write", desired=result)
+
+
+def backoff_delay(attempt: int, jitter: float, base: float = 0.2, cap: float = 30.0) -> float:
+    """Exponential backoff with jitter (``jitter`` in [0, 1)) so pods don't retry in step."""
+    return min(cap, base * 2.0 ** min(attempt, 16)) * (0.5 + jitter / 2)
 
 
 def now_rfc3339() -> str:
@@ -148,19 +228,33 @@ def now_rfc3339() -> str:
 
 
 class TokenBucket:
-    """At most ``rate`` re-reads per second on average, ``burst`` at once."""
+    """At most ``rate`` re-reads per second on average and ``burst`` at once.
 
-    def __init__(self, rate: float, burst: int) -> None:
+    Not thread-safe: only the syncer thread uses it. ``now`` is passed in, so
+    tests need no clock.
+    """
+
+    def __init__(self, rate: float, burst: int, now: float = 0.0) -> None:
         self.rate, self.burst = rate, float(burst)
-        self._tokens, self._at = float(burst), time.monotonic()
+        self._tokens, self._at = float(burst), now
 
-    def take(self) -> float:
-        """Take one token; return how long the caller must wait first."""
-        now = time.monotonic()
-        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+    def _refill(self, now: float) -> None:
+        self._tokens = min(self.burst, self._tokens + max(0.0, now - self._at) * self.rate)
         self._at = now
-        self._tokens -= 1
-        return 0.0 if self._tokens >= 0 else -self._tokens / self.rate
+
+    def delay(self, now: float) -> float:
+        """Seconds until one token is available (0 when it is now)."""
+        self._refill(now)
+        return 0.0 if self._tokens >= 1 else (1 - self._tokens) / self.rate
+
+    def take(self, now: float, cost: int = 1) -> None:
+        """Spend ``cost`` tokens (the balance may go negative: later reads wait longer)."""
+        self._refill(now)
+        self._tokens -= cost
+
+
+class SyncIncomplete(Exception):
+    """A sync read everything but could not write every file; it is retried."""
 
 
 @dataclass
@@ -172,6 +266,15 @@ class Health:
 
 
 class Syncer:
+    """One thread that owns the directory; signals only mark Prompts dirty.
+
+    ``signal()`` runs on server threads: it marks stale names dirty and waits
+    (bounded) for the cycle that reads them. The syncer thread waits for work,
+    for a re-read token and for any backoff, then takes the whole dirty set at
+    once, so a burst of signals that arrives meanwhile ends in one read of the
+    latest state.
+    """
+
     def __init__(
         self,
         client: KubeClient,
@@ -181,7 +284,10 @@ class Syncer:
         *,
         resync_seconds: float = 300.0,
         metrics: Metrics | None = None,
+        # Enough for a busy team's edits (the benchmark sends 20 edits/s) while a
+        # flood of forged signals still costs at most this many reads.
         reads_per_second: float = 20.0,
+        burst: int = 40,
     ) -> None:
         self._client = client
         self._files = files
@@ -189,16 +295,23 @@ class Syncer:
         self._selector = selector
         self._resync = resync_seconds
         self.metrics = metrics or Metrics()
-        self._bucket = TokenBucket(reads_per_second, burst=int(reads_per_second * 2))
+        self._bucket = TokenBucket(reads_per_second, burst, time.monotonic())
         self._cond = threading.Condition()
-        self._dirty: dict[str, float] = {}  # prompt -> when the signal arrived
-        self._requested = 0
-        self._done = 0
+        self._dirty: dict[str, float] = {}  # prompt -> when its first signal arrived
+        self._requested = 0  # signal tickets handed out
+        self._done = 0  # every ticket up to this one has been read
         self._stop = False
         self._full_due = 0.0
+        self._retry_at = 0.0
+        self._attempt = 0
+        self._random = random.Random()
         self.health = Health()
         self.ready = threading.Event()
-        # prompt name -> (key, revision) of what is on disk
+        # prompt name -> (key, revision) of what is on disk; replaced, never
+        # mutated, outside the lock
+        # key -> (Prompt, revision) of the files on disk, and its inverse; both
+        # replaced (never mutated) under the lock, so readers may keep a reference.
+        self._disk: dict[str, tuple[str, str]] = {}
         self.served: dict[str, tuple[str, str]] = {}
         self._thread = threading.Thread(target=self._run, name="syncer", daemon=True)
         self._label_selector = ",".join(
@@ -208,9 +321,9 @@ class Syncer:
     # -- public ---------------------------------------------------------------------
 
     def start(self) -> None:
-        for key, meta in self._files.all_meta().items():
-            # Files from before a container restart (the emptyDir outlives it).
-            self.served[meta.prompt.split("/", 1)[-1]] = (key, meta.revision)
+        # Files from before a container restart (the emptyDir outlives it) are
+        # served, and so answer signals, until the first sync says otherwise.
+        self._set_disk({k: (prompt_of(m), m.revision) for k, m in self._files.all_meta().items()})
         self._thread.start()
 
     def stop(self) -> None:
@@ -219,18 +332,37 @@ class Syncer:
             self._cond.notify_all()
         self._thread.join(timeout=5)
 
+    def _set_disk(self, disk: dict[str, tuple[str, str]]) -> None:
+        with self._cond:
+            self._disk = disk
+            self.served = served_from(disk)
+
+    def revisions(self) -> dict[str, str]:
+        """Prompt name -> revision on disk (a copy)."""
+        with self._cond:
+            return {name: rev for name, (_, rev) in self.served.items()}
+
+    def health_report(self) -> dict[str, object]:
+        """What /healthz shows: never any prompt text."""
+        revisions = self.revisions()
+        return {
+            "status": "degraded" if self.health.degraded else "ok",
+            "ready": self.ready.is_set(),
+            "lastSyncTime": self.health.last_sync,
+            "lastSyncRevisions": dict(sorted(revisions.items())),
+            "files": len(revisions),
+            "lastError": self.health.last_error,
+        }
+
     def signal(self, pairs: Iterable[tuple[str, str]], wait: float = 2.0) -> dict[str, str | None]:
-        """Note signalled revisions; wait (bounded) until they are applied; say what is served."""
-        names = []
+        """Note signalled revisions; wait (bounded) until they are read; say what is served."""
+        pairs = list(pairs)
         arrived = time.monotonic()
         with self._cond:
-            stale = False
-            for name, revision in pairs:
-                names.append(name)
-                if self.served.get(name, ("", None))[1] != revision:
-                    self._dirty.setdefault(name, arrived)
-                    stale = True
+            stale = stale_names(pairs, {n: rev for n, (_, rev) in self.served.items()})
             if stale:
+                for name in stale:
+                    self._dirty.setdefault(name, arrived)
                 self._requested += 1
                 ticket = self._requested
                 self._cond.notify_all()
@@ -240,20 +372,18 @@ class Syncer:
                     if left <= 0:
                         break
                     self._cond.wait(left)
-            return {name: self.served.get(name, ("", None))[1] for name in names}
+            return {name: self.served.get(name, ("", None))[1] for name, _ in pairs}
 
     # -- the loop ---------------------------------------------------------------------
 
     def _run(self) -> None:
-        attempt = 0
         while not self._stop:
             try:
                 self._full_sync()
                 break
-            except ApiError as exc:
+            except Exception as exc:  # never let the thread die: retry after backoff
                 self._failed(exc)
-                attempt += 1
-                self._sleep(min(30.0, 0.2 * 2**attempt) * random.uniform(0.5, 1.0))
+                self._sleep(self._retry_at - time.monotonic())
         if self._stop:
             return
         self.health.ready = True
@@ -261,121 +391,168 @@ class Syncer:
         logger.info(
             "initial sync done: %d prompt files in %s", len(self.served), self._files.directory
         )
-        attempt = 0
-        while True:
+        while self._cycle():
+            pass
+
+    def _next_work(self, now: float) -> float:
+        """When the next read may start: work is there, a token is free, backoff is over."""
+        at = max(now if self._dirty else self._full_due, self._retry_at)
+        return max(at, now + self._bucket.delay(now)) if at <= now else at
+
+    def _cycle(self) -> bool:
+        """Wait for work, then do one read; False once stopped."""
+        with self._cond:
+            while not self._stop:
+                now = time.monotonic()
+                at = self._next_work(now)
+                if at <= now:
+                    break
+                # Signals wake us early; the loop recomputes, so they never cut a
+                # backoff or the rate limit short, and pile up in the dirty set.
+                self._cond.wait(at - now)
+            if self._stop:
+                return False
+            dirty, self._dirty = self._dirty, {}
+            ticket = self._requested
+            now = time.monotonic()
+            full = use_list(len(dirty), now >= self._full_due)
+            self._bucket.take(now, 1 if full else len(dirty))
+        try:
+            if full:
+                self._full_sync(dirty)
+            else:
+                for name, arrived in dirty.items():
+                    self._sync_one(name, arrived)
+                self._succeeded()
+        except Exception as exc:
+            self._failed(exc)
             with self._cond:
-                while not self._stop and not self._dirty and time.monotonic() < self._full_due:
-                    self._cond.wait(max(0.0, self._full_due - time.monotonic()))
-                if self._stop:
-                    return
-                dirty, self._dirty = self._dirty, {}
-                ticket = self._requested
-            try:
-                if time.monotonic() >= self._full_due or len(dirty) > LIST_THRESHOLD:
-                    self._full_sync(dirty)
-                else:
-                    for name in dirty:
-                        self._sync_one(name, dirty[name])
-                attempt = 0
-            except ApiError as exc:
-                self._failed(exc)
-                with self._cond:
-                    for name, at in dirty.items():
-                        self._dirty.setdefault(name, at)
-                attempt += 1
-                self._sleep(min(30.0, 0.2 * 2**attempt) * random.uniform(0.5, 1.0))
-                continue
-            with self._cond:
-                self._done = max(self._done, ticket)
-                self._cond.notify_all()
+                for name, at in dirty.items():
+                    self._dirty.setdefault(name, at)
+            return True
+        with self._cond:
+            self._done = max(self._done, ticket)
+            self._cond.notify_all()
+        return True
 
     def _sleep(self, seconds: float) -> None:
         with self._cond:
-            if not self._stop:
+            if not self._stop and seconds > 0:
                 self._cond.wait(seconds)
 
     def _failed(self, exc: Exception) -> None:
+        self._attempt += 1
+        self._retry_at = time.monotonic() + backoff_delay(self._attempt, self._random.random())
         self.metrics.inc("sync_failures_total")
         self.health.degraded = True
         self.health.last_error = str(exc)
-        logger.warning("sync failed, keeping the files as they are: %s", exc)
+        if isinstance(exc, (ApiError, SyncIncomplete)):
+            logger.warning("sync failed, keeping the files as they are: %s", exc)
+        else:  # a bug or the file system: say where
+            logger.error("sync failed, keeping the files as they are", exc_info=exc)
 
     def _succeeded(self) -> None:
+        self._attempt = 0
+        self._retry_at = 0.0
         self.metrics.inc("syncs_total")
         self.health.degraded = False
         self.health.last_error = None
         self.health.last_sync = now_rfc3339()
         self.metrics.files = len(self.served)
 
-    def _throttle(self) -> None:
-        delay = self._bucket.take()
-        if delay > 0:
-            time.sleep(delay)
-        self.metrics.inc("rereads_total")
-
     def _full_sync(self, signalled: Mapping[str, float] | None = None) -> None:
-        self._throttle()
-        present = self._files.all_meta()
+        try:
+            self._full_sync_once(signalled or {})
+        except Expired:
+            logger.info("list expired between pages; listing again")
+            self._full_sync_once(signalled or {})
+
+    def _full_sync_once(self, signalled: Mapping[str, float]) -> None:
+        """List everything selected, write as pages arrive, then remove what is gone.
+
+        A page's text is written and dropped before the next page is read, so
+        memory does not grow with the total size of the prompts. Only after the
+        last page is the view complete: a failed or partial list removes nothing.
+        """
+        with self._cond:
+            present = self._disk
         on_disk = self._files.keys()
-        desired = []
-        # Page by page, keeping the text only of what must be written: a full
-        # list of a thousand prompts then costs the sidecar almost no memory.
+        seen: list[Desired] = []  # every usable ConfigMap, without its text
+        claimed: dict[str, str] = {}  # key -> first Prompt seen with it
+        written: dict[str, str] = {}  # Prompt -> revision written in this pass
+        failed = 0
+        self.metrics.inc("rereads_total")
         for page in self._client.list_configmaps(self._namespace, self._label_selector):
             for cm in page:
-                result = desired_from_configmap(cm, self._selector)
-                if isinstance(result, str):
+                item = desired_from_configmap(cm, self._selector)
+                if isinstance(item, str):
                     name = (cm.get("metadata") or {}).get("name")
-                    logger.warning("skipping ConfigMap %s: %s", name, result)
+                    logger.warning("skipping ConfigMap %s: %s", name, item)
                     continue
-                if _up_to_date(result, present, on_disk):
-                    result = dataclasses.replace(result, text=b"")  # keep no text we won't write
-                desired.append(result)
-        wanted, warnings = by_key(desired)
+                if stream_decision(item, present, on_disk, claimed) == "write":
+                    try:
+                        self._write(item, signalled.get(item.prompt))
+                        written[item.prompt] = item.revision
+                    except FileWriteError:
+                        failed += 1
+                claimed.setdefault(item.key, item.prompt)
+                seen.append(dataclasses.replace(item, text=b""))
+            del page
+        wanted, warnings = by_key(seen)
         for warning in warnings:
             logger.warning(warning)
         todo = plan(wanted, present, on_disk)
         for item in todo.writes:
-            self._write(item, (signalled or {}).get(item.prompt))
+            if written.get(item.prompt) == item.revision:
+                continue
+            # Deferred while the key was someone else's: read the winner alone.
+            try:
+                self._fetch_and_write(item, signalled.get(item.prompt))
+            except FileWriteError:
+                failed += 1
         for key in todo.removes:
-            self._remove(key, present[key].prompt.split("/", 1)[-1])
-        served = {
-            meta.prompt.split("/", 1)[-1]: (key, meta.revision)
-            for key, meta in self._files.all_meta().items()
-        }
-        with self._cond:
-            self.served = served
+            self._remove(key, present[key][0])
+        if failed:
+            raise SyncIncomplete(f"{failed} prompt files could not be written (see above)")
         self._full_due = time.monotonic() + self._resync
         self._succeeded()
 
+    def _fetch_and_write(self, winner: Desired, arrived: float | None) -> None:
+        """Read one ConfigMap the full list chose, and write it if it still says so."""
+        self.metrics.inc("rereads_total")
+        try:
+            cm = self._client.get_configmap(self._namespace, wire.configmap_name(winner.prompt))
+        except NotFound:
+            return  # deleted since the list; the next sync removes its file
+        item = desired_from_configmap(cm, self._selector)
+        if isinstance(item, Desired) and (item.prompt, item.key) == (winner.prompt, winner.key):
+            self._write(item, arrived)
+
     def _sync_one(self, name: str, arrived: float) -> None:
-        self._throttle()
+        self.metrics.inc("rereads_total")
         try:
             cm = self._client.get_configmap(self._namespace, wire.configmap_name(name))
-            result = desired_from_configmap(cm, self._selector)
+            result: Desired | str | None = desired_from_configmap(cm, self._selector)
         except NotFound:
-            result = "its ConfigMap is gone"
-        if isinstance(result, str) or result.prompt != name:
-            if name in self.served:
-                logger.info(
-                    "removing prompt %s: %s",
-                    name,
-                    result if isinstance(result, str) else "the ConfigMap names another Prompt",
-                )
-                self._remove(self.served[name][0], name)
-            self._succeeded()
-            return
-        holder = next(
-            (p for p, (k, _) in self.served.items() if k == result.key and p != name), None
-        )
-        if holder is not None:
-            # Another Prompt serves this key: let a full list decide who keeps it.
+            result = None
+        with self._cond:
+            served = dict(self.served)
+        action = single_action(name, result, served)
+        if action.kind == "remove" and action.key is not None:
+            logger.info("removing prompt %s: %s", name, action.reason)
+            self._remove(action.key, name)
+        elif action.kind == "list":
+            logger.info("prompt %s: %s; listing everything", name, action.reason)
             self._full_sync({name: arrived})
-            return
-        self._write(result, arrived)
-        self._succeeded()
+        elif action.kind == "write" and action.desired is not None:
+            self._write(action.desired, arrived)
+        elif isinstance(result, str) and name not in served:
+            logger.debug("signal for prompt %s changes nothing: %s", name, action.reason)
 
     def _write(self, item: Desired, arrived: float | None) -> None:
-        previous = self.served.get(item.prompt)
+        """Write one prompt's file; raises ``FileWriteError`` (old file intact)."""
+        with self._cond:
+            previous = self.served.get(item.prompt)
         meta = PromptMeta(
             key=item.key,
             prompt=f"{self._namespace}/{item.prompt}",
@@ -391,16 +568,19 @@ class Syncer:
         except FileWriteError as exc:
             self.metrics.inc("write_failures_total")
             logger.error("prompt %s stays at its last good file: %s", item.prompt, exc)
-            return
+            raise
         with self._cond:
-            self.served[item.prompt] = (item.key, item.revision)
+            self._set_disk({**self._disk, item.key: (item.prompt, item.revision)})
+        if previous is not None and previous[0] != item.key:
+            # The Prompt's key changed: drop its old file, unless another Prompt has it now.
+            old = self._files.current(previous[0])
+            if old is not None and prompt_of(old) == item.prompt:
+                self._remove(previous[0], item.prompt)
         if not changed:
             return
         self.metrics.inc("files_written_total")
         if arrived is not None:
             self.metrics.observe_latency(time.monotonic() - arrived)
-        if previous is not None and previous[0] != item.key:
-            self._files.remove(previous[0])  # the Prompt's key changed
         logger.info(
             "prompt %s -> %s%s at revision %s",
             item.prompt,
@@ -414,5 +594,4 @@ class Syncer:
             self.metrics.inc("files_removed_total")
             logger.info("removed %s%s (prompt %s)", key, self._files.ext, prompt)
         with self._cond:
-            if self.served.get(prompt, (None,))[0] == key:
-                del self.served[prompt]
+            self._set_disk({k: v for k, v in self._disk.items() if k != key})

@@ -107,7 +107,11 @@ def parse_signal(body: bytes) -> list[tuple[str, str]]:
             or not _PROMPT_NAME.fullmatch(name)
         ):
             raise SignalError(f"prompts[{i}].name must be a Prompt name (a DNS subdomain)")
-        if not isinstance(rev, str) or len(rev) > MAX_REVISION_LENGTH or not _REVISION.fullmatch(rev):
+        if (
+            not isinstance(rev, str)
+            or len(rev) > MAX_REVISION_LENGTH
+            or not _REVISION.fullmatch(rev)
+        ):
             raise SignalError(
                 f"prompts[{i}].revision must be a string of at most {MAX_REVISION_LENGTH} "
                 "characters from [A-Za-z0-9._:-]"

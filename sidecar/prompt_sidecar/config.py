@@ -1,0 +1,190 @@
+"""Settings of `prompt-operator sidecar`: flags, each with an environment fallback.
+
+``parse_config`` is pure (argv and environment in, a frozen value or
+``ConfigError`` out), so every rule here is unit-tested without a process.
+The pod's identity, address and selector come only from the downward API:
+no flag can make the sidecar disagree with the operator about what the pod
+consumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from prompt_client.contract import DEFAULT_EXT
+
+from . import wire
+from .files import ext_problem
+from .selector import Selector, SelectorError, parse_selector
+
+DEFAULT_RESYNC = 300.0
+
+DESCRIPTION = """\
+Run beside an app in the same pod: write every Prompt the pod subscribes to as
+<key><ext> into DIR (a volume shared with the app), atomically, then report
+ready; apply the operator's signals as they come; re-list on a timer so a
+missed signal heals. If the API server is unreachable the files stay as they
+are, /healthz says "degraded", and it retries with backoff.
+"""
+
+EPILOG = f"""\
+environment set through the downward API:
+  POD_NAME          the pod's name (metadata.name; required)
+  POD_NAMESPACE     the pod's namespace (metadata.namespace; required); only
+                    ConfigMaps there are read, so get/list on ConfigMaps in
+                    this namespace is all the RBAC it needs
+  POD_IP            address to listen on (status.podIP; default 0.0.0.0)
+  PROMPT_SELECTOR   the pod's {wire.SELECTOR_ANNOTATION} annotation: a label
+                    selector over Prompts (empty: every Prompt in the
+                    namespace); always combined with
+                    {wire.MANAGED_BY_LABEL}={wire.MANAGED_BY_VALUE}
+
+credentials: --kubeconfig / KUBECONFIG (first file of the list), else the
+pod's service account in {"/var/run/secrets/kubernetes.io/serviceaccount"}.
+
+endpoints on POD_IP:PORT:
+  POST {wire.SIGNAL_PATH}   signals from the operator (JSON, at most 1 MiB)
+  GET  /readyz       200 once the first full sync wrote every file, else 503
+  GET  /healthz      JSON: status ok|degraded, lastSyncTime, lastSyncRevisions,
+                     lastError
+  GET  /metrics      Prometheus text format
+"""
+
+
+class ConfigError(ValueError):
+    """A setting that cannot work; the message names the flag or variable."""
+
+
+@dataclass(frozen=True)
+class SidecarConfig:
+    directory: str
+    port: int
+    ext: str
+    resync: float
+    kubeconfig: str | None
+    pod: str
+    namespace: str
+    address: str
+    selector: Selector
+    log_format: str
+
+
+def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
+    """The argument parser; defaults are the raw environment values (checked later)."""
+    p = argparse.ArgumentParser(
+        prog="prompt-operator sidecar",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--dir",
+        default=environ.get("PROMPT_DIR", ""),
+        help="directory to write prompt files into, shared with the app [env PROMPT_DIR; required]",
+    )
+    p.add_argument(
+        "--port",
+        default=environ.get("PROMPT_SIDECAR_PORT", str(wire.DEFAULT_PORT)),
+        help="port for signals, health and metrics; must match the pod's "
+        f"{wire.PORT_ANNOTATION} annotation [env PROMPT_SIDECAR_PORT; default {wire.DEFAULT_PORT}]",
+    )
+    p.add_argument(
+        "--ext",
+        default=environ.get("PROMPT_EXT", DEFAULT_EXT),
+        help=f"extension of the prompt files [env PROMPT_EXT; default {DEFAULT_EXT}]",
+    )
+    p.add_argument(
+        "--resync",
+        default=environ.get("PROMPT_RESYNC_SECONDS", str(int(DEFAULT_RESYNC))),
+        help="seconds between full re-lists that heal a missed signal "
+        f"[env PROMPT_RESYNC_SECONDS; default {int(DEFAULT_RESYNC)}]",
+    )
+    p.add_argument(
+        "--kubeconfig",
+        default=environ.get("KUBECONFIG") or None,
+        help="kubeconfig file [env KUBECONFIG; default: the pod's service account]",
+    )
+    p.add_argument(
+        "--log-format",
+        choices=["auto", "json", "text"],
+        default=environ.get("PROMPT_LOG_FORMAT", "auto"),
+        help="log lines as JSON or text; auto: JSON unless stderr is a terminal "
+        "[env PROMPT_LOG_FORMAT; default auto]",
+    )
+    return p
+
+
+def _port(raw: str) -> int:
+    try:
+        port = int(raw)
+    except ValueError:
+        port = 0
+    if not 0 < port < 65536:
+        raise ConfigError(f"--port / PROMPT_SIDECAR_PORT {raw!r}: must be a number from 1 to 65535")
+    return port
+
+
+def _resync(raw: str) -> float:
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds < 7 * 24 * 3600:  # also refuses nan and inf
+        raise ConfigError(
+            f"--resync / PROMPT_RESYNC_SECONDS {raw!r}: must be a positive number of seconds"
+        )
+    return seconds
+
+
+def _ext(raw: str) -> str:
+    problem = ext_problem(raw)  # the writer's own rule, so the two never disagree
+    if problem:
+        raise ConfigError(f"--ext / PROMPT_EXT {raw!r}: {problem}")
+    return raw
+
+
+def _address(raw: str) -> str:
+    try:
+        return str(ipaddress.ip_address(raw.strip("[]")))
+    except ValueError:
+        raise ConfigError(f"POD_IP {raw!r}: must be an IP address (status.podIP)") from None
+
+
+def config_from(args: argparse.Namespace, environ: Mapping[str, str]) -> SidecarConfig:
+    """Check parsed flags and the downward-API environment; raise ``ConfigError``."""
+    if not args.dir:
+        raise ConfigError("--dir (or PROMPT_DIR) is required: the directory shared with the app")
+    missing = [n for n in ("POD_NAME", "POD_NAMESPACE") if not environ.get(n)]
+    if missing:
+        raise ConfigError(
+            f"{' and '.join(missing)} must be set through the downward API "
+            "(fieldRef metadata.name, metadata.namespace)"
+        )
+    try:
+        selector = parse_selector(environ.get("PROMPT_SELECTOR", ""))
+    except SelectorError as exc:
+        raise ConfigError(
+            f"PROMPT_SELECTOR (the pod's {wire.SELECTOR_ANNOTATION} annotation): {exc}"
+        ) from None
+    return SidecarConfig(
+        directory=args.dir,
+        port=_port(str(args.port)),
+        ext=_ext(args.ext),
+        resync=_resync(str(args.resync)),
+        kubeconfig=args.kubeconfig,
+        pod=environ["POD_NAME"],
+        namespace=environ["POD_NAMESPACE"],
+        address=_address(environ.get("POD_IP") or "0.0.0.0"),
+        selector=selector,
+        log_format=args.log_format,
+    )
+
+
+def parse_config(argv: Sequence[str] | None, environ: Mapping[str, str]) -> SidecarConfig:
+    """Parse flags with environment fallbacks; argparse exits on --help and on
+    unknown flags, everything else raises ``ConfigError``."""
+    args = build_parser(environ).parse_args(argv)
+    return config_from(args, environ)

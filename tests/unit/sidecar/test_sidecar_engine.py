@@ -1,0 +1,546 @@
+"""The sidecar's decisions, its syncer against a fake API, and its HTTP endpoints.
+
+The fake stands in only for the API server's answers (no network); files are
+real, in a temporary directory. Waits are on conditions with a deadline.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from prompt_sidecar import wire
+from prompt_sidecar.config import ConfigError, parse_config
+from prompt_sidecar.files import PromptFiles
+from prompt_sidecar.kubeapi import ApiError, NotFound
+from prompt_sidecar.selector import parse_selector
+from prompt_sidecar.server import SidecarServer
+from prompt_sidecar.sync import (
+    Desired,
+    Syncer,
+    TokenBucket,
+    backoff_delay,
+    single_action,
+    stale_names,
+    stream_decision,
+    use_list,
+)
+
+ENV = {"POD_NAME": "app-1", "POD_NAMESPACE": "ns", "POD_IP": "127.0.0.9"}
+
+
+# -- config ---------------------------------------------------------------------------
+
+
+def test_flags_fall_back_to_environment_and_defaults() -> None:
+    config = parse_config(["--dir", "/p"], ENV)
+    assert (config.port, config.ext, config.resync, config.address) == (
+        wire.DEFAULT_PORT,
+        ".txt",
+        300.0,
+        "127.0.0.9",
+    )
+    env = {**ENV, "PROMPT_DIR": "/e", "PROMPT_SIDECAR_PORT": "9000", "PROMPT_RESYNC_SECONDS": "5"}
+    config = parse_config([], env)
+    assert (config.directory, config.port, config.resync) == ("/e", 9000, 5.0)
+    assert parse_config(["--port=9100"], env).port == 9100  # a flag beats its variable
+
+
+def test_selector_comes_only_from_the_downward_api() -> None:
+    config = parse_config(["--dir=/p"], {**ENV, "PROMPT_SELECTOR": "team=a,tier in (x,y)"})
+    assert config.selector.matches({"team": "a", "tier": "y"})
+    assert not config.selector.matches({"team": "a"})
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "message"),
+    [
+        ([], ENV, "--dir"),
+        (["--dir=/p"], {"POD_NAME": "x"}, "POD_NAMESPACE"),
+        (["--dir=/p", "--port=0"], ENV, "--port"),
+        (["--dir=/p"], {**ENV, "PROMPT_SIDECAR_PORT": "http"}, "PROMPT_SIDECAR_PORT"),
+        (["--dir=/p", "--resync=-1"], ENV, "--resync"),
+        (["--dir=/p", "--resync=nan"], ENV, "--resync"),
+        (["--dir=/p", "--ext=txt"], ENV, "--ext"),
+        (["--dir=/p"], {**ENV, "POD_IP": "pod.local"}, "POD_IP"),
+        (["--dir=/p"], {**ENV, "PROMPT_SELECTOR": "a in (b"}, "prompts.dev/selector"),
+    ],
+)
+def test_bad_settings_name_the_flag_or_variable(
+    argv: list[str], env: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        parse_config(argv, env)
+
+
+def test_help_documents_every_setting(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        parse_config(["--help"], {})
+    text = capsys.readouterr().out
+    for word in (
+        "--dir",
+        "PROMPT_DIR",
+        "--port",
+        "PROMPT_SIDECAR_PORT",
+        "--ext",
+        "PROMPT_EXT",
+        "--resync",
+        "PROMPT_RESYNC_SECONDS",
+        "--kubeconfig",
+        "KUBECONFIG",
+        "--log-format",
+        "POD_NAME",
+        "POD_NAMESPACE",
+        "POD_IP",
+        "PROMPT_SELECTOR",
+        "/readyz",
+        "/healthz",
+        "/metrics",
+    ):
+        assert word in text, word
+
+
+# -- wire and selector edge cases -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" * 100_000,  # would end in RecursionError inside json
+        b'{"prompts": [], "x": ' + b"[" * 50_000 + b"]" * 50_000 + b"}",
+        '{"prompts": [{"name": "Grüße", "revision": "r"}]}'.encode(),
+        b'{"prompts": [{"name": "p\\n", "revision": "r"}]}',
+        b'{"prompts": [{"name": "p", "revision": "r\\n"}]}',
+        b'{"prompts": [{"name": "p", "revision": "' + b"a" * 129 + b'"}]}',
+        b'{"prompts": [{"name": "../etc", "revision": "r"}]}',
+        b'{"prompts": [{"name": ["p"], "revision": "r"}]}',
+        b"NaN",
+    ],
+)
+def test_nasty_signals_are_refused(body: bytes) -> None:
+    with pytest.raises(wire.SignalError):
+        wire.parse_signal(body)
+
+
+def test_empty_revision_is_a_valid_signal_for_a_dropped_prompt() -> None:
+    assert wire.parse_signal(wire.encode_signal([("p", "")])) == [("p", "")]
+
+
+def test_signal_response_is_checked() -> None:
+    with pytest.raises(wire.SignalError):
+        wire.parse_signal_response(b'{"pod": "x"}')
+    assert wire.parse_signal_response(b'{"served": {"a": 5}}') == {"a": None}
+
+
+@pytest.mark.parametrize(
+    ("text", "labels", "expected"),
+    [
+        ("a in ()", {"a": ""}, True),  # Kubernetes reads () as the empty value
+        ("a notin (x), b", {"b": "1"}, True),
+        ("a,!b", {"a": "1", "b": "2"}, False),
+        ("  a = x ,b==y ", {"a": "x", "b": "y"}, True),
+    ],
+)
+def test_selector_corner_cases(text: str, labels: dict[str, str], expected: bool) -> None:
+    assert parse_selector(text).matches(labels) is expected
+
+
+# -- pure decisions -----------------------------------------------------------------
+
+
+def desired(prompt: str, key: str | None = None, revision: str = "r1") -> Desired:
+    return Desired(prompt, key or prompt, revision, b"text", "2026-01-01T00:00:00Z")
+
+
+def test_only_pairs_with_another_revision_cost_a_read() -> None:
+    served = {"a": "r1", "b": "r2"}
+    assert stale_names([("a", "r1"), ("b", "r3"), ("c", "r1"), ("a", "")], served) == [
+        "b",
+        "c",
+        "a",
+    ]
+
+
+def test_many_dirty_prompts_or_a_due_resync_use_one_list() -> None:
+    assert not use_list(4, False) and use_list(5, False) and use_list(1, True)
+
+
+def test_single_read_decides_write_remove_or_nothing() -> None:
+    served = {"a": ("a", "r1"), "b": ("kb", "r1")}
+    assert single_action("a", desired("a", revision="r2"), served).kind == "write"
+    assert single_action("a", None, served) == single_action("a", "its ConfigMap is gone", served)
+    assert single_action("a", None, served).kind == "remove"
+    assert single_action("b", "not selected", served).key == "kb"
+    assert single_action("zz", None, served).kind == "none"  # forged: changes nothing
+    assert single_action("zz", "not selected", served).kind == "none"
+    # The ConfigMap names another Prompt (a hash-shortened name collision): not ours.
+    assert single_action("a", desired("other"), served).kind == "remove"
+    # Another Prompt serves the key: only a full list may decide.
+    assert single_action("c", desired("c", key="kb"), served).kind == "list"
+
+
+def test_full_list_defers_a_key_someone_else_holds() -> None:
+    present = {"k": ("old", "r1")}
+    on_disk = {"k"}
+    assert stream_decision(desired("old", "k"), present, on_disk, {}) == "skip"
+    assert stream_decision(desired("old", "k", "r2"), present, on_disk, {}) == "write"
+    assert stream_decision(desired("new", "k"), present, on_disk, {}) == "defer"
+    assert stream_decision(desired("x", "j"), present, on_disk, {"j": "y"}) == "defer"
+    assert stream_decision(desired("old", "k"), present, set(), {}) == "write"  # file deleted
+
+
+def test_backoff_grows_is_capped_and_jittered() -> None:
+    delays = [backoff_delay(n, 0.999) for n in range(1, 12)]
+    assert delays == sorted(delays) and delays[-1] <= 30.0
+    assert backoff_delay(3, 0.0) == pytest.approx(backoff_delay(3, 0.999) / 1.999, rel=1e-3)
+
+
+def test_token_bucket_allows_a_burst_then_the_rate() -> None:
+    bucket = TokenBucket(rate=5.0, burst=2, now=0.0)
+    assert bucket.delay(0.0) == 0.0
+    bucket.take(0.0)
+    bucket.take(0.0)
+    assert bucket.delay(0.0) == pytest.approx(0.2)
+    assert bucket.delay(0.2) == pytest.approx(0.0)
+
+
+# -- the syncer against a fake API server ----------------------------------------------
+
+
+def configmap(
+    name: str, text: str, revision: str = "r1", key: str | None = None, **labels: str
+) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "name": wire.configmap_name(name),
+            "creationTimestamp": "2026-01-01T00:00:00Z",
+            "labels": {wire.MANAGED_BY_LABEL: wire.MANAGED_BY_VALUE, **labels},
+            "annotations": {
+                wire.PROMPT_ANNOTATION: name,
+                wire.REVISION_ANNOTATION: revision,
+                wire.KEY_ANNOTATION: key or name,
+            },
+        },
+        "data": {wire.TEXT_DATA_KEY: text, wire.METADATA_DATA_KEY: "{}"},
+    }
+
+
+class FakeApi:
+    """ConfigMaps by name; counts reads; can fail or hold reads at a gate."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, dict[str, Any]] = {}
+        self.gets: list[str] = []
+        self.lists = 0
+        self.down = False
+        self.gate = threading.Event()
+        self.gate.set()
+
+    def put(self, cm: dict[str, Any]) -> None:
+        self.objects[cm["metadata"]["name"]] = cm
+
+    def get_configmap(self, namespace: str, name: str) -> dict[str, Any]:
+        self.gate.wait(5)
+        if self.down:
+            raise ApiError("API server unreachable: connection refused")
+        self.gets.append(name)
+        if name not in self.objects:
+            raise NotFound(name, 404)
+        return self.objects[name]
+
+    def list_configmaps(
+        self, namespace: str, label_selector: str, page_size: int = 50
+    ) -> Iterator[list[dict[str, Any]]]:
+        self.gate.wait(5)
+        if self.down:
+            raise ApiError("API server unreachable: connection refused")
+        self.lists += 1
+        selector = parse_selector(label_selector)
+        items = [c for c in self.objects.values() if selector.matches(c["metadata"]["labels"])]
+        for start in range(0, len(items), page_size):
+            yield items[start : start + page_size]
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met before the deadline"
+        time.sleep(0.005)
+
+
+@pytest.fixture
+def api() -> FakeApi:
+    return FakeApi()
+
+
+@pytest.fixture
+def make_syncer(api: FakeApi, tmp_path: Path) -> Iterator[Callable[..., Syncer]]:
+    made: list[Syncer] = []
+
+    def make(selector: str = "", **kwargs: Any) -> Syncer:
+        kwargs.setdefault("reads_per_second", 1000.0)
+        kwargs.setdefault("burst", 1000)
+        syncer = Syncer(
+            api,  # type: ignore[arg-type]
+            PromptFiles(str(tmp_path / "prompts")),
+            "ns",
+            parse_selector(selector),
+            **kwargs,
+        )
+        made.append(syncer)
+        syncer.start()
+        return syncer
+
+    yield make
+    for syncer in made:
+        syncer.stop()
+
+
+def read(tmp_path: Path, key: str) -> bytes | None:
+    path = tmp_path / "prompts" / f"{key}.txt"
+    return path.read_bytes() if path.exists() else None
+
+
+def test_start_writes_every_selected_file_before_ready(
+    api: FakeApi, make_syncer: Callable[..., Syncer], tmp_path: Path
+) -> None:
+    for i in range(120):  # three pages
+        api.put(configmap(f"p{i}", f"text {i}\r\n", team="a" if i % 2 else "b"))
+    api.put({**configmap("foreign", "x"), "metadata": {"name": "foreign", "labels": {}}})
+    syncer = make_syncer("team=a")
+    assert syncer.ready.wait(5)
+    names = sorted(p.name for p in (tmp_path / "prompts").iterdir())
+    assert names == sorted([".prompts"] + [f"p{i}.txt" for i in range(1, 120, 2)])
+    assert read(tmp_path, "p7") == b"text 7\r\n"
+    assert syncer.health_report()["status"] == "ok"
+
+
+def test_signal_updates_the_file_and_answers_with_the_new_revision(
+    api: FakeApi, make_syncer: Callable[..., Syncer], tmp_path: Path
+) -> None:
+    api.put(configmap("p", "one"))
+    syncer = make_syncer()
+    assert syncer.ready.wait(5)
+    api.put(configmap("p", "two", "r2"))
+    assert syncer.signal([("p", "r2")]) == {"p": "r2"}
+    assert read(tmp_path, "p") == b"two"
+    assert api.gets == [wire.configmap_name("p")]
+    assert syncer.metrics.value("files_written_total") == 2
+
+
+def test_replayed_and_forged_signals_change_no_file(
+    api: FakeApi, make_syncer: Callable[..., Syncer], tmp_path: Path
+) -> None:
+    api.put(configmap("p", "genuine"))
+    syncer = make_syncer()
+    assert syncer.ready.wait(5)
+    before = (tmp_path / "prompts" / "p.txt").stat()
+    assert syncer.signal([("p", "r1")]) == {"p": "r1"}
+    assert api.gets == []  # what is served already costs no read
+    assert syncer.signal([("p", "forged"), ("nope", "x")]) == {"p": "r1", "nope": None}
+    after = (tmp_path / "prompts" / "p.txt").stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    assert sorted(p.name for p in (tmp_path / "prompts").iterdir()) == [".prompts", "p.txt"]
+
+
+def test_a_burst_of_signals_ends_in_one_read_of_the_latest(
+    api: FakeApi, make_syncer: Callable[..., Syncer], tmp_path: Path
+) -> None:
+    api.put(configmap("p", "v0", "r0"))
+    syncer = make_syncer()
+    assert syncer.ready.wait(5)
+    api.gate.clear()  # hold the first read while nine more edits and signals arrive
+    api.put(configmap("p", "v1", "r1"))
+    first = threading.Thread(target=syncer.signal, args=([("p", "r1")],))
+    first.start()
+    wait_until(lambda: syncer._dirty == {})  # the syncer took it and waits at the gate
+    threads = []
+    for i in range(2, 11):
+        api.put(configmap("p", f"v{i}", f"r{i}"))
+        thread = threading.Thread(target=syncer.signal, args=([("p", f"r{i}")],))
+        thread.start()
+        threads.append(thread)
+    wait_until(lambda: "p" in syncer._dirty)
+    api.gate.set()
+    for thread in [first, *threads]:
+        thread.join(5)
+    assert read(tmp_path, "p") == b"v10"
+    assert len(api.gets) == 2  # the held read and one read for all nine that followed
+
+
+def test_many_signalled_prompts_are_read_with_one_list(
+    api: FakeApi, make_syncer: Callable[..., Syncer], tmp_path: Path
+) -> None:
+    for i in range(10):
+        api.put(configmap(f"p{i}", "old"))
+    syncer = make_syncer()
+    assert syncer.ready.wait(5)
+    for i in range(10):
+        api.put(configmap(f"p{i}", "new", "r2"))
+    answer = syncer.signal([(f"p{i}", "r2") for i in range(10)])
+    assert answer == {f"p{i}": "r2" for i in range(10)}
+    assert api.lists == 2 and api.gets == []
+    assert all(read(tmp_path, f"p{i}") == b"new" for i in range(10))
+
+
+def test_deleted_or_unselected_configmap_removes_its_file(
+    api: FakeApi, make_syncer: Callable[..., Syncer], tmp_path: Path
+) -> None:
+    api.put(configmap("gone", "x", team="a"))
+    api.put(configmap("moved", "y", team="a"))
+    syncer = make_syncer("team=a")
+    assert syncer.ready.wait(5)
+    del api.objects[wire.configmap_name("gone")]
+    api.put(configmap("moved", "y", team="b"))
+    assert syncer.signal([("gone", ""), ("moved", "")]) == {"gone": None, "moved": None}
+    assert read(tmp_path, "gone") is None and read(tmp_path, "moved") is None
+
+
+def test_key_change_moves_the_file(
+    api: FakeApi, make_syncer: Callable[..., Syncer], tmp_path: Path
+) -> None:
+    api.put(configmap("p", "x", key="old"))
+    syncer = make_syncer()
+    assert syncer.ready.wait(5)
+    api.put(configmap("p", "x", "r2", key="new"))
+    syncer.signal([("p", "r2")])
+    assert read(tmp_path, "new") == b"x" and read(tmp_path, "old") is None
+
+
+def test_two_prompts_with_one_key_serve_the_oldest_without_flapping(
+    api: FakeApi, make_syncer: Callable[..., Syncer], tmp_path: Path
+) -> None:
+    young = configmap("a-young", "young", key="k")
+    young["metadata"]["creationTimestamp"] = "2026-02-01T00:00:00Z"
+    api.put(young)  # listed first (pages come in name order), but younger
+    api.put(configmap("b-old", "old", key="k"))
+    syncer = make_syncer()
+    assert syncer.ready.wait(5)
+    assert read(tmp_path, "k") == b"old"
+    assert syncer.revisions() == {"b-old": "r1"}
+
+
+def test_unreachable_api_keeps_files_and_reports_degraded(
+    api: FakeApi, make_syncer: Callable[..., Syncer], tmp_path: Path
+) -> None:
+    api.put(configmap("p", "kept"))
+    syncer = make_syncer(resync_seconds=0.05)
+    assert syncer.ready.wait(5)
+    api.down = True
+    wait_until(lambda: syncer.health_report()["status"] == "degraded")
+    assert syncer.signal([("p", "r9")], wait=0.1) == {"p": "r1"}
+    assert read(tmp_path, "p") == b"kept"
+    assert "unreachable" in str(syncer.health_report()["lastError"])
+    api.down = False
+    wait_until(lambda: syncer.health_report()["status"] == "ok", timeout=10)
+    assert read(tmp_path, "p") == b"kept"
+
+
+def test_not_ready_until_the_first_full_sync_succeeds(
+    api: FakeApi, make_syncer: Callable[..., Syncer]
+) -> None:
+    api.down = True
+    api.put(configmap("p", "x"))
+    syncer = make_syncer()
+    wait_until(lambda: syncer.metrics.value("sync_failures_total") >= 1)
+    assert not syncer.ready.is_set()
+    api.down = False
+    assert syncer.ready.wait(10)
+
+
+# -- the HTTP server on loopback --------------------------------------------------------
+
+
+@pytest.fixture
+def server(
+    api: FakeApi, make_syncer: Callable[..., Syncer]
+) -> Iterator[tuple[SidecarServer, Syncer]]:
+    api.put(configmap("p", "x"))
+    syncer = make_syncer()
+    assert syncer.ready.wait(5)
+    srv = SidecarServer(("127.0.0.1", 0), syncer, "app-1")
+    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    yield srv, syncer
+    srv.shutdown()
+    srv.server_close()
+    thread.join(5)
+
+
+def request(
+    srv: SidecarServer,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection(*srv.server_address[:2], timeout=5)  # type: ignore[misc]
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+JSON = {"Content-Type": "application/json"}
+
+
+def test_endpoints_answer_and_show_no_prompt_text(
+    server: tuple[SidecarServer, Syncer],
+) -> None:
+    srv, _ = server
+    assert request(srv, "GET", "/readyz")[0] == 200
+    status, body = request(srv, "GET", "/healthz")
+    health = json.loads(body)
+    assert status == 200 and health["status"] == "ok" and health["lastSyncTime"]
+    assert health["lastSyncRevisions"] == {"p": "r1"}
+    status, metrics = request(srv, "GET", "/metrics")
+    assert status == 200 and b"prompt_sidecar_syncs_total" in metrics
+    assert b"prompt_sidecar_signal_to_file_seconds_bucket" in metrics
+    status, body = request(srv, "POST", wire.SIGNAL_PATH, wire.encode_signal([("p", "r1")]), JSON)
+    assert (status, json.loads(body)) == (200, {"pod": "app-1", "served": {"p": "r1"}})
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "headers", "status"),
+    [
+        ("POST", wire.SIGNAL_PATH, b"\xff", JSON, 400),
+        ("POST", wire.SIGNAL_PATH, b'{"prompts": "all"}', JSON, 400),
+        ("POST", wire.SIGNAL_PATH, b"[" * 50_000, JSON, 400),
+        ("POST", wire.SIGNAL_PATH, b"{}", {"Content-Type": "text/plain"}, 415),
+        # Refused from the header alone, before any of the body is read.
+        ("POST", wire.SIGNAL_PATH, None, {**JSON, "Content-Length": "2000000"}, 413),
+        ("GET", wire.SIGNAL_PATH, None, {}, 405),
+        ("PUT", wire.SIGNAL_PATH, b"{}", JSON, 405),
+        ("POST", "/healthz", b"{}", JSON, 405),
+        ("GET", "/nope", None, {}, 404),
+        ("POST", "/v2/signal", b"{}", JSON, 404),
+    ],
+)
+def test_bad_requests_get_a_4xx_with_a_reason(
+    server: tuple[SidecarServer, Syncer],
+    method: str,
+    path: str,
+    body: bytes | None,
+    headers: dict[str, str],
+    status: int,
+) -> None:
+    srv, _ = server
+    got, answer = request(srv, method, path, body, headers)
+    assert got == status
+    assert "error" in json.loads(answer)
+    assert request(srv, "GET", "/readyz")[0] == 200  # and the server is still fine
+
+
+def test_rejected_signals_are_counted(server: tuple[SidecarServer, Syncer]) -> None:
+    srv, syncer = server
+    request(srv, "POST", wire.SIGNAL_PATH, b"nope", JSON)
+    assert syncer.metrics.value("signals_rejected_total") == 1
