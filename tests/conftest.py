@@ -2,8 +2,9 @@
 
 * unit tests (``tests/unit``) need nothing;
 * integration tests (``tests/integration``: real API server, real kubectl and
-  helm, operator and sidecars as processes) get the session's local control plane through ``cluster`` and a namespace of
-  their own through ``namespace``, so tests never see each other's objects.
+  helm, operator and sidecars as processes) get the session's local control
+  plane through ``cluster`` and a namespace of their own through
+  ``namespace``, so tests never see each other's objects.
 """
 
 from __future__ import annotations

@@ -26,14 +26,15 @@ from .templates import (
 )
 
 if TYPE_CHECKING:
-    from .registry import PromptInfo, PromptRegistry, PromptSnapshot
+    from .registry import PromptRegistry, PromptSnapshot, PromptSource
+    from .scan import PromptInfo
     from .sources import FileSystemSource
 
 
 def __getattr__(name: str) -> Any:
     # The registry loads on first use, so the sidecar, which imports only the
     # file contract from this package, stays small.
-    if name in ("PromptInfo", "PromptRegistry", "PromptSnapshot"):
+    if name in ("PromptInfo", "PromptRegistry", "PromptSnapshot", "PromptSource"):
         from . import registry
 
         return getattr(registry, name)
@@ -50,6 +51,7 @@ __all__ = [
     "PromptInfo",
     "PromptRegistry",
     "PromptSnapshot",
+    "PromptSource",
     "RenderError",
     "TemplateError",
     "UnknownVariableError",

@@ -1,11 +1,11 @@
 """A hot-reloading prompt registry that reads the directory the sidecar writes.
 
 Reads never touch the disk: the registry holds an immutable dict of entries
-and swaps it for a new one whenever a watcher thread sees the directory change
-(plus a periodic rescan as a safety net). So ``registry["name"]`` is lock-free,
-never blocks an asyncio loop, and never returns half a file: the sidecar
-renames whole files into place, and the registry checks each text against the
-content hash in the sidecar's metadata before it publishes it.
+and swaps it for a new one whenever its watcher thread sees the directory
+change (plus a periodic rescan as a safety net). So ``registry["name"]`` is
+lock-free, never blocks an asyncio loop, and never returns half a file: the
+sidecar renames whole files into place, and the registry checks each text
+against the content hash in the sidecar's metadata before it publishes it.
 """
 
 from __future__ import annotations
@@ -13,192 +13,157 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from types import MappingProxyType
 from typing import Any, Protocol
 
-from .contract import HIDDEN_DIR, PromptMeta, read_meta, text_sha256
-from .templates import TemplateError, render_template
-from .usage import UsageLog
+from .scan import Entry, PromptInfo, _now, scan_directory
+from .templates import UnknownVariableError, render_template
+from .usage import UsageCallback, UsageLog
+
+__all__ = ["ChangeCallback", "PromptInfo", "PromptRegistry", "PromptSnapshot", "PromptSource"]
 
 logger = logging.getLogger("prompt_client")
 
 ChangeCallback = Callable[[str, "str | None"], None]
-"""Called with (name, new revision); the revision is None when the prompt was removed
-or has no metadata."""
-
-_MISMATCH_RETRIES = 20  # ~0.1 s: the sidecar renames metadata, then text, back to back
-
-
-@dataclass(frozen=True)
-class PromptInfo:
-    """Where a prompt's text came from; consistent with the text served with it."""
-
-    name: str
-    revision: str | None
-    variant: str | None
-    source: str | None  # "<namespace>/<Prompt>" as the operator named it, or "default"
-    loaded_at: datetime
-    sha256: str | None
-    variables: tuple[str, ...] = ()
-    defaults: Mapping[str, str] = field(default_factory=dict)
-    format: str = "python"
-
-
-@dataclass(frozen=True)
-class _Entry:
-    text: str
-    info: PromptInfo
-    signature: tuple[int, int, int]  # inode, size, mtime_ns of the file it came from
+"""``callback(name, revision)``: revision is ``None`` when the prompt was removed or
+has no metadata."""
 
 
 class PromptSource(Protocol):
-    """The ``prompt-hot-reloading`` source interface, which any source may implement."""
+    """The ``prompt-hot-reloading`` source interface: any source may implement it."""
 
-    def load_all(self) -> dict[str, str]: ...
+    def load_all(self) -> dict[str, str]:
+        """Every prompt's text, by name."""
+        ...
 
-    def watch(self, on_change: Callable[[str, str], None]) -> None: ...
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def scan_directory(
-    directory: str, previous: Mapping[str, _Entry] | None = None
-) -> dict[str, _Entry]:
-    """Read every prompt file in ``directory``; reuse entries whose file did not change.
-
-    Hidden names are skipped (they are not prompts), files that vanish or cannot
-    be read are left out of this scan, and a text whose content hash disagrees
-    with its metadata is read again until they agree.
-    """
-    previous = previous or {}
-    entries: dict[str, _Entry] = {}
-    try:
-        names = os.listdir(directory)
-    except FileNotFoundError:
-        return entries
-    for fname in names:
-        if fname.startswith("."):
-            continue
-        name = os.path.splitext(fname)[0]
-        path = os.path.join(directory, fname)
-        entry = _load(directory, name, path, previous.get(name))
-        if entry is not None:
-            entries[name] = entry
-    return entries
+    def watch(self, on_change: Callable[[str, str], None]) -> None:
+        """Call ``on_change(name, text)`` from a daemon thread on every change."""
+        ...
 
 
-def _signature(path: str) -> tuple[int, int, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    if not os.path.isfile(path):
-        return None
-    return (st.st_ino, st.st_size, st.st_mtime_ns)
-
-
-def _load(directory: str, name: str, path: str, old: _Entry | None) -> _Entry | None:
-    for _ in range(_MISMATCH_RETRIES):
-        signature = _signature(path)
-        if signature is None:
-            return None
-        if old is not None and old.signature == signature:
-            return old
-        try:
-            with open(path, "rb") as handle:
-                data = handle.read()
-        except OSError:
-            return None  # vanished or unreadable right now; the next scan tries again
-        digest = text_sha256(data)
-        meta = read_meta(directory, name)
-        if meta is None or meta.sha256 == digest:
-            return _entry(name, data, digest, meta, signature)
-        time.sleep(0.005)  # between the sidecar's two renames: read again
-    logger.warning("prompt %r: text and metadata disagree; serving the text without metadata", name)
-    assert signature is not None
-    return _entry(name, data, digest, None, signature)
-
-
-def _entry(
-    name: str, data: bytes, digest: str, meta: PromptMeta | None, sig: tuple[int, int, int]
-) -> _Entry:
-    text = data.decode("utf-8", errors="replace")
-    info = PromptInfo(
-        name=name,
-        revision=meta.revision if meta else None,
-        variant=meta.variant if meta else None,
-        source=meta.prompt if meta else None,
-        loaded_at=_now(),
-        sha256=digest,
-        variables=meta.variables if meta else (),
-        defaults=dict(meta.defaults) if meta else {},
-        format=meta.format if meta else "python",
+def _is_their_file_source(source: object) -> bool:
+    return type(source).__module__.startswith("prompt_hot_reloading.") and isinstance(
+        getattr(source, "prompt_dir", None), str
     )
-    return _Entry(text, info, sig)
+
+
+def _default_info(name: str) -> PromptInfo:
+    return PromptInfo(name, None, None, "default", _now(), None)
 
 
 class PromptSnapshot(Mapping[str, str]):
-    """An immutable view of every prompt at one moment (one conversation's worth)."""
+    """Every prompt as it was at one moment; nothing in it ever changes.
 
-    def __init__(self, entries: Mapping[str, _Entry], defaults: Mapping[str, str]) -> None:
-        self._entries = entries
+    Take one per conversation (``registry.snapshot()``) so a session keeps one
+    version of its instructions while new sessions get the newest.
+    ``render``, ``info`` and ``log_usage`` all describe this snapshot's text.
+    """
+
+    def __init__(
+        self,
+        entries: Mapping[str, Entry],
+        defaults: Mapping[str, str],
+        usage: UsageLog | None = None,
+        on_default: Callable[[str], None] | None = None,
+    ) -> None:
+        self._entries = entries  # never mutated: the registry swaps in new dicts
         self._defaults = MappingProxyType(dict(defaults))
+        self._usage = usage or UsageLog()
+        self._on_default = on_default
 
     def __getitem__(self, name: str) -> str:
         entry = self._entries.get(name)
         if entry is not None:
             return entry.text
-        return self._defaults[name]
+        text = self._defaults[name]
+        if self._on_default is not None:
+            self._on_default(name)
+        return text
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries or name in self._defaults
 
     def __iter__(self) -> Iterator[str]:
         return iter(sorted(set(self._entries) | set(self._defaults)))
 
     def __len__(self) -> int:
-        return len(set(self._entries) | set(self._defaults))
+        return len(self._entries.keys() | self._defaults.keys())
 
     def info(self, name: str) -> PromptInfo:
-        """Revision, variant and source of the text this snapshot serves for ``name``."""
+        """Revision, variant, source Prompt and load time of the text served for ``name``.
+
+        Raises ``KeyError`` when there is neither a file nor a default.
+        """
         entry = self._entries.get(name)
         if entry is not None:
             return entry.info
         if name in self._defaults:
-            return PromptInfo(name, None, None, "default", _now(), None)
+            return _default_info(name)
         raise KeyError(name)
 
     def render(self, name: str, /, **variables: Any) -> str:
-        """Fill in ``name``'s placeholders with the restricted rules the operator checks.
+        """The prompt ``name`` with its ``{placeholders}`` filled in from ``variables``.
 
-        Raises ``MissingVariableError`` or ``UnknownVariableError`` (both
-        ``RenderError``) naming the prompt, the variable and the declared ones.
+        The rules are the operator's: plain ``{identifier}`` placeholders only,
+        ``{{`` and ``}}`` for literal braces; attribute and index access are
+        refused, so a template can never reach into your objects. Values not
+        passed come from the defaults declared in the Prompt. The declared
+        variables come from the sidecar's metadata; for a file without
+        metadata (or an app default) they are the template's own placeholders.
+
+        Raises ``KeyError`` for an unknown prompt, ``MissingVariableError`` for
+        a variable without a value and ``UnknownVariableError`` for one the
+        Prompt does not declare (both ``RenderError``, a ``ValueError``; the
+        message names the prompt, the variable and the declared ones), and
+        ``TemplateError`` for a template that breaks the rules. A Prompt with
+        ``format: raw`` is returned as it is and takes no variables.
         """
         text = self[name]
         info = self.info(name)
         if info.format == "raw":
             if variables:
-                raise TemplateError(
-                    "RawPrompt", f"prompt {name!r} has format raw; it takes no variables"
+                unknown = tuple(variables)
+                raise UnknownVariableError(
+                    f"prompt {name!r} has format raw and takes no variables "
+                    f"(got: {', '.join(unknown)})",
+                    unknown,
                 )
             return text
-        declared = info.variables if info.revision is not None else None
+        declared = info.variables if info.has_metadata else None
         return render_template(
             text, variables, defaults=info.defaults, prompt=name, declared=declared
         )
+
+    def log_usage(self, name: str, /, **metadata: Any) -> dict[str, Any]:
+        """Record a use of ``name`` with this snapshot's revision and variant.
+
+        See ``PromptRegistry.log_usage``; returns the record.
+        """
+        try:
+            info = self.info(name)
+        except KeyError:
+            info = PromptInfo(name, None, None, None, _now(), None)
+        return self._usage.record(info, metadata)
 
 
 class PromptRegistry(Mapping[str, str]):
     """Prompts by name, kept current as files change; a drop-in for
     ``prompt_hot_reloading.PromptRegistry``.
 
-    ``PromptRegistry("prompts")`` or ``PromptRegistry(FileSystemSource("prompts"))``
-    read a directory; any other object with ``load_all()`` and ``watch()`` (for
-    example ``prompt-hot-reloading``'s ``S3PollingSource``) works too.
-    ``defaults`` are served for names that have no file.
+    ``PromptRegistry("prompts")`` and ``PromptRegistry(FileSystemSource("prompts"))``
+    read a directory and watch it; any other object with ``load_all()`` and
+    ``watch(on_change)`` (for example ``prompt-hot-reloading``'s
+    ``S3PollingSource``) works too, without revisions or removals.
+
+    ``defaults`` are served for names that have no file (logged once per
+    name). ``watch=False`` reads once and then only on ``refresh()``.
+    ``rescan_interval`` is the period of the safety-net rescan in seconds.
+
+    Reads (``registry[name]``, ``in``, ``len``, iteration, ``snapshot()``) are
+    lock-free and safe from any thread or asyncio task. Callbacks run on the
+    watcher thread; from asyncio, hand work over with
+    ``loop.call_soon_threadsafe``.
     """
 
     def __init__(
@@ -213,24 +178,29 @@ class PromptRegistry(Mapping[str, str]):
 
         if isinstance(prompt_source, (str, os.PathLike)):
             prompt_source = FileSystemSource(os.fspath(prompt_source))
+        elif _is_their_file_source(prompt_source):
+            # prompt-hot-reloading's own FileSystemSource: read its directory our way,
+            # so changing only the registry import already fixes its bugs.
+            prompt_source = FileSystemSource(prompt_source.prompt_dir)  # type: ignore[attr-defined]
         self.prompt_source = prompt_source
         self._defaults = dict(defaults or {})
         self._defaults_logged: set[str] = set()
         self._callbacks: list[ChangeCallback] = []
-        self._lock = threading.Lock()  # serialises writers; readers never wait
+        self._lock = threading.Lock()  # serialises updates; readers never wait
         self._stop = threading.Event()
         self._changed = threading.Condition()
         self._generation = 0
         self.usage = UsageLog()
         self._directory: str | None = None
+        self._entries: Mapping[str, Entry]
         if isinstance(prompt_source, FileSystemSource):
             self._directory = prompt_source.prompt_dir
-            self._entries: Mapping[str, _Entry] = scan_directory(self._directory)
+            self._entries = scan_directory(self._directory)
             if watch:
                 prompt_source.start_watcher(self.refresh, self._stop, rescan_interval)
         else:
             self._entries = {
-                name: _Entry(text, PromptInfo(name, None, None, None, _now(), None), (0, 0, 0))
+                name: Entry(text, PromptInfo(name, None, None, None, _now(), None), (0, 0, 0, 0))
                 for name, text in prompt_source.load_all().items()
             }
             if watch:
@@ -239,13 +209,12 @@ class PromptRegistry(Mapping[str, str]):
     # -- reading -------------------------------------------------------------------
 
     def __getitem__(self, name: str) -> str:
+        """The text of prompt ``name`` (or the app's default); ``KeyError`` when neither."""
         entry = self._entries.get(name)
         if entry is not None:
             return entry.text
         if name in self._defaults:
-            if name not in self._defaults_logged:
-                self._defaults_logged.add(name)
-                logger.warning("prompt %r is missing; serving the app's default", name)
+            self._served_default(name)
             return self._defaults[name]
         raise KeyError(name)
 
@@ -258,43 +227,66 @@ class PromptRegistry(Mapping[str, str]):
     def __contains__(self, name: object) -> bool:
         return name in self._entries or name in self._defaults
 
+    def has_key(self, name: str) -> bool:
+        """``name in registry`` (``prompt-hot-reloading`` spelling)."""
+        return name in self
+
+    def copy(self) -> dict[str, str]:
+        """A plain dict of every prompt's text now."""
+        return dict(self.snapshot())
+
     def snapshot(self) -> PromptSnapshot:
         """Every prompt as it is now, frozen: hold it for a whole conversation."""
-        return PromptSnapshot(self._entries, self._defaults)
+        return PromptSnapshot(self._entries, self._defaults, self.usage, self._served_default)
 
     def info(self, name: str) -> PromptInfo:
-        """Revision, variant, source and load time of what ``registry[name]`` serves."""
+        """Revision, variant, source Prompt and load time of what ``registry[name]`` serves.
+
+        Consistent with the text: both come from one read whose content hash
+        matched the sidecar's metadata. Raises ``KeyError`` for an unknown name.
+        """
         return self.snapshot().info(name)
 
     def render(self, name: str, /, **variables: Any) -> str:
-        """Fill in ``name``'s ``{placeholders}`` (see ``PromptSnapshot.render``)."""
+        """The prompt with its ``{placeholders}`` filled in (see ``PromptSnapshot.render``)."""
         return self.snapshot().render(name, **variables)
 
+    # -- usage ---------------------------------------------------------------------
+
     def log_usage(self, name: str, /, **metadata: Any) -> dict[str, Any]:
-        """Record that the app used ``name`` (with revision and variant) for an outcome.
+        """Record that the app used prompt ``name``, with its current revision and variant.
 
-        The record goes to the ``prompt_client.usage`` logger, to every callback
-        registered with ``on_usage``, and to a Prometheus counter when
-        ``prometheus-client`` is installed. Returns the record.
+        The record is ``{"timestamp", "prompt", "revision", "variant", "source",
+        **metadata}``. It goes to the ``prompt_client.usage`` logger (as
+        ``extra={"prompt_usage": record}`` for structured handlers), to every
+        ``on_usage`` callback, and to the Prometheus counter
+        ``prompt_usage_total{prompt,revision,variant}`` when prometheus-client
+        is installed. Never raises for an unknown name (revision is then
+        ``None``). Use ``snapshot().log_usage`` to record the revision a held
+        snapshot served. Returns the record.
         """
-        return self.usage.record(self.info(name), metadata)
+        return self.snapshot().log_usage(name, **metadata)
 
-    def on_usage(self, callback: Callable[[dict[str, Any]], None]) -> None:
-        """Call ``callback(record)`` for every ``log_usage`` (send it to your tracker)."""
+    def on_usage(self, callback: UsageCallback) -> None:
+        """Call ``callback(record)`` on every ``log_usage`` (send it to your tracker).
+
+        A callback that raises is logged and does not affect the others.
+        """
         self.usage.add_callback(callback)
 
     # -- changes -------------------------------------------------------------------
 
     def on_change(self, callback: ChangeCallback) -> None:
-        """Call ``callback(name, revision)`` after a prompt changes or disappears.
+        """Call ``callback(name, revision)`` after a prompt is added, changed or removed.
 
-        It runs on the watcher thread; one that raises is logged and never stops
-        the watcher.
+        ``revision`` is ``None`` for a removed prompt or one without metadata.
+        It runs on the watcher thread; one that raises is logged and never
+        stops the watcher or the other callbacks.
         """
         self._callbacks.append(callback)
 
     def wait_for_change(self, timeout: float | None = None) -> bool:
-        """Block until the next change is published (for tests and scripts)."""
+        """Block until the next change is published; False on timeout (for scripts)."""
         with self._changed:
             start = self._generation
             return self._changed.wait_for(lambda: self._generation != start, timeout)
@@ -309,21 +301,28 @@ class PromptRegistry(Mapping[str, str]):
             changed = [
                 (name, entry.info.revision)
                 for name, entry in new.items()
-                if old.get(name) is not entry
+                if name not in old or not old[name].same_content(entry)
             ] + [(name, None) for name in old if name not in new]
-            if not changed:
+            if not changed and all(new[name] is old[name] for name in new):
                 return
             self._entries = new  # one reference swap: readers see old or new, never a mix
-        self._publish(changed)
+        if changed:
+            self._publish(changed)
 
     def _set_text(self, name: str, text: str) -> None:
+        """Updates from a foreign source go through the same lock and swap."""
         with self._lock:
             entries = dict(self._entries)
-            entries[name] = _Entry(
-                text, PromptInfo(name, None, None, None, _now(), None), (0, 0, 0)
+            entries[name] = Entry(
+                text, PromptInfo(name, None, None, None, _now(), None), (0, 0, 0, 0)
             )
             self._entries = entries
         self._publish([(name, None)])
+
+    def _served_default(self, name: str) -> None:
+        if name not in self._defaults_logged:
+            self._defaults_logged.add(name)
+            logger.warning("prompt %r is missing; serving the app's default", name)
 
     def _publish(self, changed: list[tuple[str, str | None]]) -> None:
         with self._changed:
@@ -348,6 +347,3 @@ class PromptRegistry(Mapping[str, str]):
 
     def __repr__(self) -> str:
         return f"PromptRegistry({sorted(self)!r})"
-
-
-__all__ = ["HIDDEN_DIR", "PromptInfo", "PromptRegistry", "PromptSnapshot", "scan_directory"]

@@ -3,58 +3,73 @@
 ``FileSystemSource`` has the interface of ``prompt-hot-reloading``'s source of
 the same name (``load_all()``, ``watch(on_change)``) and fixes what that one
 gets wrong: hidden files are not prompts, a file that vanishes between an
-event and the read is skipped instead of killing the watcher, and the watcher
-restarts itself if anything ever goes wrong.
+event and the read is skipped instead of killing the watcher, deleted files
+are noticed, and the watcher restarts itself if anything ever goes wrong.
 
 Watching uses watchfiles (the Rust ``notify`` crate under a small Python
-API): it batches bursts of events, survives event-queue overflows by
-rescanning, and stops cleanly on an event, which is what a long-lived app
-needs. Any event is only a wake-up; the registry rescans and compares.
+API): native inotify/FSEvents/kqueue, events batched over a few milliseconds,
+a rescan when the kernel's event queue overflows, and a clean stop on an
+event. Any event is only a wake-up: the registry rescans the directory and
+compares file identities, and it also rescans every ``rescan_interval``
+seconds, so a lost event costs at most that long.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable
 
+from .scan import Entry, scan_directory
+
+__all__ = ["FileSystemSource"]
+
 logger = logging.getLogger("prompt_client")
+
+_STEP_MS = 5  # quiet time before a batch of events is handed over: keeps latency low
+_DEBOUNCE_MS = 50  # a steady stream of events still wakes us this often
 
 
 class FileSystemSource:
-    """Prompts as files in one directory: ``<name>.<ext>`` holds prompt ``name``."""
+    """Prompts as files in one directory: ``<name>.<ext>`` holds prompt ``name``.
 
-    def __init__(self, prompt_dir: str) -> None:
-        self.prompt_dir = prompt_dir
+    Pass it to ``PromptRegistry`` (which also accepts the directory itself).
+    """
+
+    def __init__(self, prompt_dir: str | os.PathLike[str]) -> None:
+        self.prompt_dir = os.fspath(prompt_dir)
 
     def load_all(self) -> dict[str, str]:
-        """Every prompt in the directory, by name."""
-        from .registry import scan_directory
-
+        """Every prompt in the directory now, by name."""
         return {name: entry.text for name, entry in scan_directory(self.prompt_dir).items()}
 
     def watch(self, on_change: Callable[[str, str], None]) -> None:
-        """Call ``on_change(name, text)`` for every created or changed prompt, on a
-        daemon thread (the ``prompt-hot-reloading`` interface)."""
-        from .registry import scan_directory
-
-        state = {"entries": scan_directory(self.prompt_dir)}
+        """Call ``on_change(name, text)`` for every created or changed prompt, from a
+        daemon thread (the ``prompt-hot-reloading`` interface, which has no
+        removals; ``PromptRegistry`` handles those itself)."""
+        state: dict[str, dict[str, Entry]] = {"entries": scan_directory(self.prompt_dir)}
 
         def refresh() -> None:
             old = state["entries"]
             new = scan_directory(self.prompt_dir, old)
             state["entries"] = new
             for name, entry in new.items():
-                if old.get(name) is not entry:
-                    on_change(name, entry.text)
+                if name not in old or not old[name].same_content(entry):
+                    try:
+                        on_change(name, entry.text)
+                    except Exception:
+                        logger.exception("on_change callback failed for prompt %r", name)
 
         self.start_watcher(refresh, threading.Event(), 2.0)
 
     def start_watcher(
         self, refresh: Callable[[], None], stop: threading.Event, rescan_interval: float
     ) -> threading.Thread:
+        """Run ``refresh()`` on a daemon thread after every change and every
+        ``rescan_interval`` seconds, until ``stop`` is set."""
         thread = threading.Thread(
-            target=_watch_forever,
+            target=watch_forever,
             args=(self.prompt_dir, refresh, stop, rescan_interval),
             name=f"prompt-watcher:{self.prompt_dir}",
             daemon=True,
@@ -63,32 +78,51 @@ class FileSystemSource:
         return thread
 
 
-def _watch_forever(
+def _identity(directory: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(directory)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def watch_forever(
     directory: str, refresh: Callable[[], None], stop: threading.Event, rescan_interval: float
 ) -> None:
-    """Rescan on every change and every ``rescan_interval`` seconds; never die."""
+    """Call ``refresh()`` on every change and every ``rescan_interval`` seconds; never die.
+
+    Any error (the directory missing, replaced, or ``refresh`` failing) is
+    logged and the watch starts again after a short backoff.
+    """
     from watchfiles import watch
 
-    backoff = 0.1
+    backoff = 0.05
     while not stop.is_set():
         try:
+            identity = _identity(directory)
+            if identity is None:
+                # Not there yet (the sidecar creates it): poll until it is.
+                refresh()
+                stop.wait(min(rescan_interval, 0.5))
+                continue
             refresh()  # catch up with anything missed while (re)starting
             for _ in watch(
                 directory,
+                watch_filter=None,  # every event is a wake-up, whatever its name
                 stop_event=stop,
                 recursive=False,
-                step=5,  # ms of quiet before a batch is yielded: changes show up fast
-                debounce=200,
-                rust_timeout=int(rescan_interval * 1000),
-                yield_on_timeout=True,  # a periodic rescan as a safety net
+                step=_STEP_MS,
+                debounce=_DEBOUNCE_MS,
+                rust_timeout=max(1, int(rescan_interval * 1000)),
+                yield_on_timeout=True,  # the periodic rescan
                 raise_interrupt=False,
             ):
                 refresh()
-                backoff = 0.1
-        except Exception as exc:
-            if isinstance(exc, FileNotFoundError):
-                logger.debug("prompt directory %s does not exist yet", directory)
-            else:
-                logger.exception("prompt watcher for %s failed; restarting", directory)
+                backoff = 0.05
+                if _identity(directory) != identity:
+                    logger.info("prompt directory %s was replaced; watching the new one", directory)
+                    break
+        except BaseException:  # even SystemExit from a callback must not end the watch
+            logger.exception("prompt watcher for %s failed; restarting", directory)
             stop.wait(backoff)
-            backoff = min(backoff * 2, 5.0)
+            backoff = min(backoff * 2, max(rescan_interval, 0.05))

@@ -11,7 +11,8 @@ create or modify event of ``<key><ext>``:
 
 Readers that watch the directory without recursion never see the staging
 files, and a reader that checks the text's hash against the metadata can tell
-when it caught the writer between steps 2 and 3.
+when it caught the writer between steps 2 and 3. Should step 3 fail, the
+previous metadata is put back, so text and metadata still agree.
 
 Symlinks: every operation goes through directory file descriptors, and
 nothing under the prompt directory is ever opened through a symlink

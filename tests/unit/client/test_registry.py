@@ -1,145 +1,59 @@
-"""The client registry on real files, side by side with prompt-hot-reloading."""
+"""The registry on real files written by the sidecar's own writer, with real threads."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from prompt_client import (
-    FileSystemSource,
-    MissingVariableError,
-    PromptRegistry,
-    UnknownVariableError,
-    create_prompt_registry,
-)
-from prompt_client.contract import PromptMeta, text_sha256
-from prompt_cluster.testing import wait_for
-from prompt_sidecar.files import PromptFiles
+import prompt_client.registry
+from prompt_client import PromptRegistry
+from prompt_client.contract import META_DIR, text_sha256
+
+from .support import Writer, meta_for, wait_for
 
 
-class Writer:
-    """Writes files exactly as the sidecar does."""
-
-    def __init__(self, directory: Path) -> None:
-        self.files = PromptFiles(str(directory))
-
-    def put(self, key: str, text: str, variables: tuple[str, ...] = (), **extra: object) -> str:
-        data = text.encode()
-        revision = text_sha256(data)[:12]
-        self.files.write(
-            PromptMeta(
-                key=key,
-                prompt=f"ns/{key}",
-                revision=revision,
-                sha256=text_sha256(data),
-                updated_at="t",
-                variables=variables,
-                **extra,
-            ),
-            data,
-        )  # type: ignore[arg-type]
-        return revision
-
-
-@pytest.fixture
-def prompt_dir(tmp_path: Path) -> Path:
-    d = tmp_path / "prompts"
-    d.mkdir()
-    return d
-
-
-@pytest.fixture
-def registry(prompt_dir: Path) -> Iterator[PromptRegistry]:
-    reg = PromptRegistry(str(prompt_dir))
-    yield reg
-    reg.close()
-
-
-def theirs(prompt_dir: Path):  # type: ignore[no-untyped-def]
-    from prompt_hot_reloading import PromptRegistry as TheirRegistry
-    from prompt_hot_reloading.prompt_source.file_system_source import (
-        FileSystemSource as TheirSource,
-    )
-
-    return TheirRegistry(TheirSource(str(prompt_dir)))
-
-
-def test_update_is_seen_by_both_readers(prompt_dir: Path, registry: PromptRegistry) -> None:
-    writer = Writer(prompt_dir)
-    writer.put("greeting", "hello")
-    other = theirs(prompt_dir)
-    revision = writer.put("greeting", "hello again")
-    wait_for(lambda: registry.get("greeting") == "hello again", timeout=5)
-    wait_for(lambda: other["greeting"] == "hello again", timeout=5)
-    assert registry.info("greeting").revision == revision
-    assert registry.info("greeting").source == "ns/greeting"
-
-
-def test_their_factory_breaks_ours_works(prompt_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import prompt_hot_reloading
-
-    Writer(prompt_dir).put("a", "text")
-    monkeypatch.setenv("PROMPT_DIR", str(prompt_dir))
-    with pytest.raises(TypeError):
-        prompt_hot_reloading.create_prompt_registry()
-    ours = create_prompt_registry()
-    assert ours["a"] == "text"
-    ours.close()
-
-
-def test_s3_source_gets_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PROMPT_SOURCE", "s3")
-    with pytest.raises(ValueError, match="PROMPT_SOURCE=fs and PROMPT_DIR"):
-        create_prompt_registry()
-
-
-def test_deleted_prompt_disappears_unless_defaulted(prompt_dir: Path) -> None:
-    writer = Writer(prompt_dir)
-    writer.put("gone", "soon gone")
-    writer.put("kept", "kept")
-    ours = PromptRegistry(str(prompt_dir), defaults={"kept": "fallback"})
-    other = theirs(prompt_dir)
-    writer.files.remove("gone")
-    writer.files.remove("kept")
-    wait_for(lambda: "gone" not in ours, timeout=5)
-    with pytest.raises(KeyError):
-        ours["gone"]
-    assert ours["kept"] == "fallback"
-    assert ours.info("kept").source == "default"
-    assert other["gone"] == "soon gone"  # theirs keeps serving deleted prompts forever
-    ours.close()
-
-
-def test_dot_files_are_not_prompts(prompt_dir: Path, registry: PromptRegistry) -> None:
-    (prompt_dir / ".hidden").write_text("junk")
-    (prompt_dir / "real.txt").write_text("real")
-    registry.refresh()
-    other = theirs(prompt_dir)
-    assert set(registry) == {"real"}
-    assert set(other.keys()) - {"real"}  # theirs turns the dot-file into a junk key
-
-
-def test_vanishing_files_never_kill_the_watcher(prompt_dir: Path, registry: PromptRegistry) -> None:
-    for i in range(300):
-        path = prompt_dir / f"flicker{i % 7}.txt"
-        path.write_text("x")
-        path.unlink()
-    (prompt_dir / "after.txt").write_text("still watching")
-    wait_for(lambda: registry.get("after") == "still watching", timeout=5)
-    assert not [k for k in registry if k.startswith("flicker")]
-
-
-def test_failing_callback_is_logged_and_watching_goes_on(
-    prompt_dir: Path, registry: PromptRegistry, caplog: pytest.LogCaptureFixture
+def test_update_is_served_with_its_revision_and_source(
+    writer: Writer, registry: PromptRegistry
 ) -> None:
-    writer = Writer(prompt_dir)
+    first = writer.put("greeting", "hello", variant="b")
+    wait_for(lambda: registry.get("greeting") == "hello")
+    info = registry.info("greeting")
+    assert (info.revision, info.variant, info.source) == (first, "b", "ns/greeting")
+    assert info.sha256 == text_sha256(b"hello") and info.loaded_at.tzinfo is not None
+    second = writer.put("greeting", "hello again")
+    wait_for(lambda: registry.get("greeting") == "hello again")
+    assert registry.info("greeting").revision == second != first
+
+
+def test_deleted_prompt_disappears_unless_the_app_gave_a_default(
+    prompt_dir: Path, writer: Writer, caplog: pytest.LogCaptureFixture
+) -> None:
+    writer.put("gone", "soon gone")
+    writer.put("kept", "from the file")
+    with PromptRegistry(prompt_dir, defaults={"kept": "fallback", "never": "x"}) as reg:
+        assert reg["kept"] == "from the file"
+        writer.remove("gone")
+        writer.remove("kept")
+        wait_for(lambda: "gone" not in reg and reg["kept"] == "fallback")
+        with pytest.raises(KeyError):
+            reg["gone"]
+        assert reg.info("kept").source == "default" and reg.info("kept").revision is None
+        for _ in range(3):
+            assert reg["kept"] == "fallback" and reg.snapshot()["kept"] == "fallback"
+        assert sorted(reg) == ["kept", "never"]
+    logged = [r for r in caplog.records if "serving the app's default" in r.getMessage()]
+    assert [r.args for r in logged] == [("kept",)]  # once, and only for what was served
+
+
+def test_on_change_reports_name_and_revision_and_survives_a_failing_callback(
+    writer: Writer, registry: PromptRegistry, caplog: pytest.LogCaptureFixture
+) -> None:
     calls: list[tuple[str, str | None]] = []
 
     def broken(name: str, revision: str | None) -> None:
@@ -148,96 +62,90 @@ def test_failing_callback_is_logged_and_watching_goes_on(
     registry.on_change(broken)
     registry.on_change(lambda name, revision: calls.append((name, revision)))
     first = writer.put("p", "one")
-    wait_for(lambda: ("p", first) in calls, timeout=5)
+    wait_for(lambda: ("p", first) in calls)
     second = writer.put("p", "two")
-    wait_for(lambda: ("p", second) in calls, timeout=5)
+    wait_for(lambda: ("p", second) in calls)
+    writer.remove("p")
+    wait_for(lambda: ("p", None) in calls)
     assert "on_change callback failed" in caplog.text
+    assert calls == [("p", first), ("p", second), ("p", None)]  # no spurious repeats
 
 
-def test_render_uses_restricted_rules_and_names_what_is_wrong(
-    prompt_dir: Path, registry: PromptRegistry
+def test_snapshot_keeps_one_version_for_a_whole_conversation(
+    writer: Writer, registry: PromptRegistry
 ) -> None:
-    writer = Writer(prompt_dir)
-    writer.put(
-        "agent",
-        "Hi {customer}, about {product}. {{json}}",
-        ("customer", "product"),
-        defaults={"product": "Acme"},
-    )
-    registry.refresh()
-    assert registry.render("agent", customer="Ada") == "Hi Ada, about Acme. {json}"
-    with pytest.raises(MissingVariableError) as missing:
-        registry.render("agent")
-    assert "'agent'" in str(missing.value) and "customer" in str(missing.value)
-    assert "declared: customer, product" in str(missing.value)
-    with pytest.raises(UnknownVariableError, match=r"unknown variable.*tone.*declared"):
-        registry.render("agent", customer="Ada", tone="x")
-
-    class Secret:
-        password = "hunter2"
-
-    writer.put("evil", "{user.password}", ("user",))
-    registry.refresh()
-    with pytest.raises(ValueError, match="attribute or index access"):
-        registry.render("evil", user=Secret())
-
-
-def test_snapshot_keeps_one_version(prompt_dir: Path, registry: PromptRegistry) -> None:
-    writer = Writer(prompt_dir)
-    writer.put("p", "version 1")
+    old_revision = writer.put("p", "version 1 for {user}", variables=("user",))
     registry.refresh()
     session = registry.snapshot()
-    writer.put("p", "version 2")
-    wait_for(lambda: registry["p"] == "version 2", timeout=5)
-    assert session["p"] == "version 1"
-    assert session.info("p").revision != registry.info("p").revision
+    writer.put("p", "version 2 for {user}", variables=("user",))
+    writer.put("q", "new prompt")
+    wait_for(lambda: registry["p"] == "version 2 for {user}" and "q" in registry)
+    assert session["p"] == "version 1 for {user}" and "q" not in session
+    assert session.render("p", user="Ada") == "version 1 for Ada"
+    assert session.info("p").revision == old_revision
+    assert session.log_usage("p")["revision"] == old_revision
 
 
-def test_log_usage_reports_revision_and_goes_to_callbacks(
-    prompt_dir: Path, registry: PromptRegistry
+def test_log_usage_is_a_structured_record_for_logs_callbacks_and_prometheus(
+    writer: Writer, registry: PromptRegistry, caplog: pytest.LogCaptureFixture
 ) -> None:
-    revision = Writer(prompt_dir).put("p", "text")
+    from prometheus_client import REGISTRY
+
+    revision = writer.put("p", "text", variant="b")
     registry.refresh()
     got: list[dict[str, object]] = []
+    registry.on_usage(lambda record: 1 / 0)  # type: ignore[arg-type,func-returns-value]
     registry.on_usage(got.append)
-    record = registry.log_usage("p", outcome="resolved")
+    labels = {"prompt": "p", "revision": revision, "variant": "b"}
+    before = REGISTRY.get_sample_value("prompt_usage_total", labels) or 0.0
+    with caplog.at_level(logging.INFO, logger="prompt_client.usage"):
+        record = registry.log_usage("p", outcome="resolved", latency_ms=812)
     assert got == [record]
-    assert record["revision"] == revision and record["outcome"] == "resolved"
+    assert record["prompt"] == "p" and record["revision"] == revision
+    assert record["variant"] == "b" and record["source"] == "ns/p"
+    assert record["outcome"] == "resolved" and "timestamp" in record
+    (logged,) = [r for r in caplog.records if hasattr(r, "prompt_usage")]
+    assert logged.prompt_usage == record
+    assert "usage callback failed" in caplog.text
+    assert REGISTRY.get_sample_value("prompt_usage_total", labels) == before + 1
+    assert registry.log_usage("no-such-prompt")["revision"] is None  # never raises
 
 
-def test_many_unicode_and_huge_prompts(prompt_dir: Path) -> None:
-    writer = Writer(prompt_dir)
+def test_thousand_unicode_and_huge_prompts_arrive_through_the_watcher(
+    writer: Writer, registry: PromptRegistry
+) -> None:
     for i in range(1000):
         writer.put(f"prompt-{i}", f"text {i}")
-    writer.put("grüße-🚀", "ünïcödé\r\ntext")
+    writer.put("grüße-🚀", "ünïcödé\r\ntext ✓")
     huge = "ä" * (450 * 1024)  # 900 KiB in UTF-8
     writer.put("huge", huge)
-    reg = PromptRegistry(str(prompt_dir))
-    assert len(reg) == 1002
-    assert reg["grüße-🚀"] == "ünïcödé\r\ntext"  # exact bytes: CRLF stays CRLF
-    assert reg["huge"] == huge
-    reg.close()
+    wait_for(lambda: len(registry) == 1002)
+    wait_for(lambda: registry.get("huge") == huge)
+    assert registry["grüße-🚀"] == "ünïcödé\r\ntext ✓"  # exact bytes: CRLF stays CRLF
+    assert all(registry[f"prompt-{i}"] == f"text {i}" for i in range(1000))
+    assert registry.info("huge").sha256 == text_sha256(huge.encode())
+    for i in range(0, 1000, 2):
+        writer.remove(f"prompt-{i}")
+    wait_for(lambda: len(registry) == 502)
 
 
 def test_rapid_rewrites_read_by_8_threads_never_tear(
-    prompt_dir: Path, registry: PromptRegistry
+    writer: Writer, registry: PromptRegistry
 ) -> None:
-    writer = Writer(prompt_dir)
     texts = [f"{i:03d}:" + (chr(0x41 + i % 26) * 20000) for i in range(100)]
     writer.put("p", texts[0])
     registry.refresh()
-    valid = set(texts)
+    valid = {text_sha256(t.encode()): t for t in texts}
     bad: list[str] = []
     stop = threading.Event()
 
     def read() -> None:
         while not stop.is_set():
-            text = registry["p"]
-            if text not in valid:
+            snap = registry.snapshot()
+            text, info = snap["p"], snap.info("p")
+            if text not in valid.values() or valid.get(info.sha256 or "") != text:
                 bad.append(text[:20])
-            info = registry.snapshot().info("p")
-            assert info.sha256 is not None
-            time.sleep(0.0002)  # busy readers, but let the writer and watcher run too
+            time.sleep(0.0002)  # busy readers that still let the writer run
 
     readers = [threading.Thread(target=read) for _ in range(8)]
     for t in readers:
@@ -245,7 +153,7 @@ def test_rapid_rewrites_read_by_8_threads_never_tear(
     try:
         for text in texts[1:]:
             writer.put("p", text)
-        wait_for(lambda: registry["p"] == texts[-1], timeout=5)
+        wait_for(lambda: registry["p"] == texts[-1])
     finally:
         stop.set()
         for t in readers:
@@ -254,38 +162,136 @@ def test_rapid_rewrites_read_by_8_threads_never_tear(
     assert registry.info("p").sha256 == text_sha256(texts[-1].encode())
 
 
-def test_drop_in_shapes(prompt_dir: Path) -> None:
-    (prompt_dir / "a.md").write_text("A")
-    reg = PromptRegistry(FileSystemSource(str(prompt_dir)))
-    assert reg["a"] == "A" and dict(reg) == {"a": "A"} and len(reg) == 1
-    assert FileSystemSource(str(prompt_dir)).load_all() == {"a": "A"}
-    reg.close()
+def test_text_caught_between_the_two_renames_is_read_again(
+    prompt_dir: Path, writer: Writer
+) -> None:
+    writer.put("p", "old")
+    new = b"new text"
+    staged = prompt_dir / ".prompts" / "staging" / "new.tmp"
+    staged.write_bytes(new)
+    # Step 2 of a write: the metadata is in place, the text is not yet.
+    (prompt_dir / META_DIR / "p.json").write_bytes(meta_for("p", new).to_json())
+    renamer = threading.Timer(0.03, os.rename, (staged, prompt_dir / "p.txt"))
+    renamer.start()
+    with PromptRegistry(prompt_dir, watch=False) as reg:
+        info = reg.info("p")
+        assert info.sha256 == text_sha256(reg["p"].encode())
+        assert info.revision == (meta_for("p", new).revision if reg["p"] == "new text" else None)
+    renamer.join()
 
 
-@pytest.mark.slow
-def test_client_installs_alone_without_kopf_or_kubernetes(tmp_path: Path) -> None:
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    pip = venv / "bin" / "pip"
-    repo = Path(__file__).resolve().parents[3]
-    subprocess.run(
-        [str(pip), "install", "-q", str(repo / "client")],
-        check=True,
-        env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
-    )
-    installed = subprocess.run(
-        [str(pip), "list", "--format=freeze"], check=True, capture_output=True, text=True
-    ).stdout.lower()
-    names = {line.split("==")[0] for line in installed.split()}
-    assert "prompt-operator-client" in names
-    assert not names & {"kopf", "kubernetes", "boto3", "aiohttp", "pyyaml"}, names
-    subprocess.run(
-        [
-            str(venv / "bin" / "python"),
-            "-c",
-            "import prompt_client, sys; prompt_client.create_prompt_registry; "
-            "assert 'kopf' not in sys.modules",
-        ],
-        check=True,
-        cwd=tmp_path,
-    )
+def test_text_that_never_matches_its_metadata_is_served_without_it(
+    prompt_dir: Path, writer: Writer, caplog: pytest.LogCaptureFixture
+) -> None:
+    writer.put("p", "old")
+    (prompt_dir / META_DIR / "p.json").write_bytes(meta_for("p", b"other").to_json())
+    with PromptRegistry(prompt_dir, watch=False) as reg:
+        assert reg["p"] == "old" and reg.info("p").revision is None
+    assert "disagreeing" in caplog.text
+
+
+def test_files_that_appear_vanish_and_are_renamed(
+    prompt_dir: Path, registry: PromptRegistry
+) -> None:
+    for i in range(300):
+        path = prompt_dir / f"flicker{i % 7}.txt"
+        path.write_text("x")
+        path.unlink()
+    (prompt_dir / "a.txt").write_text("A")
+    wait_for(lambda: registry.get("a") == "A")
+    os.replace(prompt_dir / "a.txt", prompt_dir / "b.txt")
+    wait_for(lambda: "a" not in registry and registry.get("b") == "A")
+    assert sorted(registry) == ["b"]
+
+
+def test_fifo_or_directory_with_a_prompt_name_never_hangs_the_watcher(
+    prompt_dir: Path, registry: PromptRegistry
+) -> None:
+    os.mkfifo(prompt_dir / "pipe.txt")
+    (prompt_dir / "dir.txt").mkdir()
+    (prompt_dir / "after.txt").write_text("ok")
+    wait_for(lambda: registry.get("after") == "ok")
+    registry.refresh()
+    assert sorted(registry) == ["after"]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
+def test_briefly_unreadable_file_keeps_its_last_text(
+    prompt_dir: Path, registry: PromptRegistry
+) -> None:
+    path = prompt_dir / "p.txt"
+    path.write_text("one")
+    wait_for(lambda: registry.get("p") == "one")
+    path.chmod(0)
+    path.touch()
+    registry.refresh()
+    assert registry["p"] == "one"
+    path.chmod(0o644)
+    path.write_text("two")
+    wait_for(lambda: registry.get("p") == "two")
+
+
+def test_watcher_restarts_after_an_error(
+    prompt_dir: Path,
+    writer: Writer,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    real_scan = prompt_client.registry.scan_directory
+    armed = threading.Event()
+    failures: list[int] = []
+
+    def scan_that_fails_once(*args, **kwargs):  # type: ignore[no-untyped-def]
+        if armed.is_set() and not failures:
+            failures.append(1)
+            raise OSError("simulated I/O error")
+        return real_scan(*args, **kwargs)
+
+    monkeypatch.setattr(prompt_client.registry, "scan_directory", scan_that_fails_once)
+    with PromptRegistry(prompt_dir, rescan_interval=0.2) as reg:
+        armed.set()
+        writer.put("p", "one")
+        wait_for(lambda: failures, what="the watcher to hit the error")
+        writer.put("p", "after the error")
+        wait_for(lambda: reg.get("p") == "after the error")
+    assert "prompt watcher" in caplog.text and "restarting" in caplog.text
+
+
+def test_directory_created_after_the_registry(tmp_path: Path) -> None:
+    late = tmp_path / "late"
+    with PromptRegistry(late) as reg:
+        assert len(reg) == 0
+        Writer(late).put("p", "here now")
+        wait_for(lambda: reg.get("p") == "here now")
+        Writer(late).put("p", "changed")
+        wait_for(lambda: reg.get("p") == "changed")
+
+
+def test_reads_from_asyncio_never_block_and_changes_reach_the_loop(
+    writer: Writer, registry: PromptRegistry
+) -> None:
+    writer.put("p", "one")
+    registry.refresh()
+
+    async def main() -> list[str]:
+        loop = asyncio.get_running_loop()
+        changed = asyncio.Event()
+        registry.on_change(lambda name, revision: loop.call_soon_threadsafe(changed.set))
+        seen = [registry["p"]]
+        await loop.run_in_executor(None, writer.put, "p", "two")
+        await asyncio.wait_for(changed.wait(), timeout=5)
+        seen.append(registry["p"])
+        return seen
+
+    assert asyncio.run(main()) == ["one", "two"]
+
+
+def test_two_files_with_one_name_never_flip(prompt_dir: Path) -> None:
+    (prompt_dir / "a.md").write_text("from md")
+    (prompt_dir / "a.txt").write_text("from txt")
+    with PromptRegistry(prompt_dir, watch=False) as reg:
+        changes: list[str] = []
+        reg.on_change(lambda name, revision: changes.append(name))
+        for _ in range(3):
+            reg.refresh()
+        assert reg["a"] == "from md" and changes == []
