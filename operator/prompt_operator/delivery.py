@@ -202,7 +202,7 @@ class Delivery:
         self._last_written.setdefault(ref, (time.monotonic(), known))
         for pod in self.matching(ref, prompt.labels):
             if self._served.get(pod, {}).get(ref.name) != revision:
-                self._send(pod, ref.name, revision)
+                self._notify(pod, ref.name, revision)
 
     async def withdraw(self, ref: PromptRef) -> None:
         """The Prompt is gone: tell the pods that served it to drop its file."""
@@ -225,13 +225,19 @@ class Delivery:
     # -- signals -------------------------------------------------------------------
 
     def _send(self, pod: PodKey, prompt: str, revision: str) -> asyncio.Future[None]:
+        """Queue a pair for the pod's next batch; the future resolves on its answer."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._notify(pod, prompt, revision)
+        self._channels[pod].waiters.append((prompt, revision, future))
+        return future
+
+    def _notify(self, pod: PodKey, prompt: str, revision: str) -> None:
+        """Queue a pair without waiting for it (restarts, new pods): no future per
+        pair, so ten thousand Prompts times many pods cost only the pending maps."""
         channel = self._channels.setdefault(pod, _PodChannel())
         channel.pending[prompt] = revision
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        channel.waiters.append((prompt, revision, future))
         if channel.task is None or channel.task.done():
             channel.task = asyncio.get_running_loop().create_task(self._drain(pod, channel))
-        return future
 
     async def _drain(self, pod_key: PodKey, channel: _PodChannel) -> None:
         attempt = 0
@@ -342,7 +348,7 @@ class Delivery:
         # every matching Prompt's revision. Pairs it already serves cost nothing.
         for ref, (revision, labels) in list(self._current.items()):
             if ref.namespace == key[0] and sub.selector.matches(labels):
-                self._send(key, ref.name, revision)
+                self._notify(key, ref.name, revision)
         metrics.SUBSCRIBED_PODS.set(len(self._pods))
 
     def _mark_prompts(self, namespace: str, sub: Subscriber | None) -> None:
