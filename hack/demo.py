@@ -143,8 +143,9 @@ def main() -> int:
                 f"after kubectl apply returned{RESET}"
             )
         wait_for(
-            lambda: "1/1" in kubectl(kubeconfig, "get", "prompt", "support-agent").stdout,
-            timeout=15,
+            lambda: kubectl(kubeconfig, "get", "prompts").stdout.count("1/1") == 3,
+            timeout=30,
+            message="every Prompt delivered to the app pod",
         )
         show("kubectl get prompts", kubectl(kubeconfig, "get", "prompts").stdout)
         show(
