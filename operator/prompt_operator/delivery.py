@@ -142,6 +142,7 @@ class Delivery:
         self._current: dict[PromptRef, tuple[str, Mapping[str, str]]] = {}
         self._limit = asyncio.Semaphore(config.signal_concurrency)
         self._http: aiohttp.ClientSession | None = None
+        self._pending: set[PromptRef] = set()  # for the pending-delivery gauge
         self._stale: set[PromptRef] = set()  # delivery counts changed since the last write
         self._last_written: dict[PromptRef, tuple[float, tuple[int, int]]] = {}
         self.synced = asyncio.Event()
@@ -157,7 +158,7 @@ class Delivery:
             if pod.namespace == ref.namespace and pod.selector.matches(labels)
         ]
 
-    def count(self, ref: PromptRef, revision: str, labels: Mapping[str, str]) -> DeliveryCount:
+    def _count(self, ref: PromptRef, revision: str, labels: Mapping[str, str]) -> DeliveryCount:
         pods = self.matching(ref, labels)
         missing = tuple(
             sorted(
@@ -167,6 +168,16 @@ class Delivery:
             )
         )
         return DeliveryCount(len(pods) - len(missing), len(pods), missing)
+
+    def count(self, ref: PromptRef, revision: str, labels: Mapping[str, str]) -> DeliveryCount:
+        """Who serves ``revision``; also keeps the pending-delivery gauge current."""
+        result = self._count(ref, revision, labels)
+        if result.updated < result.subscribed:
+            self._pending.add(ref)
+        else:
+            self._pending.discard(ref)
+        metrics.PENDING_DELIVERY.set(len(self._pending))
+        return result
 
     async def delivered(self, prompt: Prompt, revision: str) -> DeliveryCount:
         """Signal every matching pod that lacks ``revision``, wait (bounded) for the
@@ -218,6 +229,7 @@ class Delivery:
                 )
 
     def forget(self, ref: PromptRef) -> None:
+        self._pending.discard(ref)
         self._current.pop(ref, None)
         self._stale.discard(ref)
         self._last_written.pop(ref, None)

@@ -18,3 +18,7 @@ SIGNAL_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
 SUBSCRIBED_PODS = Gauge("prompt_operator_subscribed_pods", "Pods subscribed to Prompts")
+PENDING_DELIVERY = Gauge(
+    "prompt_operator_prompts_pending_delivery",
+    "Prompts whose current revision some subscribed pod does not serve yet (last count)",
+)
