@@ -30,7 +30,7 @@ from prompt_sidecar.selector import Selector, SelectorError, parse_selector
 
 from . import metrics
 from .config import OperatorConfig
-from .kubeapi import ApiError, Gone, KubeApi, backoff_sleep
+from .kubeapi import ApiError, KubeApi, backoff_sleep, list_then_watch
 from .model import Prompt, PromptRef
 from .status import Condition
 
@@ -371,51 +371,33 @@ class Delivery:
                 self._stale.add(ref)
 
     async def _follow(self, path: str, listed: set[str], total: int) -> None:
-        attempt = 0
-        while True:
-            try:
-                items, version = await self._api.list_all(path, {"labelSelector": POD_SELECTOR})
-                seen = set()
-                for pod in items:
-                    meta = pod.get("metadata") or {}
-                    key = (str(meta.get("namespace")), str(meta.get("name")))
-                    seen.add(key)
-                    self._pod_changed(key, subscriber_from_pod(pod))
-                scope = None if path == "/api/v1/pods" else path.split("/")[4]
-                for key in [k for k in self._pods if k not in seen and scope in (None, k[0])]:
-                    self._pod_changed(key, None)
-                listed.add(path)
-                if len(listed) == total:
-                    self.synced.set()
-                attempt = 0
-                while True:
-                    async for event in self._api.watch(
-                        path, {"labelSelector": POD_SELECTOR}, version
-                    ):
-                        pod = event.get("object") or {}
-                        meta = pod.get("metadata") or {}
-                        version = str(meta.get("resourceVersion") or version)
-                        kind = event.get("type")
-                        if kind == "BOOKMARK":
-                            continue
-                        key = (str(meta.get("namespace")), str(meta.get("name")))
-                        self._pod_changed(
-                            key, None if kind == "DELETED" else subscriber_from_pod(pod)
-                        )
-            except Gone:
-                logger.info("Pod watch on %s expired; listing again", path)
-            except asyncio.CancelledError:
-                raise
-            except (
-                ApiError,
-                aiohttp.ClientError,
-                OSError,
-                asyncio.TimeoutError,
-                ValueError,
-            ) as exc:
-                logger.warning("Pod watch on %s failed: %s; retrying", path, exc)
-                await backoff_sleep(attempt)
-                attempt += 1
+        def on_list(items: list[dict[str, Any]]) -> None:
+            seen = set()
+            for pod in items:
+                meta = pod.get("metadata") or {}
+                key = (str(meta.get("namespace")), str(meta.get("name")))
+                seen.add(key)
+                self._pod_changed(key, subscriber_from_pod(pod))
+            scope = None if path == "/api/v1/pods" else path.split("/")[4]
+            for key in [k for k in self._pods if k not in seen and scope in (None, k[0])]:
+                self._pod_changed(key, None)
+            listed.add(path)
+            if len(listed) == total:
+                self.synced.set()
+
+        def on_event(kind: str, pod: dict[str, Any]) -> None:
+            meta = pod.get("metadata") or {}
+            key = (str(meta.get("namespace")), str(meta.get("name")))
+            self._pod_changed(key, None if kind == "DELETED" else subscriber_from_pod(pod))
+
+        await list_then_watch(
+            self._api,
+            path,
+            {"labelSelector": POD_SELECTOR},
+            on_list=on_list,
+            on_event=on_event,
+            what="Pod",
+        )
 
     async def _refresh_loop(self) -> None:
         """Rewrite status.delivery of Prompts whose counts changed, at a bounded rate."""

@@ -13,13 +13,12 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-
-import aiohttp
+from typing import Any
 
 from prompt_sidecar import wire
 
 from .configmap import DIGEST_ANNOTATION
-from .kubeapi import METADATA_ONLY, METADATA_ONLY_WATCH, ApiError, Gone, KubeApi, backoff_sleep
+from .kubeapi import METADATA_ONLY, METADATA_ONLY_WATCH, KubeApi, list_then_watch
 from .model import PromptRef
 
 logger = logging.getLogger(__name__)
@@ -67,7 +66,7 @@ class Inventory:
     async def run(self) -> None:
         await asyncio.gather(*(self._follow(path) for path in self._paths))
 
-    def _apply(self, event_type: str, obj: dict[str, object]) -> None:
+    def _apply(self, event_type: str, obj: dict[str, Any]) -> None:
         meta = obj.get("metadata") or {}
         assert isinstance(meta, dict)
         namespace, name = str(meta.get("namespace", "")), str(meta.get("name", ""))
@@ -85,52 +84,33 @@ class Inventory:
         )
 
     async def _follow(self, path: str) -> None:
-        attempt = 0
-        while True:
-            try:
-                items, version = await self._api.list_all(
-                    path, {"labelSelector": SELECTOR}, accept=METADATA_ONLY
+        def listed(items: list[dict[str, Any]]) -> None:
+            fresh = {}
+            for item in items:
+                meta = item.get("metadata") or {}
+                annotations = meta.get("annotations") or {}
+                fresh[(meta.get("namespace", ""), meta.get("name", ""))] = Entry(
+                    str(annotations.get(DIGEST_ANNOTATION, "")),
+                    str(annotations.get(wire.PROMPT_ANNOTATION, "")),
                 )
-                scope_prefix = path
-                fresh = {}
-                for item in items:
-                    meta = item.get("metadata") or {}
-                    annotations = meta.get("annotations") or {}
-                    fresh[(meta.get("namespace", ""), meta.get("name", ""))] = Entry(
-                        str(annotations.get(DIGEST_ANNOTATION, "")),
-                        str(annotations.get(wire.PROMPT_ANNOTATION, "")),
-                    )
-                if len(self._paths) == 1:
-                    self._entries = fresh
-                else:
-                    namespace = scope_prefix.split("/")[4]
-                    for key in [k for k in self._entries if k[0] == namespace]:
-                        del self._entries[key]
-                    self._entries.update(fresh)
-                self._listed.add(path)
-                if len(self._listed) == len(self._paths):
-                    self.synced.set()
-                attempt = 0
-                while True:
-                    async for event in self._api.watch(
-                        path, {"labelSelector": SELECTOR}, version, accept=METADATA_ONLY_WATCH
-                    ):
-                        obj = event.get("object") or {}
-                        meta = obj.get("metadata") or {}
-                        version = str(meta.get("resourceVersion") or version)
-                        if event.get("type") != "BOOKMARK":
-                            self._apply(str(event.get("type")), obj)
-            except Gone:
-                logger.info("ConfigMap watch on %s expired; listing again", path)
-            except asyncio.CancelledError:
-                raise
-            except (
-                ApiError,
-                aiohttp.ClientError,
-                OSError,
-                asyncio.TimeoutError,
-                ValueError,
-            ) as exc:
-                logger.warning("ConfigMap watch on %s failed: %s; retrying", path, exc)
-                await backoff_sleep(attempt)
-                attempt += 1
+            if len(self._paths) == 1:
+                self._entries = fresh
+            else:
+                namespace = path.split("/")[4]
+                for key in [k for k in self._entries if k[0] == namespace]:
+                    del self._entries[key]
+                self._entries.update(fresh)
+            self._listed.add(path)
+            if len(self._listed) == len(self._paths):
+                self.synced.set()
+
+        await list_then_watch(
+            self._api,
+            path,
+            {"labelSelector": SELECTOR},
+            on_list=listed,
+            on_event=self._apply,
+            what="ConfigMap",
+            list_accept=METADATA_ONLY,
+            watch_accept=METADATA_ONLY_WATCH,
+        )

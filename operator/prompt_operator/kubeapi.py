@@ -14,7 +14,7 @@ import asyncio
 import json
 import logging
 import ssl
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -188,6 +188,42 @@ class KubeApi:
                     status = event.get("object") or {}
                     raise _error(int(status.get("code", 500)), json.dumps(status).encode())
                 yield event
+
+
+async def list_then_watch(
+    api: KubeApi,
+    path: str,
+    params: Mapping[str, str],
+    *,
+    on_list: Callable[[list[dict[str, Any]]], None],
+    on_event: Callable[[str, dict[str, Any]], None],
+    what: str,
+    list_accept: str = "application/json",
+    watch_accept: str = "application/json",
+) -> None:
+    """Keep a view of ``path`` current, forever: list (``on_list`` gets every item),
+    then watch from the list's resourceVersion (``on_event`` gets each change).
+    An expired watch (410 Gone) lists again; other failures back off and retry."""
+    attempt = 0
+    while True:
+        try:
+            items, version = await api.list_all(path, params, accept=list_accept)
+            on_list(items)
+            attempt = 0
+            while True:
+                async for event in api.watch(path, params, version, accept=watch_accept):
+                    obj = event.get("object") or {}
+                    version = str((obj.get("metadata") or {}).get("resourceVersion") or version)
+                    if event.get("type") != "BOOKMARK":
+                        on_event(str(event.get("type")), obj)
+        except Gone:
+            logger.info("%s watch on %s expired; listing again", what, path)
+        except asyncio.CancelledError:
+            raise
+        except (ApiError, aiohttp.ClientError, OSError, asyncio.TimeoutError, ValueError) as exc:
+            logger.warning("%s watch on %s failed: %s; retrying", what, path, exc)
+            await backoff_sleep(attempt)
+            attempt += 1
 
 
 def _error(status: int, raw: bytes) -> ApiError:

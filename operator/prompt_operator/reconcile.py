@@ -407,14 +407,7 @@ class Reconciler:
             extra = {"delivery": current["delivery"]}
             kept = condition(current, "Delivered")
             if kept is not None:
-                conditions.append(
-                    Condition(
-                        "Delivered",
-                        kept.get("status") == "True",
-                        str(kept.get("reason")),
-                        str(kept.get("message")),
-                    )
-                )
+                conditions.append(Condition.from_status(kept))
         desired = build_status(
             current,
             generation=generation,
@@ -424,14 +417,8 @@ class Reconciler:
             now=now_rfc3339(),
             extra=extra,
         )
-        patch = status_patch(current, desired)
-        if not patch:
+        if not await self._patch_status(ref, current, desired):
             return
-        result = await self._api.merge_patch_status(
-            object_path(GROUP_VERSION, PLURAL, ref.namespace, ref.name), patch
-        )
-        metrics.WRITES.labels("status").inc()
-        self._written[ref] = _Written(_rv(result or {}), (result or {}).get("status") or desired)
         before = condition(current, "Ready")
         if not ready.status and (
             before is None
@@ -466,12 +453,7 @@ class Reconciler:
             current,
             generation=int(ready.get("observedGeneration") or generation),
             conditions=[
-                Condition(
-                    "Ready",
-                    ready.get("status") == "True",
-                    str(ready.get("reason")),
-                    str(ready.get("message")),
-                ),
+                Condition.from_status(ready),
                 delivered_condition(count, revision),
             ],
             revision=revision,
@@ -480,14 +462,22 @@ class Reconciler:
             extra={"delivery": delivery_field(count)},
         )
         desired["observedGeneration"] = current.get("observedGeneration", generation)
+        await self._patch_status(ref, current, desired)
+
+    async def _patch_status(
+        self, ref: PromptRef, current: Mapping[str, Any], desired: dict[str, Any]
+    ) -> bool:
+        """Write what differs between ``current`` and ``desired``; False when nothing
+        does. Remembers the result, which may be newer than the next event held."""
         patch = status_patch(current, desired)
         if not patch:
-            return
+            return False
         result = await self._api.merge_patch_status(
             object_path(GROUP_VERSION, PLURAL, ref.namespace, ref.name), patch
         )
         metrics.WRITES.labels("status").inc()
         self._written[ref] = _Written(_rv(result or {}), (result or {}).get("status") or desired)
+        return True
 
     async def _deleted(self, ref: PromptRef) -> None:
         self._written.pop(ref, None)

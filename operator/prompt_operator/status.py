@@ -19,6 +19,16 @@ class Condition:
     reason: str
     message: str
 
+    @classmethod
+    def from_status(cls, cond: Mapping[str, Any]) -> Condition:
+        """The condition as written in a status, to write it again unchanged."""
+        return cls(
+            str(cond.get("type")),
+            cond.get("status") == "True",
+            str(cond.get("reason")),
+            str(cond.get("message")),
+        )
+
 
 def _status_word(value: bool) -> str:
     return "True" if value else "False"
