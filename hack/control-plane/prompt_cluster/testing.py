@@ -318,7 +318,24 @@ def prompt_manifest(
     return {"apiVersion": "prompts.dev/v1alpha1", "kind": "Prompt", "metadata": meta, "spec": spec}
 
 
-class OperatorProcess:
+class _Managed:
+    """A background process a test starts, stops (SIGTERM) or kills (SIGKILL)."""
+
+    proc: subprocess.Popen[bytes] | None = None
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_process(self.proc)
+            self.proc = None
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+
+class OperatorProcess(_Managed):
     """`prompt-operator run` as a real process, with its log in a file."""
 
     def __init__(self, kubeconfig: Path, log: Path, *extra_args: str) -> None:
@@ -359,17 +376,6 @@ class OperatorProcess:
                 return False
 
         wait_for(healthy, timeout=timeout, interval=0.1, message="operator /healthz")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            stop_process(self.proc)
-            self.proc = None
-
-    def kill(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait()
-            self.proc = None
 
     def restart(self, *args: str) -> None:
         self.stop()
@@ -413,7 +419,7 @@ def sidecar_role(admin_kubeconfig: Path | str, namespace: str, out: Path) -> Pat
     return service_account_kubeconfig(admin_kubeconfig, namespace, "prompt-sidecar", out)
 
 
-class SidecarProcess:
+class SidecarProcess(_Managed):
     """An app pod without a kubelet: the Pod object (subscribed, Running, with a
     loopback IP) plus `prompt-operator sidecar` as a real process bound to that IP."""
 
@@ -508,14 +514,3 @@ class SidecarProcess:
             return (self.dir / f"{key}{self.ext}").read_bytes()
         except FileNotFoundError:
             return None
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            stop_process(self.proc)
-            self.proc = None
-
-    def kill(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait()
-            self.proc = None
