@@ -82,18 +82,23 @@ def encode_signal(pairs: Iterable[tuple[str, str]]) -> bytes:
     ).encode("utf-8")
 
 
+def _load_json(body: bytes, what: str) -> Any:
+    """``body`` as JSON, or ``SignalError`` saying what it is not."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SignalError(f"{what} is not UTF-8") from None
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):  # deep nesting ends in RecursionError
+        raise SignalError(f"{what} is not JSON (or nests too deeply)") from None
+
+
 def parse_signal(body: bytes) -> list[tuple[str, str]]:
     """The (Prompt name, revision) pairs of a signal body; raises ``SignalError``."""
     if len(body) > MAX_SIGNAL_BYTES:
         raise SignalError(f"body larger than {MAX_SIGNAL_BYTES} bytes")
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError:
-        raise SignalError("body is not UTF-8") from None
-    try:
-        data = json.loads(text)
-    except (ValueError, RecursionError):  # deep nesting ends in RecursionError
-        raise SignalError("body is not JSON (or nests too deeply)") from None
+    data = _load_json(body, "body")
     if not isinstance(data, dict) or not isinstance(data.get("prompts"), list):
         raise SignalError('body must be {"prompts": [{"name": ..., "revision": ...}, ...]}')
     pairs: list[tuple[str, str]] = []
@@ -127,14 +132,7 @@ def encode_signal_response(pod: str, served: Mapping[str, str | None]) -> bytes:
 
 def parse_signal_response(body: bytes) -> dict[str, str | None]:
     """The revisions a sidecar says it serves, by Prompt name; raises ``SignalError``."""
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError:
-        raise SignalError("answer is not UTF-8") from None
-    try:
-        data = json.loads(text)
-    except (ValueError, RecursionError):
-        raise SignalError("answer is not JSON (or nests too deeply)") from None
+    data = _load_json(body, "answer")
     served = data.get("served") if isinstance(data, dict) else None
     if not isinstance(served, dict):
         raise SignalError('answer must be {"pod": ..., "served": {...}}')
