@@ -12,29 +12,53 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-# -- the ConfigMap the operator writes for each Prompt -----------------------------
+# -- the ConfigMaps the operator writes for each Prompt ------------------------------
+#
+# One immutable ConfigMap per retained revision, named after the Prompt and the
+# revision hash. Its data never changes; its labels may. The one with the highest
+# revision-number label is the one apps must be served; the others are history
+# (kept for rollback and diff, up to the Prompt's revisionHistoryLimit).
 
 MANAGED_BY_LABEL = "prompts.dev/managed-by"
 MANAGED_BY_VALUE = "prompt-operator"
+REVISION_NUMBER_LABEL = "prompts.dev/revision-number"  # "1", "2", ...: highest is current
+PROMPT_UID_LABEL = "prompts.dev/prompt-uid"  # selects all revisions of one Prompt
 PROMPT_ANNOTATION = "prompts.dev/prompt"  # the source Prompt's name
-REVISION_ANNOTATION = "prompts.dev/revision"
+REVISION_ANNOTATION = "prompts.dev/revision"  # the content hash
 KEY_ANNOTATION = "prompts.dev/key"  # the app's key: file name without extension
 TEXT_DATA_KEY = "prompt"  # the text, exactly; app keys may be unicode, data keys may not
-METADATA_DATA_KEY = "metadata.json"  # {"variables": [...], "defaults": {...}, "format": ...}
+VARIANT_DATA_PREFIX = "variant."  # with variants: "variant.<name>" holds each text
+# {"variables": [...], "defaults": {...}, "format": ..., "variants": [{"name", "weight"}]}
+METADATA_DATA_KEY = "metadata.json"
+# The revision's source without its text: what a rollback puts back into the spec.
+# {"key", "format", "variables": [{"name", "description", "default"}],
+#  "variants": [{"name", "weight"}], "source": "spec" | "schedule <at>"}
+SOURCE_DATA_KEY = "source.json"
 
 _MAX_NAME = 253
 _PREFIX = "prompt-"
 
 
-def configmap_name(prompt_name: str) -> str:
-    """Name of the ConfigMap for a Prompt: ``prompt-<name>``, shortened with a hash
-    suffix when that would exceed the 253 characters a name may have."""
-    name = _PREFIX + prompt_name
+def configmap_name(prompt_name: str, revision: str) -> str:
+    """Name of the ConfigMap holding ``revision`` of a Prompt: ``prompt-<name>-<revision>``,
+    shortened with a hash suffix when that would exceed the 253 characters a name may have."""
+    name = f"{_PREFIX}{prompt_name}-{revision}"
     if len(name) <= _MAX_NAME:
         return name
-    digest = hashlib.sha256(prompt_name.encode("utf-8")).hexdigest()[:8]
+    digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:8]
     head = name[: _MAX_NAME - 9].rstrip("-.")
     return f"{head}-{digest}"
+
+
+def variant_data_key(variant: str) -> str:
+    return VARIANT_DATA_PREFIX + variant
+
+
+def revision_number_of(configmap: Mapping[str, Any]) -> int:
+    """The revision number a ConfigMap carries (0 when missing or garbled)."""
+    labels = (configmap.get("metadata") or {}).get("labels") or {}
+    value = labels.get(REVISION_NUMBER_LABEL)
+    return int(value) if isinstance(value, str) and value.isdigit() else 0
 
 
 def prompt_name_of(configmap: Mapping[str, Any]) -> str | None:
@@ -48,7 +72,6 @@ def prompt_name_of(configmap: Mapping[str, Any]) -> str | None:
 SUBSCRIBE_LABEL = "prompts.dev/subscribe"  # "true" opts the pod in
 PORT_ANNOTATION = "prompts.dev/port"  # the sidecar's signal port
 SELECTOR_ANNOTATION = "prompts.dev/selector"  # label selector over Prompts; empty: all
-VARIANT_SEED_ANNOTATION = "prompts.dev/variant-seed"
 DEFAULT_PORT = 8470
 
 # -- the signal: "prompt X is now at revision R" -------------------------------------
