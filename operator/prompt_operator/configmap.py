@@ -1,13 +1,15 @@
-"""The ConfigMap a Prompt renders into: a pure function of the Prompt.
+"""The ConfigMaps a Prompt renders into: one immutable ConfigMap per revision.
 
-The format is the contract with the sidecar and is defined in
-``prompt_sidecar.wire``; this module only fills it in.
+Its name carries the revision hash, its data never changes (``immutable``:
+the API server refuses any change, and kubelets stop watching it), and its
+``revision-number`` label says which revision is current: the highest. A
+rollback to a text still in history only raises that label. The format is the
+contract with the sidecar and is defined in ``prompt_sidecar.wire``; this
+module only fills it in.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Any
 
 from prompt_sidecar import wire
@@ -16,7 +18,6 @@ from .model import Prompt
 from .render import Rendered
 
 API_VERSION = "prompts.dev/v1alpha1"
-DIGEST_ANNOTATION = "prompts.dev/digest"
 
 
 def configmap_labels(prompt: Prompt) -> dict[str, str]:
@@ -25,19 +26,39 @@ def configmap_labels(prompt: Prompt) -> dict[str, str]:
     return {**prompt.labels, wire.MANAGED_BY_LABEL: wire.MANAGED_BY_VALUE}
 
 
-def build_configmap(prompt: Prompt, rendered: Rendered) -> dict[str, Any]:
-    """The server-side apply body for ``prompt``'s ConfigMap.
+def revision_labels(prompt: Prompt, number: int) -> dict[str, str]:
+    return {
+        **configmap_labels(prompt),
+        wire.REVISION_NUMBER_LABEL: str(number),
+        wire.PROMPT_UID_LABEL: prompt.uid,
+    }
 
-    It carries a digest of itself, so the operator can tell from metadata alone
-    (without the text) whether the ConfigMap in the cluster is up to date.
+
+def configmap_data(rendered: Rendered) -> dict[str, str]:
+    data = {
+        wire.METADATA_DATA_KEY: rendered.metadata_json,
+        wire.SOURCE_DATA_KEY: rendered.source_json,
+    }
+    if rendered.variants:
+        data.update({wire.variant_data_key(name): text for name, _, text in rendered.variants})
+    else:
+        data[wire.TEXT_DATA_KEY] = rendered.text
+    return data
+
+
+def build_configmap(prompt: Prompt, rendered: Rendered, number: int) -> dict[str, Any]:
+    """The server-side apply body for revision ``number`` of ``prompt``.
+
+    Its name is the revision hash, so an existing ConfigMap of that name already
+    holds these bytes; only its labels can need a change (see ``label_patch``).
     """
     body: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": {
-            "name": wire.configmap_name(prompt.ref.name),
+            "name": wire.configmap_name(prompt.ref.name, rendered.revision),
             "namespace": prompt.ref.namespace,
-            "labels": configmap_labels(prompt),
+            "labels": revision_labels(prompt, number),
             "annotations": {
                 wire.PROMPT_ANNOTATION: prompt.ref.name,
                 wire.REVISION_ANNOTATION: rendered.revision,
@@ -53,22 +74,15 @@ def build_configmap(prompt: Prompt, rendered: Rendered) -> dict[str, Any]:
                 }
             ],
         },
-        "data": {
-            wire.TEXT_DATA_KEY: rendered.text,
-            wire.METADATA_DATA_KEY: rendered.metadata_json,
-        },
+        "immutable": True,
+        "data": configmap_data(rendered),
     }
-    body["metadata"]["annotations"][DIGEST_ANNOTATION] = configmap_digest(body)
     return body
 
 
-def configmap_digest(body: dict[str, Any]) -> str:
-    """Hash of everything we set on the ConfigMap, except the digest itself."""
-    meta = dict(body["metadata"])
-    meta["annotations"] = {
-        k: v for k, v in meta.get("annotations", {}).items() if k != DIGEST_ANNOTATION
-    }
-    canonical = json.dumps(
-        {"metadata": meta, "data": body["data"]}, sort_keys=True, ensure_ascii=False
-    )
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
+def label_patch(current: dict[str, str], desired: dict[str, str]) -> dict[str, str | None]:
+    """The merge patch of ``metadata.labels`` turning ``current`` into ``desired``
+    (empty when equal): a rollback raising the number, a Prompt relabelled."""
+    patch: dict[str, str | None] = {k: v for k, v in desired.items() if current.get(k) != v}
+    patch.update({k: None for k in current if k not in desired})
+    return patch

@@ -25,6 +25,7 @@ from typing import Any
 
 import aiohttp
 
+from prompt_client.contract import choose_variant
 from prompt_sidecar import wire
 from prompt_sidecar.selector import Selector, SelectorError, parse_selector
 
@@ -132,6 +133,25 @@ def delivery_field(count: DeliveryCount) -> dict[str, Any]:
     }
 
 
+def variants_field(
+    prompt: str, variants: tuple[tuple[str, int, str], ...], pods: list[str]
+) -> list[dict[str, Any]] | None:
+    """``status.variants``: how many of ``pods`` each variant goes to (None: no variants).
+
+    The same function the sidecars use (``choose_variant`` on the pod's name), so
+    the count is what the pods serve once they have the revision.
+    """
+    if not variants:
+        return None
+    weights = [(name, weight) for name, weight, _ in variants]
+    counts = dict.fromkeys((name for name, _ in weights), 0)
+    for pod in pods:
+        chosen = choose_variant(pod, prompt, weights)
+        if chosen is not None:
+            counts[chosen] += 1
+    return [{"name": n, "weight": w, "pods": counts[n]} for n, w in weights]
+
+
 class Delivery:
     def __init__(self, api: KubeApi, config: OperatorConfig) -> None:
         self._api = api
@@ -157,6 +177,10 @@ class Delivery:
             for key, pod in self._pods.items()
             if pod.namespace == ref.namespace and pod.selector.matches(labels)
         ]
+
+    def matching_pods(self, prompt: Prompt) -> list[str]:
+        """Names of the subscribed pods that select ``prompt``."""
+        return [name for _, name in self.matching(prompt.ref, prompt.labels)]
 
     def _count(self, ref: PromptRef, revision: str, labels: Mapping[str, str]) -> DeliveryCount:
         pods = self.matching(ref, labels)

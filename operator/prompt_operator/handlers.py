@@ -101,6 +101,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         loop.create_task(inventory.run(), name="configmap inventory"),
         loop.create_task(delivery.run(), name="delivery"),
         loop.create_task(reconciler.run(), name="reconciler"),
+        loop.create_task(reconciler.scheduler.run(), name="schedule"),
     ]
     memo["runtime"] = runtime
     # The first decisions need to know which ConfigMaps exist already.

@@ -1,10 +1,11 @@
-"""What ConfigMaps the operator has written, known from metadata alone.
+"""What revision ConfigMaps exist, known from metadata alone.
 
 One label-selected, metadata-only list and watch per scope (the whole cluster,
-or each watched namespace) keeps a map of ConfigMap -> digest. The operator
-compares a Prompt's desired digest with it before writing, which is how an
-operator restart or a re-applied manifest costs no writes, and how a
-ConfigMap deleted by hand is noticed and written again. No text is held.
+or each watched namespace) keeps, per ConfigMap, its Prompt, revision hash,
+revision number and labels, indexed by Prompt. The operator compares what it
+wants with this before writing, which is how an operator restart or a
+re-applied manifest costs no writes, and how a ConfigMap deleted by hand is
+noticed and written again. No text is held.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from typing import Any
 
 from prompt_sidecar import wire
 
-from .configmap import DIGEST_ANNOTATION
 from .kubeapi import METADATA_ONLY, METADATA_ONLY_WATCH, KubeApi, list_then_watch
 from .model import PromptRef
 
@@ -28,8 +28,28 @@ SELECTOR = f"{wire.MANAGED_BY_LABEL}={wire.MANAGED_BY_VALUE}"
 
 @dataclass(frozen=True)
 class Entry:
-    digest: str
+    name: str  # the ConfigMap's
     prompt: str  # the owning Prompt's name
+    revision: str  # content hash
+    number: int
+    labels: dict[str, str]
+
+    @property
+    def uid(self) -> str:
+        return self.labels.get(wire.PROMPT_UID_LABEL, "")
+
+
+def entry_from(meta: dict[str, Any]) -> Entry:
+    annotations = meta.get("annotations") or {}
+    labels = meta.get("labels") or {}
+    number = labels.get(wire.REVISION_NUMBER_LABEL, "")
+    return Entry(
+        name=str(meta.get("name", "")),
+        prompt=str(annotations.get(wire.PROMPT_ANNOTATION, "")),
+        revision=str(annotations.get(wire.REVISION_ANNOTATION, "")),
+        number=int(number) if isinstance(number, str) and number.isdigit() else 0,
+        labels={str(k): str(v) for k, v in labels.items()},
+    )
 
 
 class Inventory:
@@ -47,18 +67,34 @@ class Inventory:
         )
         self._on_deleted = on_deleted
         self._entries: dict[tuple[str, str], Entry] = {}
+        # (namespace, Prompt name) -> names of its ConfigMaps
+        self._by_prompt: dict[tuple[str, str], set[str]] = {}
         self._listed: set[str] = set()
         self.synced = asyncio.Event()
 
-    def digest(self, namespace: str, name: str) -> str | None:
-        entry = self._entries.get((namespace, name))
-        return entry.digest if entry else None
+    def get(self, namespace: str, name: str) -> Entry | None:
+        return self._entries.get((namespace, name))
 
-    def record(self, namespace: str, name: str, digest: str, prompt: str) -> None:
-        self._entries[(namespace, name)] = Entry(digest, prompt)
+    def revisions(self, ref: PromptRef) -> list[Entry]:
+        """The Prompt's revision ConfigMaps, by number."""
+        names = self._by_prompt.get((ref.namespace, ref.name), ())
+        entries = [self._entries[(ref.namespace, n)] for n in names]
+        return sorted(entries, key=lambda e: e.number)
 
-    def forget(self, namespace: str, name: str) -> None:
-        self._entries.pop((namespace, name), None)
+    def record(self, namespace: str, entry: Entry) -> None:
+        self.forget(namespace, entry.name)
+        self._entries[(namespace, entry.name)] = entry
+        self._by_prompt.setdefault((namespace, entry.prompt), set()).add(entry.name)
+
+    def forget(self, namespace: str, name: str) -> Entry | None:
+        entry = self._entries.pop((namespace, name), None)
+        if entry is not None:
+            names = self._by_prompt.get((namespace, entry.prompt))
+            if names is not None:
+                names.discard(name)
+                if not names:
+                    del self._by_prompt[(namespace, entry.prompt)]
+        return entry
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -69,37 +105,24 @@ class Inventory:
     def _apply(self, event_type: str, obj: dict[str, Any]) -> None:
         meta = obj.get("metadata") or {}
         assert isinstance(meta, dict)
-        namespace, name = str(meta.get("namespace", "")), str(meta.get("name", ""))
-        annotations = meta.get("annotations") or {}
-        assert isinstance(annotations, dict)
-        prompt = str(annotations.get(wire.PROMPT_ANNOTATION, ""))
+        namespace = str(meta.get("namespace", ""))
+        entry = entry_from(meta)
         if event_type == "DELETED":
-            if self._entries.pop((namespace, name), None) is not None and prompt:
+            if self.forget(namespace, entry.name) is not None and entry.prompt:
                 # Someone else deleted it (we forget ours before deleting):
-                # the Prompt, if it still exists, must write it again.
-                self._on_deleted(PromptRef(namespace, prompt))
+                # the Prompt, if it still exists, may need it written again.
+                self._on_deleted(PromptRef(namespace, entry.prompt))
             return
-        self._entries[(namespace, name)] = Entry(
-            str(annotations.get(DIGEST_ANNOTATION, "")), prompt
-        )
+        self.record(namespace, entry)
 
     async def _follow(self, path: str) -> None:
         def listed(items: list[dict[str, Any]]) -> None:
-            fresh = {}
+            namespace = None if len(self._paths) == 1 else path.split("/")[4]
+            for key in [k for k in self._entries if namespace in (None, k[0])]:
+                self.forget(*key)
             for item in items:
                 meta = item.get("metadata") or {}
-                annotations = meta.get("annotations") or {}
-                fresh[(meta.get("namespace", ""), meta.get("name", ""))] = Entry(
-                    str(annotations.get(DIGEST_ANNOTATION, "")),
-                    str(annotations.get(wire.PROMPT_ANNOTATION, "")),
-                )
-            if len(self._paths) == 1:
-                self._entries = fresh
-            else:
-                namespace = path.split("/")[4]
-                for key in [k for k in self._entries if k[0] == namespace]:
-                    del self._entries[key]
-                self._entries.update(fresh)
+                self.record(str(meta.get("namespace", "")), entry_from(meta))
             self._listed.add(path)
             if len(self._listed) == len(self._paths):
                 self.synced.set()

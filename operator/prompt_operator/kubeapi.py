@@ -128,6 +128,24 @@ class KubeApi:
             content_type="application/merge-patch+json",
         )
 
+    async def merge_patch(self, path: str, patch: Mapping[str, Any]) -> Any:
+        return await self.request(
+            "PATCH",
+            path,
+            params={"fieldManager": FIELD_MANAGER},
+            body=patch,
+            content_type="application/merge-patch+json",
+        )
+
+    async def delete_collection(self, path: str, label_selector: str) -> None:
+        """Delete every object at ``path`` that ``label_selector`` selects (one request)."""
+        await self.request(
+            "DELETE",
+            path,
+            params={"labelSelector": label_selector},
+            body={"kind": "DeleteOptions", "apiVersion": "v1"},
+        )
+
     async def delete(self, path: str, *, uid: str | None = None) -> bool:
         """Delete ``path``; False when it was already gone."""
         body: dict[str, Any] = {"kind": "DeleteOptions", "apiVersion": "v1"}

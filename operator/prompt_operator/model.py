@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
+
+DEFAULT_HISTORY_LIMIT = 10
+# The CRD's rule for schedule times, so offline checks and the operator agree with it.
+RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}([.][0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
 
 
 class SpecError(ValueError):
@@ -16,6 +24,26 @@ class Variable:
     name: str
     description: str = ""
     default: str | None = None
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One A/B alternative; ``template`` None (schedule entries only) keeps the text
+    of the spec.variants entry of the same name."""
+
+    name: str
+    weight: int
+    template: str | None
+
+
+@dataclass(frozen=True)
+class ScheduleEntry:
+    """Text (or variants) that takes effect at ``at``."""
+
+    at: datetime  # timezone-aware
+    at_text: str  # as written in the spec, for messages and status
+    template: str | None
+    variants: tuple[Variant, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -41,6 +69,9 @@ class Prompt:
     key: str
     variables: tuple[Variable, ...]
     status: Mapping[str, Any] = field(default_factory=dict)
+    variants: tuple[Variant, ...] = ()  # with variants, ``template`` is ""
+    schedule: tuple[ScheduleEntry, ...] = ()  # sorted by time
+    history_limit: int = DEFAULT_HISTORY_LIMIT
 
     @property
     def declared(self) -> tuple[str, ...]:
@@ -55,6 +86,72 @@ def _str(value: Any, where: str) -> str:
     if not isinstance(value, str):
         raise SpecError(f"{where} must be a string, got {type(value).__name__}")
     return value
+
+
+def _int(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise SpecError(f"{where} must be an integer, got {type(value).__name__}")
+    return value
+
+
+def _list(value: Any, where: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise SpecError(f"{where} must be a list")
+    for i, item in enumerate(value):
+        if not isinstance(item, Mapping):
+            raise SpecError(f"{where}[{i}] must be an object")
+    return value
+
+
+def parse_time(text: str, where: str) -> datetime:
+    """An RFC 3339 time with a zone (``Z`` or an offset); anything else is a SpecError."""
+    when = None
+    if RFC3339.fullmatch(text):
+        try:
+            when = datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
+        except ValueError:  # month 13, hour 25, ...
+            when = None
+    if when is None:
+        raise SpecError(
+            f"{where} is {text!r}: use an RFC 3339 time with a zone, "
+            "such as 2026-12-24T18:00:00+01:00 or 2026-12-24T17:00:00Z"
+        )
+    return when
+
+
+def _variants(raw: Any, where: str, *, need_template: bool) -> tuple[Variant, ...]:
+    variants = []
+    for i, item in enumerate(_list(raw, where)):
+        template = item.get("template")
+        if template is None and need_template:
+            raise SpecError(f"{where}[{i}].template is missing")
+        variants.append(
+            Variant(
+                name=_str(item.get("name"), f"{where}[{i}].name"),
+                weight=_int(item.get("weight"), f"{where}[{i}].weight"),
+                template=None if template is None else _str(template, f"{where}[{i}].template"),
+            )
+        )
+    return tuple(variants)
+
+
+def _schedule(raw: Any) -> tuple[ScheduleEntry, ...]:
+    entries = []
+    for i, item in enumerate(_list(raw, "spec.schedule")):
+        where = f"spec.schedule[{i}]"
+        at_text = _str(item.get("at"), f"{where}.at")
+        template = item.get("template")
+        entries.append(
+            ScheduleEntry(
+                at=parse_time(at_text, f"{where}.at"),
+                at_text=at_text,
+                template=None if template is None else _str(template, f"{where}.template"),
+                variants=_variants(item.get("variants"), f"{where}.variants", need_template=False),
+            )
+        )
+    return tuple(sorted(entries, key=lambda e: e.at))
 
 
 def parse_prompt(body: Mapping[str, Any]) -> Prompt:
@@ -84,6 +181,7 @@ def parse_prompt(body: Mapping[str, Any]) -> Prompt:
             )
         )
     template = spec.get("template")
+    limit = spec.get("revisionHistoryLimit")
     return Prompt(
         ref=PromptRef(_str(meta.get("namespace"), "metadata.namespace"), name),
         uid=str(meta.get("uid") or ""),
@@ -95,4 +193,9 @@ def parse_prompt(body: Mapping[str, Any]) -> Prompt:
         key=_str(spec.get("key") or name, "spec.key"),
         variables=tuple(variables),
         status=dict(body.get("status") or {}),
+        variants=_variants(spec.get("variants"), "spec.variants", need_template=True),
+        schedule=_schedule(spec.get("schedule")),
+        history_limit=DEFAULT_HISTORY_LIMIT
+        if limit is None
+        else max(1, _int(limit, "spec.revisionHistoryLimit")),
     )

@@ -9,14 +9,18 @@ disagree with the app's render.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from prompt_client.contract import key_problem
 from prompt_client.templates import TemplateError, placeholders
 
-from .model import Prompt
+from .model import Prompt, Variant
 from .render import Rendered
+from .schedule import entry_variants
+
+_VARIANT_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 
 # A ConfigMap holds at most 1 MiB; leave room for metadata, labels and annotations.
 MAX_CONFIGMAP_DATA_BYTES = 1_000_000
@@ -66,24 +70,100 @@ def check_size(prompt: Prompt, rendered: Rendered) -> Problem | None:
     )
 
 
+def templates(prompt: Prompt) -> Iterator[tuple[str, str]]:
+    """Every text the Prompt may ever serve, with where it sits in the spec: the
+    template or variants now, and those of every schedule entry (checked before
+    their time comes, so a scheduled text can never fail when it activates)."""
+    if prompt.variants:
+        for i, variant in enumerate(prompt.variants):
+            yield f"spec.variants[{i}] ({variant.name})", variant.template or ""
+    else:
+        yield "spec.template", prompt.template
+    for i, entry in enumerate(prompt.schedule):
+        where = f"spec.schedule[{i}] ({entry.at_text})"
+        if entry.variants:
+            for j, variant in enumerate(entry_variants(prompt, entry)):
+                if variant.template is not None:
+                    yield f"{where}.variants[{j}] ({variant.name})", variant.template
+        else:
+            yield f"{where}.template", entry.template or ""
+
+
 def check_template(prompt: Prompt, rendered: Rendered) -> Problem | None:
     if prompt.format != "python":
         return None
-    try:
-        used = placeholders(prompt.template)
-    except TemplateError as exc:
-        return Problem(exc.reason, f"spec.template: {exc.message}")
-    undeclared = [name for name in used if name not in prompt.declared]
-    if not undeclared:
-        return None
-    names = ", ".join(f"{{{name}}}" for name in undeclared)
-    noun = "variable" if len(undeclared) == 1 else "variables"
-    verb = "is" if len(undeclared) == 1 else "are"
-    return Problem(
-        "UndeclaredVariable",
-        f"{noun} {names} {verb} used in spec.template but not declared in spec.variables; "
-        "declare it, or write literal braces as {{ and }}",
-    )
+    for where, text in templates(prompt):
+        try:
+            used = placeholders(text)
+        except TemplateError as exc:
+            return Problem(exc.reason, f"{where}: {exc.message}")
+        undeclared = [name for name in used if name not in prompt.declared]
+        if undeclared:
+            names = ", ".join(f"{{{name}}}" for name in undeclared)
+            noun = "variable" if len(undeclared) == 1 else "variables"
+            verb = "is" if len(undeclared) == 1 else "are"
+            return Problem(
+                "UndeclaredVariable",
+                f"{noun} {names} {verb} used in {where} but not declared in spec.variables; "
+                "declare it, or write literal braces as {{ and }}",
+            )
+    return None
+
+
+def variants_problem(variants: tuple[Variant, ...], where: str) -> str | None:
+    """Why a list of variants cannot split traffic, or None."""
+    seen: set[str] = set()
+    for variant in variants:
+        if not _VARIANT_NAME.fullmatch(variant.name) or len(variant.name) > 63:
+            return (
+                f"{where}: variant name {variant.name!r} must be lower-case letters, digits "
+                "and '-', at most 63 characters"
+            )
+        if variant.name in seen:
+            return f"{where}: two variants are named {variant.name!r}; names must be unique"
+        seen.add(variant.name)
+        if variant.weight < 0:
+            return f"{where}: variant {variant.name!r} has weight {variant.weight}; use 0 or more"
+    if variants and not any(v.weight > 0 for v in variants):
+        return f"{where}: every weight is 0; give at least one variant a weight above 0"
+    return None
+
+
+def check_variants(prompt: Prompt, rendered: Rendered) -> Problem | None:
+    if prompt.variants and prompt.template:
+        return Problem("InvalidVariants", "set spec.template or spec.variants, not both")
+    why = variants_problem(prompt.variants, "spec.variants")
+    for i, entry in enumerate(prompt.schedule):
+        if why is not None:
+            break
+        where = f"spec.schedule[{i}] ({entry.at_text}).variants"
+        why = variants_problem(entry.variants, where)
+        if why is None:
+            missing = [v.name for v in entry_variants(prompt, entry) if v.template is None]
+            if missing:
+                why = (
+                    f"{where}: variant {missing[0]!r} has no template and spec.variants has "
+                    "no variant of that name to take it from; add its template"
+                )
+    return None if why is None else Problem("InvalidVariants", why)
+
+
+def check_schedule(prompt: Prompt, rendered: Rendered) -> Problem | None:
+    seen: dict[object, str] = {}
+    for entry in prompt.schedule:
+        if entry.at in seen:
+            return Problem(
+                "InvalidSchedule",
+                f"spec.schedule has two entries for the same time ({seen[entry.at]} and "
+                f"{entry.at_text}); merge them or move one",
+            )
+        if (entry.template is None) == (not entry.variants):
+            return Problem(
+                "InvalidSchedule",
+                f"spec.schedule entry {entry.at_text} must set exactly one of template or variants",
+            )
+        seen[entry.at] = entry.at_text
+    return None
 
 
 def unused_variables(prompt: Prompt) -> Problem | None:
@@ -94,13 +174,15 @@ def unused_variables(prompt: Prompt) -> Problem | None:
             "UnusedVariable",
             "spec.variables are declared but spec.format is raw, so the text has no placeholders",
         )
-    used = set(placeholders(prompt.template))
+    used: set[str] = set()
+    for _, text in templates(prompt):
+        used.update(placeholders(text))
     unused = [name for name in prompt.declared if name not in used]
     if not unused:
         return None
     return Problem(
         "UnusedVariable",
-        f"declared variable(s) {', '.join(unused)} are not used in spec.template "
+        f"declared variable(s) {', '.join(unused)} are not used in any template "
         "(apps may still pass them; this is only a warning)",
     )
 
@@ -108,6 +190,8 @@ def unused_variables(prompt: Prompt) -> Problem | None:
 CHECKS: tuple[Callable[[Prompt, Rendered], Problem | None], ...] = (
     check_key,
     check_format,
+    check_variants,
+    check_schedule,
     check_size,
     check_template,
 )

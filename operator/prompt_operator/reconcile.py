@@ -3,9 +3,10 @@
 Every watch event for a Prompt only records the latest body and queues its
 name; a worker then makes the cluster match that body. Ten quick edits of one
 Prompt are one reconcile of the last. Nothing is written unless it differs:
-the ConfigMap's digest is compared with the inventory, the status with the
-status last seen, so an edit costs two writes (ConfigMap apply, status patch)
-and a restart or a re-applied manifest costs none.
+the revision ConfigMaps are compared with the inventory, the status with the
+status last seen, so an edit costs two writes (the new revision's ConfigMap,
+one status patch), plus one delete once the history is full; a restart or a
+re-applied manifest costs none.
 """
 
 from __future__ import annotations
@@ -14,20 +15,23 @@ import asyncio
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any, Protocol
 
 import aiohttp
 
 from prompt_sidecar import wire
 
-from . import metrics
-from .configmap import DIGEST_ANNOTATION, build_configmap
-from .delivery import DeliveryCount, delivered_condition, delivery_field
+from . import history, metrics
+from .configmap import build_configmap, label_patch, revision_labels
+from .delivery import DeliveryCount, delivered_condition, delivery_field, variants_field
 from .events import now_rfc3339, post_event
+from .inventory import Entry, entry_from
 from .kubeapi import ApiError, KubeApi, backoff_sleep, object_path
 from .model import Prompt, PromptRef, SpecError, parse_prompt
 from .policies import Problem, evaluate
-from .render import render
+from .render import Rendered, render
+from .schedule import Scheduler, next_activation, utc_text
 from .status import Condition, build_status, condition, status_patch
 
 logger = logging.getLogger(__name__)
@@ -47,6 +51,18 @@ class Delivery(Protocol):
     def track(self, prompt: Prompt, revision: str, known: tuple[int, int]) -> None: ...
 
     async def withdraw(self, ref: PromptRef) -> None: ...
+
+    def matching_pods(self, prompt: Prompt) -> list[str]: ...
+
+
+@dataclass(frozen=True)
+class _Revision:
+    """Where a reconcile left the Prompt's revisions."""
+
+    wrote: bool  # a ConfigMap was created or relabelled
+    number: int
+    records: list[history.Record]
+    new: history.Record | None  # the record this reconcile added
 
 
 @dataclass
@@ -99,8 +115,12 @@ class Reconciler:
         *,
         delivery: Delivery | None = None,
         workers: int = 8,
+        clock: Any = None,
     ) -> None:
         self._api = api
+        self._clock = clock or (lambda: datetime.now(timezone.utc))
+        # One timer for every Prompt's next schedule entry (no per-object timers).
+        self.scheduler = Scheduler(self.refresh, self._clock)
         self._inventory = inventory
         # (namespace, key) -> {Prompt name: creationTimestamp}: who claims which key.
         # Kept from watch events here rather than in a kopf index, whose readiness
@@ -136,9 +156,10 @@ class Reconciler:
         self._schedule(ref)
 
     def _settled(self, body: Mapping[str, Any]) -> bool:
-        """True when the cluster already matches ``body``: its ConfigMap has the
-        desired digest and its status describes this generation as Ready with this
-        revision. An operator restart with thousands of Prompts then queues none."""
+        """True when the cluster already matches ``body``: the ConfigMap of its current
+        revision exists with the right labels, and its status describes this
+        generation as Ready with that revision and the next activation. An operator
+        restart with thousands of Prompts then queues none."""
         if not self._inventory.synced.is_set() or (body.get("metadata") or {}).get(
             "deletionTimestamp"
         ):
@@ -158,15 +179,23 @@ class Reconciler:
             or not isinstance(delivery.get("subscribed"), int)
         ):
             return False
-        rendered = render(prompt)
+        now = self._clock()
+        rendered = render(prompt, now)
         if status.get("revision") != rendered.revision:
             return False
-        desired = build_configmap(prompt, rendered)["metadata"]
-        if (
-            self._inventory.digest(prompt.ref.namespace, desired["name"])
-            != (desired["annotations"][DIGEST_ANNOTATION])
-        ):
+        upcoming = next_activation(prompt, now)
+        if status.get("nextActivation") != (utc_text(upcoming) if upcoming else None):
             return False
+        records = history.records_from(status)
+        head = records[-1] if records else None
+        if head is None or head.revision != rendered.revision:
+            return False
+        entry = self._inventory.get(
+            prompt.ref.namespace, wire.configmap_name(prompt.ref.name, rendered.revision)
+        )
+        if entry is None or entry.labels != revision_labels(prompt, head.number):
+            return False
+        self.scheduler.set(prompt.ref, upcoming)
         if self._delivery is not None:
             self._delivery.track(
                 prompt, rendered.revision, (delivery["updated"], delivery["subscribed"])
@@ -295,7 +324,10 @@ class Reconciler:
                 key=None,
             )
             return
-        rendered = render(prompt)
+        now = self._clock()
+        rendered = render(prompt, now)
+        upcoming = next_activation(prompt, now)
+        self.scheduler.set(ref, upcoming)
         verdict = evaluate(prompt, rendered)
         problem = verdict.problem
         if problem is None:
@@ -308,10 +340,11 @@ class Reconciler:
                 )
         if (body.get("metadata") or {}).get("deletionTimestamp"):
             return  # going away (its namespace may be terminating): write nothing more
-        wrote = False
+        current = self._latest_status(ref, body)
+        revision: _Revision | None = None
         if problem is None:
             try:
-                wrote = await self._apply_configmap(prompt, rendered)
+                revision = await self._apply_revision(prompt, rendered, current)
             except ApiError as exc:
                 if exc.retryable:
                     raise
@@ -320,8 +353,9 @@ class Reconciler:
                     return
                 problem = Problem("WriteFailed", f"the ConfigMap could not be written: {exc}")
         if problem is not None and problem.reason == "KeyConflict":
-            await self._drop_configmap(ref)  # the key is another Prompt's; serve nothing
-        if problem is not None:
+            await self._drop_configmaps(ref)  # the key is another Prompt's; serve nothing
+        if problem is not None or revision is None:
+            assert problem is not None
             await self._write_status(
                 ref,
                 body,
@@ -329,14 +363,20 @@ class Reconciler:
                 Condition("Ready", False, problem.reason, problem.message),
                 revision=None,
                 key=None,
+                extra={"nextActivation": utc_text(upcoming) if upcoming else None},
             )
             return
-        extra: dict[str, Any] | None = None
+        extra: dict[str, Any] = {
+            "revisions": [r.to_status() for r in revision.records],
+            "nextActivation": utc_text(upcoming) if upcoming else None,
+            "activeSchedule": rendered.source.removeprefix("schedule ")
+            if rendered.source != "spec"
+            else None,
+        }
         delivered: Condition | None = None
-        current = self._latest_status(ref, body)
         known = current.get("delivery") or {}
         unchanged = (
-            not wrote
+            not revision.wrote
             and current.get("revision") == rendered.revision
             and isinstance(known.get("updated"), int)
             and isinstance(known.get("subscribed"), int)
@@ -347,22 +387,39 @@ class Reconciler:
             self._delivery.track(prompt, rendered.revision, (known["updated"], known["subscribed"]))
         elif self._delivery is not None:
             count = await self._delivery.delivered(prompt, rendered.revision)
-            extra = {"delivery": delivery_field(count)}
+            extra["delivery"] = delivery_field(count)
             delivered = delivered_condition(count, rendered.revision)
-        cm_name = wire.configmap_name(ref.name)
+        if self._delivery is not None:
+            extra["variants"] = variants_field(
+                prompt.ref.name, rendered.variants, self._delivery.matching_pods(prompt)
+            )
+        cm_name = wire.configmap_name(ref.name, rendered.revision)
         await self._write_status(
             ref,
             body,
             prompt.uid,
             Condition(
-                "Ready", True, "Rendered", f"revision {rendered.revision} is in ConfigMap {cm_name}"
+                "Ready",
+                True,
+                "Rendered",
+                f"revision {revision.number} ({rendered.revision}) is in ConfigMap {cm_name}",
             ),
             revision=rendered.revision,
             key=rendered.key,
             extra=extra,
             delivered=delivered,
         )
-        if wrote:
+        if revision.new is not None and revision.new.source != "spec":
+            await post_event(
+                self._api,
+                ref,
+                prompt.uid,
+                warning=False,
+                reason="ScheduleActivated",
+                message=f"the {revision.new.source} entry took effect: "
+                f"revision {revision.number} ({rendered.revision})",
+            )
+        if revision.new is not None:
             for warning in verdict.warnings:
                 await post_event(
                     self._api,
@@ -373,19 +430,86 @@ class Reconciler:
                     message=warning.message,
                 )
 
-    async def _apply_configmap(self, prompt: Prompt, rendered: Any) -> bool:
-        body = build_configmap(prompt, rendered)
-        name = body["metadata"]["name"]
-        digest = body["metadata"]["annotations"][DIGEST_ANNOTATION]
-        if self._inventory.digest(prompt.ref.namespace, name) == digest:
-            return False
-        await self._api.apply(object_path("v1", "configmaps", prompt.ref.namespace, name), body)
-        metrics.WRITES.labels("configmap").inc()
-        self._inventory.record(prompt.ref.namespace, name, digest, prompt.ref.name)
-        logger.info(
-            "Prompt %s: ConfigMap %s now at revision %s", prompt.ref, name, rendered.revision
+    async def _apply_revision(
+        self, prompt: Prompt, rendered: Rendered, status: Mapping[str, Any]
+    ) -> _Revision:
+        """Make ``rendered`` the current revision: create its ConfigMap, or raise the
+        number of the one still in history (a rollback), then prune what the history
+        limit no longer keeps. Returns the records for status."""
+        ref = prompt.ref
+        path = object_path("v1", "configmaps", ref.namespace)
+        records = history.records_from(status)
+        head = records[-1] if records else None
+        mine: dict[str, Entry] = {}
+        for entry in self._inventory.revisions(ref):
+            if entry.uid == prompt.uid:
+                mine[entry.revision] = entry
+            else:  # left by an earlier Prompt of this name, not yet garbage-collected
+                self._inventory.forget(ref.namespace, entry.name)
+                await self._api.delete(f"{path}/{entry.name}")
+                metrics.WRITES.labels("configmap").inc()
+        existing = mine.get(rendered.revision)
+        recorded = max((r.number for r in records), default=0)
+        if head is not None and head.revision == rendered.revision:
+            number = head.number
+        elif existing is not None and existing.number > recorded:
+            number = existing.number  # written before a crash; its status write was lost
+        else:
+            number = history.next_number(records, (e.number for e in mine.values()))
+        wrote = False
+        if existing is None:
+            body = build_configmap(prompt, rendered, number)
+            result = await self._api.apply(f"{path}/{body['metadata']['name']}", body)
+            metrics.WRITES.labels("configmap").inc()
+            self._inventory.record(ref.namespace, entry_from((result or body)["metadata"]))
+            wrote = True
+            logger.info("Prompt %s: revision %d (%s) created", ref, number, rendered.revision)
+        new: history.Record | None = None
+        if head is None or head.revision != rendered.revision or head.number != number:
+            previous = await self._snapshot(ref, head) if head is not None else None
+            new = history.Record(
+                number=number,
+                revision=rendered.revision,
+                time=now_rfc3339(),
+                source=rendered.source,
+                summary=history.summarize(previous, history.snapshot_of(rendered)),
+            )
+        kept = history.retained(records, new, prompt.history_limit)
+        # Labels: the current revision carries its number; every retained one carries
+        # the Prompt's labels (a pod selector must never pick an old revision).
+        numbers = {r.revision: r.number for r in kept}
+        for entry in list(self._inventory.revisions(ref)):
+            if entry.uid != prompt.uid:
+                continue
+            if entry.revision not in numbers:
+                self._inventory.forget(ref.namespace, entry.name)
+                await self._api.delete(f"{path}/{entry.name}")
+                metrics.WRITES.labels("configmap").inc()
+                logger.info("Prompt %s: pruned revision %s", ref, entry.revision)
+                continue
+            patch = label_patch(entry.labels, revision_labels(prompt, numbers[entry.revision]))
+            if patch:
+                result = await self._api.merge_patch(
+                    f"{path}/{entry.name}", {"metadata": {"labels": patch}}
+                )
+                metrics.WRITES.labels("configmap").inc()
+                self._inventory.record(ref.namespace, entry_from(result["metadata"]))
+                wrote = wrote or entry.revision == rendered.revision
+        return _Revision(wrote, number, kept, new)
+
+    async def _snapshot(self, ref: PromptRef, record: history.Record) -> history.Snapshot | None:
+        """What apps read at ``record`` (one GET of its ConfigMap), for the summary."""
+        name = wire.configmap_name(ref.name, record.revision)
+        try:
+            cm = await self._api.request(
+                "GET", object_path("v1", "configmaps", ref.namespace, name)
+            )
+        except ApiError:
+            return None
+        annotations = (cm.get("metadata") or {}).get("annotations") or {}
+        return history.snapshot_from_configmap(
+            cm.get("data") or {}, str(annotations.get(wire.KEY_ANNOTATION, ""))
         )
-        return True
 
     async def _write_status(
         self,
@@ -402,9 +526,8 @@ class Reconciler:
         current = self._latest_status(ref, body)
         generation = int((body.get("metadata") or {}).get("generation") or 0)
         conditions = [ready] if delivered is None else [ready, delivered]
-        if delivered is None and extra is None and current.get("delivery"):
+        if delivered is None and "delivery" not in (extra or {}) and current.get("delivery"):
             # Not ready: keep what pods serve (the last good revision) as it was.
-            extra = {"delivery": current["delivery"]}
             kept = condition(current, "Delivered")
             if kept is not None:
                 conditions.append(Condition.from_status(kept))
@@ -459,10 +582,22 @@ class Reconciler:
             revision=revision,
             key=None,
             now=now_rfc3339(),
-            extra={"delivery": delivery_field(count)},
+            extra={"delivery": delivery_field(count), **self._variant_counts(body)},
         )
         desired["observedGeneration"] = current.get("observedGeneration", generation)
         await self._patch_status(ref, current, desired)
+
+    def _variant_counts(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """``{"variants": ...}`` with today's pods, when the Prompt has variants."""
+        if self._delivery is None:
+            return {}
+        try:
+            prompt = parse_prompt(body)
+        except SpecError:
+            return {}
+        rendered = render(prompt, self._clock())
+        pods = self._delivery.matching_pods(prompt)
+        return {"variants": variants_field(prompt.ref.name, rendered.variants, pods)}
 
     async def _patch_status(
         self, ref: PromptRef, current: Mapping[str, Any], desired: dict[str, Any]
@@ -482,16 +617,21 @@ class Reconciler:
     async def _deleted(self, ref: PromptRef) -> None:
         self._written.pop(ref, None)
         self._attempts.pop(ref, None)
-        # Garbage collection would remove the ConfigMap too, but later; deleting it
-        # now lets sidecars drop the file at once.
-        await self._drop_configmap(ref)
+        self.scheduler.set(ref, None)
+        # Garbage collection would remove the ConfigMaps too, but later; deleting
+        # them now lets sidecars drop the file at once.
+        await self._drop_configmaps(ref)
 
-    async def _drop_configmap(self, ref: PromptRef) -> None:
-        name = wire.configmap_name(ref.name)
-        if self._inventory.digest(ref.namespace, name) is not None:
-            self._inventory.forget(ref.namespace, name)
-            await self._api.delete(object_path("v1", "configmaps", ref.namespace, name))
+    async def _drop_configmaps(self, ref: PromptRef) -> None:
+        """Delete every revision ConfigMap of ``ref`` (one request per Prompt uid)."""
+        path = object_path("v1", "configmaps", ref.namespace)
+        for uid in sorted({entry.uid for entry in self._inventory.revisions(ref)}):
+            for entry in self._inventory.revisions(ref):
+                if entry.uid == uid:
+                    self._inventory.forget(ref.namespace, entry.name)
+            if uid:
+                await self._api.delete_collection(path, f"{wire.PROMPT_UID_LABEL}={uid}")
             metrics.WRITES.labels("configmap").inc()
-            logger.info("Prompt %s: removed ConfigMap %s", ref, name)
+            logger.info("Prompt %s: removed its revision ConfigMaps", ref)
         if self._delivery is not None:
             await self._delivery.withdraw(ref)

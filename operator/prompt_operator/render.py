@@ -11,8 +11,11 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
 
 from .model import Prompt
+from .schedule import SPEC_SOURCE, content_at
 
 REVISION_LENGTH = 16  # hex characters of SHA-256; plenty to tell revisions apart
 
@@ -24,21 +27,55 @@ class Rendered:
     format: str
     variables: tuple[str, ...]
     defaults: dict[str, str] = field(default_factory=dict)
+    # A/B: (name, weight, text) for each variant; then ``text`` is "".
+    variants: tuple[tuple[str, int, str], ...] = ()
+    source: str = SPEC_SOURCE  # "spec", or "schedule <at>" when an entry is in effect
+    descriptions: dict[str, str] = field(default_factory=dict)
 
     @property
     def metadata_json(self) -> str:
         """What the sidecar passes on to apps besides the text (canonical JSON)."""
-        return json.dumps(
-            {"variables": list(self.variables), "defaults": self.defaults, "format": self.format},
-            ensure_ascii=False,
-            sort_keys=True,
-            separators=(",", ":"),
-        )
+        data: dict[str, Any] = {
+            "variables": list(self.variables),
+            "defaults": self.defaults,
+            "format": self.format,
+        }
+        if self.variants:
+            data["variants"] = [{"name": n, "weight": w} for n, w, _ in self.variants]
+        return _canonical(data)
+
+    @property
+    def source_json(self) -> str:
+        """The revision's spec without its text: what a rollback puts back."""
+        data: dict[str, Any] = {
+            "key": self.key,
+            "format": self.format,
+            "variables": [
+                {
+                    "name": name,
+                    **(
+                        {"description": self.descriptions[name]}
+                        if name in self.descriptions
+                        else {}
+                    ),
+                    **({"default": self.defaults[name]} if name in self.defaults else {}),
+                }
+                for name in self.variables
+            ],
+            "source": self.source,
+        }
+        if self.variants:
+            data["variants"] = [{"name": n, "weight": w} for n, w, _ in self.variants]
+        return _canonical(data)
+
+    @property
+    def texts(self) -> tuple[str, ...]:
+        return tuple(t for _, _, t in self.variants) if self.variants else (self.text,)
 
     @property
     def revision(self) -> str:
         digest = hashlib.sha256()
-        for part in (self.key, self.format, self.metadata_json, self.text):
+        for part in (self.key, self.format, self.metadata_json, *self.texts):
             encoded = part.encode("utf-8")
             # Length-prefix each part so no two different inputs hash alike.
             digest.update(len(encoded).to_bytes(8, "big"))
@@ -48,15 +85,27 @@ class Rendered:
     @property
     def size(self) -> int:
         """Bytes the rendered prompt takes in a ConfigMap's data."""
-        return len(self.text.encode("utf-8")) + len(self.metadata_json.encode("utf-8"))
+        return sum(
+            len(part.encode("utf-8"))
+            for part in (*self.texts, self.metadata_json, self.source_json)
+        )
 
 
-def render(prompt: Prompt) -> Rendered:
-    """The text and metadata apps will read for ``prompt`` (no checks here)."""
+def _canonical(data: Any) -> str:
+    return json.dumps(data, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+def render(prompt: Prompt, now: datetime | None = None) -> Rendered:
+    """The text and metadata apps will read for ``prompt`` at ``now`` (default: the
+    current time; schedule entries whose time has passed apply). No checks here."""
+    content = content_at(prompt, now or datetime.now(timezone.utc))
     return Rendered(
         key=prompt.key,
-        text=prompt.template,
+        text=content.template,
         format=prompt.format,
         variables=prompt.declared,
         defaults=prompt.defaults,
+        variants=tuple((v.name, v.weight, v.template or "") for v in content.variants),
+        source=content.source,
+        descriptions={v.name: v.description for v in prompt.variables if v.description},
     )

@@ -63,6 +63,11 @@ def build_conditions(
     return result
 
 
+# Fields kept as they were unless ``extra`` sets them (None in ``extra`` removes one):
+# a failed edit must not lose the history, the delivery counts or the schedule.
+KEPT = ("delivery", "revisions", "variants", "activeSchedule", "nextActivation")
+
+
 def build_status(
     previous: Mapping[str, Any],
     *,
@@ -73,7 +78,8 @@ def build_status(
     now: str,
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The full status the operator wants; ``revision`` None keeps the last good one."""
+    """The full status the operator wants; ``revision`` None keeps the last good one,
+    and the fields in ``KEPT`` stay unless ``extra`` says otherwise."""
     status: dict[str, Any] = {
         "observedGeneration": generation,
         "conditions": build_conditions(
@@ -93,8 +99,14 @@ def build_status(
         status["key"] = key
     elif previous.get("key"):
         status["key"] = previous["key"]
-    if extra:
-        status.update(extra)
+    for name in KEPT:
+        if name in previous:
+            status[name] = previous[name]
+    for name, value in (extra or {}).items():
+        if value is None:
+            status.pop(name, None)
+        else:
+            status[name] = value
     return status
 
 

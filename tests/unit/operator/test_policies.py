@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from prompt_operator.configmap import DIGEST_ANNOTATION, build_configmap
+from prompt_operator.configmap import build_configmap, label_patch
 from prompt_operator.model import SpecError, parse_prompt
 from prompt_operator.policies import evaluate
 from prompt_operator.reconcile import key_owner
@@ -31,7 +31,9 @@ def body(template: Any = "Hi {name}", **spec: Any) -> dict[str, Any]:
 def test_same_spec_gives_same_revision_and_bytes() -> None:
     a, b = render(parse_prompt(body())), render(parse_prompt(body()))
     assert (a.revision, a.text) == (b.revision, b.text)
-    assert build_configmap(parse_prompt(body()), a) == build_configmap(parse_prompt(body()), b)
+    assert build_configmap(parse_prompt(body()), a, 1) == build_configmap(
+        parse_prompt(body()), b, 1
+    )
 
 
 @pytest.mark.parametrize(
@@ -119,21 +121,27 @@ def test_wrong_types_give_a_spec_error() -> None:
         parse_prompt(body(variables="x"))
 
 
-def test_configmap_carries_labels_owner_and_digest() -> None:
+def test_revision_configmap_is_immutable_named_by_hash_and_numbered() -> None:
     prompt = parse_prompt(body())
-    cm = build_configmap(prompt, render(prompt))
-    assert cm["metadata"]["name"] == "prompt-greeter"
-    assert cm["metadata"]["labels"] == {"team": "a", "prompts.dev/managed-by": "prompt-operator"}
+    rendered = render(prompt)
+    cm = build_configmap(prompt, rendered, 3)
+    assert cm["metadata"]["name"] == f"prompt-greeter-{rendered.revision}"
+    assert cm["immutable"] is True
+    assert cm["metadata"]["labels"] == {
+        "team": "a",
+        "prompts.dev/managed-by": "prompt-operator",
+        "prompts.dev/revision-number": "3",
+        "prompts.dev/prompt-uid": "u1",
+    }
     assert cm["metadata"]["ownerReferences"][0]["uid"] == "u1"
     assert cm["data"]["prompt"] == "Hi {name}"
-    assert len(cm["metadata"]["annotations"][DIGEST_ANNOTATION]) == 16
     relabelled = body()
     relabelled["metadata"]["labels"] = {"team": "b"}
-    other = build_configmap(parse_prompt(relabelled), render(parse_prompt(relabelled)))
-    assert (
-        other["metadata"]["annotations"][DIGEST_ANNOTATION]
-        != (cm["metadata"]["annotations"][DIGEST_ANNOTATION])
-    )
+    other = build_configmap(parse_prompt(relabelled), render(parse_prompt(relabelled)), 4)
+    assert label_patch(cm["metadata"]["labels"], other["metadata"]["labels"]) == {
+        "team": "b",
+        "prompts.dev/revision-number": "4",
+    }
 
 
 def test_unchanged_status_needs_no_patch_and_keeps_transition_time() -> None:

@@ -1,0 +1,188 @@
+"""Revision history: numbered records in the Prompt's status, and what changed.
+
+Every change of what apps read gets the next number; the record keeps the
+content hash (so going back to an earlier text shows as a new number with the
+old hash), the time, the source (spec or a schedule entry) and a one-line
+summary. The texts themselves live in the revision ConfigMaps, never in
+status. Pure functions only; the reconciler does the I/O.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from prompt_sidecar import wire
+
+from .render import Rendered
+
+# Line diffs of very large texts cost more than a summary is worth.
+MAX_DIFF_BYTES = 200_000
+
+
+@dataclass(frozen=True)
+class Record:
+    number: int
+    revision: str
+    time: str
+    source: str
+    summary: str
+
+    def to_status(self) -> dict[str, Any]:
+        return {
+            "number": self.number,
+            "revision": self.revision,
+            "time": self.time,
+            "source": self.source,
+            "summary": self.summary,
+        }
+
+
+def records_from(status: Mapping[str, Any]) -> list[Record]:
+    """The records in ``status.revisions`` (malformed entries are skipped)."""
+    records = []
+    for item in status.get("revisions") or []:
+        if not isinstance(item, Mapping) or not isinstance(item.get("number"), int):
+            continue
+        records.append(
+            Record(
+                number=item["number"],
+                revision=str(item.get("revision") or ""),
+                time=str(item.get("time") or ""),
+                source=str(item.get("source") or "spec"),
+                summary=str(item.get("summary") or ""),
+            )
+        )
+    return sorted(records, key=lambda r: r.number)
+
+
+def retained(records: Sequence[Record], new: Record | None, limit: int) -> list[Record]:
+    """``records`` plus ``new``, the newest ``limit`` of them."""
+    result = list(records) + ([new] if new is not None else [])
+    return result[-max(1, limit) :]
+
+
+def next_number(records: Iterable[Record], numbers_in_use: Iterable[int]) -> int:
+    return max([r.number for r in records] + list(numbers_in_use), default=0) + 1
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What apps read at one revision: enough to summarize and diff, nothing else."""
+
+    key: str
+    format: str
+    variables: tuple[str, ...]
+    texts: tuple[tuple[str, str], ...]  # (variant name or "", text)
+    weights: tuple[tuple[str, int], ...] = ()
+
+
+def snapshot_from_configmap(data: Mapping[str, str], key: str) -> Snapshot:
+    """The snapshot of a revision ConfigMap's data."""
+    source = _json(data.get(wire.SOURCE_DATA_KEY))
+    meta = _json(data.get(wire.METADATA_DATA_KEY))
+    weights = tuple(
+        (str(v.get("name")), int(v.get("weight") or 0))
+        for v in meta.get("variants") or []
+        if isinstance(v, Mapping)
+    )
+    if weights:
+        texts = tuple((name, data.get(wire.variant_data_key(name), "")) for name, _ in weights)
+    else:
+        texts = (("", data.get(wire.TEXT_DATA_KEY, "")),)
+    return Snapshot(
+        key=str(source.get("key") or key),
+        format=str(meta.get("format") or "python"),
+        variables=tuple(str(v) for v in meta.get("variables") or []),
+        texts=texts,
+        weights=weights,
+    )
+
+
+def _json(raw: str | None) -> dict[str, Any]:
+    try:
+        value = json.loads(raw or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _line_changes(old: str, new: str) -> tuple[int, int]:
+    if len(old) + len(new) > MAX_DIFF_BYTES:
+        return (-1, -1)
+    added = removed = 0
+    for line in difflib.unified_diff(old.splitlines(), new.splitlines(), lineterm="", n=0):
+        if line.startswith("+") and not line.startswith("+++"):
+            added += 1
+        elif line.startswith("-") and not line.startswith("---"):
+            removed += 1
+    return added, removed
+
+
+def summarize(old: Snapshot | None, new: Snapshot) -> str:
+    """One line saying what changed from ``old`` to ``new``."""
+    if old is None:
+        return "first revision"
+    parts: list[str] = []
+    if old.key != new.key:
+        parts.append(f"key {old.key!r} -> {new.key!r}")
+    if old.format != new.format:
+        parts.append(f"format {old.format} -> {new.format}")
+    added = [v for v in new.variables if v not in old.variables]
+    dropped = [v for v in old.variables if v not in new.variables]
+    if added:
+        parts.append("variables +" + ", +".join(added))
+    if dropped:
+        parts.append("variables -" + ", -".join(dropped))
+    if old.weights != new.weights:
+        before = "/".join(f"{n} {w}" for n, w in old.weights) or "one text"
+        after = "/".join(f"{n} {w}" for n, w in new.weights) or "one text"
+        parts.append(f"variants {before} -> {after}")
+    old_texts = dict(old.texts)
+    for name, text in new.texts:
+        previous = old_texts.get(name)
+        if previous is None or previous == text:
+            continue
+        plus, minus = _line_changes(previous, text)
+        where = f"variant {name}" if name else "text"
+        if plus < 0:
+            parts.append(f"{where} changed ({len(previous):,} -> {len(text):,} characters)")
+        else:
+            parts.append(f"{where} +{plus} -{minus} lines")
+    return "; ".join(parts) or "no change in what apps read"
+
+
+def unified_diff(old: Snapshot, new: Snapshot, old_label: str, new_label: str) -> str:
+    """A unified diff of two revisions' texts (every variant), for `prompt-operator diff`."""
+    out: list[str] = []
+    names = [n for n, _ in old.texts] + [n for n, _ in new.texts if n not in dict(old.texts)]
+    old_texts, new_texts = dict(old.texts), dict(new.texts)
+    for name in names:
+        suffix = f" (variant {name})" if name else ""
+        out.extend(
+            difflib.unified_diff(
+                old_texts.get(name, "").splitlines(keepends=True),
+                new_texts.get(name, "").splitlines(keepends=True),
+                fromfile=old_label + suffix,
+                tofile=new_label + suffix,
+            )
+        )
+    if old.weights != new.weights:
+        out.append(f"weights: {dict(old.weights)} -> {dict(new.weights)}\n")
+    if old.variables != new.variables:
+        out.append(f"variables: {list(old.variables)} -> {list(new.variables)}\n")
+    return "".join(line if line.endswith("\n") else line + "\n" for line in out)
+
+
+def snapshot_of(rendered: Rendered) -> Snapshot:
+    """The snapshot of what the operator is about to write."""
+    return Snapshot(
+        key=rendered.key,
+        format=rendered.format,
+        variables=rendered.variables,
+        texts=tuple((n, t) for n, _, t in rendered.variants) or (("", rendered.text),),
+        weights=tuple((n, w) for n, w, _ in rendered.variants),
+    )

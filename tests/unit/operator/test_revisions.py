@@ -1,0 +1,228 @@
+"""Pure parts of revisions, variants and schedules: no cluster, no I/O."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from prompt_operator import history
+from prompt_operator.delivery import variants_field
+from prompt_operator.model import PromptRef, SpecError, parse_prompt
+from prompt_operator.policies import evaluate
+from prompt_operator.render import render
+from prompt_operator.schedule import Scheduler, content_at, next_activation
+
+T0 = datetime(2026, 12, 24, 17, 0, tzinfo=timezone.utc)
+
+
+def body(**spec: Any) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "greeter", "namespace": "ns", "uid": "u1"},
+        "spec": {"template": "Hello", **spec},
+    }
+
+
+def ab(weights: tuple[int, int] = (50, 50)) -> dict[str, Any]:
+    b = body(
+        variants=[
+            {"name": "a", "weight": weights[0], "template": "A text"},
+            {"name": "b", "weight": weights[1], "template": "B text"},
+        ]
+    )
+    del b["spec"]["template"]
+    return b
+
+
+# -- schedule ------------------------------------------------------------------------
+
+
+def scheduled() -> dict[str, Any]:
+    return body(
+        schedule=[
+            {"at": "2026-12-24T19:00:00+01:00", "template": "Merry"},  # = T0 + 1 h
+            {"at": "2026-12-24T17:00:00Z", "template": "Eve"},  # = T0
+        ]
+    )
+
+
+def test_before_the_first_entry_the_spec_is_served() -> None:
+    prompt = parse_prompt(scheduled())
+    content = content_at(prompt, T0 - timedelta(seconds=1))
+    assert (content.template, content.source) == ("Hello", "spec")
+    assert next_activation(prompt, T0 - timedelta(seconds=1)) == T0
+
+
+def test_the_latest_passed_entry_is_served_whatever_the_order_or_zone() -> None:
+    prompt = parse_prompt(scheduled())
+    assert content_at(prompt, T0).template == "Eve"
+    later = T0 + timedelta(hours=1)
+    assert content_at(prompt, later).template == "Merry"
+    assert content_at(prompt, later).source == "schedule 2026-12-24T19:00:00+01:00"
+    assert next_activation(prompt, later) is None
+
+
+def test_a_scheduled_text_is_a_new_revision_and_back_to_spec_is_the_old_hash() -> None:
+    prompt = parse_prompt(scheduled())
+    before, during = render(prompt, T0 - timedelta(1)), render(prompt, T0)
+    assert before.revision != during.revision
+    assert render(parse_prompt(body()), T0).revision == before.revision
+
+
+def test_schedule_variants_take_missing_texts_from_spec_variants() -> None:
+    b = ab()
+    b["spec"]["schedule"] = [
+        {
+            "at": "2026-12-24T17:00:00Z",
+            "variants": [{"name": "a", "weight": 0}, {"name": "b", "weight": 1}],
+        }
+    ]
+    rendered = render(parse_prompt(b), T0)
+    assert rendered.variants == (("a", 0, "A text"), ("b", 1, "B text"))
+
+
+@pytest.mark.parametrize(
+    "at", ["2026-12-24T17:00:00", "2026-12-24 17:00:00Z", "tomorrow", "2026-13-01T00:00:00Z", ""]
+)
+def test_times_without_zone_or_not_rfc3339_are_refused(at: str) -> None:
+    with pytest.raises(SpecError, match="RFC 3339"):
+        parse_prompt(body(schedule=[{"at": at, "template": "x"}]))
+
+
+def test_the_same_instant_twice_is_refused_even_in_other_zones() -> None:
+    b = body(
+        schedule=[
+            {"at": "2026-12-24T18:00:00+01:00", "template": "x"},
+            {"at": "2026-12-24T17:00:00Z", "template": "y"},
+        ]
+    )
+    problem = evaluate(parse_prompt(b), render(parse_prompt(b), T0)).problem
+    assert problem is not None and problem.reason == "InvalidSchedule"
+
+
+def test_scheduled_templates_are_checked_before_their_time() -> None:
+    b = body(schedule=[{"at": "2030-01-01T00:00:00Z", "template": "Hi {who}"}])
+    problem = evaluate(parse_prompt(b), render(parse_prompt(b), T0)).problem
+    assert problem is not None and problem.reason == "UndeclaredVariable"
+    assert "spec.schedule[0]" in problem.message
+
+
+def test_scheduler_wakes_each_prompt_once_at_its_latest_time() -> None:
+    woken: list[PromptRef] = []
+    scheduler = Scheduler(woken.append, clock=lambda: T0)
+    a, b = PromptRef("ns", "a"), PromptRef("ns", "b")
+    scheduler.set(a, T0 + timedelta(seconds=5))
+    scheduler.set(a, T0 + timedelta(seconds=1))  # replaced: the 5 s timer is void
+    scheduler.set(b, T0 + timedelta(seconds=2))
+    scheduler.set(b, None)  # cancelled
+    assert scheduler.pop_due(T0) == []
+    assert scheduler.pop_due(T0 + timedelta(seconds=10)) == [a]
+    assert len(scheduler) == 0
+
+
+def test_scheduler_task_fires_without_polling() -> None:
+    async def scenario() -> list[PromptRef]:
+        woken: list[PromptRef] = []
+        scheduler = Scheduler(woken.append)
+        task = asyncio.get_running_loop().create_task(scheduler.run())
+        ref = PromptRef("ns", "p")
+        scheduler.set(ref, datetime.now(timezone.utc) + timedelta(milliseconds=50))
+        deadline = asyncio.get_running_loop().time() + 5
+        while not woken and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
+        task.cancel()
+        return woken
+
+    assert asyncio.run(scenario()) == [PromptRef("ns", "p")]
+
+
+# -- variants ------------------------------------------------------------------------
+
+
+def test_variants_render_each_text_and_weights_change_the_revision() -> None:
+    even, skewed = render(parse_prompt(ab())), render(parse_prompt(ab((90, 10))))
+    assert even.variants == (("a", 50, "A text"), ("b", 50, "B text"))
+    assert even.text == "" and even.revision != skewed.revision
+    assert '"variants":[{"name":"a","weight":50}' in even.metadata_json
+
+
+@pytest.mark.parametrize(
+    ("weights", "names", "fragment"),
+    [
+        ((0, 0), ("a", "b"), "every weight is 0"),
+        ((-1, 5), ("a", "b"), "weight -1"),
+        ((1, 1), ("a", "a"), "unique"),
+        ((1, 1), ("a", "B_x"), "lower-case"),
+    ],
+)
+def test_bad_variants_are_refused(
+    weights: tuple[int, int], names: tuple[str, str], fragment: str
+) -> None:
+    b = ab(weights)
+    for variant, name in zip(b["spec"]["variants"], names):
+        variant["name"] = name
+    prompt = parse_prompt(b)
+    problem = evaluate(prompt, render(prompt)).problem
+    assert problem is not None and problem.reason == "InvalidVariants"
+    assert fragment in problem.message
+
+
+def test_every_variant_passes_the_variable_checks() -> None:
+    b = ab()
+    b["spec"]["variants"][1]["template"] = "B {who}"
+    prompt = parse_prompt(b)
+    problem = evaluate(prompt, render(prompt)).problem
+    assert problem is not None and problem.reason == "UndeclaredVariable"
+    assert "spec.variants[1] (b)" in problem.message
+
+
+def test_variant_counts_follow_the_pods_and_the_weights() -> None:
+    pods = [f"app-{i}" for i in range(1000)]
+    counts = variants_field("greeter", (("a", 90, ""), ("b", 10, "")), pods)
+    assert counts is not None
+    assert {c["name"]: c["pods"] for c in counts}["b"] in range(70, 131)
+    assert variants_field("greeter", (), pods) is None
+
+
+# -- history -------------------------------------------------------------------------
+
+
+def record(n: int, rev: str) -> history.Record:
+    return history.Record(n, rev, "2026-11-23T00:00:00Z", "spec", "")
+
+
+def test_history_keeps_the_newest_up_to_the_limit() -> None:
+    records = [record(n, f"r{n}") for n in range(1, 11)]
+    kept = history.retained(records, record(11, "r1"), 10)
+    assert [r.number for r in kept] == list(range(2, 12))
+    assert history.next_number(kept, [14]) == 15
+
+
+def test_records_round_trip_through_status() -> None:
+    records = [record(1, "a"), record(2, "b")]
+    status = {"revisions": [r.to_status() for r in reversed(records)] + [{"bad": 1}]}
+    assert history.records_from(status) == records
+
+
+def test_summary_says_what_changed() -> None:
+    old = history.Snapshot("k", "python", ("a",), (("", "one\ntwo\n"),))
+    new = history.Snapshot("k", "python", ("a", "b"), (("", "one\n2\nthree\n"),))
+    assert history.summarize(old, new) == "variables +b; text +2 -1 lines"
+    assert history.summarize(None, new) == "first revision"
+    assert history.summarize(new, new) == "no change in what apps read"
+
+
+def test_unified_diff_of_two_revisions() -> None:
+    old = history.Snapshot("k", "python", (), (("", "one\ntwo\n"),))
+    new = history.Snapshot("k", "python", (), (("", "one\n2\n"),))
+    diff = history.unified_diff(old, new, "greeter#1", "greeter#2")
+    assert diff.splitlines() == [
+        "--- greeter#1",
+        "+++ greeter#2",
+        "@@ -1,2 +1,2 @@",
+        " one",
+        "-two",
+        "+2",
+    ]
