@@ -6,6 +6,7 @@ imported by the runner only when webhooks are on.
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Any
 
 import kopf
@@ -16,6 +17,7 @@ from .inject import INJECT_LABEL, InjectionConfig, injected
 from .model import SpecError, parse_prompt
 from .policies import evaluate
 from .render import render
+from .notices import admission_warnings
 
 
 def admission_problem(body: Any) -> str | None:
@@ -31,12 +33,13 @@ def admission_problem(body: Any) -> str | None:
 
 
 @kopf.on.validate(GROUP, VERSION, PLURAL, id="validate-prompt", operations=["CREATE", "UPDATE"])
-def validate_prompt(body: kopf.Body, **_: Any) -> None:
+def validate_prompt(body: kopf.Body, warnings: list[str], **_: Any) -> None:
     """Refuse at `kubectl apply` what would make the Prompt not Ready, with the same
     message its status would show."""
     problem = admission_problem(body)
     if problem is not None:
         raise kopf.AdmissionError(problem, code=422)
+    warnings.extend(admission_warnings(body, datetime.now(timezone.utc)))
 
 
 @kopf.on.mutate(

@@ -15,6 +15,9 @@ commands:
   run        run the operator (watches Prompts, writes ConfigMaps, signals sidecars)
   sidecar    run the sidecar beside an app (writes prompt files into a shared volume)
   validate   check Prompt manifests offline, for CI pipelines
+  history    list a Prompt's revisions (number, hash, time, source, summary)
+  diff       unified diff between two revisions of a Prompt
+  rollback   make an earlier revision current again (--to NUMBER)
   cluster    start, stop or inspect a local control plane for demos and tests
 
 `prompt-operator <command> --help` describes each command.
@@ -84,6 +87,10 @@ def main(argv: list[str] | None = None) -> int:
         from prompt_operator.runner import run as run_operator
 
         return run_operator(rest)
+    if command in ("history", "diff", "rollback"):
+        from prompt_operator.revisions_cli import run as run_revisions
+
+        return run_revisions(command, rest)
     if command == "validate":
         from prompt_operator.validate import main as run_validate
 

@@ -18,6 +18,7 @@ import re
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -30,6 +31,7 @@ from prompt_client.contract import key_problem
 from .model import SpecError, parse_prompt
 from .policies import evaluate
 from .render import render
+from .notices import admission_warnings
 
 GROUP = "prompts.dev"
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -180,6 +182,15 @@ def _rule_findings(doc: Document, prompt: str) -> list[Finding]:
             f"spec.template is larger than {MAX_TEMPLATE_BYTES:,} bytes in "
             "UTF-8; a ConfigMap holds at most 1 MiB. Split the prompt into several Prompts.",
         )
+    if ("template" in spec) == ("variants" in spec):
+        add(
+            ["spec"],
+            "set exactly one of spec.template (one text) or spec.variants (an A/B test)",
+        )
+    times = [e.get("at") for e in spec.get("schedule") or [] if isinstance(e, dict)]
+    for i, at in enumerate(times):
+        if at in times[:i]:
+            add(["spec", "schedule", i], "two schedule entries have the same time")
     names = [v.get("name") for v in spec.get("variables") or [] if isinstance(v, dict)]
     for i, item in enumerate(names):
         if item in names[:i]:
@@ -229,7 +240,11 @@ def check_document(doc: Document) -> list[Finding]:
                 f"{verdict.problem.reason}: {verdict.problem.message}",
             )
         ]
-    return [
+    past = [
+        Finding(doc.source, doc.line(["spec", "schedule"]), prompt, message, warning=True)
+        for message in admission_warnings(body, datetime.now(timezone.utc))
+    ]
+    return past + [
         Finding(
             doc.source,
             doc.line(["spec", "variables"]),

@@ -161,7 +161,7 @@ def test_bad_variants_are_refused(
     weights: tuple[int, int], names: tuple[str, str], fragment: str
 ) -> None:
     b = ab(weights)
-    for variant, name in zip(b["spec"]["variants"], names):
+    for variant, name in zip(b["spec"]["variants"], names, strict=True):
         variant["name"] = name
     prompt = parse_prompt(b)
     problem = evaluate(prompt, render(prompt)).problem
