@@ -410,11 +410,13 @@ def main(argv: list[str] | None = None) -> int:
             lambda: (
                 sha("after restart")
                 in {
-                    sha(
-                        api.request("GET", f"/api/v1/namespaces/{NS}/configmaps/prompt-p0")["data"][
-                            "prompt"
-                        ]
-                    )
+                    sha((cm.get("data") or {}).get("prompt", ""))
+                    for cm in api.request(
+                        "GET",
+                        f"/api/v1/namespaces/{NS}/configmaps"
+                        f"?labelSelector=prompts.dev/revision-number",
+                    )["items"]
+                    if (cm["metadata"].get("annotations") or {}).get("prompts.dev/prompt") == "p0"
                 }
             ),
             timeout=300,

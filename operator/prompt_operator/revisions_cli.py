@@ -173,22 +173,26 @@ def _snapshot(kubectl: Kubectl, name: str, record: history.Record) -> history.Sn
 
 
 def _parser(prog: str) -> argparse.ArgumentParser:
+    # kubectl style: the connection flags go anywhere (`history NAME -n team`).
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-n", "--namespace", help="the Prompt's namespace (default: kubectl's)")
+    common.add_argument("--context", help="kubeconfig context to use")
+    common.add_argument("--kubeconfig", help="kubeconfig file to use")
     parser = argparse.ArgumentParser(
         prog=prog,
         description="A Prompt's revisions: list them, diff two, roll back to one. "
         "Also works as `kubectl prompt ...` (installed as kubectl-prompt).",
     )
-    parser.add_argument("-n", "--namespace", help="the Prompt's namespace (default: kubectl's)")
-    parser.add_argument("--context", help="kubeconfig context to use")
-    parser.add_argument("--kubeconfig", help="kubeconfig file to use")
     sub = parser.add_subparsers(dest="command", required=True)
-    show = sub.add_parser("history", help="list the retained revisions of a Prompt")
+    show = sub.add_parser("history", parents=[common], help="list a Prompt's revisions")
     show.add_argument("name")
-    diff = sub.add_parser("diff", help="unified diff between two revisions")
+    diff = sub.add_parser("diff", parents=[common], help="unified diff between two revisions")
     diff.add_argument("name")
     diff.add_argument("rev1", type=int, help="revision number")
     diff.add_argument("rev2", type=int, nargs="?", help="revision number (default: current)")
-    back = sub.add_parser("rollback", help="make an earlier revision current again")
+    back = sub.add_parser(
+        "rollback", parents=[common], help="make an earlier revision current again"
+    )
     back.add_argument("name")
     back.add_argument("--to", type=int, required=True, dest="to", help="revision number")
     back.add_argument(

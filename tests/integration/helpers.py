@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from prompt_cluster.testing import kubectl, wait_for
+from prompt_sidecar import wire
 
 
 def apply(
@@ -63,8 +64,32 @@ def wait_prompt(
     return wait_for(settled, timeout=timeout, message=f"Prompt {namespace}/{name} ready={ready}")
 
 
+def revision_configmaps(kubeconfig: Path, namespace: str, prompt: str) -> list[dict[str, Any]]:
+    """The Prompt's revision ConfigMaps, by revision number (the last is current)."""
+    listed = json.loads(
+        kubectl(
+            kubeconfig,
+            "-n",
+            namespace,
+            "get",
+            "configmaps",
+            "-l",
+            f"{wire.MANAGED_BY_LABEL}={wire.MANAGED_BY_VALUE}",
+            "-o",
+            "json",
+        ).stdout
+    )
+    mine = [cm for cm in listed["items"] if wire.prompt_name_of(cm) == prompt]
+    return sorted(mine, key=wire.revision_number_of)
+
+
+def current_configmap(kubeconfig: Path, namespace: str, prompt: str) -> dict[str, Any] | None:
+    revisions = revision_configmaps(kubeconfig, namespace, prompt)
+    return revisions[-1] if revisions else None
+
+
 def configmap_text(kubeconfig: Path, namespace: str, prompt: str) -> str | None:
-    cm = get(kubeconfig, namespace, "configmap", f"prompt-{prompt}")
+    cm = current_configmap(kubeconfig, namespace, prompt)
     return None if cm is None else str(cm["data"]["prompt"])
 
 

@@ -16,7 +16,7 @@ import pytest
 
 from prompt_cluster.testing import SidecarProcess, kubectl, prompt_manifest, sidecar_role, wait_for
 
-from .helpers import apply, condition, get, wait_prompt
+from .helpers import apply, condition, configmap_text, get, wait_prompt
 
 pytestmark = pytest.mark.usefixtures("operator")
 
@@ -210,9 +210,7 @@ def test_paused_sidecar_heals_on_resync(
             apply(kubeconfig, prompt_manifest("p", f"edit {i}"), namespace)
         wait_prompt(kubeconfig, namespace, "p")
         wait_for(
-            lambda: (
-                get(kubeconfig, namespace, "configmap", "prompt-p")["data"]["prompt"] == "edit 2"
-            ),
+            lambda: configmap_text(kubeconfig, namespace, "p") == "edit 2",
             timeout=10,
         )
     finally:

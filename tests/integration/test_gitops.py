@@ -10,7 +10,7 @@ import pytest
 
 from prompt_cluster.testing import SidecarProcess, kubectl, sidecar_role, wait_for
 
-from .helpers import get, wait_prompt
+from .helpers import current_configmap, get, wait_prompt
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = ["support-agent", "invoice-extractor", "tool-schema"]
@@ -83,7 +83,7 @@ def test_pruning_from_git_removes_prompt_configmap_and_file(
             message="Prompt pruned",
         )
         wait_for(
-            lambda: get(kubeconfig, namespace, "configmap", "prompt-invoice-extractor") is None,
+            lambda: current_configmap(kubeconfig, namespace, "invoice-extractor") is None,
             timeout=30,
             message="ConfigMap removed",
         )

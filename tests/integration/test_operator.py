@@ -18,7 +18,15 @@ from prompt_cluster.testing import (
 )
 
 from .conftest import OPERATOR_USER
-from .helpers import apply, condition, configmap_text, events_for, get, wait_prompt
+from .helpers import (
+    apply,
+    condition,
+    configmap_text,
+    current_configmap,
+    events_for,
+    get,
+    wait_prompt,
+)
 
 pytestmark = pytest.mark.usefixtures("operator")
 
@@ -59,7 +67,7 @@ def test_prompt_text_reaches_configmap_byte_for_byte(
     apply(kubeconfig, prompt_manifest("greeter", text, variables=["name"]), namespace)
     obj = wait_prompt(kubeconfig, namespace, "greeter")
     assert configmap_text(kubeconfig, namespace, "greeter") == text
-    cm = get(kubeconfig, namespace, "configmap", "prompt-greeter")
+    cm = current_configmap(kubeconfig, namespace, "greeter")
     assert cm is not None
     assert cm["metadata"]["annotations"]["prompts.dev/revision"] == obj["status"]["revision"]
     assert cm["metadata"]["annotations"]["prompts.dev/key"] == "greeter"
@@ -162,7 +170,7 @@ def test_second_prompt_with_same_key_gets_key_conflict(kubeconfig: Path, namespa
     apply(kubeconfig, prompt_manifest("second", "two", key="shared"), namespace)
     second = wait_prompt(kubeconfig, namespace, "second", ready=False, reason="KeyConflict")
     assert "first" in condition(second, "Ready")["message"]  # type: ignore[index]
-    assert get(kubeconfig, namespace, "configmap", "prompt-second") is None
+    assert current_configmap(kubeconfig, namespace, "second") is None
     # When the owner goes, the other one takes the key over.
     kubectl(kubeconfig, "-n", namespace, "delete", "prompt", "first")
     wait_prompt(kubeconfig, namespace, "second")
@@ -176,7 +184,7 @@ def test_deleted_prompt_removes_configmap_and_recreate_works(
     wait_prompt(kubeconfig, namespace, "gone")
     kubectl(kubeconfig, "-n", namespace, "delete", "prompt", "gone", "--timeout=20s")
     wait_for(
-        lambda: get(kubeconfig, namespace, "configmap", "prompt-gone") is None,
+        lambda: current_configmap(kubeconfig, namespace, "gone") is None,
         timeout=30,
         message="ConfigMap removed",
     )
@@ -190,7 +198,9 @@ def test_deleted_prompt_removes_configmap_and_recreate_works(
 def test_configmap_deleted_by_hand_is_written_again(kubeconfig: Path, namespace: str) -> None:
     apply(kubeconfig, prompt_manifest("p", "keep me"), namespace)
     wait_prompt(kubeconfig, namespace, "p")
-    kubectl(kubeconfig, "-n", namespace, "delete", "configmap", "prompt-p")
+    cm = current_configmap(kubeconfig, namespace, "p")
+    assert cm is not None
+    kubectl(kubeconfig, "-n", namespace, "delete", "configmap", cm["metadata"]["name"])
     wait_for(
         lambda: configmap_text(kubeconfig, namespace, "p") == "keep me",
         timeout=30,
@@ -250,7 +260,8 @@ def test_reapplying_identical_manifest_writes_nothing(
     writes = [
         w
         for w in writes_in(audit_log, start, namespace)
-        if w["objectRef"].get("name") in ("p", "prompt-p")
+        if w["objectRef"].get("name") == "p"
+        or w["objectRef"].get("name", "").startswith("prompt-p-")
     ]
     assert writes == []
 
@@ -278,7 +289,7 @@ def test_operator_restart_writes_nothing(
     writes = [
         w
         for w in writes_in(audit_log, start)
-        if w["objectRef"].get("name") not in ("marker", "prompt-marker")
+        if not str(w["objectRef"].get("name", "")).startswith(("marker", "prompt-marker-"))
         and w["objectRef"].get("namespace") in live
     ]
     assert writes == [], [(w["verb"], w["objectRef"]) for w in writes]
@@ -355,7 +366,7 @@ def test_operator_limited_to_one_namespace_touches_nothing_elsewhere(
     wait_prompt(kubeconfig, watched, "p")
     settle_audit(audit_log)
     assert (get(kubeconfig, other, "prompt", "p") or {}).get("status") is None
-    assert get(kubeconfig, other, "configmap", "prompt-p") is None
+    assert current_configmap(kubeconfig, other, "p") is None
     elsewhere = [
         w
         for w in writes_in(audit_log, start)

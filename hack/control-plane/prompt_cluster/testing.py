@@ -302,8 +302,9 @@ def prompt_manifest(
     key: str | None = None,
     fmt: str | None = None,
     labels: Mapping[str, str] | None = None,
+    spec_extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    spec: dict[str, Any] = {"template": template}
+    spec: dict[str, Any] = {"template": template, **(spec_extra or {})}
     if variables:
         spec["variables"] = [{"name": v} if isinstance(v, str) else dict(v) for v in variables]
     if key is not None:
