@@ -226,3 +226,54 @@ def test_unified_diff_of_two_revisions() -> None:
         "-two",
         "+2",
     ]
+
+
+# -- the CLI's pure parts ------------------------------------------------------------
+
+
+def test_rollback_patch_restores_text_variables_and_drops_passed_schedule_entries() -> None:
+    from prompt_operator.configmap import configmap_data
+    from prompt_operator.revisions_cli import rollback_patch
+
+    old = body(template="Hi {name}\r\n", variables=[{"name": "name", "default": "you"}])
+    rendered = render(parse_prompt(old), T0)
+    current = ab()
+    current["spec"]["schedule"] = [
+        {"at": "2026-12-24T16:00:00Z", "template": "passed"},
+        {"at": "2026-12-24T18:00:00Z", "template": "future"},
+    ]
+    patch = rollback_patch(current, configmap_data(rendered), T0)
+    restored = {**current["spec"], **patch["spec"]}
+    restored = {k: v for k, v in restored.items() if v is not None}
+    assert [e["template"] for e in restored["schedule"]] == ["future"]
+    again = dict(current, spec=restored)
+    assert render(parse_prompt(again), T0).revision == rendered.revision
+
+
+def test_rollback_patch_of_variants_brings_every_text_back() -> None:
+    from prompt_operator.configmap import configmap_data
+    from prompt_operator.revisions_cli import rollback_patch
+
+    rendered = render(parse_prompt(ab((90, 10))), T0)
+    patch = rollback_patch(body(), configmap_data(rendered), T0)
+    spec = {k: v for k, v in {**body()["spec"], **patch["spec"]}.items() if v is not None}
+    assert render(parse_prompt(dict(body(), spec=spec)), T0).revision == rendered.revision
+
+
+def test_history_table_marks_the_current_revision_and_gitops_owners_are_named() -> None:
+    from prompt_operator.revisions_cli import gitops_owner, history_table
+
+    status = {
+        "revision": "r2",
+        "revisions": [record(1, "r1").to_status(), record(2, "r2").to_status()],
+    }
+    lines = history_table("p", status).splitlines()
+    assert lines[0].split() == ["REVISION", "HASH", "TIME", "SOURCE", "SUMMARY"]
+    assert lines[2].startswith("2 (current)")
+    assert "no revisions yet" in history_table("p", {})
+    marked = {"metadata": {"annotations": {"argocd.argoproj.io/tracking-id": "x"}}}
+    assert gitops_owner(marked) == "Argo CD"
+    assert (
+        gitops_owner({"metadata": {"labels": {"app.kubernetes.io/managed-by": "Helm"}}}) == "Helm"
+    )
+    assert gitops_owner({"metadata": {}}) is None
