@@ -103,6 +103,32 @@ def test_bad_prompt_is_refused_at_apply_with_the_status_message(
     kubectl(kubeconfig, "apply", "-f", "-", input=json.dumps(good))
 
 
+def test_schedule_admission_refuses_the_same_instant_and_warns_about_the_past(
+    kubeconfig: Path, admitted: str
+) -> None:
+    same_instant = prompt_manifest(
+        "twice",
+        "now",
+        namespace=admitted,
+        spec_extra={
+            "schedule": [
+                {"at": "2030-01-01T01:00:00+01:00", "template": "x"},
+                {"at": "2030-01-01T00:00:00Z", "template": "y"},
+            ]
+        },
+    )
+    refused = kubectl(kubeconfig, "apply", "-f", "-", input=json.dumps(same_instant), check=False)
+    assert refused.returncode != 0 and "InvalidSchedule" in refused.stderr, refused.stderr
+    past = prompt_manifest(
+        "past",
+        "now",
+        namespace=admitted,
+        spec_extra={"schedule": [{"at": "2020-01-01T00:00:00Z", "template": "old"}]},
+    )
+    accepted = kubectl(kubeconfig, "apply", "-f", "-", input=json.dumps(past))
+    assert "Warning: spec.schedule entry 2020-01-01T00:00:00Z is in the past" in accepted.stderr
+
+
 def test_labelled_pod_is_injected_with_the_sidecar(kubeconfig: Path, admitted: str) -> None:
     manifest = pod_manifest(
         admitted,
