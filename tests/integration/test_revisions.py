@@ -81,6 +81,22 @@ def test_edits_make_numbered_revisions_and_going_back_is_a_new_number(
     table = cli(kubeconfig, namespace, "history", "p")
     assert table.returncode == 0, table.stderr
     assert "3 (current)" in table.stdout and a in table.stdout
+    # The same as a kubectl plugin: kubectl finds kubectl-prompt on PATH.
+    venv_bin = str(Path(tool("prompt-operator")).parent)
+    plugin = subprocess.run(
+        [tool("kubectl"), "prompt", "history", "p", "-n", namespace],
+        env={
+            **os.environ,
+            "PATH": venv_bin + os.pathsep + os.environ.get("PATH", ""),
+            "KUBECONFIG": str(kubeconfig),
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert plugin.returncode == 0, plugin.stderr
+    assert plugin.stdout == table.stdout
 
 
 def test_history_limit_prunes_old_revisions_and_an_edit_stays_in_budget(
