@@ -142,6 +142,37 @@ def main() -> int:
                 f"{BOLD}    the app had the new text {latency:.0f} ms "
                 f"after kubectl apply returned{RESET}"
             )
+        step("Every edit is a numbered revision; roll back to the first one")
+        cli = [str(Path(sys.executable).parent / "prompt-operator")]
+        connection = ["--kubeconfig", str(kubeconfig), "-n", "default"]
+
+        def run_cli(*args: str) -> str:
+            done = subprocess.run(
+                [*cli, *args, *connection], capture_output=True, text=True, check=True
+            )
+            return done.stdout
+
+        wait_for(
+            lambda: "3 (current)" in run_cli("history", "support-agent"),
+            timeout=10,
+            message="three revisions in the history",
+        )
+        show("prompt-operator history support-agent", run_cli("history", "support-agent"))
+        show("prompt-operator diff support-agent 2 3", run_cli("diff", "support-agent", "2", "3"))
+        seen = len(lines)
+        show(
+            "prompt-operator rollback support-agent --to 1",
+            run_cli("rollback", "support-agent", "--to", "1"),
+        )
+        applied = time.time()
+        line = wait_for(
+            lambda: next((x for x in lines[seen:] if "edition]" not in x), None),
+            timeout=10,
+            interval=0.002,
+            message="the app to print the original prompt",
+        )
+        latency = (float(line.split()[0]) - applied) * 1000
+        print(f"{BOLD}    the app had the original text back {latency:.0f} ms later{RESET}")
         wait_for(
             lambda: kubectl(kubeconfig, "get", "prompts").stdout.count("1/1") == 3,
             timeout=30,
