@@ -15,9 +15,9 @@ from .config import OperatorConfig
 from .handlers import GROUP, PLURAL, VERSION
 from .inject import INJECT_LABEL, InjectionConfig, injected
 from .model import SpecError, parse_prompt
+from .notices import admission_warnings
 from .policies import evaluate
 from .render import render
-from .notices import admission_warnings
 
 
 def admission_problem(body: Any) -> str | None:

@@ -12,6 +12,7 @@ re-applied manifest costs none.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -474,6 +475,11 @@ class Reconciler:
                 source=rendered.source,
                 summary=history.summarize(previous, history.snapshot_of(rendered)),
             )
+            earlier = [r.number for r in records if r.revision == rendered.revision]
+            if earlier:
+                new = dataclasses.replace(
+                    new, summary=f"same as revision {earlier[-1]}; {new.summary}"
+                )
         kept = history.retained(records, new, prompt.history_limit)
         # Labels: the current revision carries its number; every retained one carries
         # the Prompt's labels (a pod selector must never pick an old revision).

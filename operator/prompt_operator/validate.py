@@ -29,9 +29,9 @@ import yaml
 from prompt_client.contract import key_problem
 
 from .model import SpecError, parse_prompt
+from .notices import admission_warnings
 from .policies import evaluate
 from .render import render
-from .notices import admission_warnings
 
 GROUP = "prompts.dev"
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")

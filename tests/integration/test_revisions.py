@@ -74,6 +74,7 @@ def test_edits_make_numbered_revisions_and_going_back_is_a_new_number(
     assert [(r["number"], r["revision"]) for r in records] == [(1, a), (2, b), (3, a)]
     assert records[0]["summary"] == "first revision"
     assert records[1]["summary"] == "text +1 -0 lines"
+    assert records[2]["summary"] == "same as revision 1; text +0 -1 lines"
     # Two texts, two immutable ConfigMaps: revision 3 raised A's number, no copy.
     cms = revision_configmaps(kubeconfig, namespace, "p")
     assert [cm["metadata"]["labels"]["prompts.dev/revision-number"] for cm in cms] == ["2", "3"]
