@@ -66,7 +66,14 @@ def serve(config: SidecarConfig) -> int:
         logger.error("cannot use the Kubernetes credentials: %s", exc)
         return 2
     files = PromptFiles(config.directory, config.ext)
-    syncer = Syncer(client, files, config.namespace, config.selector, resync_seconds=config.resync)
+    syncer = Syncer(
+        client,
+        files,
+        config.namespace,
+        config.selector,
+        pod=config.pod,
+        resync_seconds=config.resync,
+    )
     try:
         server = SidecarServer((config.address, config.port), syncer, config.pod)
     except OSError as exc:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from prompt_client.contract import PromptMeta, key_problem, text_sha256
+from prompt_client.contract import PromptMeta, choose_variant, key_problem, text_sha256
 
 from . import wire
 from .files import FileWriteError, PromptFiles
@@ -37,23 +37,61 @@ LIST_THRESHOLD = 4
 
 @dataclass(frozen=True, slots=True)
 class Desired:
-    """One prompt as a ConfigMap says it should be on disk."""
+    """One prompt as a revision ConfigMap says this pod should have it on disk."""
 
     prompt: str
     key: str
     revision: str
-    text: bytes
+    text: bytes  # this pod's variant's text when the revision has variants
     created: str = ""
     variables: tuple[str, ...] = ()
     defaults: dict[str, str] = field(default_factory=dict)
     format: str = "python"
+    number: int = 0  # the revision number: the highest of a Prompt's ConfigMaps is current
+    variant: str | None = None
+    variants: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> weight, text
+
+    def without_text(self) -> Desired:
+        """The same decision without the bytes, to remember during a long list."""
+        return dataclasses.replace(self, text=b"", variants={})
 
 
-def desired_from_configmap(cm: Mapping[str, Any], selector: Selector) -> Desired | str:
-    """The prompt a ConfigMap carries, or why this pod must not use it."""
+def _metadata(cm: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The ConfigMap's metadata.json as a dict, or None when it is unreadable."""
+    try:
+        extra = json.loads((cm.get("data") or {}).get(wire.METADATA_DATA_KEY) or "{}")
+    except ValueError:
+        return None
+    return extra if isinstance(extra, dict) else None
+
+
+def variant_texts(data: Mapping[str, Any], listed: Any) -> dict[str, dict[str, Any]] | str:
+    """Every variant as name -> {"weight", "text"}, or why the ConfigMap's variants are unusable."""
+    if not isinstance(listed, list):
+        return "its variants are not a list"
+    variants: dict[str, dict[str, Any]] = {}
+    for entry in listed:
+        name = entry.get("name") if isinstance(entry, dict) else None
+        weight = entry.get("weight") if isinstance(entry, dict) else None
+        text = data.get(wire.variant_data_key(name)) if isinstance(name, str) else None
+        if not isinstance(name, str) or not isinstance(weight, int) or not isinstance(text, str):
+            return f"variant {name!r} lacks a weight or a text"
+        variants[name] = {"weight": weight, "text": text}
+    return variants
+
+
+def desired_from_configmap(
+    cm: Mapping[str, Any], selector: Selector, pod: str = ""
+) -> Desired | str:
+    """The prompt a ConfigMap carries for pod ``pod``, or why this pod must not use it.
+
+    With variants, ``pod`` (the pod's name, which a container restart keeps)
+    chooses the variant: the same choice the operator counts in the Prompt's status.
+    """
     meta = cm.get("metadata") or {}
     labels = meta.get("labels") or {}
     annotations = meta.get("annotations") or {}
+    data = cm.get("data") or {}
     if labels.get(wire.MANAGED_BY_LABEL) != wire.MANAGED_BY_VALUE:
         return "not written by prompt-operator"
     if not selector.matches(labels):
@@ -63,39 +101,58 @@ def desired_from_configmap(cm: Mapping[str, Any], selector: Selector) -> Desired
         annotations.get(wire.REVISION_ANNOTATION),
     )
     key = annotations.get(wire.KEY_ANNOTATION)
-    text = (cm.get("data") or {}).get(wire.TEXT_DATA_KEY)
-    if not all(isinstance(v, str) and v for v in (prompt, revision, key)) or not isinstance(
-        text, str
-    ):
-        return "missing prompt, revision, key or text"
+    if not all(isinstance(v, str) and v for v in (prompt, revision, key)):
+        return "missing prompt, revision or key"
     assert isinstance(prompt, str) and isinstance(revision, str) and isinstance(key, str)
     problem = key_problem(key)
     if problem:
         return f"key {key!r} cannot name a file: {problem}"
-    variables: tuple[str, ...] = ()
-    defaults: dict[str, str] = {}
-    fmt = "python"
-    try:
-        extra = json.loads((cm.get("data") or {}).get(wire.METADATA_DATA_KEY) or "{}")
-        variables = tuple(str(v) for v in extra.get("variables") or ())
-        defaults = {str(k): str(v) for k, v in (extra.get("defaults") or {}).items()}
-        fmt = str(extra.get("format") or "python")
-    except (ValueError, AttributeError, TypeError):
+    extra = _metadata(cm)
+    if extra is None:
         logger.warning(
             "ConfigMap %s: unreadable %s; serving the text without it",
             meta.get("name"),
             wire.METADATA_DATA_KEY,
         )
+        extra = {}
+    chosen: str | None = None
+    variants: dict[str, dict[str, Any]] = {}
+    if extra.get("variants"):
+        found = variant_texts(data, extra["variants"])
+        if isinstance(found, str):
+            return found
+        variants = found
+        chosen = choose_variant(pod, prompt, ((n, v["weight"]) for n, v in variants.items()))
+        if chosen is None:
+            return "no variant has a positive weight"
+        text = variants[chosen]["text"]
+    else:
+        text = data.get(wire.TEXT_DATA_KEY)
+        if not isinstance(text, str):
+            return "missing the text"
+    try:
+        variables = tuple(str(v) for v in extra.get("variables") or ())
+        defaults = {str(k): str(v) for k, v in (extra.get("defaults") or {}).items()}
+    except (AttributeError, TypeError):
+        variables, defaults = (), {}
     return Desired(
         prompt,
         key,
         revision,
         text.encode("utf-8"),
-        str(meta.get("creationTimestamp", "")),
-        variables,
-        defaults,
-        fmt,
+        created=str(meta.get("creationTimestamp", "")),
+        variables=variables,
+        defaults=defaults,
+        format=str(extra.get("format") or "python"),
+        number=wire.revision_number_of(cm),
+        variant=chosen,
+        variants=variants,
     )
+
+
+def newer(item: Desired, held: Desired | None) -> bool:
+    """True when ``item`` should replace ``held`` as its Prompt's current revision."""
+    return held is None or item.number > held.number
 
 
 def by_key(desired: Iterable[Desired]) -> tuple[dict[str, Desired], list[str]]:
@@ -141,26 +198,6 @@ def up_to_date(item: Desired, present: OnDisk, on_disk: set[str]) -> bool:
     return item.key in on_disk and present.get(item.key) == (item.prompt, item.revision)
 
 
-def stream_decision(
-    item: Desired, present: OnDisk, on_disk: set[str], claimed: Mapping[str, str]
-) -> str:
-    """During a full list: "skip" (already on disk), "write" now, or "defer".
-
-    An item is deferred (and read again after the list, if it wins) when its
-    key is on disk for another Prompt or was claimed earlier in this list: only
-    the complete list can tell which of two Prompts keeps a key, and writing
-    the loser first would show it to the app for a moment.
-    """
-    if up_to_date(item, present, on_disk):
-        return "skip"
-    holder = present.get(item.key)
-    if holder is not None and item.key in on_disk and holder[0] != item.prompt:
-        return "defer"
-    if claimed.get(item.key, item.prompt) != item.prompt:
-        return "defer"
-    return "write"
-
-
 def served_from(disk: OnDisk) -> dict[str, tuple[str, str]]:
     """Prompt -> (key, revision) from key -> (Prompt, revision)."""
     return {prompt: (key, rev) for key, (prompt, rev) in disk.items()}
@@ -195,22 +232,29 @@ class Action:
 
 
 def single_action(
-    name: str, result: Desired | str | None, served: Mapping[str, tuple[str, str]]
+    name: str,
+    result: Desired | str | None,
+    served: Mapping[str, tuple[str, str]],
+    numbers: Mapping[str, int],
 ) -> Action:
-    """Decide from one ConfigMap read by name (``None``: 404) what to do for ``name``.
+    """Decide from one revision ConfigMap read by name (``None``: 404) what to do.
 
-    ``served`` maps Prompt name to (key, revision) on disk. Anything that is not
-    a usable ConfigMap of this Prompt removes its file, if any, and nothing else:
-    so a forged signal for an unknown Prompt changes nothing.
+    ``served`` maps Prompt name to (key, revision) on disk, ``numbers`` to the
+    revision number on disk (absent: unknown). A revision older than the one
+    served is a late signal and changes nothing. A file is never removed on a
+    single read: a missing revision may only have been superseded and pruned,
+    so for a Prompt we serve only a full list decides. For a name we do not
+    serve, nothing happens: a forged signal costs one read and changes nothing.
     """
-    if result is None:
-        result = "its ConfigMap is gone"
-    elif isinstance(result, Desired) and result.prompt != name:
+    if isinstance(result, Desired) and result.prompt != name:
         result = f"the ConfigMap names Prompt {result.prompt}"
-    if isinstance(result, str):
+    if not isinstance(result, Desired):
+        reason = result or "that revision's ConfigMap is gone"
         if name in served:
-            return Action("remove", key=served[name][0], reason=result)
-        return Action("none", reason=result)
+            return Action("list", reason=reason)
+        return Action("none", reason=reason)
+    if numbers.get(name, 0) >= result.number > 0:
+        return Action("none", reason=f"revision {result.number} is not newer than the one served")
     holder = next((p for p, (k, _) in served.items() if k == result.key and p != name), None)
     if holder is not None:
         # Another Prompt serves this key: only a full view can say who keeps it.
@@ -282,6 +326,7 @@ class Syncer:
         namespace: str,
         selector: Selector,
         *,
+        pod: str = "",
         resync_seconds: float = 300.0,
         metrics: Metrics | None = None,
         # Enough for a busy team's edits (the benchmark sends 20 edits/s) while a
@@ -293,11 +338,13 @@ class Syncer:
         self._files = files
         self._namespace = namespace
         self._selector = selector
+        self._pod = pod
         self._resync = resync_seconds
         self.metrics = metrics or Metrics()
         self._bucket = TokenBucket(reads_per_second, burst, time.monotonic())
         self._cond = threading.Condition()
-        self._dirty: dict[str, float] = {}  # prompt -> when its first signal arrived
+        # prompt -> (when its first signal arrived, the latest revision signalled)
+        self._dirty: dict[str, tuple[float, str]] = {}
         self._requested = 0  # signal tickets handed out
         self._done = 0  # every ticket up to this one has been read
         self._stop = False
@@ -307,12 +354,13 @@ class Syncer:
         self._random = random.Random()
         self.health = Health()
         self.ready = threading.Event()
-        # prompt name -> (key, revision) of what is on disk; replaced, never
-        # mutated, outside the lock
         # key -> (Prompt, revision) of the files on disk, and its inverse; both
         # replaced (never mutated) under the lock, so readers may keep a reference.
         self._disk: dict[str, tuple[str, str]] = {}
         self.served: dict[str, tuple[str, str]] = {}
+        # Prompt -> revision number on disk, once a read told us (not kept in the
+        # files: after a restart the first full list fills it in).
+        self._numbers: dict[str, int] = {}
         self._thread = threading.Thread(target=self._run, name="syncer", daemon=True)
         self._label_selector = ",".join(
             filter(None, [f"{wire.MANAGED_BY_LABEL}={wire.MANAGED_BY_VALUE}", selector.text])
@@ -359,10 +407,12 @@ class Syncer:
         pairs = list(pairs)
         arrived = time.monotonic()
         with self._cond:
-            stale = stale_names(pairs, {n: rev for n, (_, rev) in self.served.items()})
+            stale = set(stale_names(pairs, {n: rev for n, (_, rev) in self.served.items()}))
             if stale:
-                for name in stale:
-                    self._dirty.setdefault(name, arrived)
+                for name, revision in pairs:
+                    if name in stale:
+                        first = self._dirty.get(name, (arrived, ""))[0]
+                        self._dirty[name] = (first, revision)
                 self._requested += 1
                 ticket = self._requested
                 self._cond.notify_all()
@@ -419,16 +469,16 @@ class Syncer:
             self._bucket.take(now, 1 if full else len(dirty))
         try:
             if full:
-                self._full_sync(dirty)
+                self._full_sync({name: arrived for name, (arrived, _) in dirty.items()})
             else:
-                for name, arrived in dirty.items():
-                    self._sync_one(name, arrived)
+                for name, (arrived, revision) in dirty.items():
+                    self._sync_one(name, revision, arrived)
                 self._succeeded()
         except Exception as exc:
             self._failed(exc)
             with self._cond:
-                for name, at in dirty.items():
-                    self._dirty.setdefault(name, at)
+                for name, entry in dirty.items():
+                    self._dirty.setdefault(name, entry)
             return True
         with self._cond:
             self._done = max(self._done, ticket)
@@ -468,85 +518,68 @@ class Syncer:
             self._full_sync_once(signalled or {})
 
     def _full_sync_once(self, signalled: Mapping[str, float]) -> None:
-        """List everything selected, write as pages arrive, then remove what is gone.
+        """List every revision selected, keep the highest per Prompt, then write and remove.
 
-        A page's text is written and dropped before the next page is read, so
-        memory does not grow with the total size of the prompts. Only after the
-        last page is the view complete: a failed or partial list removes nothing.
+        Nothing is written before the last page: a Prompt's current revision (and
+        which Prompt keeps a contested key) is only known from the complete list,
+        and writing an older revision first would show it to the app for a moment.
+        Only the text of revisions that must be written is held meanwhile, one per
+        Prompt. A failed or partial list writes and removes nothing.
         """
         with self._cond:
             present = self._disk
         on_disk = self._files.keys()
-        seen: list[Desired] = []  # every usable ConfigMap, without its text
-        claimed: dict[str, str] = {}  # key -> first Prompt seen with it
-        written: dict[str, str] = {}  # Prompt -> revision written in this pass
-        failed = 0
+        current: dict[str, Desired] = {}  # Prompt -> its highest revision so far
         self.metrics.inc("rereads_total")
         for page in self._client.list_configmaps(self._namespace, self._label_selector):
             for cm in page:
-                item = desired_from_configmap(cm, self._selector)
+                item = desired_from_configmap(cm, self._selector, self._pod)
                 if isinstance(item, str):
                     name = (cm.get("metadata") or {}).get("name")
                     logger.warning("skipping ConfigMap %s: %s", name, item)
-                    continue
-                if stream_decision(item, present, on_disk, claimed) == "write":
-                    try:
-                        self._write(item, signalled.get(item.prompt))
-                        written[item.prompt] = item.revision
-                    except FileWriteError:
-                        failed += 1
-                claimed.setdefault(item.key, item.prompt)
-                seen.append(dataclasses.replace(item, text=b""))
+                elif newer(item, current.get(item.prompt)):
+                    fresh = up_to_date(item, present, on_disk)
+                    current[item.prompt] = item.without_text() if fresh else item
             del page
-        wanted, warnings = by_key(seen)
+        wanted, warnings = by_key(current.values())
         for warning in warnings:
             logger.warning(warning)
         todo = plan(wanted, present, on_disk)
+        failed = 0
         for item in todo.writes:
-            if written.get(item.prompt) == item.revision:
-                continue
-            # Deferred while the key was someone else's: read the winner alone.
             try:
-                self._fetch_and_write(item, signalled.get(item.prompt))
+                self._write(item, signalled.get(item.prompt))
             except FileWriteError:
                 failed += 1
         for key in todo.removes:
             self._remove(key, present[key][0])
+        with self._cond:
+            self._numbers = {item.prompt: item.number for item in wanted.values()}
         if failed:
             raise SyncIncomplete(f"{failed} prompt files could not be written (see above)")
         self._full_due = time.monotonic() + self._resync
         self._succeeded()
 
-    def _fetch_and_write(self, winner: Desired, arrived: float | None) -> None:
-        """Read one ConfigMap the full list chose, and write it if it still says so."""
+    def _sync_one(self, name: str, revision: str, arrived: float) -> None:
+        """Read the one revision a signal names; an empty revision lists everything."""
+        if not revision:  # "no longer concerns you": only a full list can tell
+            self._full_sync({name: arrived})
+            return
         self.metrics.inc("rereads_total")
         try:
-            cm = self._client.get_configmap(self._namespace, wire.configmap_name(winner.prompt))
-        except NotFound:
-            return  # deleted since the list; the next sync removes its file
-        item = desired_from_configmap(cm, self._selector)
-        if isinstance(item, Desired) and (item.prompt, item.key) == (winner.prompt, winner.key):
-            self._write(item, arrived)
-
-    def _sync_one(self, name: str, arrived: float) -> None:
-        self.metrics.inc("rereads_total")
-        try:
-            cm = self._client.get_configmap(self._namespace, wire.configmap_name(name))
-            result: Desired | str | None = desired_from_configmap(cm, self._selector)
+            cm = self._client.get_configmap(self._namespace, wire.configmap_name(name, revision))
+            result: Desired | str | None = desired_from_configmap(cm, self._selector, self._pod)
         except NotFound:
             result = None
         with self._cond:
-            served = dict(self.served)
-        action = single_action(name, result, served)
-        if action.kind == "remove" and action.key is not None:
-            logger.info("removing prompt %s: %s", name, action.reason)
-            self._remove(action.key, name)
-        elif action.kind == "list":
+            served, numbers = dict(self.served), dict(self._numbers)
+        action = single_action(name, result, served, numbers)
+        if action.kind == "list":
             logger.info("prompt %s: %s; listing everything", name, action.reason)
             self._full_sync({name: arrived})
         elif action.kind == "write" and action.desired is not None:
             self._write(action.desired, arrived)
-        elif isinstance(result, str) and name not in served:
+        else:
             logger.debug("signal for prompt %s changes nothing: %s", name, action.reason)
 
     def _write(self, item: Desired, arrived: float | None) -> None:
@@ -562,6 +595,8 @@ class Syncer:
             variables=item.variables,
             defaults=item.defaults,
             format=item.format,
+            variant=item.variant,
+            variants=item.variants,
         )
         try:
             changed = self._files.write(meta, item.text)
@@ -571,6 +606,7 @@ class Syncer:
             raise
         with self._cond:
             self._set_disk({**self._disk, item.key: (item.prompt, item.revision)})
+            self._numbers = {**self._numbers, item.prompt: item.number}
         if previous is not None and previous[0] != item.key:
             # The Prompt's key changed: drop its old file, unless another Prompt has it now.
             old = self._files.current(previous[0])
@@ -595,3 +631,4 @@ class Syncer:
             logger.info("removed %s%s (prompt %s)", key, self._files.ext, prompt)
         with self._cond:
             self._set_disk({k: v for k, v in self._disk.items() if k != key})
+            self._numbers = {p: n for p, n in self._numbers.items() if p in self.served}

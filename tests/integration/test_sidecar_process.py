@@ -41,15 +41,20 @@ def configmap(
     key: str | None = None,
     labels: dict[str, str] | None = None,
     managed: bool = True,
+    number: int | None = None,
 ) -> dict[str, Any]:
+    """Revision ``revision`` of ``prompt`` as the operator writes it; "rN" is number N."""
     all_labels = dict(labels or {})
     if managed:
         all_labels[wire.MANAGED_BY_LABEL] = wire.MANAGED_BY_VALUE
+    if number is None:
+        number = int(revision[1:]) if revision[1:].isdigit() else 1
+    all_labels[wire.REVISION_NUMBER_LABEL] = str(number)
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": {
-            "name": wire.configmap_name(prompt),
+            "name": wire.configmap_name(prompt, revision),
             "namespace": namespace,
             "labels": all_labels,
             "annotations": {
@@ -213,7 +218,8 @@ def test_signal_updates_the_file_and_answers_with_what_is_served(
     assert status == 200 and answer["pod"] == "app"
     wait_for(lambda: app.file("greeting") == b"Hello v2", timeout=10, message="updated file")
     assert post(app, wire.encode_signal([("greeting", "r2")]))[1]["served"] == {"greeting": "r2"}
-    kubectl(kubeconfig, "-n", namespace, "delete", "configmap", wire.configmap_name("greeting"))
+    gone = [wire.configmap_name("greeting", rev) for rev in ("r1", "r2")]
+    kubectl(kubeconfig, "-n", namespace, "delete", "configmap", *gone)
     post(app, wire.encode_signal([("greeting", "")]))
     wait_for(lambda: app.file("greeting") is None, timeout=10, message="removed file")
 
@@ -254,7 +260,7 @@ def test_api_server_unreachable_keeps_files_degrades_and_heals(
         relay.cut()  # the API server is gone for this sidecar
         wait_for(lambda: app.health()["status"] == "degraded", timeout=20, message="degraded")
         apply(kubeconfig, configmap(namespace, "p", "edited meanwhile", "r2"))
-        kubectl(kubeconfig, "-n", namespace, "delete", "configmap", wire.configmap_name("p"))
+        kubectl(kubeconfig, "-n", namespace, "delete", "configmap", wire.configmap_name("p", "r1"))
         status, answer = post(app, wire.encode_signal([("p", "")]))
         assert (status, answer["served"]) == (200, {"p": "r1"})  # never removed on a failure
         assert app.file("p") == b"kept" and app.ready()

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from prompt_client.contract import choose_variant, read_meta
 from prompt_sidecar import wire
 from prompt_sidecar.config import ConfigError, parse_config
 from prompt_sidecar.files import PromptFiles
@@ -27,9 +28,9 @@ from prompt_sidecar.sync import (
     Syncer,
     TokenBucket,
     backoff_delay,
+    newer,
     single_action,
     stale_names,
-    stream_decision,
     use_list,
 )
 
@@ -155,8 +156,8 @@ def test_selector_corner_cases(text: str, labels: dict[str, str], expected: bool
 # -- pure decisions -----------------------------------------------------------------
 
 
-def desired(prompt: str, key: str | None = None, revision: str = "r1") -> Desired:
-    return Desired(prompt, key or prompt, revision, b"text", "2026-01-01T00:00:00Z")
+def desired(prompt: str, key: str | None = None, revision: str = "r1", number: int = 1) -> Desired:
+    return Desired(prompt, key or prompt, revision, b"text", "2026-01-01T00:00:00Z", number=number)
 
 
 def test_only_pairs_with_another_revision_cost_a_read() -> None:
@@ -172,28 +173,30 @@ def test_many_dirty_prompts_or_a_due_resync_use_one_list() -> None:
     assert not use_list(4, False) and use_list(5, False) and use_list(1, True)
 
 
-def test_single_read_decides_write_remove_or_nothing() -> None:
+def test_single_read_decides_write_list_or_nothing() -> None:
     served = {"a": ("a", "r1"), "b": ("kb", "r1")}
-    assert single_action("a", desired("a", revision="r2"), served).kind == "write"
-    assert single_action("a", None, served) == single_action("a", "its ConfigMap is gone", served)
-    assert single_action("a", None, served).kind == "remove"
-    assert single_action("b", "not selected", served).key == "kb"
-    assert single_action("zz", None, served).kind == "none"  # forged: changes nothing
-    assert single_action("zz", "not selected", served).kind == "none"
+    numbers = {"a": 1, "b": 1}
+    assert single_action("a", desired("a", "a", "r2", 2), served, numbers).kind == "write"
+    # A missing or unusable revision never removes a file on its own: it may
+    # only have been superseded and pruned, so a full list decides.
+    assert single_action("a", None, served, numbers).kind == "list"
+    assert single_action("b", "not selected", served, numbers).kind == "list"
+    assert single_action("zz", None, served, numbers).kind == "none"  # forged: changes nothing
+    assert single_action("zz", "not selected", served, numbers).kind == "none"
     # The ConfigMap names another Prompt (a hash-shortened name collision): not ours.
-    assert single_action("a", desired("other"), served).kind == "remove"
+    assert single_action("zz", desired("other"), served, numbers).kind == "none"
+    # A late signal for an older revision changes nothing.
+    assert single_action("a", desired("a", "a", "r0", 1), served, numbers).kind == "none"
+    # After a restart the numbers are unknown until the first list: any revision is newer.
+    assert single_action("a", desired("a", "a", "r0", 1), served, {}).kind == "write"
     # Another Prompt serves the key: only a full list may decide.
-    assert single_action("c", desired("c", key="kb"), served).kind == "list"
+    assert single_action("c", desired("c", key="kb"), served, numbers).kind == "list"
 
 
-def test_full_list_defers_a_key_someone_else_holds() -> None:
-    present = {"k": ("old", "r1")}
-    on_disk = {"k"}
-    assert stream_decision(desired("old", "k"), present, on_disk, {}) == "skip"
-    assert stream_decision(desired("old", "k", "r2"), present, on_disk, {}) == "write"
-    assert stream_decision(desired("new", "k"), present, on_disk, {}) == "defer"
-    assert stream_decision(desired("x", "j"), present, on_disk, {"j": "y"}) == "defer"
-    assert stream_decision(desired("old", "k"), present, set(), {}) == "write"  # file deleted
+def test_the_highest_revision_number_is_current() -> None:
+    assert newer(desired("a", number=2), None)
+    assert newer(desired("a", number=3), desired("a", number=2))
+    assert not newer(desired("a", number=2), desired("a", number=3))
 
 
 def test_backoff_grows_is_capped_and_jittered() -> None:
@@ -215,13 +218,25 @@ def test_token_bucket_allows_a_burst_then_the_rate() -> None:
 
 
 def configmap(
-    name: str, text: str, revision: str = "r1", key: str | None = None, **labels: str
+    name: str,
+    text: str,
+    revision: str = "r1",
+    key: str | None = None,
+    number: int | None = None,
+    **labels: str,
 ) -> dict[str, Any]:
+    """Revision ``revision`` of Prompt ``name``; revision "rN" is number N+1 unless given."""
+    if number is None:
+        number = int(revision[1:]) + 1 if revision[1:].isdigit() else 1
     return {
         "metadata": {
-            "name": wire.configmap_name(name),
+            "name": wire.configmap_name(name, revision),
             "creationTimestamp": "2026-01-01T00:00:00Z",
-            "labels": {wire.MANAGED_BY_LABEL: wire.MANAGED_BY_VALUE, **labels},
+            "labels": {
+                wire.MANAGED_BY_LABEL: wire.MANAGED_BY_VALUE,
+                wire.REVISION_NUMBER_LABEL: str(number),
+                **labels,
+            },
             "annotations": {
                 wire.PROMPT_ANNOTATION: name,
                 wire.REVISION_ANNOTATION: revision,
@@ -331,7 +346,7 @@ def test_signal_updates_the_file_and_answers_with_the_new_revision(
     api.put(configmap("p", "two", "r2"))
     assert syncer.signal([("p", "r2")]) == {"p": "r2"}
     assert read(tmp_path, "p") == b"two"
-    assert api.gets == [wire.configmap_name("p")]
+    assert api.gets == [wire.configmap_name("p", "r2")]
     assert syncer.metrics.value("files_written_total") == 2
 
 
@@ -397,10 +412,99 @@ def test_deleted_or_unselected_configmap_removes_its_file(
     api.put(configmap("moved", "y", team="a"))
     syncer = make_syncer("team=a")
     assert syncer.ready.wait(5)
-    del api.objects[wire.configmap_name("gone")]
+    del api.objects[wire.configmap_name("gone", "r1")]
     api.put(configmap("moved", "y", team="b"))
     assert syncer.signal([("gone", ""), ("moved", "")]) == {"gone": None, "moved": None}
     assert read(tmp_path, "gone") is None and read(tmp_path, "moved") is None
+
+
+def test_the_highest_numbered_revision_is_served_whatever_the_list_order(
+    api: FakeApi, make_syncer: Callable[..., Syncer], tmp_path: Path
+) -> None:
+    api.put(configmap("p", "current", "r-b", number=7))  # listed first
+    api.put(configmap("p", "older", "r-a", number=3))
+    api.put(configmap("p", "oldest", "r-c", number=1))
+    syncer = make_syncer()
+    assert syncer.ready.wait(5)
+    assert read(tmp_path, "p") == b"current"
+    assert syncer.revisions() == {"p": "r-b"}
+    assert syncer.metrics.value("files_written_total") == 1  # no older text shown first
+
+
+def test_a_late_signal_for_an_older_revision_changes_nothing(
+    api: FakeApi, make_syncer: Callable[..., Syncer], tmp_path: Path
+) -> None:
+    api.put(configmap("p", "old", "r1"))
+    api.put(configmap("p", "new", "r2"))
+    syncer = make_syncer()
+    assert syncer.ready.wait(5)
+    assert syncer.signal([("p", "r1")]) == {"p": "r2"}
+    assert read(tmp_path, "p") == b"new"
+
+
+def test_rollback_raises_an_old_revision_and_the_signal_serves_it(
+    api: FakeApi, make_syncer: Callable[..., Syncer], tmp_path: Path
+) -> None:
+    api.put(configmap("p", "A", "ra", number=1))
+    api.put(configmap("p", "B", "rb", number=2))
+    syncer = make_syncer()
+    assert syncer.ready.wait(5)
+    api.put(configmap("p", "A", "ra", number=3))  # the operator relabels revision A
+    assert syncer.signal([("p", "ra")]) == {"p": "ra"}
+    assert read(tmp_path, "p") == b"A"
+    assert api.lists == 1  # one get, no list
+
+
+def test_a_pruned_revision_never_drops_the_file_on_a_get_alone(
+    api: FakeApi, make_syncer: Callable[..., Syncer], tmp_path: Path
+) -> None:
+    api.put(configmap("p", "one", "r1"))
+    syncer = make_syncer()
+    assert syncer.ready.wait(5)
+    # Two quick edits: r2 is pruned before this sidecar reads it, r3 is current.
+    api.put(configmap("p", "three", "r3"))
+    assert syncer.signal([("p", "r2")]) == {"p": "r3"}
+    assert read(tmp_path, "p") == b"three"
+    assert api.gets == [wire.configmap_name("p", "r2")] and api.lists == 2
+
+
+def variant_configmap(name: str, revision: str, weights: dict[str, int]) -> dict[str, Any]:
+    cm = configmap(name, "", revision)
+    cm["data"] = {
+        wire.METADATA_DATA_KEY: json.dumps(
+            {"variants": [{"name": n, "weight": w} for n, w in weights.items()]}
+        ),
+        **{wire.variant_data_key(n): f"text of {n}" for n in weights},
+    }
+    return cm
+
+
+@pytest.mark.parametrize("pod", ["app-1", "app-2", "app-3", "app-4"])
+def test_each_pod_serves_the_variant_its_name_chooses(
+    api: FakeApi, make_syncer: Callable[..., Syncer], tmp_path: Path, pod: str
+) -> None:
+    weights = {"control": 1, "concise": 1}
+    api.put(variant_configmap("p", "r1", weights))
+    syncer = make_syncer(pod=pod)
+    assert syncer.ready.wait(5)
+    chosen = choose_variant(pod, "p", weights.items())
+    assert read(tmp_path, "p") == f"text of {chosen}".encode()
+    meta = read_meta(str(tmp_path / "prompts"), "p")
+    assert meta is not None and meta.variant == chosen
+    assert meta.variants == {n: {"weight": 1, "text": f"text of {n}"} for n in weights}
+
+
+def test_a_variant_without_its_text_is_skipped_and_the_old_file_kept(
+    api: FakeApi, make_syncer: Callable[..., Syncer], tmp_path: Path
+) -> None:
+    api.put(configmap("p", "plain", "r1"))
+    syncer = make_syncer(pod="app-1")
+    assert syncer.ready.wait(5)
+    broken = variant_configmap("p", "r2", {"a": 1, "b": 1})
+    del broken["data"][wire.variant_data_key("b")]
+    api.put(broken)
+    assert syncer.signal([("p", "r2")]) == {"p": "r1"}
+    assert read(tmp_path, "p") == b"plain"
 
 
 def test_key_change_moves_the_file(

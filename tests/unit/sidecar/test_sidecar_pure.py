@@ -75,15 +75,21 @@ def test_malformed_signals_raise_signal_error(body: bytes) -> None:
 
 
 def test_configmap_name_fits_kubernetes_limits() -> None:
-    assert wire.configmap_name("greeter") == "prompt-greeter"
-    long = wire.configmap_name("a" * 253)
-    assert len(long) <= 253 and long != wire.configmap_name("a" * 252 + "b")
+    revision = "0123456789abcdef"
+    assert wire.configmap_name("greeter", revision) == f"prompt-greeter-{revision}"
+    long = wire.configmap_name("a" * 253, revision)
+    assert len(long) <= 253 and long != wire.configmap_name("a" * 252 + "b", revision)
+    assert long != wire.configmap_name("a" * 253, "fedcba9876543210")
+    assert (
+        wire.revision_number_of({"metadata": {"labels": {wire.REVISION_NUMBER_LABEL: "12"}}}) == 12
+    )
+    assert wire.revision_number_of({"metadata": {"labels": {wire.REVISION_NUMBER_LABEL: "x"}}}) == 0
 
 
 def cm(name: str, key: str, revision: str = "r1", text: str = "t", **labels: str) -> dict[str, Any]:
     return {
         "metadata": {
-            "name": wire.configmap_name(name),
+            "name": wire.configmap_name(name, revision),
             "creationTimestamp": f"2026-01-01T00:00:0{len(name) % 10}Z",
             "labels": {wire.MANAGED_BY_LABEL: wire.MANAGED_BY_VALUE, **labels},
             "annotations": {
