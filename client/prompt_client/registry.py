@@ -14,9 +14,11 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import replace
 from types import MappingProxyType
 from typing import Any, Protocol
 
+from .contract import choose_variant, text_sha256
 from .scan import Entry, PromptInfo, _now, scan_directory
 from .templates import UnknownVariableError, render_template
 from .usage import UsageCallback, UsageLog
@@ -90,19 +92,34 @@ class PromptSnapshot(Mapping[str, str]):
     def __len__(self) -> int:
         return len(self._entries.keys() | self._defaults.keys())
 
-    def info(self, name: str) -> PromptInfo:
+    def info(self, name: str, /, *, variant_key: object = None) -> PromptInfo:
         """Revision, variant, source Prompt and load time of the text served for ``name``.
 
+        With ``variant_key`` (a user or conversation id) and a Prompt with
+        variants, ``variant`` is the one that key is served (see ``render``).
         Raises ``KeyError`` when there is neither a file nor a default.
         """
-        entry = self._entries.get(name)
-        if entry is not None:
-            return entry.info
-        if name in self._defaults:
-            return _default_info(name)
-        raise KeyError(name)
+        return self._served(name, variant_key)[1]
 
-    def render(self, name: str, /, **variables: Any) -> str:
+    def _served(self, name: str, variant_key: object) -> tuple[str, PromptInfo]:
+        """The text and info for ``name``, for ``variant_key`` when one is given."""
+        entry = self._entries.get(name)
+        if entry is None:
+            if name not in self._defaults:
+                raise KeyError(name)
+            return self._defaults[name], _default_info(name)
+        if variant_key is None or not entry.variants:
+            return entry.text, entry.info
+        prompt = (entry.info.source or name).split("/", 1)[-1]
+        weights = ((variant, weight) for variant, (weight, _) in entry.variants.items())
+        chosen = choose_variant(str(variant_key), prompt, weights)
+        if chosen is None:  # no positive weight: the operator never writes this
+            return entry.text, entry.info
+        text = entry.variants[chosen][1]
+        info = replace(entry.info, variant=chosen, sha256=text_sha256(text.encode("utf-8")))
+        return text, info
+
+    def render(self, name: str, /, *, variant_key: object = None, **variables: Any) -> str:
         """The prompt ``name`` with its ``{placeholders}`` filled in from ``variables``.
 
         The rules are the operator's: plain ``{identifier}`` placeholders only,
@@ -118,9 +135,16 @@ class PromptSnapshot(Mapping[str, str]):
         message names the prompt, the variable and the declared ones), and
         ``TemplateError`` for a template that breaks the rules. A Prompt with
         ``format: raw`` is returned as it is and takes no variables.
+
+        ``variant_key``: for a Prompt with A/B variants, split per user or
+        conversation instead of per pod: the same key always gets the same
+        variant while the weights stay, and the keys split by the weights.
+        Pass the same key to ``info`` and ``log_usage`` to record the variant.
+        Without variants (or without a key) it changes nothing.
         """
-        text = self[name]
-        info = self.info(name)
+        text, info = self._served(name, variant_key)
+        if info.source == "default":
+            self[name]  # counts the use of an app default
         if info.format == "raw":
             if variables:
                 unknown = tuple(variables)
@@ -135,13 +159,15 @@ class PromptSnapshot(Mapping[str, str]):
             text, variables, defaults=info.defaults, prompt=name, declared=declared
         )
 
-    def log_usage(self, name: str, /, **metadata: Any) -> dict[str, Any]:
+    def log_usage(
+        self, name: str, /, *, variant_key: object = None, **metadata: Any
+    ) -> dict[str, Any]:
         """Record a use of ``name`` with this snapshot's revision and variant.
 
         See ``PromptRegistry.log_usage``; returns the record.
         """
         try:
-            info = self.info(name)
+            info = self.info(name, variant_key=variant_key)
         except KeyError:
             info = PromptInfo(name, None, None, None, _now(), None)
         return self._usage.record(info, metadata)
@@ -239,21 +265,24 @@ class PromptRegistry(Mapping[str, str]):
         """Every prompt as it is now, frozen: hold it for a whole conversation."""
         return PromptSnapshot(self._entries, self._defaults, self.usage, self._served_default)
 
-    def info(self, name: str) -> PromptInfo:
+    def info(self, name: str, /, *, variant_key: object = None) -> PromptInfo:
         """Revision, variant, source Prompt and load time of what ``registry[name]`` serves.
 
         Consistent with the text: both come from one read whose content hash
         matched the sidecar's metadata. Raises ``KeyError`` for an unknown name.
+        ``variant_key`` as in ``render``.
         """
-        return self.snapshot().info(name)
+        return self.snapshot().info(name, variant_key=variant_key)
 
-    def render(self, name: str, /, **variables: Any) -> str:
+    def render(self, name: str, /, *, variant_key: object = None, **variables: Any) -> str:
         """The prompt with its ``{placeholders}`` filled in (see ``PromptSnapshot.render``)."""
-        return self.snapshot().render(name, **variables)
+        return self.snapshot().render(name, variant_key=variant_key, **variables)
 
     # -- usage ---------------------------------------------------------------------
 
-    def log_usage(self, name: str, /, **metadata: Any) -> dict[str, Any]:
+    def log_usage(
+        self, name: str, /, *, variant_key: object = None, **metadata: Any
+    ) -> dict[str, Any]:
         """Record that the app used prompt ``name``, with its current revision and variant.
 
         The record is ``{"timestamp", "prompt", "revision", "variant", "source",
@@ -265,7 +294,7 @@ class PromptRegistry(Mapping[str, str]):
         ``None``). Use ``snapshot().log_usage`` to record the revision a held
         snapshot served. Returns the record.
         """
-        return self.snapshot().log_usage(name, **metadata)
+        return self.snapshot().log_usage(name, variant_key=variant_key, **metadata)
 
     def on_usage(self, callback: UsageCallback) -> None:
         """Call ``callback(record)`` on every ``log_usage`` (send it to your tracker).

@@ -80,6 +80,9 @@ class Entry:
     info: PromptInfo
     signature: Signature  # identity of the file the text came from
     racy: bool = False  # read too soon after a write to trust the signature alone
+    # With A/B variants: every variant of this revision, name -> (weight, text),
+    # for choices per user or conversation (``render(name, variant_key=...)``).
+    variants: Mapping[str, tuple[int, str]] = field(default_factory=dict)
 
     def same_content(self, other: Entry) -> bool:
         a, b = self.info, other.info
@@ -91,7 +94,7 @@ class Entry:
             b.source,
             b.variables,
             b.format,
-        ) and dict(a.defaults) == dict(b.defaults)
+        ) and (dict(a.defaults), dict(self.variants)) == (dict(b.defaults), dict(other.variants))
 
 
 def _now() -> datetime:
@@ -218,8 +221,19 @@ def _entry(
         defaults=dict(meta.defaults) if meta else {},
         format=meta.format if meta else "python",
     )
-    entry = Entry(text, info, signature, racy)
+    entry = Entry(text, info, signature, racy, _variants(meta))
     if old is not None and old.same_content(entry):
         # Same text and metadata in a new file: keep what was served, and when.
         return replace(old, signature=signature, racy=racy)
     return entry
+
+
+def _variants(meta: PromptMeta | None) -> dict[str, tuple[int, str]]:
+    """The variants in the metadata as name -> (weight, text); unusable ones left out."""
+    found: dict[str, tuple[int, str]] = {}
+    for name, spec in (meta.variants if meta else {}).items():
+        weight = spec.get("weight") if isinstance(spec, dict) else None
+        text = spec.get("text") if isinstance(spec, dict) else None
+        if isinstance(weight, int) and isinstance(text, str):
+            found[str(name)] = (weight, text)
+    return found

@@ -295,3 +295,42 @@ def test_two_files_with_one_name_never_flip(prompt_dir: Path) -> None:
         for _ in range(3):
             reg.refresh()
         assert reg["a"] == "from md" and changes == []
+
+
+def test_variant_key_splits_users_by_the_weights_and_always_gives_one_user_one_variant(
+    writer: Writer, registry: PromptRegistry
+) -> None:
+    variants = {
+        "control": {"weight": 90, "text": "Hello {user}."},
+        "concise": {"weight": 10, "text": "Hi {user}"},
+    }
+    revision = writer.put(
+        "p", "Hello {user}.", variables=("user",), variant="control", variants=variants
+    )
+    registry.refresh()
+    assert registry.render("p", user="Ada") == "Hello Ada."  # the pod's own variant
+    assert registry.info("p").variant == "control"
+    chosen = [registry.info("p", variant_key=f"user-{i}").variant for i in range(10_000)]
+    assert 8_800 < chosen.count("control") < 9_200 and set(chosen) == {"control", "concise"}
+    assert chosen == [registry.info("p", variant_key=f"user-{i}").variant for i in range(10_000)]
+    user = f"user-{chosen.index('concise')}"
+    assert registry.render("p", variant_key=user, user="Ada") == "Hi Ada"
+    info = registry.info("p", variant_key=user)
+    assert (info.variant, info.revision, info.sha256) == (
+        "concise",
+        revision,
+        text_sha256(b"Hi {user}"),
+    )
+    record = registry.log_usage("p", variant_key=user, outcome="resolved")
+    assert (record["variant"], record["revision"]) == ("concise", revision)
+    session = registry.snapshot()
+    assert session.render("p", variant_key=user, user="Bo") == "Hi Bo"
+
+
+def test_variant_key_without_variants_changes_nothing(
+    writer: Writer, registry: PromptRegistry
+) -> None:
+    writer.put("p", "plain {user}", variables=("user",))
+    registry.refresh()
+    assert registry.render("p", variant_key="anyone", user="Ada") == "plain Ada"
+    assert registry.info("p", variant_key="anyone").variant is None
