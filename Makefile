@@ -7,7 +7,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: help venv binaries demo demo-down test unit integration lint clean chart-crd manifests bench bench-quick
+.PHONY: help venv binaries demo demo-down test unit integration lint clean chart-crd manifests bench bench-quick reliability
 
 help:
 	@echo "make demo        run the whole chain on a local control plane"
@@ -15,6 +15,7 @@ help:
 	@echo "make unit        unit tests only (seconds, no cluster)"
 	@echo "make lint        ruff and mypy"
 	@echo "make demo-down   stop the demo's cluster"
+	@echo "make reliability run the reliability suite, regenerate docs/reliability.md"
 
 $(STAMP): pyproject.toml client/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -65,3 +66,8 @@ bench: binaries
 
 bench-quick: binaries
 	$(BIN)/python -m bench --quick
+
+# Every case of the reliability and security suite (faults, bad input, forged
+# requests, RBAC, files), then docs/reliability.md regenerated from the results.
+reliability: binaries
+	$(BIN)/pytest -m reliability --reliability-report docs/reliability.md

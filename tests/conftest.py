@@ -18,6 +18,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 
+# The reliability report (docs/reliability.md): the `reliability` marker's rows,
+# the `observed` fixture and the --reliability-report option.
+pytest_plugins = ["tests.reliability.report"]
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
