@@ -100,7 +100,7 @@ def test_examples_apply_and_print_columns(kubeconfig: Path, namespace: str) -> N
     kubectl(kubeconfig, "-n", namespace, "apply", "-f", str(REPO / "examples"))
     out = kubectl(kubeconfig, "-n", namespace, "get", "prompts").stdout
     header = out.splitlines()[0].split()
-    assert header == ["NAME", "READY", "REVISION", "DELIVERY", "AGE"]
+    assert header == ["NAME", "READY", "REVISION", "DELIVERY", "NEXT", "AGE"]
     assert {"support-agent", "invoice-extractor", "tool-schema"} <= {
         line.split()[0] for line in out.splitlines()[1:]
     }
@@ -122,7 +122,7 @@ def test_kubectl_explain_shows_descriptions(kubeconfig: Path) -> None:
         ({"template": "x", "key": "é" * 101}, "longer than 200 bytes"),
         ({"template": "x", "key": "a\nb"}, "control characters"),
         ({"template": "é" * 500_001}, "larger than 1,000,000 bytes"),
-        ({"key": "no-template"}, "spec.template: Required value"),
+        ({"key": "no-template"}, "set exactly one of spec.template (one text) or spec.variants"),
         ({"template": "x", "variables": [{"name": "user.name"}]}, "should match"),
         ({"template": "x", "variables": [{"name": "a"}, {"name": "a"}]}, "duplicate entries"),
         ({"template": "x", "format": "jinja"}, 'supported values: "python", "raw"'),
