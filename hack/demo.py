@@ -160,25 +160,36 @@ def main() -> int:
         show("prompt-operator history support-agent", run_cli("history", "support-agent"))
         show("prompt-operator diff support-agent 2 3", run_cli("diff", "support-agent", "2", "3"))
         seen = len(lines)
-        show(
-            "prompt-operator rollback support-agent --to 1",
-            run_cli("rollback", "support-agent", "--to", "1"),
-        )
-        applied = time.time()
+        started = time.time()
+        rolled_back = run_cli("rollback", "support-agent", "--to", "1")
+        finished = time.time()
+        show("prompt-operator rollback support-agent --to 1", rolled_back)
         line = wait_for(
             lambda: next((x for x in lines[seen:] if "edition]" not in x), None),
             timeout=10,
             interval=0.002,
             message="the app to print the original prompt",
         )
-        latency = (float(line.split()[0]) - applied) * 1000
-        print(f"{BOLD}    the app had the original text back {latency:.0f} ms later{RESET}")
-        wait_for(
-            lambda: kubectl(kubeconfig, "get", "prompts").stdout.count("1/1") == 3,
-            timeout=30,
-            message="every Prompt delivered to the app pod",
+        latency = (float(line.split()[0]) - finished) * 1000
+        when = f"{latency:.0f} ms after" if latency >= 0 else f"{-latency:.0f} ms before"
+        print(
+            f"{BOLD}    the app had the original text back {when} the rollback command "
+            f"exited (the command itself, Python and kubectl, took "
+            f"{(finished - started) * 1000:.0f} ms){RESET}"
         )
+
+        def all_delivered() -> bool:
+            rows = kubectl(kubeconfig, "get", "prompts", "--no-headers").stdout.splitlines()
+            return bool(rows) and all(" 1/1 " in row for row in rows)
+
+        wait_for(all_delivered, timeout=30, message="every Prompt delivered to the app pod")
         show("kubectl get prompts", kubectl(kubeconfig, "get", "prompts").stdout)
+        show(
+            "kubectl get prompt greeting -o jsonpath='{.status.variants}'  # the A/B split",
+            kubectl(
+                kubeconfig, "get", "prompt", "greeting", "-o", "jsonpath={.status.variants}"
+            ).stdout,
+        )
         show(
             "kubectl get prompt support-agent -o jsonpath='{.status.conditions}'",
             json.dumps(

@@ -48,6 +48,7 @@ class Desired:
     defaults: dict[str, str] = field(default_factory=dict)
     format: str = "python"
     number: int = 0  # the revision number: the highest of a Prompt's ConfigMaps is current
+    uid: str = ""  # the Prompt object's uid: a Prompt deleted and made again starts over
     variant: str | None = None
     variants: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> weight, text
 
@@ -145,14 +146,25 @@ def desired_from_configmap(
         defaults=defaults,
         format=str(extra.get("format") or "python"),
         number=wire.revision_number_of(cm),
+        uid=str(labels.get(wire.PROMPT_UID_LABEL) or ""),
         variant=chosen,
         variants=variants,
     )
 
 
 def newer(item: Desired, held: Desired | None) -> bool:
-    """True when ``item`` should replace ``held`` as its Prompt's current revision."""
-    return held is None or item.number > held.number
+    """True when ``item`` should replace ``held`` as its Prompt's current revision.
+
+    Within one Prompt object the higher number wins. A Prompt deleted and made
+    again under the same name counts from 1 while the old object's ConfigMaps
+    may wait for garbage collection; every ConfigMap of the new object was
+    created after all of the old one's, so across objects the newer one wins.
+    """
+    if held is None:
+        return True
+    if item.uid == held.uid:
+        return item.number > held.number
+    return item.created > held.created  # RFC 3339 in UTC: text order is time order
 
 
 def by_key(desired: Iterable[Desired]) -> tuple[dict[str, Desired], list[str]]:
@@ -235,16 +247,18 @@ def single_action(
     name: str,
     result: Desired | str | None,
     served: Mapping[str, tuple[str, str]],
-    numbers: Mapping[str, int],
+    numbers: Mapping[str, tuple[str, int]],
 ) -> Action:
     """Decide from one revision ConfigMap read by name (``None``: 404) what to do.
 
     ``served`` maps Prompt name to (key, revision) on disk, ``numbers`` to the
-    revision number on disk (absent: unknown). A revision older than the one
-    served is a late signal and changes nothing. A file is never removed on a
-    single read: a missing revision may only have been superseded and pruned,
-    so for a Prompt we serve only a full list decides. For a name we do not
-    serve, nothing happens: a forged signal costs one read and changes nothing.
+    Prompt uid and revision number on disk (absent: unknown). A revision older
+    than the one served, of the same Prompt object, is a late signal and changes
+    nothing (of another object: the Prompt was made again, and it is served).
+    A file is never removed on a single read: a missing revision may only have
+    been superseded and pruned, so for a Prompt we serve only a full list
+    decides. For a name we do not serve, nothing happens: a forged signal costs
+    one read and changes nothing.
     """
     if isinstance(result, Desired) and result.prompt != name:
         result = f"the ConfigMap names Prompt {result.prompt}"
@@ -253,7 +267,8 @@ def single_action(
         if name in served:
             return Action("list", reason=reason)
         return Action("none", reason=reason)
-    if numbers.get(name, 0) >= result.number > 0:
+    uid, number = numbers.get(name, ("", 0))
+    if uid == result.uid and number >= result.number > 0:
         return Action("none", reason=f"revision {result.number} is not newer than the one served")
     holder = next((p for p, (k, _) in served.items() if k == result.key and p != name), None)
     if holder is not None:
@@ -360,7 +375,7 @@ class Syncer:
         self.served: dict[str, tuple[str, str]] = {}
         # Prompt -> revision number on disk, once a read told us (not kept in the
         # files: after a restart the first full list fills it in).
-        self._numbers: dict[str, int] = {}
+        self._numbers: dict[str, tuple[str, int]] = {}
         self._thread = threading.Thread(target=self._run, name="syncer", daemon=True)
         self._label_selector = ",".join(
             filter(None, [f"{wire.MANAGED_BY_LABEL}={wire.MANAGED_BY_VALUE}", selector.text])
@@ -554,7 +569,7 @@ class Syncer:
         for key in todo.removes:
             self._remove(key, present[key][0])
         with self._cond:
-            self._numbers = {item.prompt: item.number for item in wanted.values()}
+            self._numbers = {item.prompt: (item.uid, item.number) for item in wanted.values()}
         if failed:
             raise SyncIncomplete(f"{failed} prompt files could not be written (see above)")
         self._full_due = time.monotonic() + self._resync
@@ -606,7 +621,7 @@ class Syncer:
             raise
         with self._cond:
             self._set_disk({**self._disk, item.key: (item.prompt, item.revision)})
-            self._numbers = {**self._numbers, item.prompt: item.number}
+            self._numbers = {**self._numbers, item.prompt: (item.uid, item.number)}
         if previous is not None and previous[0] != item.key:
             # The Prompt's key changed: drop its old file, unless another Prompt has it now.
             old = self._files.current(previous[0])

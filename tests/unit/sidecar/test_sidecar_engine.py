@@ -156,8 +156,15 @@ def test_selector_corner_cases(text: str, labels: dict[str, str], expected: bool
 # -- pure decisions -----------------------------------------------------------------
 
 
-def desired(prompt: str, key: str | None = None, revision: str = "r1", number: int = 1) -> Desired:
-    return Desired(prompt, key or prompt, revision, b"text", "2026-01-01T00:00:00Z", number=number)
+def desired(
+    prompt: str,
+    key: str | None = None,
+    revision: str = "r1",
+    number: int = 1,
+    uid: str = "u1",
+    created: str = "2026-01-01T00:00:00Z",
+) -> Desired:
+    return Desired(prompt, key or prompt, revision, b"text", created, number=number, uid=uid)
 
 
 def test_only_pairs_with_another_revision_cost_a_read() -> None:
@@ -175,7 +182,7 @@ def test_many_dirty_prompts_or_a_due_resync_use_one_list() -> None:
 
 def test_single_read_decides_write_list_or_nothing() -> None:
     served = {"a": ("a", "r1"), "b": ("kb", "r1")}
-    numbers = {"a": 1, "b": 1}
+    numbers = {"a": ("u1", 1), "b": ("u1", 1)}
     assert single_action("a", desired("a", "a", "r2", 2), served, numbers).kind == "write"
     # A missing or unusable revision never removes a file on its own: it may
     # only have been superseded and pruned, so a full list decides.
@@ -187,6 +194,8 @@ def test_single_read_decides_write_list_or_nothing() -> None:
     assert single_action("zz", desired("other"), served, numbers).kind == "none"
     # A late signal for an older revision changes nothing.
     assert single_action("a", desired("a", "a", "r0", 1), served, numbers).kind == "none"
+    # The Prompt was deleted and made again: its new object counts from 1 again.
+    assert single_action("a", desired("a", "a", "r9", 1, "u2"), served, numbers).kind == "write"
     # After a restart the numbers are unknown until the first list: any revision is newer.
     assert single_action("a", desired("a", "a", "r0", 1), served, {}).kind == "write"
     # Another Prompt serves the key: only a full list may decide.
@@ -197,6 +206,10 @@ def test_the_highest_revision_number_is_current() -> None:
     assert newer(desired("a", number=2), None)
     assert newer(desired("a", number=3), desired("a", number=2))
     assert not newer(desired("a", number=2), desired("a", number=3))
+    # Across Prompt objects of one name (deleted, made again) the newer object wins.
+    old = desired("a", number=4, uid="old", created="2026-01-01T00:00:00Z")
+    new = desired("a", number=1, uid="new", created="2026-01-01T00:05:00Z")
+    assert newer(new, old) and not newer(old, new)
 
 
 def test_backoff_grows_is_capped_and_jittered() -> None:
