@@ -2,6 +2,10 @@
 pattern of kiwigrid's k8s-sidecar. It watches labelled ConfigMaps and writes
 each one's data to a file (write-then-rename, so readers see whole files).
 
+With one ConfigMap per revision, it writes ``prompt-<Prompt>.txt`` from every
+revision whose number is the highest it has seen for that Prompt (so it keeps
+up with edits, the figure compared), and ignores deletions (pruned history).
+
 Usage: python -m bench.baseline KUBECONFIG NAMESPACE DIR
 """
 
@@ -11,6 +15,7 @@ import json
 import os
 import sys
 
+from prompt_sidecar import wire
 from prompt_sidecar.kubeapi import KubeClient
 
 SELECTOR = "prompts.dev/managed-by=prompt-operator"
@@ -23,6 +28,7 @@ def main(kubeconfig: str, namespace: str, directory: str) -> None:
     from urllib.parse import urlsplit
 
     parts = urlsplit(auth.server)
+    highest: dict[str, int] = {}
     while True:
         conn = http.client.HTTPSConnection(
             parts.hostname, parts.port, context=auth.context, timeout=None
@@ -33,12 +39,13 @@ def main(kubeconfig: str, namespace: str, directory: str) -> None:
         for line in resp:
             event = json.loads(line)
             cm = event["object"]
-            name = cm["metadata"]["name"]
-            target = os.path.join(directory, name + ".txt")
-            if event["type"] == "DELETED":
-                if os.path.exists(target):
-                    os.unlink(target)
+            prompt = cm["metadata"].get("annotations", {}).get(wire.PROMPT_ANNOTATION, "")
+            number = wire.revision_number_of(cm)
+            if event["type"] == "DELETED" or not prompt or number < highest.get(prompt, 0):
                 continue
+            highest[prompt] = number
+            name = f"prompt-{prompt}"
+            target = os.path.join(directory, name + ".txt")
             tmp = os.path.join(directory, "." + name + ".tmp")
             with open(tmp, "w", encoding="utf-8", newline="") as handle:
                 handle.write((cm.get("data") or {}).get("prompt", ""))
