@@ -17,6 +17,7 @@ from prompt_client.contract import read_meta
 from prompt_cluster.testing import (
     OperatorProcess,
     SidecarProcess,
+    kubectl,
     prompt_manifest,
     sidecar_role,
     tool,
@@ -27,6 +28,16 @@ from .helpers import apply, events_for, get, revision_configmaps, wait_prompt
 from .test_operator import settle_audit, writes_in
 
 pytestmark = pytest.mark.usefixtures("operator")
+
+
+@pytest.fixture
+def sidecar(kubeconfig: Path, namespace: str, tmp_path: Path) -> Iterator[SidecarProcess]:
+    """One app pod's sidecar in the test's namespace, with the sidecar's own Role."""
+    role = sidecar_role(kubeconfig, namespace, tmp_path / "sidecar.kubeconfig")
+    process = SidecarProcess(kubeconfig, role, namespace, "app", tmp_path)
+    process.start()
+    yield process
+    process.stop()
 
 
 def cli(kubeconfig: Path, namespace: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -122,42 +133,31 @@ def test_history_limit_prunes_old_revisions_and_an_edit_stays_in_budget(
 
 
 def test_rollback_restores_the_exact_bytes_and_hash(
-    kubeconfig: Path, namespace: str, tmp_path: Path
+    kubeconfig: Path, namespace: str, sidecar: SidecarProcess
 ) -> None:
-    sidecar = SidecarProcess(
-        kubeconfig,
-        sidecar_role(kubeconfig, namespace, tmp_path / "sidecar.kubeconfig"),
-        namespace,
-        "app",
-        tmp_path,
+    first_text = "Hi {name},\r\nwelcome ✓\n"
+    first = edit(kubeconfig, namespace, "p", first_text, variables=["name"])
+    edit(kubeconfig, namespace, "p", "Bye {name}", variables=["name"])
+    wait_for(lambda: sidecar.file("p") == b"Bye {name}", timeout=10)
+    diff = cli(kubeconfig, namespace, "diff", "p", "1", "2")
+    assert diff.returncode == 0, diff.stderr
+    lines = diff.stdout.splitlines()
+    assert lines[:3] == ["--- p revision 1", "+++ p revision 2", "@@ -1,2 +1 @@"], lines
+    assert lines[3:] == ["-Hi {name},", "-welcome ✓", "+Bye {name}"], lines
+    done = cli(kubeconfig, namespace, "rollback", "p", "--to", "1")
+    assert done.returncode == 0, done.stderr
+    wait_for(
+        lambda: (
+            (get(kubeconfig, namespace, "prompt", "p") or {}).get("status", {}).get("revision")
+            == first["status"]["revision"]
+        ),
+        timeout=30,
     )
-    sidecar.start()
-    try:
-        first_text = "Hi {name},\r\nwelcome ✓\n"
-        first = edit(kubeconfig, namespace, "p", first_text, variables=["name"])
-        edit(kubeconfig, namespace, "p", "Bye {name}", variables=["name"])
-        wait_for(lambda: sidecar.file("p") == b"Bye {name}", timeout=10)
-        diff = cli(kubeconfig, namespace, "diff", "p", "1", "2")
-        assert diff.returncode == 0, diff.stderr
-        lines = diff.stdout.splitlines()
-        assert lines[:3] == ["--- p revision 1", "+++ p revision 2", "@@ -1,2 +1 @@"], lines
-        assert lines[3:] == ["-Hi {name},", "-welcome ✓", "+Bye {name}"], lines
-        done = cli(kubeconfig, namespace, "rollback", "p", "--to", "1")
-        assert done.returncode == 0, done.stderr
-        wait_for(
-            lambda: (
-                (get(kubeconfig, namespace, "prompt", "p") or {}).get("status", {}).get("revision")
-                == first["status"]["revision"]
-            ),
-            timeout=30,
-        )
-        wait_for(lambda: sidecar.file("p") == first_text.encode(), timeout=10)
-        records = revisions(kubeconfig, namespace, "p")
-        assert (records[-1]["number"], records[-1]["revision"]) == (3, first["status"]["revision"])
-        missing = cli(kubeconfig, namespace, "rollback", "p", "--to", "9")
-        assert missing.returncode == 1 and "no revision 9" in missing.stderr
-    finally:
-        sidecar.stop()
+    wait_for(lambda: sidecar.file("p") == first_text.encode(), timeout=10)
+    records = revisions(kubeconfig, namespace, "p")
+    assert (records[-1]["number"], records[-1]["revision"]) == (3, first["status"]["revision"])
+    missing = cli(kubeconfig, namespace, "rollback", "p", "--to", "9")
+    assert missing.returncode == 1 and "no revision 9" in missing.stderr
 
 
 def test_deleting_a_prompt_removes_every_revision(kubeconfig: Path, namespace: str) -> None:
@@ -279,39 +279,28 @@ def at(delta: timedelta) -> str:
 
 
 def test_schedule_entry_activates_within_a_second_of_its_time(
-    kubeconfig: Path, namespace: str, tmp_path: Path
+    kubeconfig: Path, namespace: str, sidecar: SidecarProcess
 ) -> None:
-    sidecar = SidecarProcess(
-        kubeconfig,
-        sidecar_role(kubeconfig, namespace, tmp_path / "sidecar.kubeconfig"),
-        namespace,
-        "app",
-        tmp_path,
+    when = at(timedelta(seconds=3))
+    schedule = [{"at": when, "template": "launch day"}]
+    obj = edit(kubeconfig, namespace, "p", "before launch", spec_extra={"schedule": schedule})
+    assert obj["status"]["nextActivation"] == when[:19] + "Z"
+    wait_for(lambda: sidecar.file("p") == b"launch day", timeout=15, message="activated")
+    activated = os.stat(sidecar.dir / "p.txt").st_mtime
+    due = datetime.fromisoformat(when).timestamp()
+    assert 0 <= activated - due < 1.0, activated - due
+    obj = wait_for(
+        lambda: (
+            (o := get(kubeconfig, namespace, "prompt", "p"))
+            and o["status"].get("activeSchedule") == when
+            and o
+        ),
+        timeout=10,
     )
-    sidecar.start()
-    try:
-        when = at(timedelta(seconds=3))
-        schedule = [{"at": when, "template": "launch day"}]
-        obj = edit(kubeconfig, namespace, "p", "before launch", spec_extra={"schedule": schedule})
-        assert obj["status"]["nextActivation"] == when[:19] + "Z"
-        wait_for(lambda: sidecar.file("p") == b"launch day", timeout=15, message="activated")
-        activated = os.stat(sidecar.dir / "p.txt").st_mtime
-        due = datetime.fromisoformat(when).timestamp()
-        assert 0 <= activated - due < 1.0, activated - due
-        obj = wait_for(
-            lambda: (
-                (o := get(kubeconfig, namespace, "prompt", "p"))
-                and o["status"].get("activeSchedule") == when
-                and o
-            ),
-            timeout=10,
-        )
-        assert "nextActivation" not in obj["status"]
-        assert obj["status"]["revisions"][-1]["source"] == f"schedule {when}"
-        reasons = [e["reason"] for e in events_for(kubeconfig, namespace, "p")]
-        assert "ScheduleActivated" in reasons
-    finally:
-        sidecar.stop()
+    assert "nextActivation" not in obj["status"]
+    assert obj["status"]["revisions"][-1]["source"] == f"schedule {when}"
+    reasons = [e["reason"] for e in events_for(kubeconfig, namespace, "p")]
+    assert "ScheduleActivated" in reasons
 
 
 def test_operator_down_across_an_activation_applies_it_on_start(
@@ -368,3 +357,17 @@ def test_past_schedule_entries_are_a_warning_and_bad_times_are_refused(
             check=False,
         )
         assert refused.returncode != 0 and fragment in refused.stderr, refused.stderr
+
+
+def test_a_prompt_made_again_under_its_name_starts_over_and_is_served(
+    kubeconfig: Path, namespace: str, sidecar: SidecarProcess
+) -> None:
+    for text in ("one", "two", "three"):
+        edit(kubeconfig, namespace, "p", text)
+    wait_for(lambda: sidecar.file("p") == b"three", timeout=10)
+    kubectl(kubeconfig, "-n", namespace, "delete", "prompt", "p", "--wait=true")
+    again = edit(kubeconfig, namespace, "p", "made again")
+    assert [r["number"] for r in again["status"]["revisions"]] == [1]
+    wait_for(lambda: sidecar.file("p") == b"made again", timeout=10)
+    edit(kubeconfig, namespace, "p", "and edited")
+    wait_for(lambda: sidecar.file("p") == b"and edited", timeout=10)
