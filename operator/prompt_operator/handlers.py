@@ -47,6 +47,13 @@ def _credentials(settings: kopf.OperatorSettings) -> kopf.ConnectionInfo | None:
     )
 
 
+# kopf retries a failed API request (its Prompt watch included) after each of
+# these pauses, then gives up and stops the operator. Its default grows to 21 s,
+# which is added to every edit after an API server restart; short pauses for
+# about a minute in all see the server back within a second and give up as late.
+KOPF_API_RETRIES = (0.2, 0.5, *(1.0,) * 60)
+
+
 @kopf.on.login()
 def login(settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInfo | None:
     return _credentials(settings)
@@ -67,6 +74,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 30
+    settings.networking.error_backoffs = KOPF_API_RETRIES
     if config.webhook_port:
         # The chart (or the test) creates the webhook configurations and their
         # certificate; the operator only serves, so it needs no write access to them.
@@ -91,7 +99,11 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         if reconciler_box:
             reconciler_box[0].refresh(ref)
 
-    inventory = Inventory(api, config.namespaces, on_deleted=vanished)
+    def api_is_back() -> None:
+        if reconciler_box:
+            reconciler_box[0].retry_now()
+
+    inventory = Inventory(api, config.namespaces, on_deleted=vanished, on_recovered=api_is_back)
     delivery = Delivery(api, config)
     reconciler = Reconciler(api, inventory, delivery=delivery, workers=config.workers)
     reconciler_box.append(reconciler)

@@ -58,6 +58,7 @@ class Inventory:
         api: KubeApi,
         namespaces: Sequence[str] | None,
         on_deleted: Callable[[PromptRef], None],
+        on_recovered: Callable[[], None] | None = None,
     ) -> None:
         self._api = api
         self._paths = (
@@ -66,6 +67,7 @@ class Inventory:
             else [f"/api/v1/namespaces/{ns}/configmaps" for ns in namespaces]
         )
         self._on_deleted = on_deleted
+        self._on_recovered = on_recovered  # the API server answers again after failures
         self._entries: dict[tuple[str, str], Entry] = {}
         # (namespace, Prompt name) -> names of its ConfigMaps
         self._by_prompt: dict[tuple[str, str], set[str]] = {}
@@ -136,4 +138,5 @@ class Inventory:
             what="ConfigMap",
             list_accept=METADATA_ONLY,
             watch_accept=METADATA_ONLY_WATCH,
+            on_recovered=self._on_recovered,
         )

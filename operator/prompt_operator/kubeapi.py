@@ -208,6 +208,11 @@ class KubeApi:
                 yield event
 
 
+# One watch per resource: retrying it every second costs nothing, and a
+# longer wait would be added to every edit made after an outage.
+WATCH_RETRY_CAP = 1.0
+
+
 async def list_then_watch(
     api: KubeApi,
     path: str,
@@ -218,15 +223,20 @@ async def list_then_watch(
     what: str,
     list_accept: str = "application/json",
     watch_accept: str = "application/json",
+    on_recovered: Callable[[], None] | None = None,
 ) -> None:
     """Keep a view of ``path`` current, forever: list (``on_list`` gets every item),
     then watch from the list's resourceVersion (``on_event`` gets each change).
-    An expired watch (410 Gone) lists again; other failures back off and retry."""
+    An expired watch (410 Gone) lists again once; other failures back off (at most
+    ``WATCH_RETRY_CAP`` seconds apart, so an API server that comes back is seen
+    soon) and retry. ``on_recovered`` is called when a list succeeds after failures."""
     attempt = 0
     while True:
         try:
             items, version = await api.list_all(path, params, accept=list_accept)
             on_list(items)
+            if attempt and on_recovered is not None:
+                on_recovered()
             attempt = 0
             while True:
                 async for event in api.watch(path, params, version, accept=watch_accept):
@@ -240,7 +250,7 @@ async def list_then_watch(
             raise
         except (ApiError, aiohttp.ClientError, OSError, asyncio.TimeoutError, ValueError) as exc:
             logger.warning("%s watch on %s failed: %s; retrying", what, path, exc)
-            await backoff_sleep(attempt)
+            await backoff_sleep(attempt, cap=WATCH_RETRY_CAP)
             attempt += 1
 
 

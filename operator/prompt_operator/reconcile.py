@@ -135,6 +135,7 @@ class Reconciler:
         self._active: set[PromptRef] = set()
         self._dirty: set[PromptRef] = set()
         self._attempts: dict[PromptRef, int] = {}
+        self._retries: dict[PromptRef, asyncio.Task[None]] = {}  # waiting out a backoff
         self._written: dict[PromptRef, _Written] = {}
         self._keys: dict[PromptRef, str] = {}
         if delivery is not None:
@@ -253,9 +254,24 @@ class Reconciler:
 
         async def later() -> None:
             await backoff_sleep(attempt, base=0.5, cap=60)
+            self._retries.pop(ref, None)
             self._schedule(ref)
 
-        asyncio.get_running_loop().create_task(later())
+        previous = self._retries.pop(ref, None)
+        if previous is not None:
+            previous.cancel()
+        self._retries[ref] = asyncio.get_running_loop().create_task(later())
+
+    def retry_now(self) -> None:
+        """The API server answers again: retry every failed Prompt now rather than
+        after its backoff, which an outage of a few seconds grows to many more.
+        A Prompt that fails again backs off further (its count is kept)."""
+        retries, self._retries = self._retries, {}
+        for ref, task in retries.items():
+            task.cancel()
+            self._schedule(ref)
+        if retries:
+            logger.info("API server reachable again: retrying %d Prompt(s) now", len(retries))
 
     # -- workers -------------------------------------------------------------------
 

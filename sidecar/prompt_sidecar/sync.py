@@ -365,6 +365,7 @@ class Syncer:
         self._stop = False
         self._full_due = 0.0
         self._retry_at = 0.0
+        self._signalled_since_failure = False  # a signal came after the read began
         self._attempt = 0
         self._random = random.Random()
         self.health = Health()
@@ -428,6 +429,7 @@ class Syncer:
                     if name in stale:
                         first = self._dirty.get(name, (arrived, ""))[0]
                         self._dirty[name] = (first, revision)
+                self._signalled_since_failure = True
                 self._requested += 1
                 ticket = self._requested
                 self._cond.notify_all()
@@ -460,8 +462,14 @@ class Syncer:
             pass
 
     def _next_work(self, now: float) -> float:
-        """When the next read may start: work is there, a token is free, backoff is over."""
-        at = max(now if self._dirty else self._full_due, self._retry_at)
+        """When the next read may start: work is there, a token is free, backoff is over.
+
+        A signal that arrived after the last failure ends the backoff: the operator
+        has just written to the API server, so it answers again, and waiting out a
+        backoff that an outage grew to many seconds would add them to the edit.
+        The bucket still bounds what signals cost, forged ones included."""
+        retry_at = 0.0 if self._signalled_since_failure else self._retry_at
+        at = max(now if self._dirty else self._full_due, retry_at)
         return max(at, now + self._bucket.delay(now)) if at <= now else at
 
     def _cycle(self) -> bool:
@@ -472,12 +480,13 @@ class Syncer:
                 at = self._next_work(now)
                 if at <= now:
                     break
-                # Signals wake us early; the loop recomputes, so they never cut a
-                # backoff or the rate limit short, and pile up in the dirty set.
+                # Signals wake us early; the loop recomputes, so they never cut the
+                # rate limit short, and pile up in the dirty set.
                 self._cond.wait(at - now)
             if self._stop:
                 return False
             dirty, self._dirty = self._dirty, {}
+            self._signalled_since_failure = False  # only signals from now on end a backoff
             ticket = self._requested
             now = time.monotonic()
             full = use_list(len(dirty), now >= self._full_due)
@@ -511,7 +520,8 @@ class Syncer:
         self.metrics.inc("sync_failures_total")
         self.health.degraded = True
         self.health.last_error = str(exc)
-        if isinstance(exc, (ApiError, SyncIncomplete)):
+        if isinstance(exc, (ApiError, SyncIncomplete, FileWriteError)):
+            # Expected trouble (the API server, a full disk), already said plainly.
             logger.warning("sync failed, keeping the files as they are: %s", exc)
         else:  # a bug or the file system: say where
             logger.error("sync failed, keeping the files as they are", exc_info=exc)

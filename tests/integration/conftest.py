@@ -3,13 +3,23 @@ service account, so the API server's audit log tells its writes apart."""
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from prompt_cluster.pki import serving_cert
-from prompt_cluster.testing import OperatorProcess, free_port, service_account_kubeconfig
+from prompt_cluster.testing import (
+    OperatorProcess,
+    SidecarProcess,
+    free_port,
+    service_account_kubeconfig,
+    sidecar_role,
+)
+
+from .helpers import SidecarFactory
 
 OPERATOR_NAMESPACE = "prompt-system"
 OPERATOR_USER = f"system:serviceaccount:{OPERATOR_NAMESPACE}:prompt-operator"
@@ -60,3 +70,25 @@ def operator(
 @pytest.fixture
 def audit_log(cluster: object) -> Path:
     return cluster.state.audit_log  # type: ignore[attr-defined,no-any-return]
+
+
+@pytest.fixture
+def sidecars(kubeconfig: Path, namespace: str, tmp_path: Path) -> Iterator[SidecarFactory]:
+    """Make app pods with a running sidecar, acting with the sidecar's least privilege."""
+    made: list[SidecarProcess] = []
+    sidecar_kubeconfig = sidecar_role(kubeconfig, namespace, tmp_path / "sidecar.kubeconfig")
+
+    def make(name: str = "app", *, start: bool = True, **kwargs: object) -> SidecarProcess:
+        sidecar = SidecarProcess(
+            kubeconfig, sidecar_kubeconfig, namespace, name, tmp_path, **kwargs
+        )  # type: ignore[arg-type]
+        made.append(sidecar)
+        if start:
+            sidecar.start()
+        return sidecar
+
+    yield make
+    for sidecar in made:
+        if sidecar.proc is not None and sidecar.proc.poll() is None:
+            os.kill(sidecar.proc.pid, signal.SIGCONT)  # a paused one must be able to stop
+        sidecar.stop()

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import json
+import urllib.error
+import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from prompt_cluster.testing import kubectl, wait_for
+from prompt_cluster.testing import SidecarProcess, kubectl, wait_for
 from prompt_sidecar import wire
+
+SidecarFactory = Callable[..., SidecarProcess]
+"""``sidecars(name, start=True, **SidecarProcess options)``: an app pod with a sidecar."""
 
 
 def apply(
@@ -107,3 +113,17 @@ def events_for(kubeconfig: Path, namespace: str, name: str) -> list[dict[str, An
         ).stdout
     )
     return list(data["items"])
+
+
+def post_signal(
+    sidecar: SidecarProcess, body: bytes, ctype: str = "application/json"
+) -> tuple[int, bytes]:
+    """POST ``body`` to the sidecar's signal endpoint as anyone on the pod network could."""
+    request = urllib.request.Request(
+        sidecar.url + "/v1/signal", data=body, method="POST", headers={"Content-Type": ctype}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()

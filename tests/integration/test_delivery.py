@@ -2,60 +2,17 @@
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import signal
 import threading
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from prompt_cluster.testing import SidecarProcess, kubectl, prompt_manifest, sidecar_role, wait_for
+from prompt_cluster.testing import SidecarProcess, kubectl, prompt_manifest, wait_for
 
-from .helpers import apply, condition, configmap_text, get, wait_prompt
+from .helpers import SidecarFactory, apply, condition, get, wait_prompt
 
 pytestmark = pytest.mark.usefixtures("operator")
-
-SidecarFactory = Callable[..., SidecarProcess]
-
-
-@pytest.fixture
-def sidecars(kubeconfig: Path, namespace: str, tmp_path: Path) -> Iterator[SidecarFactory]:
-    """Make app pods with a running sidecar, acting with the sidecar's least privilege."""
-    made: list[SidecarProcess] = []
-    sidecar_kubeconfig = sidecar_role(kubeconfig, namespace, tmp_path / "sidecar.kubeconfig")
-
-    def make(name: str = "app", *, start: bool = True, **kwargs: object) -> SidecarProcess:
-        sidecar = SidecarProcess(
-            kubeconfig, sidecar_kubeconfig, namespace, name, tmp_path, **kwargs
-        )  # type: ignore[arg-type]
-        made.append(sidecar)
-        if start:
-            sidecar.start()
-        return sidecar
-
-    yield make
-    for sidecar in made:
-        if sidecar.proc is not None and sidecar.proc.poll() is None:
-            os.kill(sidecar.proc.pid, signal.SIGCONT)
-        sidecar.stop()
-
-
-def post_signal(
-    sidecar: SidecarProcess, body: bytes, ctype: str = "application/json"
-) -> tuple[int, bytes]:
-    request = urllib.request.Request(
-        sidecar.url + "/v1/signal", data=body, method="POST", headers={"Content-Type": ctype}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=5) as resp:
-            return resp.status, resp.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
 
 
 def test_edit_reaches_the_app_file_and_the_reference_reader(
@@ -177,81 +134,6 @@ def test_delete_recreate_and_rename_key(
     wait_for(lambda: app.file("new-name") is None, timeout=15, message="file removed on delete")
     apply(kubeconfig, prompt_manifest("p", "two", key="new-name"), namespace)
     wait_for(lambda: app.file("new-name") == b"two", timeout=15, message="file back on recreate")
-
-
-def test_sidecar_started_later_or_restarted_catches_up(
-    kubeconfig: Path, namespace: str, sidecars: SidecarFactory
-) -> None:
-    for i in range(5):
-        apply(kubeconfig, prompt_manifest(f"p{i}", f"text {i}"), namespace)
-    app = sidecars("app", start=False)
-    for i in range(5):
-        wait_prompt(kubeconfig, namespace, f"p{i}")
-    app.start()  # ready means every file is already there
-    assert all(app.file(f"p{i}") == f"text {i}".encode() for i in range(5))
-    app.kill()
-    apply(kubeconfig, prompt_manifest("p0", "edited while down"), namespace)
-    wait_prompt(kubeconfig, namespace, "p0")
-    assert app.file("p0") == b"text 0"  # the app keeps serving the last good file meanwhile
-    app.start()
-    assert app.file("p0") == b"edited while down"
-
-
-def test_paused_sidecar_heals_on_resync(
-    kubeconfig: Path, namespace: str, sidecars: SidecarFactory
-) -> None:
-    apply(kubeconfig, prompt_manifest("p", "before"), namespace)
-    wait_prompt(kubeconfig, namespace, "p")
-    app = sidecars("app", resync=2.0)
-    assert app.proc is not None
-    os.kill(app.proc.pid, signal.SIGSTOP)
-    try:
-        for i in range(3):
-            apply(kubeconfig, prompt_manifest("p", f"edit {i}"), namespace)
-        wait_prompt(kubeconfig, namespace, "p")
-        wait_for(
-            lambda: configmap_text(kubeconfig, namespace, "p") == "edit 2",
-            timeout=10,
-        )
-    finally:
-        os.kill(app.proc.pid, signal.SIGCONT)
-    wait_for(lambda: app.file("p") == b"edit 2", timeout=10, message="healed after resume")
-
-
-def test_forged_and_malformed_signals_change_nothing(
-    kubeconfig: Path, namespace: str, sidecars: SidecarFactory
-) -> None:
-    apply(kubeconfig, prompt_manifest("p", "genuine"), namespace)
-    wait_prompt(kubeconfig, namespace, "p")
-    app = sidecars("app")
-    path = app.dir / "p.txt"
-    before = path.stat()
-    status, body = post_signal(
-        app,
-        json.dumps(
-            {
-                "prompts": [
-                    {"name": "p", "revision": "0000forged"},
-                    {"name": "nope", "revision": "x"},
-                ]
-            }
-        ).encode(),
-    )
-    assert status == 200
-    assert json.loads(body)["served"] == {
-        "p": get(kubeconfig, namespace, "prompt", "p")["status"]["revision"],
-        "nope": None,
-    }  # type: ignore[index]
-    after = path.stat()
-    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
-    assert sorted(p.name for p in app.dir.iterdir()) == [".prompts", "p.txt"]
-    assert post_signal(app, b"\xff\xfe garbage")[0] == 400
-    assert post_signal(app, b'{"prompts": "all"}')[0] == 400
-    assert post_signal(app, b'{"prompts": [{"name": "p"}]}')[0] == 400
-    assert post_signal(app, b"{}", ctype="text/plain")[0] == 415
-    assert post_signal(app, b"x" * (1024 * 1024 + 1))[0] == 413
-    assert app.ready()  # still alive and well
-    assert path.read_bytes() == b"genuine"
 
 
 def test_api_server_unreachable_keeps_files_and_reports_degraded(

@@ -560,6 +560,22 @@ def test_unreachable_api_keeps_files_and_reports_degraded(
     assert read(tmp_path, "p") == b"kept"
 
 
+def test_a_signal_after_an_outage_is_read_at_once_not_after_the_backoff(
+    api: FakeApi, make_syncer: Callable[..., Syncer], tmp_path: Path
+) -> None:
+    api.put(configmap("p", "old"))
+    syncer = make_syncer()
+    assert syncer.ready.wait(5)
+    api.down = True
+    while syncer.metrics.value("sync_failures_total") < 8:  # backoff now seconds long
+        syncer.signal([("p", "r-during")], wait=0.5)
+    api.down = False
+    api.put(configmap("p", "new", "r2"))
+    # The operator's signal says the API server answers again.
+    assert syncer.signal([("p", "r2")], wait=2) == {"p": "r2"}
+    assert read(tmp_path, "p") == b"new"
+
+
 def test_not_ready_until_the_first_full_sync_succeeds(
     api: FakeApi, make_syncer: Callable[..., Syncer]
 ) -> None:
