@@ -601,6 +601,9 @@ class Syncer:
         action = single_action(name, result, served, numbers)
         if action.kind == "list":
             logger.info("prompt %s: %s; listing everything", name, action.reason)
+            # A second read for this signal: it costs a token too, or forged
+            # revisions of a served Prompt would read twice the rate.
+            self._bucket.take(time.monotonic(), 1)
             self._full_sync({name: arrived})
         elif action.kind == "write" and action.desired is not None:
             self._write(action.desired, arrived)

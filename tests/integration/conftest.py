@@ -61,6 +61,7 @@ def operator(
         f"--webhook-cert={certs / 'webhook.crt'}",
         f"--webhook-key={certs / 'webhook.key'}",
         "--sidecar-image=example.invalid/prompt-operator:test",
+        metrics=True,
     )
     proc.start()
     yield proc

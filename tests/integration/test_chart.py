@@ -26,6 +26,7 @@ from prompt_cluster.testing import (
     prompt_manifest,
     wait_for,
 )
+from tests.reliability.report import Observed
 
 from .helpers import apply, wait_prompt
 
@@ -167,31 +168,52 @@ def test_install_creates_what_the_chart_promises(installed: Path) -> None:
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
 
 
+RBAC_CASES = [
+    (OPERATOR_SA, "patch", "prompts.prompts.dev/status", APPS, True),
+    (OPERATOR_SA, "watch", "prompts.prompts.dev", APPS, True),
+    (OPERATOR_SA, "update", "prompts.prompts.dev", APPS, False),
+    (OPERATOR_SA, "patch", "prompts.prompts.dev", APPS, False),
+    (OPERATOR_SA, "patch", "configmaps", APPS, True),
+    (OPERATOR_SA, "list", "pods", APPS, True),
+    (OPERATOR_SA, "create", "pods", APPS, False),
+    (OPERATOR_SA, "get", "secrets", APPS, False),
+    (OPERATOR_SA, "list", "secrets", NS, False),
+    (OPERATOR_SA, "create", "mutatingwebhookconfigurations", None, False),
+    (OPERATOR_SA, "create", "events", APPS, True),
+    (SIDECAR_SA, "get", "configmaps", APPS, True),
+    (SIDECAR_SA, "list", "configmaps", APPS, True),
+    (SIDECAR_SA, "watch", "configmaps", APPS, False),
+    (SIDECAR_SA, "patch", "configmaps", APPS, False),
+    (SIDECAR_SA, "list", "configmaps", "default", False),
+    (SIDECAR_SA, "get", "secrets", APPS, False),
+    (SIDECAR_SA, "list", "prompts.prompts.dev", APPS, False),
+]
+
+
+def _rbac_id(case: tuple[str, str, str, str | None, bool]) -> str:
+    user, verb, resource, namespace, allowed = case
+    who = "operator" if user == OPERATOR_SA else "sidecar"
+    return f"{who} {verb} {resource} in {namespace or 'the cluster'}: {'yes' if allowed else 'no'}"
+
+
+@pytest.mark.reliability(
+    case="S-RBAC",
+    did="kubectl auth can-i as the chart's service account (the sidecar reads ConfigMaps "
+    "of its namespace only; the operator reads no Secrets)",
+)
 @pytest.mark.parametrize(
     ("user", "verb", "resource", "namespace", "allowed"),
-    [
-        (OPERATOR_SA, "patch", "prompts.prompts.dev/status", APPS, True),
-        (OPERATOR_SA, "watch", "prompts.prompts.dev", APPS, True),
-        (OPERATOR_SA, "update", "prompts.prompts.dev", APPS, False),
-        (OPERATOR_SA, "patch", "prompts.prompts.dev", APPS, False),
-        (OPERATOR_SA, "patch", "configmaps", APPS, True),
-        (OPERATOR_SA, "list", "pods", APPS, True),
-        (OPERATOR_SA, "create", "pods", APPS, False),
-        (OPERATOR_SA, "get", "secrets", APPS, False),
-        (OPERATOR_SA, "list", "secrets", NS, False),
-        (OPERATOR_SA, "create", "mutatingwebhookconfigurations", None, False),
-        (OPERATOR_SA, "create", "events", APPS, True),
-        (SIDECAR_SA, "get", "configmaps", APPS, True),
-        (SIDECAR_SA, "list", "configmaps", APPS, True),
-        (SIDECAR_SA, "watch", "configmaps", APPS, False),
-        (SIDECAR_SA, "patch", "configmaps", APPS, False),
-        (SIDECAR_SA, "list", "configmaps", "default", False),
-        (SIDECAR_SA, "get", "secrets", APPS, False),
-        (SIDECAR_SA, "list", "prompts.prompts.dev", APPS, False),
-    ],
+    RBAC_CASES,
+    ids=[_rbac_id(case) for case in RBAC_CASES],
 )
 def test_rbac_grants_only_what_the_code_uses(
-    installed: Path, user: str, verb: str, resource: str, namespace: str | None, allowed: bool
+    installed: Path,
+    user: str,
+    verb: str,
+    resource: str,
+    namespace: str | None,
+    allowed: bool,
+    observed: Observed,
 ) -> None:
     resource, _, subresource = resource.partition("/")
     args = ["auth", "can-i", verb, resource, f"--as={user}"]
@@ -199,13 +221,46 @@ def test_rbac_grants_only_what_the_code_uses(
     args += ["-n", namespace] if namespace else []
     result = kubectl(installed, *args, check=False)
     assert result.stdout.strip() == ("yes" if allowed else "no"), (user, verb, resource)
+    observed(f"can-i answered {result.stdout.strip()}")
 
 
-def test_cluster_role_has_no_wildcards(installed: Path) -> None:
-    role = json.loads(kubectl(installed, "get", "clusterrole", RELEASE, "-o", "json").stdout)
-    for rule in role["rules"]:
-        for field in ("verbs", "resources", "apiGroups"):
+@pytest.mark.reliability(
+    case="S-RBAC sidecar list",
+    did="kubectl auth can-i --list as the sidecar's service account, in its namespace and "
+    "in another",
+)
+def test_sidecar_can_do_nothing_but_read_configmaps_of_its_namespace(
+    installed: Path, observed: Observed
+) -> None:
+    def granted(user: str, namespace: str) -> set[tuple[str, str]]:
+        """(resource, verbs) rows of the listing (those that start with a resource)."""
+        listing = kubectl(installed, "auth", "can-i", "--list", f"--as={user}", "-n", namespace)
+        rows = [line for line in listing.stdout.splitlines()[1:] if line and not line[0].isspace()]
+        return {(row.split()[0], row[row.rindex("[") + 1 : row.rindex("]")]) for row in rows}
+
+    # What every service account may do by Kubernetes' defaults is not the chart's.
+    nobody = f"system:serviceaccount:{APPS}:nobody-at-all"
+    mine = granted(SIDECAR_SA, APPS) - granted(nobody, APPS)
+    elsewhere = granted(SIDECAR_SA, "default") - granted(nobody, "default")
+    assert mine == {("configmaps", "get list")}, mine
+    assert elsewhere == set(), elsewhere
+    observed("in its namespace: configmaps get, list; elsewhere: nothing")
+
+
+@pytest.mark.reliability(
+    case="S-RBAC wildcards", did="read every rule of the chart's ClusterRole and Roles"
+)
+def test_cluster_role_has_no_wildcards(installed: Path, observed: Observed) -> None:
+    roles = [json.loads(kubectl(installed, "get", "clusterrole", RELEASE, "-o", "json").stdout)]
+    mine = f"app.kubernetes.io/instance={RELEASE}"
+    roles += json.loads(kubectl(installed, "get", "roles", "-A", "-l", mine, "-o", "json").stdout)[
+        "items"
+    ]
+    rules = [rule for role in roles for rule in role.get("rules") or []]
+    for rule in rules:
+        for field in ("verbs", "resources", "apiGroups", "resourceNames"):
             assert "*" not in rule.get(field, []), rule
+    observed(f"{len(rules)} rules in {len(roles)} roles, no wildcard")
 
 
 def test_operator_and_sidecar_work_with_the_charts_service_accounts(

@@ -16,6 +16,7 @@ from prompt_cluster.testing import (
     prompt_manifest,
     wait_for,
 )
+from tests.reliability.report import Observed
 
 from .conftest import OPERATOR_USER
 from .helpers import (
@@ -113,6 +114,10 @@ def test_edit_gives_new_revision_and_revert_gives_old(kubeconfig: Path, namespac
     assert configmap_text(kubeconfig, namespace, "p") == "version A"
 
 
+@pytest.mark.reliability(
+    case="S-template operator",
+    did="apply a Prompt whose template is bad, after a good one",
+)
 @pytest.mark.parametrize(
     ("template", "variables", "reason", "needle"),
     [
@@ -124,7 +129,13 @@ def test_edit_gives_new_revision_and_revert_gives_old(kubeconfig: Path, namespac
     ],
 )
 def test_bad_template_is_not_ready_and_keeps_last_good_configmap(
-    kubeconfig: Path, namespace: str, template: str, variables: list[str], reason: str, needle: str
+    kubeconfig: Path,
+    namespace: str,
+    template: str,
+    variables: list[str],
+    reason: str,
+    needle: str,
+    observed: Observed,
 ) -> None:
     apply(kubeconfig, prompt_manifest("p", "good {user}", variables=["user"]), namespace)
     good = wait_prompt(kubeconfig, namespace, "p")
@@ -133,6 +144,7 @@ def test_bad_template_is_not_ready_and_keeps_last_good_configmap(
     ready = condition(bad, "Ready")
     assert ready is not None and needle in ready["message"]
     assert bad["status"]["revision"] == good["status"]["revision"]
+    observed(f"Ready=False {reason}: {ready['message']}; the last good revision stays served")
     assert configmap_text(kubeconfig, namespace, "p") == "good {user}"
     wait_for(
         lambda: any(

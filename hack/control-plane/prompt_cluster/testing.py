@@ -339,11 +339,14 @@ class _Managed:
 class OperatorProcess(_Managed):
     """`prompt-operator run` as a real process, with its log in a file."""
 
-    def __init__(self, kubeconfig: Path, log: Path, *extra_args: str) -> None:
+    def __init__(
+        self, kubeconfig: Path, log: Path, *extra_args: str, metrics: bool = False
+    ) -> None:
         self.kubeconfig = kubeconfig
         self.log = log
         self.extra_args = extra_args
         self.health_port = free_port()
+        self.metrics_port = free_port() if metrics else 0
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, *args: str, timeout: float = 60.0) -> None:
@@ -356,7 +359,7 @@ class OperatorProcess(_Managed):
                 f"--kubeconfig={self.kubeconfig}",
                 "--health-host=127.0.0.1",
                 f"--health-port={self.health_port}",
-                "--metrics-port=0",
+                f"--metrics-port={self.metrics_port}",
                 "--log-format=json",
                 *self.extra_args,
                 *args,

@@ -13,6 +13,7 @@ from prompt_client import (
     TemplateError,
     UnknownVariableError,
 )
+from tests.reliability.report import Observed
 
 from .support import Writer
 
@@ -55,8 +56,12 @@ def test_unknown_variable_names_prompt_variable_and_declared_ones(agent: PromptR
     )
 
 
+@pytest.mark.reliability(
+    case="S-template client",
+    did="render {user.password}, {user[0]}, {user!r}, {user:>10} and {0} with an object",
+)
 def test_template_cannot_reach_into_the_apps_objects(
-    writer: Writer, registry: PromptRegistry
+    writer: Writer, registry: PromptRegistry, observed: Observed
 ) -> None:
     class Secret:
         password = "hunter2"
@@ -67,6 +72,7 @@ def test_template_cannot_reach_into_the_apps_objects(
         with pytest.raises(TemplateError) as caught:
             registry.render("evil", user=Secret())
         assert "hunter2" not in str(caught.value)
+    observed("TemplateError for each of the 5; the object's secret never in the message")
 
 
 def test_raw_format_is_served_as_is_and_takes_no_variables(

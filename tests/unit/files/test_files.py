@@ -19,6 +19,7 @@ import pytest
 import prompt_sidecar.files
 from prompt_client.contract import PromptMeta, key_problem, text_sha256
 from prompt_sidecar.files import FileWriteError, PromptFiles
+from tests.reliability.report import Observed
 
 
 def meta(key: str, data: bytes, **extra: object) -> PromptMeta:
@@ -74,7 +75,10 @@ def test_other_extension(tmp_path: Path) -> None:
         PromptFiles(str(tmp_path), ext="md")
 
 
-def test_modes_let_another_user_read_whatever_the_umask(tmp_path: Path) -> None:
+@pytest.mark.reliability(
+    case="S-files modes", did="write a prompt under umask 077; read the modes back"
+)
+def test_modes_let_another_user_read_whatever_the_umask(tmp_path: Path, observed: Observed) -> None:
     target = tmp_path / "new" / "prompts"
     with umask(0o077):
         PromptFiles(str(target)).write(meta("p", b"x"), b"x")
@@ -82,10 +86,14 @@ def test_modes_let_another_user_read_whatever_the_umask(tmp_path: Path) -> None:
     assert stat.S_IMODE((target / ".prompts" / "meta" / "p.json").stat().st_mode) == 0o644
     for d in (target, target / ".prompts", target / ".prompts" / "meta"):
         assert stat.S_IMODE(d.stat().st_mode) == 0o755, d
+    observed("files 0644 and directories 0755 whatever the umask")
 
 
+@pytest.mark.reliability(
+    case="S-files other user", did="read the files as another user than the writer"
+)
 @pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs root")
-def test_app_running_as_another_user_reads_the_files() -> None:
+def test_app_running_as_another_user_reads_the_files(observed: Observed) -> None:
     top = Path(tempfile.mkdtemp(prefix="prompt-files-"))  # under /tmp: others may enter
     try:
         top.chmod(0o755)
@@ -98,6 +106,7 @@ def test_app_running_as_another_user_reads_the_files() -> None:
             )
             assert out.returncode == 0, out.stderr
         assert out.stdout == meta("p", b"hello").to_json()
+        observed("uid 65534 read the text and its metadata")
     finally:
         shutil.rmtree(top)
 
@@ -154,8 +163,11 @@ def test_keys_are_regular_visible_files_with_the_extension(tmp_path: Path) -> No
     assert files.keys() == {"a"}
 
 
+@pytest.mark.reliability(
+    case="S-files escape", did="write, remove and read a prompt with a key that could escape"
+)
 @pytest.mark.parametrize("key", ["../x", "a/b", ".x", "", "x\x00y", "a\nb", "é" * 101, "a\\b"])
-def test_keys_that_could_escape_are_refused(tmp_path: Path, key: str) -> None:
+def test_keys_that_could_escape_are_refused(tmp_path: Path, key: str, observed: Observed) -> None:
     files = PromptFiles(str(tmp_path))
     problem = key_problem(key)
     assert problem is not None
@@ -168,6 +180,7 @@ def test_keys_that_could_escape_are_refused(tmp_path: Path, key: str) -> None:
             call()
         assert problem in str(caught.value)
     assert list(tmp_path.iterdir()) == []
+    observed(f"ValueError ({problem}); nothing created")
 
 
 def test_metadata_must_describe_the_text(tmp_path: Path) -> None:
@@ -175,11 +188,17 @@ def test_metadata_must_describe_the_text(tmp_path: Path) -> None:
         PromptFiles(str(tmp_path)).write(meta("p", b"one"), b"two")
 
 
+@pytest.mark.reliability(
+    case="S-files symlink",
+    did="plant a symlink to a directory outside where the writer puts things, then write",
+)
 @pytest.mark.parametrize(
     "planted",
     [".prompts", ".prompts/meta", ".prompts/staging", ".prompts/meta/p.json", "p.txt"],
 )
-def test_planted_symlinks_are_replaced_never_followed(tmp_path: Path, planted: str) -> None:
+def test_planted_symlinks_are_replaced_never_followed(
+    tmp_path: Path, planted: str, observed: Observed
+) -> None:
     target = tmp_path / "prompts"
     outside = tmp_path / "outside"
     outside.mkdir()
@@ -201,6 +220,7 @@ def test_planted_symlinks_are_replaced_never_followed(tmp_path: Path, planted: s
     assert tree(outside) == {"victim": b"precious"}
     for path in (target, *target.rglob("*")):
         assert not path.is_symlink(), path
+    observed("the link was replaced by the write; the file outside was untouched")
 
 
 def test_a_file_where_the_hidden_directory_belongs_is_replaced(tmp_path: Path) -> None:
@@ -269,7 +289,11 @@ def tiny_tmpfs(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", str(mount)], check=False)
 
 
-def test_full_disk_leaves_previous_text_and_metadata(tiny_tmpfs: Path) -> None:
+@pytest.mark.reliability(
+    case="R5 disk full (writer)",
+    did="write a text larger than the free space of a small tmpfs, then one that fits",
+)
+def test_full_disk_leaves_previous_text_and_metadata(tiny_tmpfs: Path, observed: Observed) -> None:
     files = PromptFiles(str(tiny_tmpfs))
     files.write(meta("p", b"v1"), b"v1")
     before = tree(tiny_tmpfs)
@@ -280,6 +304,7 @@ def test_full_disk_leaves_previous_text_and_metadata(tiny_tmpfs: Path) -> None:
     assert str(tiny_tmpfs / "p.txt") in str(caught.value) and "No space" in str(caught.value)
     assert tree(tiny_tmpfs) == before
     assert files.write(meta("p", b"v2"), b"v2")  # and the next write that fits works
+    observed(f"{caught.value}; every file as before; the next write that fit worked")
 
 
 def test_all_meta_lists_what_was_written_and_clears_crash_leftovers(tmp_path: Path) -> None:
