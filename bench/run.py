@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from prompt_cluster.api import Api
 from prompt_cluster.cluster import LocalCluster
 from prompt_cluster.testing import (
     OperatorProcess,
@@ -35,8 +36,6 @@ from prompt_cluster.testing import (
     stop_process,
     wait_for,
 )
-
-from .api import Api
 
 REPO = Path(__file__).resolve().parent.parent
 NS = "bench"

@@ -18,6 +18,7 @@ import hashlib
 import json
 import math
 import os
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -63,8 +64,15 @@ def key_problem(key: str) -> str | None:
         return "the key contains a NUL character"
     if key.startswith("."):
         return "the key starts with '.'; hidden names are reserved for metadata"
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in key):
+    if any(unicodedata.category(ch) == "Cc" for ch in key):
         return "the key contains a control character"
+    invisible = next((ch for ch in key if unicodedata.category(ch) == "Cf"), None)
+    if invisible is not None:
+        # Zero-width and bidi characters make a file name look like another one.
+        return (
+            f"the key contains an invisible formatting character (U+{ord(invisible):04X}); "
+            "it would make the file name look like another"
+        )
     try:
         key.encode("utf-8")
     except UnicodeEncodeError:

@@ -152,15 +152,51 @@ def _schema_findings(doc: Document, prompt: str) -> list[Finding]:
             message = message.replace("Additional properties are not allowed", "unknown field")
         if error.validator == "maxLength" and isinstance(error.instance, str):
             message = f"longer than {error.validator_value} characters"
+        if error.validator == "maxItems" and isinstance(error.instance, list):
+            message = f"{len(error.instance)} entries; at most {error.validator_value} are allowed"
         findings.append(Finding(doc.source, doc.line(where), prompt, f"{_path(where)}: {message}"))
     return findings
+
+
+def _mapping(value: object) -> dict[str, Any]:
+    """``value`` if it is a mapping; the schema reports it when it is not."""
+    return value if isinstance(value, dict) else {}
+
+
+def _items(value: object) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+# Label syntax as the API server checks it (a selector that tries a path or a
+# look-alike fails here, offline, with the same verdict).
+_LABEL_NAME = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)$")
+_LABEL_PREFIX = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+def _label_problem(label: str, value: object) -> str | None:
+    prefix, _, name = label.rpartition("/")
+    if prefix and (len(prefix) > 253 or not _LABEL_PREFIX.match(prefix)):
+        return f"{label!r}: the prefix must be a lowercase DNS subdomain"
+    if not name or len(name) > 63 or not _LABEL_NAME.match(name):
+        return (
+            f"{label!r}: a label name is 1-63 letters, digits, '-', '_' or '.', "
+            "starting and ending with a letter or digit"
+        )
+    if not isinstance(value, str):
+        return f"{label!r}: the value must be a string"
+    if value and (len(value) > 63 or not _LABEL_NAME.match(value)):
+        return (
+            f"{label!r}: the value {value!r} must be empty or 1-63 letters, digits, "
+            "'-', '_' or '.', starting and ending with a letter or digit"
+        )
+    return None
 
 
 def _rule_findings(doc: Document, prompt: str) -> list[Finding]:
     """What the API server checks besides the schema (CEL rules, list keys, names)."""
     findings: list[Finding] = []
-    meta = doc.data.get("metadata") or {}
-    spec = doc.data.get("spec") or {}
+    meta = _mapping(doc.data.get("metadata"))
+    spec = _mapping(doc.data.get("spec"))
 
     def add(path: Sequence[str | int], message: str) -> None:
         findings.append(Finding(doc.source, doc.line(path), prompt, message))
@@ -170,6 +206,11 @@ def _rule_findings(doc: Document, prompt: str) -> list[Finding]:
         add(["metadata"], "metadata.name is required")
     elif len(name) > 253 or not _DNS_SUBDOMAIN.match(name):
         add(["metadata", "name"], f"metadata.name {name!r} must be a lowercase DNS subdomain")
+    labels = _mapping(meta.get("labels"))
+    for label, value in labels.items():
+        problem = _label_problem(str(label), value)
+        if problem:
+            add(["metadata", "labels", label], f"metadata.labels: {problem}")
     key = spec.get("key")
     if isinstance(key, str):
         problem = key_problem(key)
@@ -182,16 +223,16 @@ def _rule_findings(doc: Document, prompt: str) -> list[Finding]:
             f"spec.template is larger than {MAX_TEMPLATE_BYTES:,} bytes in "
             "UTF-8; a ConfigMap holds at most 1 MiB. Split the prompt into several Prompts.",
         )
-    if ("template" in spec) == ("variants" in spec):
+    if isinstance(doc.data.get("spec"), dict) and ("template" in spec) == ("variants" in spec):
         add(
             ["spec"],
             "set exactly one of spec.template (one text) or spec.variants (an A/B test)",
         )
-    times = [e.get("at") for e in spec.get("schedule") or [] if isinstance(e, dict)]
+    times = [e.get("at") for e in _items(spec.get("schedule")) if isinstance(e, dict)]
     for i, at in enumerate(times):
         if at in times[:i]:
             add(["spec", "schedule", i], "two schedule entries have the same time")
-    names = [v.get("name") for v in spec.get("variables") or [] if isinstance(v, dict)]
+    names = [v.get("name") for v in _items(spec.get("variables")) if isinstance(v, dict)]
     for i, item in enumerate(names):
         if item in names[:i]:
             add(["spec", "variables", i], f"spec.variables: duplicate variable {item!r}")

@@ -11,7 +11,6 @@ API server being back). Run them apart with ``pytest -m fault``.
 from __future__ import annotations
 
 import errno
-import http.client
 import json
 import os
 import re
@@ -24,10 +23,10 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 
+from prompt_cluster.api import Api
 from prompt_cluster.testing import (
     OperatorProcess,
     SidecarProcess,
@@ -46,49 +45,12 @@ pytestmark = [pytest.mark.usefixtures("operator"), pytest.mark.fault, pytest.mar
 GROUP, VERSION, PLURAL = "prompts.dev", "v1alpha1", "prompts"
 
 
-class PromptEditor:
-    """Merge-patches Prompts over one kept-alive HTTPS connection, as a program would
-    (no kubectl process per edit), with the admin's credentials."""
-
-    def __init__(self, kubeconfig: Path) -> None:
-        from prompt_sidecar.kubeapi import load_kubeconfig
-
-        self._auth = load_kubeconfig(str(kubeconfig))
-        parts = urlsplit(self._auth.server)
-        self._host, self._port = parts.hostname or "localhost", parts.port or 443
-        self._conn = self._connect()
-
-    def _connect(self) -> http.client.HTTPSConnection:
-        return http.client.HTTPSConnection(
-            self._host, self._port, context=self._auth.context, timeout=10
-        )
-
-    def edit(self, namespace: str, name: str, template: str) -> None:
-        headers = {"Content-Type": "application/merge-patch+json"}
-        if self._auth.token:
-            headers["Authorization"] = f"Bearer {self._auth.token}"
-        body = json.dumps({"spec": {"template": template}})
-        path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}"
-        try:
-            self._conn.request("PATCH", path, body=body, headers=headers)
-        except OSError:  # the server closed the kept-alive connection (it restarted)
-            self._conn.close()
-            self._conn = self._connect()
-            self._conn.request("PATCH", path, body=body, headers=headers)
-        resp = self._conn.getresponse()
-        answer = resp.read()
-        if resp.status != 200:
-            raise AssertionError(f"PATCH {name}: {resp.status} {answer[:300]!r}")
-
-    def close(self) -> None:
-        self._conn.close()
-
-
 @pytest.fixture
-def prompts_api(kubeconfig: Path) -> Iterator[PromptEditor]:
-    editor = PromptEditor(kubeconfig)
-    yield editor
-    editor.close()
+def prompts_api(kubeconfig: Path) -> Iterator[Api]:
+    """The Prompt API as a program uses it: one kept-alive connection, no kubectl."""
+    api = Api(kubeconfig)
+    yield api
+    api.close()
 
 
 def create_prompts(kubeconfig: Path, namespace: str, texts: dict[str, str]) -> None:
@@ -195,7 +157,7 @@ def test_r1_operator_killed_during_a_thousand_edits(
     namespace: str,
     sidecars: SidecarFactory,
     operator: OperatorProcess,
-    prompts_api: PromptEditor,
+    prompts_api: Api,
     observed: Observed,
 ) -> None:
     names = [f"p{i:03d}" for i in range(100)]
@@ -215,7 +177,7 @@ def test_r1_operator_killed_during_a_thousand_edits(
             for number in range(1, 11):
                 for name in names:
                     text = edit_text(name, number)
-                    prompts_api.edit(namespace, name, text)
+                    prompts_api.edit_prompt(namespace, name, text)
                     last[name] = text
                     sent += 1
         except BaseException as exc:  # surfaced by the assertion below
@@ -301,7 +263,7 @@ def test_r3_api_server_restart(
     sidecars: SidecarFactory,
     operator: OperatorProcess,
     audit_log: Path,
-    prompts_api: PromptEditor,
+    prompts_api: Api,
     observed: Observed,
 ) -> None:
     names = [f"p{i}" for i in range(6)]
@@ -314,7 +276,7 @@ def test_r3_api_server_restart(
 
     for name in names[:3]:  # just before: the operator may not have seen them yet
         texts[name] = f"{name} edited just before the outage"
-        prompts_api.edit(namespace, name, texts[name])
+        prompts_api.edit_prompt(namespace, name, texts[name])
     cluster.stop_component("kube-apiserver")
     try:
         since = audit_line_count(audit_log)
@@ -324,7 +286,7 @@ def test_r3_api_server_restart(
     back = time.monotonic()
     for name in names[3:]:
         texts[name] = f"{name} edited just after the outage"
-        prompts_api.edit(namespace, name, texts[name])
+        prompts_api.edit_prompt(namespace, name, texts[name])
     wait_for(
         lambda: files_equal([app], texts),
         timeout=5 - (time.monotonic() - back),

@@ -40,7 +40,7 @@ def validate(*args: str, stdin: str | None = None) -> subprocess.CompletedProces
 
 
 def test_corpus_is_big_enough() -> None:
-    assert len(CASES) >= 30
+    assert len(CASES) >= 50
 
 
 @pytest.mark.parametrize("path", CASES, ids=[p.stem for p in CASES])

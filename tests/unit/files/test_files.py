@@ -166,7 +166,12 @@ def test_keys_are_regular_visible_files_with_the_extension(tmp_path: Path) -> No
 @pytest.mark.reliability(
     case="S-files escape", did="write, remove and read a prompt with a key that could escape"
 )
-@pytest.mark.parametrize("key", ["../x", "a/b", ".x", "", "x\x00y", "a\nb", "é" * 101, "a\\b"])
+@pytest.mark.parametrize(
+    "key",
+    ["../x", "a/b", ".x", "", "x\x00y", "a\nb", "é" * 101, "a\\b"]
+    # look-alikes: a right-to-left override, a zero-width space, a C1 control
+    + ["txt.\u202egnp", "greet\u200bing", "a\u0085b"],
+)
 def test_keys_that_could_escape_are_refused(tmp_path: Path, key: str, observed: Observed) -> None:
     files = PromptFiles(str(tmp_path))
     problem = key_problem(key)

@@ -1,7 +1,8 @@
-"""One API client for the load: keep-alive HTTPS from the standard library.
+"""A small API client for load and fault tests: keep-alive HTTPS, standard library.
 
 Edits go through one connection, not one kubectl process each (whose start-up
-would dominate); the client's own time per request is reported.
+would dominate a benchmark, and which is not how a program edits). A connection
+the server closed (idle, or the API server restarted) is opened again once.
 """
 
 from __future__ import annotations
@@ -17,16 +18,33 @@ import yaml
 
 
 class Api:
+    """The admin's client (the local cluster's kubeconfig: client certificates)."""
+
     def __init__(self, kubeconfig: Path) -> None:
         config = yaml.safe_load(kubeconfig.read_text())
         cluster = config["clusters"][0]["cluster"]
         user = config["users"][0]["user"]
-        ctx = ssl.create_default_context(cafile=cluster["certificate-authority"])
-        ctx.load_cert_chain(user["client-certificate"], user["client-key"])
+        self._context = ssl.create_default_context(cafile=cluster["certificate-authority"])
+        self._context.load_cert_chain(user["client-certificate"], user["client-key"])
         parts = urlsplit(cluster["server"])
-        self._conn = http.client.HTTPSConnection(
-            parts.hostname, parts.port, context=ctx, timeout=60
+        self._host, self._port = parts.hostname or "127.0.0.1", parts.port or 443
+        self._conn = self._connect()
+
+    def _connect(self) -> http.client.HTTPSConnection:
+        return http.client.HTTPSConnection(
+            self._host, self._port, context=self._context, timeout=60
         )
+
+    def _send(self, method: str, path: str, data: bytes | None, headers: dict[str, str]) -> None:
+        try:
+            self._conn.request(method, path, body=data, headers=headers)
+        except (OSError, http.client.HTTPException):
+            self._conn.close()  # closed by the server while idle, or it restarted
+            self._conn = self._connect()
+            self._conn.request(method, path, body=data, headers=headers)
+
+    def close(self) -> None:
+        self._conn.close()
 
     def request(
         self, method: str, path: str, body: Any = None, ctype: str = "application/json"
@@ -35,7 +53,7 @@ class Api:
         headers = {"Accept": "application/json"}
         if data is not None:
             headers["Content-Type"] = ctype
-        self._conn.request(method, path, body=data, headers=headers)
+        self._send(method, path, data, headers)
         resp = self._conn.getresponse()
         raw = resp.read()
         if resp.status >= 400:
@@ -77,6 +95,6 @@ class Api:
                 return items
 
     def metrics(self) -> str:
-        self._conn.request("GET", "/metrics")
+        self._send("GET", "/metrics", None, {})
         resp = self._conn.getresponse()
         return resp.read().decode()
