@@ -168,9 +168,11 @@ def test_keys_are_regular_visible_files_with_the_extension(tmp_path: Path) -> No
 )
 @pytest.mark.parametrize(
     "key",
-    ["../x", "a/b", ".x", "", "x\x00y", "a\nb", "é" * 101, "a\\b"]
-    # look-alikes: a right-to-left override, a zero-width space, a C1 control
-    + ["txt.\u202egnp", "greet\u200bing", "a\u0085b"],
+    [
+        *("../x", "a/b", ".x", "", "x\x00y", "a\nb", "é" * 101, "a\\b"),
+        # look-alikes: a right-to-left override, a zero-width space, a C1 control
+        *("txt.\u202egnp", "greet\u200bing", "a\u0085b"),
+    ],
 )
 def test_keys_that_could_escape_are_refused(tmp_path: Path, key: str, observed: Observed) -> None:
     files = PromptFiles(str(tmp_path))
