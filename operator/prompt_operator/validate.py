@@ -80,7 +80,10 @@ class Document:
 
 
 def _documents(text: str, source: str) -> Iterator[Document]:
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)  # already refuses control characters
+    except yaml.YAMLError as exc:
+        raise InputError(f"{source}: not valid YAML: {exc}") from None
     try:
         while loader.check_node():
             node = loader.get_node()

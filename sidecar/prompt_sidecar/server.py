@@ -79,6 +79,11 @@ class _Handler(BaseHTTPRequestHandler):
     timeout = 10  # a slow or idle client holds a slot at most this long
     server_version = "prompt-sidecar"
     sys_version = ""
+    # Requests http.server cannot parse get a JSON error with a status line, not
+    # an HTML page (nor, for a line without a version, a bare HTTP/0.9 body).
+    default_request_version = "HTTP/1.0"
+    error_content_type = "application/json"
+    error_message_format = '{"error": "%(code)d %(message)s"}\n'
 
     def log_message(self, format: str, *args: Any) -> None:
         logger.debug("%s " + format, self.client_address[0], *args)
