@@ -125,7 +125,8 @@ class Reader:
             return self.seen.get((index, name, digest))
 
     def stop(self) -> None:
-        self.proc.terminate()
+        if self.proc.poll() is None:
+            self.proc.terminate()
         self.proc.wait()
 
 
@@ -258,6 +259,7 @@ def main(argv: list[str] | None = None) -> int:
 
         # -- P1, P2, P6: propagation of edits -------------------------------------------
         reader = Reader([s.dir for s in sidecars] + base_dirs)
+        procs.append(reader)  # stopped by the finally below should anything fail
         audit = state.audit_log
         # The pods' rollout made every Prompt's delivery count move; the operator
         # rewrites those at a bounded rate. Let that finish, so P2 counts only

@@ -131,11 +131,18 @@ def parse_template(text: str) -> ParsedTemplate:
                 FORBIDDEN,
                 f"placeholder {shown} is positional; name it, for example {{user_name}}",
             )
-        if not field.isidentifier():
+        if any(ch in field for ch in ".["):
             raise TemplateError(
                 FORBIDDEN,
                 f"placeholder {shown} uses attribute or index access; "
                 "only plain names such as {user_name} are allowed",
+            )
+        if not (field.isascii() and field.isidentifier()):
+            # The same rule as a declared variable's name (spec.variables[].name).
+            raise TemplateError(
+                FORBIDDEN,
+                f"placeholder {shown} is not a plain name: use ASCII letters, digits and "
+                "underscores, not starting with a digit, such as {user_name}",
             )
         if conversion:
             raise TemplateError(

@@ -89,6 +89,8 @@ def _str(value: Any, where: str) -> str:
 
 
 def _int(value: Any, where: str) -> int:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)  # the API server stores 2.0 as 2 for an integer field
     if isinstance(value, bool) or not isinstance(value, int):
         raise SpecError(f"{where} must be an integer, got {type(value).__name__}")
     return value

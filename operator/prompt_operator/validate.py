@@ -14,6 +14,8 @@ not be read or parsed.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import re
 import sys
 from collections.abc import Iterator, Sequence
@@ -79,9 +81,19 @@ class Document:
 # -- reading ------------------------------------------------------------------------
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML as kubectl reads it: an unquoted time stays a string (the CRD wants one)."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
 def _documents(text: str, source: str) -> Iterator[Document]:
     try:
-        loader = yaml.SafeLoader(text)  # already refuses control characters
+        loader = _Loader(text)  # already refuses control characters
     except yaml.YAMLError as exc:
         raise InputError(f"{source}: not valid YAML: {exc}") from None
     try:
@@ -89,17 +101,34 @@ def _documents(text: str, source: str) -> Iterator[Document]:
             node = loader.get_node()
             if node is None:
                 continue
-            yield Document(source, node, loader.construct_document(node))
+            data = loader.construct_document(node)
+            _check_unicode(data, source)
+            yield Document(source, node, data)
     except yaml.YAMLError as exc:
         raise InputError(f"{source}: not valid YAML: {exc}") from None
+    except RecursionError:
+        raise InputError(f"{source}: not valid YAML: nested too deeply") from None
     finally:
         loader.dispose()
+
+
+def _check_unicode(data: Any, source: str) -> None:
+    """Refuse lone surrogates (a "\\ud800" escape): no UTF-8 holds them, and kubectl
+    refuses the file too."""
+    try:
+        json.dumps(data, ensure_ascii=False, default=str).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad = exc.object[exc.start : exc.end]
+        raise InputError(f"{source}: not valid Unicode: {exc.reason} ({bad!r})") from None
 
 
 def _files(arguments: Sequence[str]) -> Iterator[tuple[str, str]]:
     for argument in arguments:
         if argument == "-":
-            yield "<stdin>", sys.stdin.read()
+            try:
+                yield "<stdin>", sys.stdin.buffer.read().decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise InputError(f"<stdin>: cannot read: {exc}") from None
             continue
         path = Path(argument)
         if path.is_dir():
@@ -116,6 +145,25 @@ def _files(arguments: Sequence[str]) -> Iterator[tuple[str, str]]:
 # -- checks ---------------------------------------------------------------------------
 
 
+OBJECT_META_FIELDS = (
+    "name",
+    "generateName",
+    "namespace",
+    "selfLink",
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "labels",
+    "annotations",
+    "ownerReferences",
+    "finalizers",
+    "managedFields",
+)
+
+
 @cache
 def _validator() -> Any:
     import jsonschema
@@ -123,19 +171,25 @@ def _validator() -> Any:
     crd = yaml.safe_load(resources.files("prompt_operator").joinpath("crd.yaml").read_text())
     version = next(v for v in crd["spec"]["versions"] if v.get("storage"))
     schema = _strict(version["schema"]["openAPIV3Schema"])
-    schema["properties"].pop("status", None)
+    # A manifest may carry a status (kubectl drops it); its contents are not checked.
+    schema["properties"]["status"] = {}
+    # ObjectMeta is checked by the API server itself, field by field, unknown ones refused.
+    schema["properties"]["metadata"] = {
+        "type": "object",
+        "properties": {field: {} for field in OBJECT_META_FIELDS},
+        "additionalProperties": False,
+    }
     return jsonschema.Draft7Validator(schema)
 
 
-def _strict(schema: Any, top: bool = True) -> Any:
+def _strict(schema: Any) -> Any:
     """The CRD schema as JSON Schema that, like the API server, refuses unknown fields."""
     if not isinstance(schema, dict):
         return schema
-    out = {k: _strict(v, False) for k, v in schema.items() if not k.startswith("x-kubernetes")}
+    out = {k: _strict(v) for k, v in schema.items() if not k.startswith("x-kubernetes")}
     if "properties" in schema:
-        out["properties"] = {k: _strict(v, False) for k, v in schema["properties"].items()}
-        if not top:
-            out.setdefault("additionalProperties", False)
+        out["properties"] = {k: _strict(v) for k, v in schema["properties"].items()}
+        out.setdefault("additionalProperties", False)
     return out
 
 
@@ -159,6 +213,14 @@ def _schema_findings(doc: Document, prompt: str) -> list[Finding]:
             message = f"{len(error.instance)} entries; at most {error.validator_value} are allowed"
         findings.append(Finding(doc.source, doc.line(where), prompt, f"{_path(where)}: {message}"))
     return findings
+
+
+def _without_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value
 
 
 def _mapping(value: object) -> dict[str, Any]:
@@ -205,8 +267,10 @@ def _rule_findings(doc: Document, prompt: str) -> list[Finding]:
         findings.append(Finding(doc.source, doc.line(path), prompt, message))
 
     name = meta.get("name")
-    if not isinstance(name, str) or not name:
+    if name is None or name == "":
         add(["metadata"], "metadata.name is required")
+    elif not isinstance(name, str):
+        add(["metadata", "name"], f"metadata.name must be a string (quote it: {str(name)!r})")
     elif len(name) > 253 or not _DNS_SUBDOMAIN.match(name):
         add(["metadata", "name"], f"metadata.name {name!r} must be a lowercase DNS subdomain")
     labels = _mapping(meta.get("labels"))
@@ -243,12 +307,23 @@ def _rule_findings(doc: Document, prompt: str) -> list[Finding]:
 
 
 def check_document(doc: Document) -> list[Finding]:
-    data = doc.data
-    if not isinstance(data, dict) or data.get("kind") != "Prompt":
+    if not isinstance(doc.data, dict):
         return []
-    api = str(data.get("apiVersion", ""))
+    api = str(doc.data.get("apiVersion", ""))
     if not api.startswith(GROUP + "/"):
-        return []
+        return []  # another project's kind
+    # The API server drops nulls before it checks and defaults; so do we.
+    doc = dataclasses.replace(doc, data=_without_nulls(doc.data))
+    data = doc.data
+    if data.get("kind") != "Prompt":
+        return [
+            Finding(
+                doc.source,
+                doc.line(["kind"]),
+                str(_mapping(data.get("metadata")).get("name") or "<unnamed>"),
+                f"kind {data.get('kind')!r} is not served by {GROUP}; the kind is Prompt",
+            )
+        ]
     raw_meta = data.get("metadata")
     meta: dict[str, Any] = raw_meta if isinstance(raw_meta, dict) else {}
     name = str(meta.get("name") or "<unnamed>")

@@ -11,8 +11,6 @@ Each file in tests/corpus/prompts starts with comment lines saying what it expec
 * `# warning:` (optional) a piece of the warning offline validation prints;
 * `# operator:` (optional, accepted cases) `Ready` or the reason of Ready=False, when
   it does not follow from `# expect:`;
-* `# gap:` (optional) why offline validation and the cluster disagree on this case,
-  a known problem; the case states what really happens.
 """
 
 from __future__ import annotations
@@ -29,7 +27,7 @@ from tests.reliability.report import Observed
 
 CORPUS = Path(__file__).resolve().parents[1] / "corpus" / "prompts"
 CASES = sorted(CORPUS.glob("*.yaml"))
-HEADERS = ("expect", "server", "server-says", "warning", "operator", "gap")
+HEADERS = ("expect", "server", "server-says", "warning", "operator")
 
 
 @dataclass(frozen=True)
@@ -40,7 +38,6 @@ class Case:
     server_says: str | None = None
     warning: str | None = None
     operator: str | None = None
-    gap: str | None = None
 
     @property
     def name(self) -> str:
@@ -165,24 +162,10 @@ def test_api_server_agrees_with_the_corpus(
     observed(f"refused: {said[:200]}")
 
 
-def _gap(path: Path) -> str | None:
-    try:
-        return corpus_case(path).gap
-    except AssertionError:
-        return None  # test_every_case_says_what_a_person_needs reports it
-
-
-@pytest.mark.parametrize(
-    "path",
-    [
-        pytest.param(p, marks=pytest.mark.xfail(strict=True, reason=gap)) if (gap := _gap(p)) else p
-        for p in CASES
-    ],
-    ids=IDS,
-)
+@pytest.mark.parametrize("path", CASES, ids=IDS)
 def test_offline_verdict_is_the_clusters(path: Path) -> None:
     """A manifest validate passes is applied and becomes Ready; one it refuses is
-    refused by the API server or not Ready. Known gaps (`# gap:`) fail here."""
+    refused by the API server or not Ready."""
     case = corpus_case(path)
     cluster_ok = case.server == "accept" and case.ready
     assert (case.expect == "ok") == cluster_ok, (
@@ -239,11 +222,6 @@ def test_invalid_utf8_and_control_characters_exit_2_without_a_traceback(
     observed(f"exit 2 for file, directory and stdin: {validate(str(latin1)).stderr.strip()[:120]}")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: yaml's composer raises RecursionError on deep nesting; validate exits 1 "
-    "with a traceback instead of 2 with 'not valid YAML'",
-)
 def test_deeply_nested_yaml_is_an_input_error(tmp_path: Path) -> None:
     deep = tmp_path / "deep.yaml"
     deep.write_bytes(PROMPT_HEAD + b"spec: {template: " + b"[" * 5000 + b"]" * 5000 + b"}\n")
@@ -252,28 +230,19 @@ def test_deeply_nested_yaml_is_an_input_error(tmp_path: Path) -> None:
     assert result.returncode == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a lone surrogate escape (\\ud800) in a template makes validate raise "
-    "UnicodeEncodeError; kubectl refuses the file as invalid Unicode",
-)
 def test_a_lone_surrogate_escape_is_refused_without_a_traceback(tmp_path: Path) -> None:
     surrogate = tmp_path / "surrogate.yaml"
     surrogate.write_bytes(PROMPT_HEAD + b'spec: {template: "a\\ud800b"}\n')
     result = validate(str(surrogate))
     assert "Traceback" not in result.stderr, result.stderr[-500:]
-    assert result.returncode in (1, 2)
+    assert result.returncode == 2 and "not valid Unicode" in result.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gap: a document of the prompts.dev group with a misspelt kind is skipped "
-    "(exit 0, '0 Prompt(s) checked'); kubectl refuses it",
-)
 def test_a_misspelt_kind_in_the_prompts_group_is_reported(tmp_path: Path) -> None:
     typo = tmp_path / "typo.yaml"
     typo.write_bytes(PROMPT_HEAD.replace(b"kind: Prompt", b"kind: prompt") + b"spec: {}\n")
-    assert validate(str(typo)).returncode != 0
+    result = validate(str(typo))
+    assert result.returncode == 1 and "the kind is Prompt" in result.stdout, result.stdout
 
 
 def test_other_kinds_are_ignored(tmp_path: Path) -> None:
