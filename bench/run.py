@@ -36,6 +36,7 @@ from prompt_cluster.testing import (
     stop_process,
     wait_for,
 )
+from prompt_sidecar import wire
 
 REPO = Path(__file__).resolve().parent.parent
 NS = "bench"
@@ -128,6 +129,9 @@ class Reader:
         if self.proc.poll() is None:
             self.proc.terminate()
         self.proc.wait()
+
+
+PROMPTS = f"/apis/prompts.dev/v1alpha1/namespaces/{NS}/prompts"
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -406,23 +410,21 @@ def main(argv: list[str] | None = None) -> int:
         mark = settle(audit)
         t = time.monotonic()
         operator.start(timeout=300)
+        before = api.request("GET", f"{PROMPTS}/p0")["status"]["revision"]
         api.edit_prompt(NS, "p0", "after restart")
-        wait_for(
-            lambda: (
-                sha("after restart")
-                in {
-                    sha((cm.get("data") or {}).get("prompt", ""))
-                    for cm in api.request(
-                        "GET",
-                        f"/api/v1/namespaces/{NS}/configmaps"
-                        f"?labelSelector=prompts.dev/revision-number",
-                    )["items"]
-                    if (cm["metadata"].get("annotations") or {}).get("prompts.dev/prompt") == "p0"
-                }
-            ),
-            timeout=300,
-            interval=0.1,
-        )
+
+        def handled_edit() -> bool:
+            # One small GET per poll: listing 10,000 ConfigMaps here would load
+            # the API server and the machine, and time the poll instead.
+            revision = api.request("GET", f"{PROMPTS}/p0")["status"]["revision"]
+            if revision == before:
+                return False
+            cm = api.request(
+                "GET", f"/api/v1/namespaces/{NS}/configmaps/{wire.configmap_name('p0', revision)}"
+            )
+            return sha(cm["data"]["prompt"]) == sha("after restart")
+
+        wait_for(handled_edit, timeout=300, interval=0.1)
         handled = time.monotonic() - t
         settle(audit)
         writes = audit_counts(audit, mark, OPERATOR_USER, WRITE_VERBS)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import logging
 import time
 from collections.abc import Mapping
@@ -39,6 +40,12 @@ logger = logging.getLogger(__name__)
 
 POD_SELECTOR = f"{wire.SUBSCRIBE_LABEL}=true"
 MAX_SIGNAL_ATTEMPTS = 4
+# A pod that did not answer that many signals in a row gets no catch-up signals
+# (an operator restart's, for every Prompt) for this long: its sidecar heals on
+# its own resync (or lists everything when it starts again), and signalling a
+# dead address ten thousand times only costs the loop. An edit still tries it,
+# and a change of the pod object (restarted, new address) ends the pause.
+UNREACHABLE_PAUSE = 10.0
 PodKey = tuple[str, str]  # (namespace, pod name)
 
 
@@ -83,6 +90,13 @@ def subscriber_from_pod(pod: Mapping[str, Any]) -> Subscriber | None:
         f"{host}:{port}",
         selector,
     )
+
+
+class _Failed(enum.Enum):
+    """Why a signal got no served revisions back."""
+
+    NO_ANSWER = "no answer"  # refused connection, timeout: maybe nobody is there
+    ANSWERED = "answered"  # 503 during its first sync, or refused: alive
 
 
 @dataclass
@@ -159,6 +173,7 @@ class Delivery:
         self._pods: dict[PodKey, Subscriber] = {}
         self._served: dict[PodKey, dict[str, str | None]] = {}
         self._channels: dict[PodKey, _PodChannel] = {}
+        self._unreachable: dict[PodKey, float] = {}  # pod -> monotonic end of its pause
         self._current: dict[PromptRef, tuple[str, Mapping[str, str]]] = {}
         self._limit = asyncio.Semaphore(config.signal_concurrency)
         self._http: aiohttp.ClientSession | None = None
@@ -260,9 +275,19 @@ class Delivery:
 
     # -- signals -------------------------------------------------------------------
 
+    def _paused(self, pod: PodKey) -> bool:
+        until = self._unreachable.get(pod)
+        if until is None:
+            return False
+        if time.monotonic() < until:
+            return True
+        del self._unreachable[pod]
+        return False
+
     def _send(self, pod: PodKey, prompt: str, revision: str) -> asyncio.Future[None]:
         """Queue a pair for the pod's next batch; the future resolves on its answer."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._unreachable.pop(pod, None)  # an edit always tries the pod again
         self._notify(pod, prompt, revision)
         self._channels[pod].waiters.append((prompt, revision, future))
         return future
@@ -270,6 +295,8 @@ class Delivery:
     def _notify(self, pod: PodKey, prompt: str, revision: str) -> None:
         """Queue a pair without waiting for it (restarts, new pods): no future per
         pair, so ten thousand Prompts times many pods cost only the pending maps."""
+        if self._paused(pod):
+            return
         channel = self._channels.setdefault(pod, _PodChannel())
         channel.pending[prompt] = revision
         if channel.task is None or channel.task.done():
@@ -285,7 +312,7 @@ class Delivery:
                 _release(waiters)
                 continue
             served = await self._signal(pod, batch)
-            if served is None:
+            if isinstance(served, _Failed):
                 attempt += 1
                 if attempt < MAX_SIGNAL_ATTEMPTS:
                     # Put back what no newer signal replaced, and try again later.
@@ -294,21 +321,28 @@ class Delivery:
                     channel.waiters = waiters + channel.waiters
                     await backoff_sleep(attempt, base=0.1, cap=2)
                     continue
-                _release(waiters)
+                _release(waiters + channel.waiters)
+                channel.pending, channel.waiters = {}, []
+                if served is _Failed.ANSWERED:
+                    # Alive (starting, or refusing): its first full sync or its
+                    # resync reads everything; later edits still signal it.
+                    return
+                self._unreachable[pod_key] = time.monotonic() + UNREACHABLE_PAUSE
                 logger.info(
-                    "Pod %s/%s did not answer %d signals; it heals on its resync",
+                    "Pod %s/%s did not answer %d signals; it heals on its resync "
+                    "(catch-up signals to it pause for %.0f s)",
                     *pod_key,
                     MAX_SIGNAL_ATTEMPTS,
+                    UNREACHABLE_PAUSE,
                 )
-                attempt = 0
-                continue
+                return
             attempt = 0
             self._record(pod_key, served)
             _release(waiters)
 
     async def _signal(
         self, pod: Subscriber, batch: Mapping[str, str]
-    ) -> dict[str, str | None] | None:
+    ) -> dict[str, str | None] | _Failed:
         if self._http is None or self._http.closed:
             self._http = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=self._config.signal_timeout, sock_connect=1),
@@ -325,7 +359,7 @@ class Delivery:
                     body = await resp.read()
                     if resp.status == 503:
                         metrics.SIGNALS.labels("not_ready").inc()
-                        return None  # still on its first full sync; try again shortly
+                        return _Failed.ANSWERED  # still on its first full sync; try again shortly
                     if resp.status != 200:
                         metrics.SIGNALS.labels("rejected").inc()
                         logger.warning(
@@ -335,12 +369,12 @@ class Delivery:
                             resp.status,
                             body[:200],
                         )
-                        return None
+                        return _Failed.ANSWERED
                     served = wire.parse_signal_response(body)
             except (aiohttp.ClientError, asyncio.TimeoutError, OSError, wire.SignalError) as exc:
                 metrics.SIGNALS.labels("failed").inc()
                 logger.debug("signal to %s/%s failed: %s", pod.namespace, pod.name, exc)
-                return None
+                return _Failed.NO_ANSWER
         metrics.SIGNALS.labels("ok").inc()
         metrics.SIGNAL_SECONDS.observe(time.monotonic() - started)
         return served
@@ -367,6 +401,8 @@ class Delivery:
 
     def _pod_changed(self, key: PodKey, sub: Subscriber | None) -> None:
         before = self._pods.get(key)
+        if before != sub:
+            self._unreachable.pop(key, None)  # gone, restarted or moved: try it again
         if sub is None:
             if self._pods.pop(key, None) is not None:
                 self._served.pop(key, None)

@@ -12,6 +12,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import cached_property
 from typing import Any
 
 from .model import Prompt
@@ -32,7 +33,7 @@ class Rendered:
     source: str = SPEC_SOURCE  # "spec", or "schedule <at>" when an entry is in effect
     descriptions: dict[str, str] = field(default_factory=dict)
 
-    @property
+    @cached_property  # a Rendered never changes; the reconciler asks several times
     def metadata_json(self) -> str:
         """What the sidecar passes on to apps besides the text (canonical JSON)."""
         data: dict[str, Any] = {
@@ -72,7 +73,7 @@ class Rendered:
     def texts(self) -> tuple[str, ...]:
         return tuple(t for _, _, t in self.variants) if self.variants else (self.text,)
 
-    @property
+    @cached_property
     def revision(self) -> str:
         digest = hashlib.sha256()
         for part in (self.key, self.format, self.metadata_json, *self.texts):
