@@ -54,7 +54,14 @@ class Finding:
 
     def __str__(self) -> str:
         prefix = "warning: " if self.warning else ""
-        return f"{self.source}:{self.line}: Prompt {self.prompt}: {prefix}{self.message}"
+        where = f"{self.source}:{self.line}: Prompt {_printable(self.prompt)}"
+        return f"{where}: {prefix}{self.message}"
+
+
+def _printable(name: str) -> str:
+    """A name as it can be shown in a terminal or a CI log: a NUL or a newline in a
+    (refused) name is written as an escape, never sent as is."""
+    return name if name.isprintable() else repr(name)[1:-1]
 
 
 @dataclass(frozen=True)

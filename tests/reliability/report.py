@@ -95,6 +95,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 def _cell(text: str) -> str:
+    text = "".join(ch if ch.isprintable() or ch == "\n" else repr(ch)[1:-1] for ch in text)
     return text.replace("|", "\\|").replace("\n", " ").strip() or "—"
 
 
