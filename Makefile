@@ -70,4 +70,4 @@ bench-quick: binaries
 # Every case of the reliability and security suite (faults, bad input, forged
 # requests, RBAC, files), then docs/reliability.md regenerated from the results.
 reliability: binaries
-	$(BIN)/pytest -m reliability --reliability-report docs/reliability.md
+	$(BIN)/pytest tests -m reliability --reliability-report=docs/reliability.md

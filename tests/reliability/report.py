@@ -7,7 +7,7 @@ A case says what it does in its marker and what it saw through ``observed``::
         ...
         observed(f"files converged {elapsed:.2f} s after start")
 
-``pytest --reliability-report docs/reliability.md`` writes the table (case,
+``pytest tests --reliability-report=docs/reliability.md`` writes the table (case,
 what was done, what was observed, pass or fail); ``make reliability`` runs
 every such case and regenerates docs/reliability.md. Without the option the
 plugin only records, so the cases run as ordinary tests in ``make test``.
