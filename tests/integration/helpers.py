@@ -116,14 +116,14 @@ def events_for(kubeconfig: Path, namespace: str, name: str) -> list[dict[str, An
 
 
 def post_signal(
-    sidecar: SidecarProcess, body: bytes, ctype: str = "application/json"
+    sidecar: SidecarProcess, body: bytes, ctype: str = "application/json", timeout: float = 5
 ) -> tuple[int, bytes]:
     """POST ``body`` to the sidecar's signal endpoint as anyone on the pod network could."""
     request = urllib.request.Request(
-        sidecar.url + "/v1/signal", data=body, method="POST", headers={"Content-Type": ctype}
+        sidecar.url + wire.SIGNAL_PATH, data=body, method="POST", headers={"Content-Type": ctype}
     )
     try:
-        with urllib.request.urlopen(request, timeout=5) as resp:
+        with urllib.request.urlopen(request, timeout=timeout) as resp:
             return resp.status, resp.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()

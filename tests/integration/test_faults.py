@@ -56,15 +56,7 @@ def prompts_api(kubeconfig: Path) -> Iterator[Api]:
 def create_prompts(kubeconfig: Path, namespace: str, texts: dict[str, str]) -> None:
     """Create many Prompts with one kubectl and wait until each is Ready."""
     items = [prompt_manifest(name, text) for name, text in texts.items()]
-    kubectl(
-        kubeconfig,
-        "-n",
-        namespace,
-        "apply",
-        "-f",
-        "-",
-        input=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}),
-    )
+    apply(kubeconfig, {"apiVersion": "v1", "kind": "List", "items": items}, namespace)
     for name in texts:
         wait_prompt(kubeconfig, namespace, name, timeout=60)
 

@@ -16,20 +16,17 @@ import re
 import select
 import socket
 import threading
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from prompt_cluster.testing import SidecarProcess, kubectl, sidecar_role, wait_for
+from prompt_cluster.testing import SidecarProcess, kubectl, wait_for
 from prompt_sidecar import wire
 
-pytestmark = pytest.mark.cluster
+from .helpers import SidecarFactory, post_signal
 
-SidecarFactory = Callable[..., SidecarProcess]
+pytestmark = pytest.mark.cluster
 
 
 def configmap(
@@ -141,40 +138,9 @@ class Relay:
             self._conns.clear()
 
 
-@pytest.fixture
-def sidecar_kubeconfig(kubeconfig: Path, namespace: str, tmp_path: Path) -> Path:
-    return sidecar_role(kubeconfig, namespace, tmp_path / "sidecar.kubeconfig")
-
-
-@pytest.fixture
-def sidecars(
-    kubeconfig: Path, namespace: str, tmp_path: Path, sidecar_kubeconfig: Path
-) -> Iterator[SidecarFactory]:
-    made: list[SidecarProcess] = []
-
-    def make(name: str = "app", *, start: bool = True, **kwargs: Any) -> SidecarProcess:
-        sidecar = SidecarProcess(
-            kubeconfig, sidecar_kubeconfig, namespace, name, tmp_path, **kwargs
-        )
-        made.append(sidecar)
-        if start:
-            sidecar.start()
-        return sidecar
-
-    yield make
-    for sidecar in made:
-        sidecar.stop()
-
-
 def post(sidecar: SidecarProcess, body: bytes, ctype: str = "application/json") -> tuple[int, Any]:
-    request = urllib.request.Request(
-        sidecar.url + wire.SIGNAL_PATH, data=body, method="POST", headers={"Content-Type": ctype}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=10) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"null")
+    status, answer = post_signal(sidecar, body, ctype, timeout=10)
+    return status, json.loads(answer or b"null")
 
 
 def listing(sidecar: SidecarProcess) -> list[str]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,10 +26,10 @@ from prompt_operator.render import render
 from prompt_operator.validate import Document, InputError, _documents, check_document
 from prompt_sidecar import wire
 from prompt_sidecar.files import PromptFiles
-from prompt_sidecar.kubeapi import NotFound
 from prompt_sidecar.selector import parse_selector
 from prompt_sidecar.server import SidecarServer
 from prompt_sidecar.sync import Syncer
+from tests.unit.sidecar.support import FakeApi, configmap, serving
 
 EXAMPLES = 400
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True)
@@ -152,43 +151,13 @@ def test_the_operator_parses_any_stored_object_or_says_spec_error(spec: Any) -> 
 # -- the sidecar's HTTP endpoint, in process, with raw bytes --------------------------------
 
 
-class _OneConfigMap:
-    """The API as the sidecar sees it, holding one Prompt's revision."""
-
-    def __init__(self) -> None:
-        self.cm = {
-            "metadata": {
-                "name": wire.configmap_name("p", "r1"),
-                "creationTimestamp": "2026-01-01T00:00:00Z",
-                "labels": {
-                    wire.MANAGED_BY_LABEL: wire.MANAGED_BY_VALUE,
-                    wire.REVISION_NUMBER_LABEL: "1",
-                },
-                "annotations": {
-                    wire.PROMPT_ANNOTATION: "p",
-                    wire.REVISION_ANNOTATION: "r1",
-                    wire.KEY_ANNOTATION: "p",
-                },
-            },
-            "data": {wire.TEXT_DATA_KEY: "genuine", wire.METADATA_DATA_KEY: "{}"},
-        }
-
-    def get_configmap(self, namespace: str, name: str) -> dict[str, Any]:
-        if name != self.cm["metadata"]["name"]:
-            raise NotFound(name, 404)
-        return self.cm
-
-    def list_configmaps(
-        self, namespace: str, label_selector: str, page_size: int = 50
-    ) -> Iterator[list[dict[str, Any]]]:
-        yield [self.cm]
-
-
 @pytest.fixture(scope="module")
 def sidecar(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SidecarServer, Path]]:
     directory = tmp_path_factory.mktemp("fuzz") / "prompts"
+    api = FakeApi()
+    api.put(configmap("p", "genuine"))
     syncer = Syncer(
-        _OneConfigMap(),  # type: ignore[arg-type]
+        api,  # type: ignore[arg-type]
         PromptFiles(str(directory)),
         "ns",
         parse_selector(""),
@@ -197,12 +166,8 @@ def sidecar(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SidecarS
     )
     syncer.start()
     assert syncer.ready.wait(5)
-    server = SidecarServer(("127.0.0.1", 0), syncer, "app")
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    yield server, directory
-    server.shutdown()
-    server.server_close()
+    with serving(syncer, "app") as server:
+        yield server, directory
     syncer.stop()
 
 

@@ -20,7 +20,6 @@ from prompt_client.contract import choose_variant, read_meta
 from prompt_sidecar import wire
 from prompt_sidecar.config import ConfigError, parse_config
 from prompt_sidecar.files import PromptFiles
-from prompt_sidecar.kubeapi import ApiError, NotFound
 from prompt_sidecar.selector import parse_selector
 from prompt_sidecar.server import SidecarServer
 from prompt_sidecar.sync import (
@@ -33,6 +32,8 @@ from prompt_sidecar.sync import (
     stale_names,
     use_list,
 )
+
+from .support import FakeApi, configmap, serving
 
 ENV = {"POD_NAME": "app-1", "POD_NAMESPACE": "ns", "POD_IP": "127.0.0.9"}
 
@@ -228,72 +229,6 @@ def test_token_bucket_allows_a_burst_then_the_rate() -> None:
 
 
 # -- the syncer against a fake API server ----------------------------------------------
-
-
-def configmap(
-    name: str,
-    text: str,
-    revision: str = "r1",
-    key: str | None = None,
-    number: int | None = None,
-    **labels: str,
-) -> dict[str, Any]:
-    """Revision ``revision`` of Prompt ``name``; revision "rN" is number N+1 unless given."""
-    if number is None:
-        number = int(revision[1:]) + 1 if revision[1:].isdigit() else 1
-    return {
-        "metadata": {
-            "name": wire.configmap_name(name, revision),
-            "creationTimestamp": "2026-01-01T00:00:00Z",
-            "labels": {
-                wire.MANAGED_BY_LABEL: wire.MANAGED_BY_VALUE,
-                wire.REVISION_NUMBER_LABEL: str(number),
-                **labels,
-            },
-            "annotations": {
-                wire.PROMPT_ANNOTATION: name,
-                wire.REVISION_ANNOTATION: revision,
-                wire.KEY_ANNOTATION: key or name,
-            },
-        },
-        "data": {wire.TEXT_DATA_KEY: text, wire.METADATA_DATA_KEY: "{}"},
-    }
-
-
-class FakeApi:
-    """ConfigMaps by name; counts reads; can fail or hold reads at a gate."""
-
-    def __init__(self) -> None:
-        self.objects: dict[str, dict[str, Any]] = {}
-        self.gets: list[str] = []
-        self.lists = 0
-        self.down = False
-        self.gate = threading.Event()
-        self.gate.set()
-
-    def put(self, cm: dict[str, Any]) -> None:
-        self.objects[cm["metadata"]["name"]] = cm
-
-    def get_configmap(self, namespace: str, name: str) -> dict[str, Any]:
-        self.gate.wait(5)
-        if self.down:
-            raise ApiError("API server unreachable: connection refused")
-        self.gets.append(name)
-        if name not in self.objects:
-            raise NotFound(name, 404)
-        return self.objects[name]
-
-    def list_configmaps(
-        self, namespace: str, label_selector: str, page_size: int = 50
-    ) -> Iterator[list[dict[str, Any]]]:
-        self.gate.wait(5)
-        if self.down:
-            raise ApiError("API server unreachable: connection refused")
-        self.lists += 1
-        selector = parse_selector(label_selector)
-        items = [c for c in self.objects.values() if selector.matches(c["metadata"]["labels"])]
-        for start in range(0, len(items), page_size):
-            yield items[start : start + page_size]
 
 
 def wait_until(predicate: Callable[[], object], timeout: float = 5.0) -> None:
@@ -598,13 +533,8 @@ def server(
     api.put(configmap("p", "x"))
     syncer = make_syncer()
     assert syncer.ready.wait(5)
-    srv = SidecarServer(("127.0.0.1", 0), syncer, "app-1")
-    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    yield srv, syncer
-    srv.shutdown()
-    srv.server_close()
-    thread.join(5)
+    with serving(syncer, "app-1") as srv:
+        yield srv, syncer
 
 
 def request(
