@@ -1,24 +1,27 @@
 # One image for the operator and the sidecar:
 #   prompt-operator run       (the Deployment in charts/prompt-operator)
 #   prompt-operator sidecar   (beside each app)
-FROM python:3.12-slim AS build
+# The base is any image with Python 3.10+ and pip; the tests build it from
+# Debian packages (BASE_IMAGE=...) so no registry is needed.
+ARG BASE_IMAGE=python:3.12-slim
+
+FROM ${BASE_IMAGE} AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY operator/ operator/
 COPY sidecar/ sidecar/
 COPY client/ client/
 COPY crds/ crds/
-COPY hack/control-plane/prompt_cluster/ hack/control-plane/prompt_cluster/
 # Wheels of the project and its dependencies; nothing of this stage ships.
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+RUN python3 -m pip wheel --no-cache-dir --wheel-dir /wheels .
 
-FROM python:3.12-slim
+FROM ${BASE_IMAGE}
 LABEL org.opencontainers.image.title="prompt-operator" \
       org.opencontainers.image.description="Manage LLM prompts as Kubernetes resources and hot-reload them into running apps" \
       org.opencontainers.image.version="0.1.0" \
       org.opencontainers.image.licenses="Apache-2.0"
 COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir --no-index /wheels/*.whl && rm -rf /wheels
+RUN python3 -m pip install --no-cache-dir --no-index /wheels/*.whl && rm -rf /wheels
 # Any non-root uid works; the chart runs as 65532 with a read-only root file system.
 USER 65532:65532
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1

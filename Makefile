@@ -7,7 +7,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: help venv binaries demo demo-down test unit integration lint clean chart-crd manifests bench bench-quick reliability
+.PHONY: help venv system-packages binaries demo demo-down test unit integration lint clean chart-crd manifests bench bench-quick reliability
 
 help:
 	@echo "make demo        run the whole chain on a local control plane"
@@ -17,24 +17,37 @@ help:
 	@echo "make demo-down   stop the demo's cluster"
 	@echo "make reliability run the reliability suite, regenerate docs/reliability.md"
 
-$(STAMP): pyproject.toml client/pyproject.toml
+# The product (editable, with its dev tools) and the local cluster harness
+# (hack/control-plane, its own package and `prompt-cluster` command).
+$(STAMP): pyproject.toml client/pyproject.toml hack/control-plane/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev]' -e hack/control-plane
 	@touch $@
 
 venv: $(STAMP)
 
+# Debian packages the real node and the image build need: the OCI runtime, CNI
+# plugins, kube-proxy's iptables and conntrack, and the image tools. Installed
+# only when one is missing (CI is a clean Debian machine, run as root).
+NODE_PACKAGES = runc containernetworking-plugins iptables conntrack umoci mmdebstrap buildah
+system-packages:
+	@missing=$$(for p in $(NODE_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:" $$missing; \
+		apt-get -o DPkg::Lock::Timeout=900 update -qq && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 install -y -qq --no-install-recommends $$missing; \
+	fi
+
 # Builds kube-apiserver, kube-controller-manager, etcd and helm from their Go
 # modules into ~/.cache/prompt-operator/bin (once; later runs reuse them).
 binaries: $(STAMP)
-	$(BIN)/prompt-operator cluster build
+	$(BIN)/prompt-cluster build
 
 demo: binaries
 	$(BIN)/python hack/demo.py
 
 demo-down: $(STAMP)
-	$(BIN)/prompt-operator cluster down
+	$(BIN)/prompt-cluster down
 
 test: binaries
 	$(BIN)/pytest

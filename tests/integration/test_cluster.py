@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [tool("prompt-operator"), *args], capture_output=True, text=True, timeout=180, check=False
+        [tool("prompt-cluster"), *args], capture_output=True, text=True, timeout=180, check=False
     )
 
 
@@ -38,24 +38,24 @@ def pid_alive(pid: int) -> bool:
 def test_cluster_starts_and_stops_cleanly_twice(tmp_path: Path) -> None:
     state_dir = tmp_path / "state"
     for _ in range(2):
-        up = cli("cluster", "up", "--state-dir", str(state_dir))
+        up = cli("up", "--state-dir", str(state_dir))
         assert up.returncode == 0, up.stderr
         assert up.stdout.strip().splitlines()[-1] == f"export KUBECONFIG={state_dir / 'kubeconfig'}"
-        again = cli("cluster", "up", "--state-dir", str(state_dir))
+        again = cli("up", "--state-dir", str(state_dir))
         assert "already running" in again.stderr
         state = ClusterState.load(state_dir)
         assert state is not None
         pids = list(state.pids.values())
         assert len(pids) == 3 and all(pid_alive(p) for p in pids)
-        status = json.loads(cli("cluster", "status", "--state-dir", str(state_dir)).stdout)
+        status = json.loads(cli("status", "--state-dir", str(state_dir)).stdout)
         assert status["running"] and status["ready"]
         version = kubectl(state_dir / "kubeconfig", "version", "-o", "json").stdout
         assert json.loads(version)["serverVersion"]["gitVersion"] == "v1.37.2"
-        down = cli("cluster", "down", "--state-dir", str(state_dir))
+        down = cli("down", "--state-dir", str(state_dir))
         assert down.returncode == 0, down.stderr
         assert not any(pid_alive(p) for p in pids)
         assert not state_dir.exists()
-    status = cli("cluster", "status", "--state-dir", str(state_dir))
+    status = cli("status", "--state-dir", str(state_dir))
     assert status.returncode == 3 and not json.loads(status.stdout)["running"]
 
 

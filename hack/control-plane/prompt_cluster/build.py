@@ -4,8 +4,13 @@ No package ships kube-apiserver for every machine, so the project builds
 kube-apiserver, kube-controller-manager, etcd and helm from the pinned Go
 modules under ``hack/control-plane/{kube,etcd,helm}`` and keeps them in a
 cache keyed by version (``$XDG_CACHE_HOME/prompt-operator/bin/...``). A second
-run rebuilds nothing. ``KUBEBUILDER_ASSETS`` (envtest's convention) supplies
-kube-apiserver and etcd when it points at existing binaries.
+run rebuilds nothing. The real node adds kubelet, kube-scheduler and
+kube-proxy (same module and pins as the API server), containerd v2 with its
+runc shim (``hack/control-plane/containerd``), CoreDNS
+(``hack/control-plane/coredns``) and a pause binary
+(``hack/control-plane/pause``); ``ensure_node_binaries`` builds them.
+``KUBEBUILDER_ASSETS`` (envtest's convention) supplies kube-apiserver and
+etcd when it points at existing binaries.
 """
 
 from __future__ import annotations
@@ -23,6 +28,9 @@ from pathlib import Path
 KUBERNETES_VERSION = "v1.37.2"
 ETCD_VERSION = "v3.6.16"
 HELM_VERSION = "v4.3.1"
+CONTAINERD_VERSION = "v2.4.2"
+COREDNS_VERSION = "v1.15.0"
+PAUSE_VERSION = "1"  # bump when hack/control-plane/pause changes
 
 MODULES_DIR = Path(__file__).resolve().parent.parent  # hack/control-plane
 
@@ -46,8 +54,19 @@ class _Target:
     packages: tuple[str, ...]
     outputs: tuple[str, ...]  # binary names go build produces
     ldflags: str
+    tags: str = ""
 
 
+# Without these the binaries report v0.0.0-master and clients complain.
+_KUBE_LDFLAGS = " ".join(
+    [
+        "-s -w",
+        f"-X k8s.io/component-base/version.gitVersion={KUBERNETES_VERSION}",
+        "-X k8s.io/component-base/version.gitMajor=" + KUBERNETES_VERSION.lstrip("v").split(".")[0],
+        "-X k8s.io/component-base/version.gitMinor=" + KUBERNETES_VERSION.split(".")[1],
+        "-X k8s.io/component-base/version.gitTreeState=clean",
+    ]
+)
 _KUBE = _Target(
     name=f"kube-{KUBERNETES_VERSION}",
     module="kube",
@@ -56,17 +75,47 @@ _KUBE = _Target(
         "k8s.io/kubernetes/cmd/kube-controller-manager",
     ),
     outputs=("kube-apiserver", "kube-controller-manager"),
-    # Without these the API server reports v0.0.0 and clients complain.
-    ldflags=" ".join(
-        [
-            "-s -w",
-            f"-X k8s.io/component-base/version.gitVersion={KUBERNETES_VERSION}",
-            "-X k8s.io/component-base/version.gitMajor="
-            + KUBERNETES_VERSION.lstrip("v").split(".")[0],
-            "-X k8s.io/component-base/version.gitMinor=" + KUBERNETES_VERSION.split(".")[1],
-            "-X k8s.io/component-base/version.gitTreeState=clean",
-        ]
+    ldflags=_KUBE_LDFLAGS,
+)
+# A folder of its own, so building the node never replaces the control-plane
+# folder that running clusters use.
+_NODE = _Target(
+    name=f"node-{KUBERNETES_VERSION}",
+    module="kube",
+    packages=(
+        "k8s.io/kubernetes/cmd/kubelet",
+        "k8s.io/kubernetes/cmd/kube-scheduler",
+        "k8s.io/kubernetes/cmd/kube-proxy",
     ),
+    outputs=("kubelet", "kube-scheduler", "kube-proxy"),
+    ldflags=_KUBE_LDFLAGS,
+)
+_CONTAINERD = _Target(
+    name=f"containerd-{CONTAINERD_VERSION}",
+    module="containerd",
+    packages=(
+        "github.com/containerd/containerd/v2/cmd/containerd",
+        "github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2",
+        "github.com/containerd/containerd/v2/cmd/ctr",
+    ),
+    outputs=("containerd", "containerd-shim-runc-v2", "ctr"),
+    ldflags=f"-s -w -X github.com/containerd/containerd/v2/version.Version={CONTAINERD_VERSION}",
+    # btrfs needs cgo and headers; the node uses overlayfs.
+    tags="no_btrfs",
+)
+_COREDNS = _Target(
+    name=f"coredns-{COREDNS_VERSION}",
+    module="coredns",
+    packages=("github.com/coredns/coredns",),
+    outputs=("coredns",),
+    ldflags="-s -w",
+)
+_PAUSE = _Target(
+    name=f"pause-{PAUSE_VERSION}",
+    module="pause",
+    packages=("prompt-operator/hack/control-plane/pause",),
+    outputs=("pause",),
+    ldflags="-s -w",
 )
 _ETCD = _Target(
     name=f"etcd-{ETCD_VERSION}",
@@ -133,6 +182,7 @@ def _build(target: _Target) -> Path:
                 go,
                 "build",
                 "-trimpath",
+                *(["-tags", target.tags] if target.tags else []),
                 "-ldflags",
                 target.ldflags,
                 "-o",
@@ -190,6 +240,33 @@ def ensure_binaries(*, helm: bool = True) -> Binaries:
         kube_controller_manager=kube / "kube-controller-manager",
         etcd=etcd,
         helm=helm_bin,
+    )
+
+
+@dataclass(frozen=True)
+class NodeBinaries:
+    kubelet: Path
+    kube_scheduler: Path
+    kube_proxy: Path
+    containerd: Path
+    containerd_shim: Path
+    ctr: Path
+    pause: Path
+    coredns: Path
+
+
+def ensure_node_binaries() -> NodeBinaries:
+    """Return the real node's binaries, building what is missing."""
+    node, containerd, pause = _build(_NODE), _build(_CONTAINERD), _build(_PAUSE)
+    return NodeBinaries(
+        kubelet=node / "kubelet",
+        kube_scheduler=node / "kube-scheduler",
+        kube_proxy=node / "kube-proxy",
+        containerd=containerd / "containerd",
+        containerd_shim=containerd / "containerd-shim-runc-v2",
+        ctr=containerd / "ctr",
+        pause=pause / "pause",
+        coredns=_build(_COREDNS) / "coredns",
     )
 
 

@@ -2,12 +2,17 @@
 
 Configured like a real cluster so tests mean something: RBAC authorization,
 working service accounts (``kubectl create token``), an audit log, the garbage
-collector and namespace controllers. There is no kubelet and no kube-proxy:
+collector and namespace controllers. Two shapes:
 
-* a test that needs an app pod creates the Pod object, patches its status with
-  a ``127.0.0.x`` address and ``Ready``, and runs the process (the sidecar)
-  bound to that address itself (see ``prompt_cluster.testing.make_pod``);
-* admission webhooks are reached by URL on loopback.
+* without a node (the default, fast): a test that needs an app pod creates the
+  Pod object, patches its status with a ``127.0.0.x`` address and ``Ready``,
+  and runs the process (the sidecar) bound to that address itself (see
+  ``prompt_cluster.testing.make_pod``); admission webhooks are reached by URL
+  on loopback;
+* with a real node (``node=True``, see ``prompt_cluster.node``): the API server
+  listens on the node's IP, where pods reach it through the ``kubernetes``
+  Service, and the controller-manager also runs the workload and node
+  controllers, so Deployments, Services and taints behave as in any cluster.
 """
 
 from __future__ import annotations
@@ -23,12 +28,15 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
-from . import pki
-from .build import KUBERNETES_VERSION, Binaries, ensure_binaries
+from . import images, pki
+from . import node as node_mod
+from .build import KUBERNETES_VERSION, Binaries, NodeBinaries, ensure_binaries, ensure_node_binaries
+from .node_config import COREDNS_RBAC, NODE_IP, NODE_NAME, SERVICE_CIDR
 
 STATE_FILE = "cluster.json"
 # The controllers a test of this product needs: ownerReference garbage
@@ -41,6 +49,24 @@ CONTROLLERS = ",".join(
         "serviceaccount-controller",
         "serviceaccount-token-controller",
         "root-ca-certificate-publisher-controller",
+    ]
+)
+# With a real node: workloads, Service endpoints, and the node lifecycle
+# controller, which removes the node's not-ready taint once the kubelet reports.
+NODE_CONTROLLERS = ",".join(
+    [
+        CONTROLLERS,
+        "deployment-controller",
+        "replicaset-controller",
+        "endpoints-controller",
+        "endpointslice-controller",
+        "job-controller",
+        "ttl-after-finished-controller",
+        "disruption-controller",
+        "clusterrole-aggregation-controller",
+        "node-lifecycle-controller",
+        "taint-eviction-controller",
+        "pod-garbage-collector-controller",
     ]
 )
 
@@ -84,6 +110,14 @@ class ClusterState:
     kcm_port: int
     pids: dict[str, int]
     binaries: dict[str, str]
+    # The real node (``up(node=True)``): the API server's address, the node's
+    # ports and what ``down`` must put back on the host.
+    node: bool = False
+    host: str = "127.0.0.1"
+    scheduler_port: int = 0
+    proxy_healthz_port: int = 0
+    proxy_metrics_port: int = 0
+    host_facts: dict[str, str] | None = None
 
     @property
     def kubeconfig(self) -> Path:
@@ -91,7 +125,7 @@ class ClusterState:
 
     @property
     def server(self) -> str:
-        return f"https://127.0.0.1:{self.apiserver_port}"
+        return f"https://{self.host}:{self.apiserver_port}"
 
     @property
     def audit_log(self) -> Path:
@@ -138,7 +172,26 @@ def api_get(state: ClusterState, path: str, timeout: float = 5.0) -> bytes:
         return body
 
 
-def _kubeconfig_text(state: ClusterState) -> str:
+def api_create(state: ClusterState, body: Mapping[str, Any]) -> None:
+    """Create an object as admin; one that already exists is left as it is."""
+    kind = str(body["kind"])
+    group = str(body["apiVersion"])
+    path = f"/apis/{group}/{kind.lower()}s" if "/" in group else f"/api/{group}/{kind.lower()}s"
+    request = urllib.request.Request(
+        state.server + path,
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, context=_ssl_context(state), timeout=10):
+            pass
+    except urllib.error.HTTPError as exc:
+        if exc.code != 409:
+            raise ClusterError(f"creating {kind} failed: {exc.read()[:300]!r}") from exc
+
+
+def _kubeconfig_text(state: ClusterState, user: str = "admin", cert: str = "admin") -> str:
     pki_dir = state.pki_dir
     return f"""\
 apiVersion: v1
@@ -149,13 +202,13 @@ clusters:
       server: {state.server}
       certificate-authority: {pki_dir / "ca.crt"}
 users:
-  - name: admin
+  - name: {user}
     user:
-      client-certificate: {pki_dir / "admin.crt"}
-      client-key: {pki_dir / "admin.key"}
+      client-certificate: {pki_dir / f"{cert}.crt"}
+      client-key: {pki_dir / f"{cert}.key"}
 contexts:
   - name: local
-    context: {{cluster: local, user: admin, namespace: default}}
+    context: {{cluster: local, user: {user}, namespace: default}}
 current-context: local
 """
 
@@ -182,17 +235,31 @@ class LocalCluster:
         alive = all(_alive(pid, state.binaries[name]) for name, pid in state.pids.items())
         return state if alive else None
 
-    def up(self, binaries: Binaries | None = None, timeout: float = 90.0) -> ClusterState:
-        """Start the cluster (or return the one already running) and wait for /readyz."""
+    def up(
+        self, binaries: Binaries | None = None, timeout: float = 90.0, *, node: bool = False
+    ) -> ClusterState:
+        """Start the cluster (or return the one already running) and wait for /readyz.
+
+        With ``node`` also start the real node and wait until it is Ready and
+        untainted (see ``prompt_cluster.node``)."""
         existing = self.running()
         if existing is not None:
+            if node and not existing.node:
+                raise ClusterError(
+                    f"a cluster without a node already runs in {self.state_dir}; "
+                    "run `prompt-cluster down` first, then `up --node`"
+                )
             self.state = existing
             return existing
         self.down()  # clear a half-dead previous run
         binaries = binaries or ensure_binaries(helm=False)
+        node_binaries = ensure_node_binaries() if node else None
+        pause = images.pause_archive(node_binaries.pause) if node_binaries else None
         logs = self.state_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
-        pki.generate(self.state_dir / "pki")
+        if node:
+            node_mod.claim(self.state_dir)
+        pki.generate(self.state_dir / "pki", (NODE_IP,) if node else ())
         state = ClusterState(
             state_dir=str(self.state_dir),
             etcd_port=_free_port(),
@@ -206,15 +273,35 @@ class LocalCluster:
                 "kube-controller-manager": str(binaries.kube_controller_manager),
             },
         )
+        if node_binaries is not None:
+            state.node = True
+            state.host = NODE_IP
+            state.scheduler_port = _free_port()
+            state.proxy_healthz_port, state.proxy_metrics_port = _free_port(), _free_port()
+            state.binaries.update(
+                {
+                    "containerd": str(node_binaries.containerd),
+                    "kubelet": str(node_binaries.kubelet),
+                    "kube-scheduler": str(node_binaries.kube_scheduler),
+                    "kube-proxy": str(node_binaries.kube_proxy),
+                    "ctr": str(node_binaries.ctr),
+                    "coredns": str(node_binaries.coredns),
+                }
+            )
         state.kubeconfig.write_text(_kubeconfig_text(state))
         state.kubeconfig.chmod(0o600)
         (self.state_dir / "audit-policy.yaml").write_text(AUDIT_POLICY)
         try:
+            if node_binaries is not None:
+                state.host_facts = node_mod.prepare(self.state_dir, state.pki_dir)
+                state.save()
             self._start(state, "etcd")
             self._wait_etcd(state, timeout)
             self._start(state, "kube-apiserver")
             self.wait_ready(state, timeout)
             self._start(state, "kube-controller-manager")
+            if node_binaries is not None and pause is not None:
+                self._start_node(state, node_binaries, pause, timeout)
         except BaseException:
             state.save()
             self.down()
@@ -222,6 +309,54 @@ class LocalCluster:
         state.save()
         self.state = state
         return state
+
+    def _start_node(
+        self, state: ClusterState, binaries: NodeBinaries, pause: Path, timeout: float
+    ) -> None:
+        for name, cert in (
+            ("kubelet", "kubelet-client"),
+            ("kube-scheduler", "kube-scheduler"),
+            ("kube-proxy", "kube-proxy"),
+            ("coredns", "coredns"),
+        ):
+            path = self.state_dir / "node" / f"{name}.kubeconfig"
+            path.write_text(_kubeconfig_text(state, user=name, cert=cert))
+            path.chmod(0o600)
+        self._start(state, "containerd")
+        node_mod.update_claim(self.state_dir, state.pids["containerd"])
+        node_mod.wait_socket(
+            self.state_dir, binaries.ctr, lambda: self._check_alive(state, "containerd"), timeout
+        )
+        node_mod.import_image(binaries.ctr, self.state_dir, pause, images.PAUSE_BASE_NAME)
+        state.save()
+        for body in COREDNS_RBAC:
+            api_create(state, body)
+        for name in ("kubelet", "kube-scheduler", "kube-proxy", "coredns"):
+            self._start(state, name)
+        state.save()
+        self.wait_node_ready(state, timeout)
+
+    def wait_node_ready(self, state: ClusterState, timeout: float = 90.0) -> None:
+        """Wait until the node is Ready and the lifecycle controller lifted its taints."""
+        deadline = time.monotonic() + timeout
+        last = "no Node object yet"
+        while True:
+            for name in node_mod.NODE_COMPONENTS:
+                self._check_alive(state, name)
+            with contextlib.suppress(urllib.error.HTTPError, OSError, ValueError):
+                body = json.loads(api_get(state, f"/api/v1/nodes/{NODE_NAME}", timeout=2))
+                ready = [
+                    c
+                    for c in body.get("status", {}).get("conditions", [])
+                    if c.get("type") == "Ready"
+                ]
+                taints = body.get("spec", {}).get("taints", [])
+                if ready and ready[0].get("status") == "True" and not taints:
+                    return
+                last = f"Ready={ready[0] if ready else None}, taints={taints}"
+            if time.monotonic() > deadline:
+                raise ClusterError(f"node {NODE_NAME} not ready within {timeout:.0f}s: {last}")
+            time.sleep(0.2)
 
     def _command(self, state: ClusterState, name: str) -> list[str]:
         pki_dir, data = state.pki_dir, self.state_dir / "data"
@@ -245,27 +380,31 @@ class LocalCluster:
             return [
                 state.binaries["kube-apiserver"],
                 f"--etcd-servers=http://127.0.0.1:{state.etcd_port}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
+                f"--bind-address={state.host}",
+                f"--advertise-address={state.host}",
                 f"--secure-port={state.apiserver_port}",
                 f"--cert-dir={data / 'apiserver-certs'}",
                 f"--tls-cert-file={pki_dir / 'apiserver.crt'}",
                 f"--tls-private-key-file={pki_dir / 'apiserver.key'}",
                 f"--client-ca-file={pki_dir / 'ca.crt'}",
-                "--authorization-mode=RBAC",
+                "--authorization-mode=Node,RBAC" if state.node else "--authorization-mode=RBAC",
                 "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
                 f"--service-account-key-file={pki_dir / 'sa.pub'}",
                 f"--service-account-signing-key-file={pki_dir / 'sa.key'}",
-                "--service-cluster-ip-range=10.0.0.0/24",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
                 "--allow-privileged=true",
                 f"--audit-policy-file={self.state_dir / 'audit-policy.yaml'}",
                 f"--audit-log-path={state.audit_log}",
                 "--audit-log-mode=batch",
                 "--audit-log-batch-max-wait=100ms",
                 "--profiling=false",
-                # No kubelet or kube-proxy: the "kubernetes" Service endpoints would point
-                # at loopback, which the reconciler refuses.
-                "--endpoint-reconciler-type=none",
+                *(
+                    self._apiserver_node_flags()
+                    if state.node
+                    # No node: the "kubernetes" Service endpoints would point at
+                    # loopback, which the reconciler refuses.
+                    else ["--endpoint-reconciler-type=none"]
+                ),
             ]
         if name == "kube-controller-manager":
             kcm_kubeconfig = self.state_dir / "controller-manager.kubeconfig"
@@ -280,19 +419,78 @@ class LocalCluster:
                 f"--authentication-kubeconfig={kcm_kubeconfig}",
                 f"--authorization-kubeconfig={kcm_kubeconfig}",
                 "--leader-elect=false",
-                f"--controllers={CONTROLLERS}",
+                f"--controllers={NODE_CONTROLLERS if state.node else CONTROLLERS}",
                 f"--service-account-private-key-file={pki_dir / 'sa.key'}",
                 f"--root-ca-file={pki_dir / 'ca.crt'}",
                 "--bind-address=127.0.0.1",
                 f"--secure-port={state.kcm_port}",
             ]
+        return self._node_command(state, name)
+
+    def _apiserver_node_flags(self) -> list[str]:
+        pki_dir = self.state_dir / "pki"
+        return [
+            # The Node authorizer and NodeRestriction keep the kubelet to its own pods.
+            "--enable-admission-plugins=NodeRestriction",
+            f"--kubelet-client-certificate={pki_dir / 'apiserver-kubelet-client.crt'}",
+            f"--kubelet-client-key={pki_dir / 'apiserver-kubelet-client.key'}",
+            f"--kubelet-certificate-authority={pki_dir / 'ca.crt'}",
+            # The node has no DNS name; logs and exec go to its IP.
+            "--kubelet-preferred-address-types=InternalIP",
+        ]
+
+    def _node_command(self, state: ClusterState, name: str) -> list[str]:
+        node_dir = self.state_dir / "node"
+        if name == "containerd":
+            return [
+                state.binaries["containerd"],
+                f"--config={node_dir / 'containerd' / 'config.toml'}",
+                "--log-level=warn",
+            ]
+        if name == "kubelet":
+            return [
+                state.binaries["kubelet"],
+                f"--config={node_dir / 'kubelet' / 'config.json'}",
+                f"--kubeconfig={node_dir / 'kubelet.kubeconfig'}",
+                f"--root-dir={node_dir / 'kubelet' / 'root'}",
+                f"--hostname-override={NODE_NAME}",
+                f"--node-ip={NODE_IP}",
+                "--v=1",
+            ]
+        if name == "kube-scheduler":
+            kubeconfig = node_dir / "kube-scheduler.kubeconfig"
+            return [
+                state.binaries["kube-scheduler"],
+                f"--kubeconfig={kubeconfig}",
+                f"--authentication-kubeconfig={kubeconfig}",
+                f"--authorization-kubeconfig={kubeconfig}",
+                "--leader-elect=false",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={state.scheduler_port}",
+            ]
+        if name == "kube-proxy":
+            config = node_mod.write_proxy_config(
+                self.state_dir,
+                node_dir / "kube-proxy.kubeconfig",
+                state.proxy_healthz_port,
+                state.proxy_metrics_port,
+            )
+            return [state.binaries["kube-proxy"], f"--config={config}", "--v=1"]
+        if name == "coredns":
+            return [state.binaries["coredns"], "-conf", str(node_dir / "Corefile")]
         raise ValueError(name)
 
     def _start(self, state: ClusterState, name: str) -> None:
         log = open(self.state_dir / "logs" / f"{name}.log", "ab")  # noqa: SIM115
+        env = None
+        if name == "containerd":
+            # containerd finds its runc shim on PATH, next to itself.
+            shim_dir = os.path.dirname(state.binaries["containerd"])
+            env = dict(os.environ, PATH=f"{shim_dir}:{os.environ.get('PATH', '/usr/bin')}")
         with log:
             proc = subprocess.Popen(
                 self._command(state, name),
+                env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -385,12 +583,36 @@ class LocalCluster:
         state = ClusterState.load(self.state_dir)
         stopped = False
         if state is not None:
+            stopped = self._stop_node(state)
             for name in ("kube-controller-manager", "kube-apiserver", "etcd"):
                 if name in state.pids:
                     stopped |= _alive(state.pids[name], state.binaries[name])
                     self._terminate(name, state.pids[name], state.binaries[name])
         if self.state_dir.exists():
             shutil.rmtree(self.state_dir, ignore_errors=True)
+        return stopped
+
+    def _stop_node(self, state: ClusterState) -> bool:
+        """Stop the node's processes and undo what it did to the host."""
+        if not state.node:
+            return False
+        stopped = False
+        # The kubelet first, so it restarts nothing; then the containers, while
+        # containerd can still stop their shims; then the rest.
+        for name in ("coredns", "kube-scheduler", "kube-proxy", "kubelet"):
+            if name in state.pids:
+                stopped |= _alive(state.pids[name], state.binaries[name])
+                self._terminate(name, state.pids[name], state.binaries[name])
+        containerd_alive = "containerd" in state.pids and _alive(
+            state.pids["containerd"], state.binaries["containerd"]
+        )
+        ctr_bin = Path(state.binaries["ctr"]) if "ctr" in state.binaries else None
+        node_mod.teardown_runtime(ctr_bin, self.state_dir, containerd_alive)
+        if "containerd" in state.pids:
+            stopped |= containerd_alive
+            self._terminate("containerd", state.pids["containerd"], state.binaries["containerd"])
+        proxy = Path(state.binaries["kube-proxy"]) if "kube-proxy" in state.binaries else None
+        node_mod.teardown_host(self.state_dir, state.host_facts or {}, proxy)
         return stopped
 
     def status(self) -> dict[str, object]:
@@ -408,6 +630,7 @@ class LocalCluster:
             "running": all(c["alive"] for c in components.values()),
             "ready": ready,
             "version": KUBERNETES_VERSION,
+            "node": NODE_NAME if state.node else None,
             "server": state.server,
             "kubeconfig": str(state.kubeconfig),
             "stateDir": str(self.state_dir),
@@ -416,11 +639,11 @@ class LocalCluster:
 
 
 @contextlib.contextmanager
-def local_cluster(state_dir: Path) -> Iterator[LocalCluster]:
+def local_cluster(state_dir: Path, *, node: bool = False) -> Iterator[LocalCluster]:
     """Run a cluster for the duration of the block; always stop it afterwards."""
     cluster = LocalCluster(state_dir)
     try:
-        cluster.up()
+        cluster.up(node=node)
         yield cluster
     finally:
         cluster.down()

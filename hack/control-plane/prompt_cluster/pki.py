@@ -91,8 +91,11 @@ def _pem(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
-def generate(pki_dir: Path) -> None:
-    """Write ca, apiserver, admin and service-account key material to ``pki_dir``."""
+def generate(pki_dir: Path, extra_server_ips: tuple[str, ...] = ()) -> None:
+    """Write ca, apiserver, admin and service-account key material to ``pki_dir``.
+
+    ``extra_server_ips`` go into the API server's certificate (the real node's
+    IP, which pods reach it on)."""
     pki_dir.mkdir(parents=True, exist_ok=True)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = _name("prompt-operator-local-ca")
@@ -106,7 +109,7 @@ def generate(pki_dir: Path) -> None:
         server_key,
         ca_name,
         ca_key,
-        server_ips=("127.0.0.1", "10.0.0.1"),
+        server_ips=("127.0.0.1", "10.0.0.1", *extra_server_ips),
         server_names=(
             "localhost",
             "kubernetes",
@@ -133,11 +136,27 @@ def generate(pki_dir: Path) -> None:
     )
 
 
-def serving_cert(pki_dir: Path, out_dir: Path, name: str, ips: tuple[str, ...]) -> None:
-    """Issue a serving certificate from the local CA (for webhooks in tests)."""
+def _load_ca(pki_dir: Path) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     ca_key = serialization.load_pem_private_key((pki_dir / "ca.key").read_bytes(), None)
     assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
-    ca = x509.load_pem_x509_certificate((pki_dir / "ca.crt").read_bytes())
+    return x509.load_pem_x509_certificate((pki_dir / "ca.crt").read_bytes()), ca_key
+
+
+def client_cert(pki_dir: Path, name: str, user: str, group: str | None = None) -> None:
+    """Issue ``<name>.crt``/``.key`` in ``pki_dir``: a client certificate for
+    ``user`` in ``group`` (the node, the scheduler, kube-proxy, the API server
+    towards the kubelet)."""
+    ca, ca_key = _load_ca(pki_dir)
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = _cert(_name(user, group), key, ca.subject, ca_key, client=True)
+    _write(pki_dir / f"{name}.crt", _pem(cert))
+    _write(pki_dir / f"{name}.key", _key_pem(key))
+
+
+def serving_cert(pki_dir: Path, out_dir: Path, name: str, ips: tuple[str, ...]) -> None:
+    """Issue a serving certificate from the local CA (for webhooks in tests and
+    the kubelet's own endpoint)."""
+    ca, ca_key = _load_ca(pki_dir)
     key = ec.generate_private_key(ec.SECP256R1())
     cert = _cert(_name(name), key, ca.subject, ca_key, server_ips=ips, server_names=("localhost",))
     out_dir.mkdir(parents=True, exist_ok=True)
