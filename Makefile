@@ -38,10 +38,11 @@ system-packages:
 		apt-get -o DPkg::Lock::Timeout=900 update -qq && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 install -y -qq --no-install-recommends $$missing; \
 	fi
 
-# Builds kube-apiserver, kube-controller-manager, etcd and helm from their Go
+# Builds kube-apiserver, kube-controller-manager, etcd, helm and the real node's
+# kubelet, kube-scheduler, kube-proxy, containerd and CoreDNS from their Go
 # modules into ~/.cache/prompt-operator/bin (once; later runs reuse them).
-binaries: $(STAMP)
-	$(BIN)/prompt-cluster build
+binaries: $(STAMP) system-packages
+	$(BIN)/prompt-cluster build --node
 
 demo: binaries
 	$(BIN)/python hack/demo.py

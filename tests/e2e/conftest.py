@@ -1,0 +1,76 @@
+"""End to end, as a user runs it: a real node (containerd, kubelet, CNI,
+kube-proxy, CoreDNS), the product image built from the Dockerfile, the chart
+installed with helm, and app pods that the webhook injects the sidecar into.
+
+The node needs root and is one per machine; the session owns it and
+``prompt-cluster down`` semantics remove everything it made afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from prompt_cluster import images, node
+from prompt_cluster.build import ensure_binaries
+from prompt_cluster.cluster import local_cluster
+
+from .helpers import CHART_IMAGE, DEMO_IMAGE, Node
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if "e2e" in Path(str(item.fspath)).parts:
+            item.add_marker(pytest.mark.node)
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(scope="session")
+def built_images() -> dict[str, tuple[Path, str]]:
+    """The product and demo images, from their Dockerfiles (cached by content)."""
+    return {"operator": images.operator_image(), "demo": images.demo_app_image()}
+
+
+@pytest.fixture(scope="session")
+def real_node(
+    tmp_path_factory: pytest.TempPathFactory, built_images: dict[str, tuple[Path, str]]
+) -> Iterator[Node]:
+    if os.geteuid() != 0:
+        pytest.fail("the end-to-end layer runs a real node and needs root (CI runs as root)")
+    helm = ensure_binaries().helm
+    with local_cluster(tmp_path_factory.mktemp("node-cluster"), node=True) as cluster:
+        state = cluster.state
+        assert state is not None
+        ctr = Path(state.binaries["ctr"])
+        op_archive, op_tag = built_images["operator"]
+        demo_archive, demo_tag = built_images["demo"]
+        node.import_image(ctr, cluster.state_dir, op_archive, "localhost/prompt-operator")
+        node.import_image(ctr, cluster.state_dir, demo_archive, "localhost/prompt-demo-app")
+        node.ctr(
+            ctr,
+            cluster.state_dir,
+            "images",
+            "tag",
+            "--force",
+            f"localhost/prompt-operator:{op_tag}",
+            CHART_IMAGE,
+        )
+        node.ctr(
+            ctr,
+            cluster.state_dir,
+            "images",
+            "tag",
+            "--force",
+            f"localhost/prompt-demo-app:{demo_tag}",
+            DEMO_IMAGE,
+        )
+        yield Node(cluster, state.kubeconfig, helm)
+        pids = dict(state.pids)
+    from prompt_cluster.cluster import _alive
+
+    leftovers = [name for name, pid in pids.items() if _alive(pid, state.binaries[name])]
+    assert not leftovers, f"still running after down: {leftovers}"
+    assert not Path(f"/sys/class/net/{node.BRIDGE}").exists(), "bridge left behind"

@@ -1,0 +1,83 @@
+"""Helpers for the end-to-end layer: helm, kubectl exec/logs, Prompt status."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from prompt_cluster.cluster import LocalCluster
+from prompt_cluster.testing import kubectl, kubectl_json
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "charts" / "prompt-operator"
+RELEASE = "prompt-operator"
+OPERATOR_NAMESPACE = "prompt-system"
+# The chart's default image (repository `prompt-operator`, tag = appVersion), so
+# `helm install` runs with the values a user starts from.
+CHART_IMAGE = "docker.io/library/prompt-operator:0.1.0"
+DEMO_IMAGE = "localhost/prompt-demo-app:e2e"
+
+
+@dataclass(frozen=True)
+class Node:
+    cluster: LocalCluster
+    kubeconfig: Path
+    helm: Path
+
+    def helm_run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [str(self.helm), f"--kubeconfig={self.kubeconfig}", *args],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"helm {' '.join(args)} failed:\n{result.stderr}{result.stdout}")
+        return result
+
+
+def pods(kubeconfig: Path, namespace: str, selector: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = kubectl_json(
+        kubeconfig, "-n", namespace, "get", "pods", "-l", selector
+    )["items"]
+    return items
+
+
+def wait_rollout(kubeconfig: Path, namespace: str, deployment: str, timeout: int = 180) -> None:
+    kubectl(
+        kubeconfig,
+        "-n",
+        namespace,
+        "rollout",
+        "status",
+        f"deployment/{deployment}",
+        f"--timeout={timeout}s",
+        timeout=timeout + 30,
+    )
+
+
+def prompt_status(kubeconfig: Path, namespace: str, name: str) -> dict[str, Any]:
+    status: dict[str, Any] = kubectl_json(kubeconfig, "-n", namespace, "get", "prompt", name).get(
+        "status", {}
+    )
+    return status
+
+
+def exec_in(
+    kubeconfig: Path, namespace: str, pod: str, container: str, *command: str, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    return kubectl(
+        kubeconfig, "-n", namespace, "exec", pod, "-c", container, "--", *command, check=check
+    )
+
+
+def logs(kubeconfig: Path, namespace: str, pod: str, container: str) -> str:
+    return kubectl(kubeconfig, "-n", namespace, "logs", pod, "-c", container).stdout
+
+
+def apply(kubeconfig: Path, namespace: str, manifest: dict[str, Any]) -> None:
+    kubectl(kubeconfig, "-n", namespace, "apply", "-f", "-", input=json.dumps(manifest))
