@@ -25,6 +25,7 @@ from .helpers import (
     DEMO_IMAGE,
     OPERATOR_NAMESPACE,
     RELEASE,
+    REPO,
     Node,
     apply,
     exec_in,
@@ -347,3 +348,117 @@ def test_helm_uninstall_keeps_the_prompts(app: Node) -> None:
     assert {"system", "greeting"} <= names
     assert kubectl(app.kubeconfig, "get", "crd", "prompts.prompts.dev", check=False).returncode == 0
     kubectl(app.kubeconfig, "-n", APP_NAMESPACE, "delete", "deployment", APP, "--wait=true")
+
+
+STATIC_NAMESPACE = "e2e-static"
+
+
+def manual_sidecar_pod() -> dict[str, Any]:
+    """The README's pod with the sidecar written by hand (no injection webhook)."""
+    field = lambda path: {"fieldRef": {"fieldPath": path}}  # noqa: E731
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": "helpdesk",
+            "labels": {"prompts.dev/subscribe": "true"},
+            "annotations": {"prompts.dev/selector": "", "prompts.dev/port": "8470"},
+        },
+        "spec": {
+            "serviceAccountName": "prompt-sidecar",
+            "automountServiceAccountToken": False,
+            "terminationGracePeriodSeconds": 1,
+            "securityContext": {"runAsNonRoot": True, "runAsUser": 65532},
+            "volumes": [
+                {"name": "prompts", "emptyDir": {}},
+                {
+                    "name": "api-token",
+                    "projected": {
+                        "sources": [
+                            {"serviceAccountToken": {"path": "token"}},
+                            {
+                                "configMap": {
+                                    "name": "kube-root-ca.crt",
+                                    "items": [{"key": "ca.crt", "path": "ca.crt"}],
+                                }
+                            },
+                        ]
+                    },
+                },
+            ],
+            "initContainers": [
+                {
+                    "name": "prompts",
+                    "image": "prompt-operator:0.1.0",
+                    "imagePullPolicy": "IfNotPresent",
+                    "restartPolicy": "Always",
+                    "args": ["sidecar", "--dir=/prompts"],
+                    "env": [
+                        {"name": "POD_NAME", "valueFrom": field("metadata.name")},
+                        {"name": "POD_NAMESPACE", "valueFrom": field("metadata.namespace")},
+                        {"name": "POD_IP", "valueFrom": field("status.podIP")},
+                        {
+                            "name": "PROMPT_SELECTOR",
+                            "valueFrom": field("metadata.annotations['prompts.dev/selector']"),
+                        },
+                    ],
+                    "startupProbe": {
+                        "httpGet": {"path": "/readyz", "port": 8470},
+                        "periodSeconds": 1,
+                        "failureThreshold": 120,
+                    },
+                    "volumeMounts": [
+                        {"name": "prompts", "mountPath": "/prompts"},
+                        {
+                            "name": "api-token",
+                            "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount",
+                            "readOnly": True,
+                        },
+                    ],
+                }
+            ],
+            "containers": [
+                {
+                    "name": "app",
+                    "image": DEMO_IMAGE,
+                    "imagePullPolicy": "Never",
+                    "args": ["/prompts", "system"],
+                    "volumeMounts": [
+                        {"name": "prompts", "mountPath": "/prompts", "readOnly": True}
+                    ],
+                }
+            ],
+        },
+    }
+
+
+def test_static_manifest_installs_and_delivers_without_webhooks(real_node: Node) -> None:
+    """deploy/install.yaml, as the README documents it for people without Helm.
+    Runs after the helm release is gone (same namespace)."""
+    kubeconfig = real_node.kubeconfig
+    install = str(REPO / "deploy" / "install.yaml")
+    kubectl(kubeconfig, "apply", "--server-side", "-f", install)
+    wait_rollout(kubeconfig, OPERATOR_NAMESPACE, RELEASE)
+    kubectl(kubeconfig, "create", "namespace", STATIC_NAMESPACE)
+    ns = ("-n", STATIC_NAMESPACE)
+    kubectl(kubeconfig, *ns, "create", "serviceaccount", "prompt-sidecar")
+    kubectl(kubeconfig, *ns, "create", "role", "prompt-sidecar",
+            "--verb=get,list", "--resource=configmaps")  # fmt: skip
+    kubectl(kubeconfig, *ns, "create", "rolebinding", "prompt-sidecar", "--role=prompt-sidecar",
+            f"--serviceaccount={STATIC_NAMESPACE}:prompt-sidecar")  # fmt: skip
+    apply(kubeconfig, STATIC_NAMESPACE, prompt_manifest("system", "Static v1"))
+    apply(kubeconfig, STATIC_NAMESPACE, manual_sidecar_pod())
+    kubectl(kubeconfig, *ns, "wait", "--for=condition=Ready", "pod/helpdesk", "--timeout=120s",
+            timeout=150)  # fmt: skip
+    first = logs(kubeconfig, STATIC_NAMESPACE, "helpdesk", "app").splitlines()[0]
+    assert "Static v1" in first, first
+    apply(kubeconfig, STATIC_NAMESPACE, prompt_manifest("system", "Static v2"))
+    wait_for(
+        lambda: "Static v2" in logs(kubeconfig, STATIC_NAMESPACE, "helpdesk", "app"),
+        timeout=30, interval=0.2, message="the edit in the app's log",
+    )  # fmt: skip
+    wait_for(
+        lambda: str((prompt_status(kubeconfig, STATIC_NAMESPACE, "system").get("delivery") or {})
+                    .get("summary")) == "1/1",
+        timeout=60, interval=0.5, message="delivery 1/1",
+    )  # fmt: skip

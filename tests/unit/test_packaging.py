@@ -50,3 +50,21 @@ def test_chart_ships_the_same_crd_as_crds_folder() -> None:
     assert chart_copy.read_bytes() == (REPO / "crds" / "prompts.yaml").read_bytes(), (
         "run `make chart-crd` after editing crds/prompts.yaml"
     )
+
+
+def test_dockerfile_base_is_a_build_argument_defaulting_to_python_slim() -> None:
+    text = (REPO / "Dockerfile").read_text()
+    assert re.search(r"^ARG BASE_IMAGE=python:3\.12-slim$", text, re.MULTILINE)
+    froms = [line for line in text.splitlines() if line.startswith("FROM ")]
+    assert froms and all(line.split()[1] == "${BASE_IMAGE}" for line in froms), froms
+
+
+def test_the_local_cluster_is_not_in_the_product_wheel_or_image() -> None:
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())
+    setuptools = config["tool"]["setuptools"]
+    assert not any(p.startswith("prompt_cluster") for p in setuptools["packages"])
+    assert "prompt_cluster" not in setuptools.get("package-dir", {})
+    assert "prompt-cluster" not in config["project"]["scripts"]
+    assert "hack/" not in (REPO / "Dockerfile").read_text()
+    harness = tomllib.loads((REPO / "hack" / "control-plane" / "pyproject.toml").read_text())
+    assert harness["project"]["scripts"]["prompt-cluster"] == "prompt_cluster.cli:main"

@@ -254,6 +254,8 @@ class Builder:
                 self._cmd("push", f"{name}:{full_tag}", f"oci-archive:{staging}:{full_tag}"),
                 "buildah push",
             )
+            # The archive is what counts; the vfs store keeps only the base.
+            subprocess.run(self._cmd("rmi", f"{name}:{full_tag}"), capture_output=True, check=False)
             _log(f"built {name}:{full_tag} in {time.monotonic() - started:.0f}s")
             return _publish(staging, dest), full_tag
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -33,6 +34,10 @@ from .node_config import (
 
 CLAIM = Path("/run/prompt-cluster-node.json")
 IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
+# Paths the kubelet, containerd's shims and CNI use whatever they are told:
+# device plugins, shim sockets, CNI result cache, container log links. Removed
+# on ``down`` when ``up`` made them; otherwise only our entries in them go.
+HOST_PATHS = ("/var/lib/kubelet", "/var/lib/cni", "/run/containerd", "/var/log/containers")
 NODE_COMPONENTS = ("containerd", "kubelet", "kube-scheduler", "kube-proxy", "coredns")
 
 
@@ -114,7 +119,10 @@ def prepare(state_dir: Path, ca_pki: Path) -> dict[str, str]:
             pod_logs_dir=node_dir / "pod-logs",
         )
     )
-    facts = {"ipForward": IP_FORWARD.read_text().strip()}
+    facts = {
+        "ipForward": IP_FORWARD.read_text().strip(),
+        "created": ",".join(p for p in HOST_PATHS if not os.path.lexists(p)),
+    }
     if NODE_IP not in _run("ip", "-4", "addr", "show", "dev", "lo").stdout:
         _run("ip", "addr", "add", f"{NODE_IP}/32", "dev", "lo")
     return facts
@@ -226,6 +234,47 @@ def _remove_pod_cgroups() -> None:
                 cgroup.rmdir()
 
 
+def _remove_kube_chains() -> None:
+    """What kube-proxy's cleanup leaves: the KUBE-FIREWALL copy and canaries."""
+    for tool in ("iptables", "ip6tables"):
+        for chain in ("INPUT", "OUTPUT"):
+            while (
+                _run(
+                    tool, "-t", "filter", "-D", chain, "-j", "KUBE-FIREWALL", check=False
+                ).returncode
+                == 0
+            ):
+                pass
+        for table, chain in (
+            ("filter", "KUBE-FIREWALL"),
+            ("mangle", "KUBE-IPTABLES-HINT"),
+            ("mangle", "KUBE-KUBELET-CANARY"),
+            ("nat", "KUBE-KUBELET-CANARY"),
+            ("filter", "KUBE-KUBELET-CANARY"),
+            ("mangle", "KUBE-PROXY-CANARY"),
+            ("nat", "KUBE-PROXY-CANARY"),
+            ("filter", "KUBE-PROXY-CANARY"),
+        ):
+            if _run(tool, "-t", table, "-F", chain, check=False).returncode == 0:
+                _run(tool, "-t", table, "-X", chain, check=False)
+
+
+def _remove_host_paths(state_dir: Path, created: list[str]) -> None:
+    for path in HOST_PATHS:
+        if path in created:
+            shutil.rmtree(path, ignore_errors=True)
+    results = Path("/var/lib/cni/results")
+    if results.is_dir():
+        for entry in results.glob("prompt-cluster-*"):
+            entry.unlink(missing_ok=True)
+    links = Path("/var/log/containers")
+    if links.is_dir():
+        for link in links.iterdir():
+            with contextlib.suppress(OSError):
+                if link.is_symlink() and os.readlink(link).startswith(str(state_dir) + "/"):
+                    link.unlink()
+
+
 def teardown_runtime(ctr_bin: Path | None, state_dir: Path, containerd_running: bool) -> None:
     """First half of ``down``, after the kubelet stopped and before containerd does."""
     if ctr_bin is not None and containerd_running:
@@ -241,10 +290,12 @@ def teardown_host(state_dir: Path, facts: dict[str, str], kube_proxy: Path | Non
     if kube_proxy is not None and kube_proxy.exists():
         # Removes the KUBE-* chains and the jumps into them from the host's tables.
         _run(str(kube_proxy), "--cleanup", "--v=0", check=False)
+    _remove_kube_chains()
     if Path(f"/sys/class/net/{BRIDGE}").exists():
         _run("ip", "link", "delete", BRIDGE, check=False)
     if NODE_IP in _run("ip", "-4", "addr", "show", "dev", "lo", check=False).stdout:
         _run("ip", "addr", "del", f"{NODE_IP}/32", "dev", "lo", check=False)
+    _remove_host_paths(state_dir, facts.get("created", "").split(","))
     forward = facts.get("ipForward")
     if forward in ("0", "1"):
         with contextlib.suppress(OSError):

@@ -145,6 +145,9 @@ def kubelet_config(
         "imageGCLowThresholdPercent": 98,
         "serializeImagePulls": False,
         "registerNode": True,
+        # kube-proxy keeps its own rules; the kubelet's hint and canary chains
+        # would only be more for `down` to take out of the host's tables.
+        "makeIPTablesUtilChains": False,
         "maxPods": 50,
     }
     return json.dumps(config, indent=2)
