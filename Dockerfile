@@ -23,7 +23,9 @@ LABEL org.opencontainers.image.title="prompt-operator" \
 COPY --from=build /wheels /wheels
 RUN python3 -m pip install --no-cache-dir --no-index /wheels/*.whl && rm -rf /wheels
 # Any non-root uid works; the chart runs as 65532 with a read-only root file system.
+# The uid has no /etc/passwd entry, so USER names it for getpass.getuser()
+# (kopf's peering identity; without it the operator stops at start).
 USER 65532:65532
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 USER=prompt-operator
 ENTRYPOINT ["prompt-operator"]
 CMD ["run"]

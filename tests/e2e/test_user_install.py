@@ -35,6 +35,9 @@ from .helpers import (
     wait_rollout,
 )
 
+# The first test also builds the images (cached) and starts the node.
+pytestmark = pytest.mark.timeout(1800)
+
 APP_NAMESPACE = "e2e-app"
 APP = "helpdesk"
 APP_SELECTOR = f"app={APP}"

@@ -78,9 +78,14 @@ def _need(tool: str) -> str:
     return path
 
 
-def _publish(staging: Path, dest: Path) -> Path:
-    """Move a finished archive into place at once: a half-written one never counts."""
+def _publish(staging: Path, dest: Path, stale: str = "") -> Path:
+    """Move a finished archive into place at once: a half-written one never counts.
+    Archives matching the glob ``stale`` (older builds of the same image) go."""
     staging.rename(dest)
+    if stale:
+        for old in dest.parent.glob(stale):
+            if old != dest:
+                old.unlink(missing_ok=True)
     return dest
 
 
@@ -257,7 +262,7 @@ class Builder:
             # The archive is what counts; the vfs store keeps only the base.
             subprocess.run(self._cmd("rmi", f"{name}:{full_tag}"), capture_output=True, check=False)
             _log(f"built {name}:{full_tag} in {time.monotonic() - started:.0f}s")
-            return _publish(staging, dest), full_tag
+            return _publish(staging, dest, f"{name.rsplit('/', 1)[-1]}-{tag}-*.tar"), full_tag
 
 
 def operator_image() -> tuple[Path, str]:
