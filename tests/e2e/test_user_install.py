@@ -109,6 +109,18 @@ def read_prompt(kubeconfig: Path, pod: str, key: str = "system") -> str | None:
     return result.stdout if result.returncode == 0 else None
 
 
+def first_log_line(kubeconfig: Path, namespace: str, pod: str) -> str:
+    """The app's first line (it may still be starting when its pod is Ready)."""
+    return str(
+        wait_for(
+            lambda: logs(kubeconfig, namespace, pod, "app").splitlines()[:1],
+            timeout=30,
+            interval=0.2,
+            message=f"a first log line from {pod}",
+        )[0]
+    )
+
+
 def delivery(kubeconfig: Path, name: str) -> str:
     return str(
         (prompt_status(kubeconfig, APP_NAMESPACE, name).get("delivery") or {}).get("summary")
@@ -158,7 +170,7 @@ def test_injected_app_starts_after_its_prompt_is_on_disk(app: Node) -> None:
     init = {c["name"]: c for c in pod["spec"]["initContainers"]}
     assert init[SIDECAR]["restartPolicy"] == "Always"
     # The app's first line is the prompt: it started after the file was written.
-    first = logs(app.kubeconfig, APP_NAMESPACE, name, "app").splitlines()[0]
+    first = first_log_line(app.kubeconfig, APP_NAMESPACE, name)
     assert "You are helpful. v1" in first, first
     # No API token in the app container; the sidecar has one.
     token_dir = "/var/run/secrets/kubernetes.io/serviceaccount"
@@ -453,7 +465,7 @@ def test_static_manifest_installs_and_delivers_without_webhooks(real_node: Node)
     apply(kubeconfig, STATIC_NAMESPACE, manual_sidecar_pod())
     kubectl(kubeconfig, *ns, "wait", "--for=condition=Ready", "pod/helpdesk", "--timeout=120s",
             timeout=150)  # fmt: skip
-    first = logs(kubeconfig, STATIC_NAMESPACE, "helpdesk", "app").splitlines()[0]
+    first = first_log_line(kubeconfig, STATIC_NAMESPACE, "helpdesk")
     assert "Static v1" in first, first
     apply(kubeconfig, STATIC_NAMESPACE, prompt_manifest("system", "Static v2"))
     wait_for(
