@@ -71,6 +71,11 @@ def real_node(
         pids = dict(state.pids)
     from prompt_cluster.cluster import _alive
 
-    leftovers = [name for name, pid in pids.items() if _alive(pid, state.binaries[name])]
-    assert not leftovers, f"still running after down: {leftovers}"
-    assert not Path(f"/sys/class/net/{node.BRIDGE}").exists(), "bridge left behind"
+    running = [name for name, pid in pids.items() if _alive(pid, state.binaries[name])]
+    assert not running, f"still running after down: {running}"
+    shims = [
+        p for p in Path("/proc").glob("[0-9]*") if _alive(int(p.name), "containerd-shim-runc-v2")
+    ]
+    assert not shims, "containerd shims left running"
+    left = node.leftovers(cluster.state_dir, state.host_facts or {})
+    assert not left, f"down left on the host: {left}"

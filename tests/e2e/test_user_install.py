@@ -477,3 +477,17 @@ def test_static_manifest_installs_and_delivers_without_webhooks(real_node: Node)
                     .get("summary")) == "1/1",
         timeout=60, interval=0.5, message="delivery 1/1",
     )  # fmt: skip
+
+
+def test_a_second_node_on_the_machine_is_refused(real_node: Node, tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    result = subprocess.run(
+        [tool("prompt-cluster"), "up", "--node", "--state-dir", str(other)],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert f"a node already runs on this machine for {real_node.cluster.state_dir}" in (
+        result.stderr
+    )
+    # The running node is untouched.
+    assert kubectl(real_node.kubeconfig, "get", "node", "prompt-node").returncode == 0
