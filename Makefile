@@ -7,13 +7,14 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: help venv system-packages binaries demo demo-down test unit integration lint clean chart-crd manifests bench bench-quick reliability
+.PHONY: help venv system-packages binaries demo demo-node demo-down test unit integration lint clean chart-crd manifests bench bench-quick reliability
 
 help:
 	@echo "make demo        run the whole chain on a local control plane"
 	@echo "make test        run every test (unit, integration, end to end)"
 	@echo "make unit        unit tests only (seconds, no cluster)"
 	@echo "make lint        ruff and mypy"
+	@echo "make demo-node   the same on a real node: image, helm install, injected pod (root)"
 	@echo "make demo-down   stop the demo's cluster"
 	@echo "make reliability run the reliability suite, regenerate docs/reliability.md"
 
@@ -46,6 +47,11 @@ binaries: $(STAMP) system-packages
 
 demo: binaries
 	$(BIN)/python hack/demo.py
+
+# The same story as a user installs it: images built here, a real node, helm
+# install, an injected app pod. Needs root; the first run builds for a while.
+demo-node: binaries
+	$(BIN)/python hack/demo_node.py
 
 demo-down: $(STAMP)
 	$(BIN)/prompt-cluster down

@@ -18,7 +18,7 @@ from prompt_cluster import images, node
 from prompt_cluster.build import ensure_binaries
 from prompt_cluster.cluster import local_cluster
 
-from .helpers import CHART_IMAGE, DEMO_IMAGE, Node
+from .helpers import Node
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -29,44 +29,22 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(scope="session")
-def built_images() -> dict[str, tuple[Path, str]]:
-    """The product and demo images, from their Dockerfiles (cached by content)."""
-    return {"operator": images.operator_image(), "demo": images.demo_app_image()}
+def built_images() -> None:
+    """The product and demo images, from their Dockerfiles (cached by content),
+    built before the node starts."""
+    images.operator_image()
+    images.demo_app_image()
 
 
 @pytest.fixture(scope="session")
-def real_node(
-    tmp_path_factory: pytest.TempPathFactory, built_images: dict[str, tuple[Path, str]]
-) -> Iterator[Node]:
+def real_node(tmp_path_factory: pytest.TempPathFactory, built_images: None) -> Iterator[Node]:
     if os.geteuid() != 0:
         pytest.fail("the end-to-end layer runs a real node and needs root (CI runs as root)")
     helm = ensure_binaries().helm
     with local_cluster(tmp_path_factory.mktemp("node-cluster"), node=True) as cluster:
         state = cluster.state
         assert state is not None
-        ctr = Path(state.binaries["ctr"])
-        op_archive, op_tag = built_images["operator"]
-        demo_archive, demo_tag = built_images["demo"]
-        node.import_image(ctr, cluster.state_dir, op_archive, "localhost/prompt-operator")
-        node.import_image(ctr, cluster.state_dir, demo_archive, "localhost/prompt-demo-app")
-        node.ctr(
-            ctr,
-            cluster.state_dir,
-            "images",
-            "tag",
-            "--force",
-            f"localhost/prompt-operator:{op_tag}",
-            CHART_IMAGE,
-        )
-        node.ctr(
-            ctr,
-            cluster.state_dir,
-            "images",
-            "tag",
-            "--force",
-            f"localhost/prompt-demo-app:{demo_tag}",
-            DEMO_IMAGE,
-        )
+        images.load_into_node(Path(state.binaries["ctr"]), cluster.state_dir)
         yield Node(cluster, state.kubeconfig, helm)
         pids = dict(state.pids)
     from prompt_cluster.cluster import _alive

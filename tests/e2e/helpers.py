@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from prompt_cluster import images
 from prompt_cluster.cluster import LocalCluster
 from prompt_cluster.testing import kubectl, kubectl_json
 
@@ -15,10 +16,7 @@ REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "prompt-operator"
 RELEASE = "prompt-operator"
 OPERATOR_NAMESPACE = "prompt-system"
-# The chart's default image (repository `prompt-operator`, tag = appVersion), so
-# `helm install` runs with the values a user starts from.
-CHART_IMAGE = "docker.io/library/prompt-operator:0.1.0"
-DEMO_IMAGE = "localhost/prompt-demo-app:e2e"
+DEMO_IMAGE = images.DEMO_APP_REF
 
 
 @dataclass(frozen=True)

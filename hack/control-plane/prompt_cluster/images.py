@@ -24,12 +24,18 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+from . import node
 from .build import PAUSE_VERSION, cache_root
 
 REPO = Path(__file__).resolve().parents[3]
 PAUSE_BASE_NAME = "localhost/prompt-cluster/pause"
 OPERATOR_IMAGE = "localhost/prompt-operator"
 DEMO_APP_IMAGE = "localhost/prompt-demo-app"
+# Names the node also knows the images by: the chart's default image
+# (`prompt-operator:<appVersion>`, which the kubelet reads as docker.io/library/...),
+# so `helm install` needs no image values, and a stable name for the demo app.
+CHART_DEFAULT_IMAGE = "docker.io/library/prompt-operator:0.1.0"
+DEMO_APP_REF = "localhost/prompt-demo-app:dev"
 DEBIAN_SUITE = "bookworm"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
 # What python:3.12-slim gives the Dockerfile and the chart's test pod:
@@ -277,3 +283,17 @@ def demo_app_image() -> tuple[Path, str]:
     return Builder().dockerfile_archive(
         DEMO_APP_IMAGE, REPO / "hack" / "demo" / "Dockerfile", REPO, DEMO_SOURCES, "1"
     )
+
+
+def load_into_node(ctr_bin: Path, state_dir: Path) -> dict[str, str]:
+    """Build (or reuse) the product and demo images and import them into the
+    node's containerd under their content tags and the names above."""
+    refs = {}
+    for (archive, tag), base, alias in (
+        (operator_image(), OPERATOR_IMAGE, CHART_DEFAULT_IMAGE),
+        (demo_app_image(), DEMO_APP_IMAGE, DEMO_APP_REF),
+    ):
+        node.import_image(ctr_bin, state_dir, archive, base)
+        node.ctr(ctr_bin, state_dir, "images", "tag", "--force", f"{base}:{tag}", alias)
+        refs[base] = f"{base}:{tag}"
+    return refs
