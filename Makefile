@@ -41,9 +41,10 @@ system-packages:
 
 # Builds kube-apiserver, kube-controller-manager, etcd, helm and the real node's
 # kubelet, kube-scheduler, kube-proxy, containerd and CoreDNS from their Go
-# modules into ~/.cache/prompt-operator/bin (once; later runs reuse them).
+# modules into ~/.cache/prompt-operator/bin, and meanwhile the images into
+# ~/.cache/prompt-operator/images (once; later runs reuse them).
 binaries: $(STAMP) system-packages
-	$(BIN)/prompt-cluster build --node
+	$(BIN)/prompt-cluster build --node --images
 
 demo: binaries
 	$(BIN)/python hack/demo.py

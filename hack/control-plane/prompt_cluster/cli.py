@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import threading
 from pathlib import Path
 
 from .build import BuildError, ensure_binaries, ensure_node_binaries
 from .cluster import ClusterError, LocalCluster
-from .images import ImageError
+from .images import ImageError, demo_app_image, operator_image
 from .node import NodeError
 
 
@@ -28,6 +29,12 @@ def _parser() -> argparse.ArgumentParser:
         "build: also build the node's binaries",
     )
     parser.add_argument(
+        "--images",
+        action="store_true",
+        help="build: also build the product and demo images (Debian base, buildah), "
+        "alongside the Go builds",
+    )
+    parser.add_argument(
         "--state-dir",
         type=Path,
         default=None,
@@ -37,15 +44,38 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _build(*, node: bool, with_images: bool) -> list[Path]:
+    """Go builds in this thread; the images (network and dpkg bound, they need
+    no Go binary) at the same time in another, which saves their minutes on a
+    cold machine."""
+    built: list[Path] = []
+    failure: list[BaseException] = []
+
+    def build_images() -> None:
+        try:
+            built.extend(archive for archive, _ in (operator_image(), demo_app_image()))
+        except BaseException as exc:  # reported after the Go builds finish
+            failure.append(exc)
+
+    worker = threading.Thread(target=build_images, daemon=True) if with_images else None
+    if worker is not None:
+        worker.start()
+    paths = list(vars(ensure_binaries()).values())
+    if node:
+        paths += list(vars(ensure_node_binaries()).values())
+    if worker is not None:
+        worker.join()
+        if failure:
+            raise failure[0]
+    return paths + built
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     cluster = LocalCluster(args.state_dir)
     try:
         if args.action == "build":
-            paths = list(vars(ensure_binaries()).values())
-            if args.node:
-                paths += list(vars(ensure_node_binaries()).values())
-            for path in paths:
+            for path in _build(node=args.node, with_images=args.images):
                 print(path)
         elif args.action == "up":
             already = cluster.running() is not None
