@@ -4,7 +4,10 @@
 * integration tests (``tests/integration``: real API server, real kubectl and
   helm, operator and sidecars as processes) get the session's local control
   plane through ``cluster`` and a namespace of their own through
-  ``namespace``, so tests never see each other's objects.
+  ``namespace``, so tests never see each other's objects;
+* end-to-end tests (``tests/e2e``: a real node, the image built from the
+  Dockerfile, the chart installed with helm) start their own cluster with the
+  node in a state directory of their own (see ``tests/e2e/conftest.py``).
 """
 
 from __future__ import annotations
