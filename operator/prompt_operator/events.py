@@ -8,8 +8,9 @@ import datetime as dt
 import logging
 import socket
 
-from .kubeapi import ApiError, KubeApi, object_path
 from .model import PromptRef
+from .runtime.client import KubeApi, object_path
+from .runtime.errors import ApiError
 
 logger = logging.getLogger(__name__)
 
@@ -49,5 +50,5 @@ async def post_event(
     }
     try:
         await api.request("POST", object_path("v1", "events", ref.namespace), body=body)
-    except (ApiError, OSError) as exc:
+    except ApiError as exc:  # network failures included: the client raises nothing else
         logger.warning("could not post event %s for Prompt %s: %s", reason, ref, exc)
