@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -45,6 +45,11 @@ class Controllers:
     reconciler: Reconciler
     signals: Signals
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+
+async def _when_leading(leader: Leadership, work: Callable[[], Awaitable[None]]) -> None:
+    await leader.leading.wait()
+    await work()
 
 
 def _utc_now() -> datetime:
@@ -160,7 +165,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         loop.create_task(subscribers.run(), name="subscribed pods"),
         loop.create_task(accounting.run(), name="delivery accounting"),
         loop.create_task(reconciler.run(), name="reconciler"),
-        loop.create_task(reconciler.scheduler.run(), name="schedule"),
+        loop.create_task(_when_leading(leader, reconciler.scheduler.run), name="schedule"),
     ]
     memo["controllers"] = controllers
     # The first decisions need to know which ConfigMaps exist already.

@@ -113,7 +113,12 @@ class Reconciler:
         created = str((body.get("metadata") or {}).get("creationTimestamp") or "")
         self._claim(ref, str(key or ref.name), created)
         self._status.observe(ref, body)
-        if not self._queue.busy(ref) and self._settled(body):
+        # A standby re-checks queued Prompts too: the leader has usually settled
+        # them by the next event, and a standby holds no text it will not need.
+        standby = not self._leadership.leading.is_set()
+        if (standby or not self._queue.busy(ref)) and self._settled(body):
+            self._queue.discard(ref)
+            self._bodies.pop(ref, None)
             return  # nothing to do, and nothing (no text) kept in memory
         self._bodies[ref] = slim(body)
         self._queue.add(ref)

@@ -108,8 +108,17 @@ class WorkQueue(Generic[K]):
             self.add(key)
         return len(delayed)
 
+    def discard(self, key: K) -> None:
+        """Take ``key`` out of the queue if it waits there (not if a worker has it)."""
+        self._dirty.discard(key)
+
     async def get(self) -> K:
-        key = await self._queue.get()
+        while True:
+            key = await self._queue.get()
+            # Skip a discarded key, and a stale copy of one a worker has (``done``
+            # queues it again if it was added meanwhile).
+            if key in self._dirty and key not in self._processing:
+                break
         self._dirty.discard(key)
         self._processing.add(key)
         return key
