@@ -8,6 +8,8 @@ import datetime as dt
 import logging
 import socket
 
+from prompt_client import wire
+
 from .model import PromptRef
 from .runtime.client import KubeApi, object_path
 from .runtime.errors import ApiError
@@ -32,7 +34,7 @@ async def post_event(
         "kind": "Event",
         "metadata": {"generateName": f"{ref.name}.", "namespace": ref.namespace},
         "involvedObject": {
-            "apiVersion": "prompts.dev/v1alpha1",
+            "apiVersion": wire.API_VERSION,
             "kind": "Prompt",
             "name": ref.name,
             "namespace": ref.namespace,

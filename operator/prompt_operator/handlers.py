@@ -20,6 +20,8 @@ from typing import Any
 
 import kopf
 
+from prompt_client import wire
+
 from .config import OperatorConfig
 from .controllers.accounting import DeliveryAccounting
 from .controllers.signals import Signals
@@ -30,8 +32,8 @@ from .reconcile import Reconciler
 from .runtime.client import Credentials, KubeApi
 from .runtime.leader import AlwaysLeader, LeaderElector, Leadership
 
-GROUP, VERSION, PLURAL = "prompts.dev", "v1alpha1", "prompts"
-PREFIX = "prompts.dev"
+GROUP, VERSION, PLURAL = wire.GROUP, wire.VERSION, wire.PLURAL
+PREFIX = wire.PREFIX
 
 logger = logging.getLogger(__name__)
 

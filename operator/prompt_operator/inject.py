@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from prompt_sidecar import wire
+from prompt_client import wire
 
 INJECT_LABEL = "prompts.dev/inject"
 SIDECAR_NAME = "prompt-sidecar"

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from prompt_sidecar import wire
+from prompt_client import wire
 
 from .model import PromptRef
 from .runtime.client import KubeApi

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
-from prompt_sidecar import wire
+from prompt_client import wire
 
 from . import history, metrics
 from .configmap import revision_labels

@@ -28,6 +28,7 @@ from typing import Any
 
 import yaml
 
+from prompt_client import wire
 from prompt_client.contract import key_problem
 
 from .model import SpecError, parse_prompt
@@ -35,8 +36,8 @@ from .notices import admission_warnings
 from .policies import evaluate
 from .render import render
 
-GROUP = "prompts.dev"
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+GROUP = wire.GROUP
+_DNS_SUBDOMAIN = re.compile(rf"^{wire.DNS_SUBDOMAIN}$")
 MAX_TEMPLATE_BYTES = 1_000_000
 
 
@@ -242,7 +243,7 @@ def _items(value: object) -> list[Any]:
 # Label syntax as the API server checks it (a selector that tries a path or a
 # look-alike fails here, offline, with the same verdict).
 _LABEL_NAME = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)$")
-_LABEL_PREFIX = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_LABEL_PREFIX = _DNS_SUBDOMAIN
 
 
 def _label_problem(label: str, value: object) -> str | None:
@@ -335,13 +336,13 @@ def check_document(doc: Document) -> list[Finding]:
     meta: dict[str, Any] = raw_meta if isinstance(raw_meta, dict) else {}
     name = str(meta.get("name") or "<unnamed>")
     prompt = f"{meta['namespace']}/{name}" if meta.get("namespace") else name
-    if api != f"{GROUP}/v1alpha1":
+    if api != wire.API_VERSION:
         return [
             Finding(
                 doc.source,
                 doc.line(["apiVersion"]),
                 prompt,
-                f"apiVersion {api} is not served; use {GROUP}/v1alpha1",
+                f"apiVersion {api} is not served; use {wire.API_VERSION}",
             )
         ]
     findings = _schema_findings(doc, prompt) + _rule_findings(doc, prompt)

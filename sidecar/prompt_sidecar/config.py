@@ -14,11 +14,11 @@ import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from prompt_client import wire
 from prompt_client.contract import DEFAULT_EXT
+from prompt_client.selector import Selector, SelectorError, parse_selector
 
-from . import wire
 from .files import ext_problem
-from .selector import Selector, SelectorError, parse_selector
 
 DEFAULT_RESYNC = 300.0
 

@@ -16,7 +16,8 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from . import wire
+from prompt_client import wire
+
 from .sync import Syncer
 
 logger = logging.getLogger(__name__)

@@ -21,13 +21,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from prompt_client import wire
 from prompt_client.contract import PromptMeta, choose_variant, key_problem, text_sha256
+from prompt_client.selector import Selector
 
-from . import wire
 from .files import FileWriteError, PromptFiles
 from .kubeapi import ApiError, Expired, KubeClient, NotFound
 from .metrics import Metrics
-from .selector import Selector
 
 logger = logging.getLogger(__name__)
 

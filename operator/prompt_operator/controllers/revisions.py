@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from prompt_sidecar import wire
+from prompt_client import wire
 
 from .. import history, metrics
 from ..configmap import build_configmap, label_patch, revision_labels

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from prompt_sidecar import wire
+from prompt_client import wire
 
 from .. import metrics
 from ..config import OperatorConfig

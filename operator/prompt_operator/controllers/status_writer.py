@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from prompt_client import wire
+
 from .. import metrics
 from ..events import now_rfc3339, post_event
 from ..model import PromptRef, SpecError, parse_prompt
@@ -32,8 +34,8 @@ from .subscribers import Subscribers
 
 logger = logging.getLogger(__name__)
 
-GROUP_VERSION = "prompts.dev/v1alpha1"
-PLURAL = "prompts"
+GROUP_VERSION = wire.API_VERSION
+PLURAL = wire.PLURAL
 
 
 @dataclass

@@ -13,8 +13,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from prompt_sidecar import wire
-from prompt_sidecar.selector import Selector, SelectorError, parse_selector
+from prompt_client import wire
+from prompt_client.selector import Selector, SelectorError, parse_selector
 
 from .. import metrics
 from ..model import Prompt, PromptRef

@@ -1,7 +1,10 @@
 """The contract between operator and sidecar, through API objects and the signal.
 
-Dependency-free on purpose: the operator imports it too, so both sides always
-agree on label names, annotation names, data keys and the signal's shape.
+It lives in the client package, which imports nothing of ours and nothing
+heavy, so that the operator and the sidecar both import it without importing
+each other: one definition of the API group and version, label and annotation
+names, data keys, the name rules and the signal's shape. The selector grammar
+is its neighbour, ``prompt_client.selector``.
 """
 
 from __future__ import annotations
@@ -11,6 +14,21 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+# -- the Prompt resource ---------------------------------------------------------------
+
+GROUP = "prompts.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "Prompt"
+PLURAL = "prompts"
+PREFIX = GROUP  # every label, annotation and finalizer the project writes starts so
+
+# A Kubernetes object name (DNS-1123 subdomain) and one of its dot-separated
+# labels; the API server's own rules, which the CRD's CEL repeats.
+DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+DNS_SUBDOMAIN = rf"{DNS_LABEL}(\.{DNS_LABEL})*"
+MAX_OBJECT_NAME = 253
 
 # -- the ConfigMaps the operator writes for each Prompt ------------------------------
 #
@@ -85,7 +103,7 @@ MAX_REVISION_LENGTH = 128
 # A Prompt name is a Kubernetes object name (DNS-1123 subdomain); a revision is
 # the operator's content hash. Anything else cannot name a Prompt we serve, so
 # it is refused before it costs an API call.
-_PROMPT_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_PROMPT_NAME = re.compile(DNS_SUBDOMAIN)
 _REVISION = re.compile(r"[A-Za-z0-9._:-]*")
 
 
