@@ -153,6 +153,9 @@ def test_install_creates_what_the_chart_promises(installed: Path) -> None:
         ("validatingwebhookconfiguration", None, RELEASE),
         ("mutatingwebhookconfiguration", None, RELEASE),
         ("secret", NS, f"{RELEASE}-webhook-tls"),
+        ("poddisruptionbudget", NS, RELEASE),
+        ("role", NS, f"{RELEASE}-leader-election"),
+        ("rolebinding", NS, f"{RELEASE}-leader-election"),
     }
     for kind, namespace, name in kinds:
         args = ["get", kind, name] + (["-n", namespace] if namespace else [])
@@ -160,7 +163,12 @@ def test_install_creates_what_the_chart_promises(installed: Path) -> None:
     deploy = json.loads(kubectl(installed, "-n", NS, "get", "deploy", RELEASE, "-o", "json").stdout)
     pod = deploy["spec"]["template"]["spec"]
     container = pod["containers"][0]
-    assert deploy["spec"]["strategy"]["type"] == "Recreate"
+    # Two replicas, one leader: rolled one at a time, spread over nodes.
+    assert deploy["spec"]["replicas"] == 2
+    assert deploy["spec"]["strategy"]["type"] == "RollingUpdate"
+    assert "--leader-elect" in container["args"]
+    spread = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert spread[0]["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
@@ -180,6 +188,9 @@ RBAC_CASES = [
     (OPERATOR_SA, "list", "secrets", NS, False),
     (OPERATOR_SA, "create", "mutatingwebhookconfigurations", None, False),
     (OPERATOR_SA, "create", "events", APPS, True),
+    (OPERATOR_SA, "update", f"leases.coordination.k8s.io named {RELEASE}", NS, True),
+    (OPERATOR_SA, "update", "leases.coordination.k8s.io named someone-else", NS, False),
+    (OPERATOR_SA, "update", f"leases.coordination.k8s.io named {RELEASE}", APPS, False),
     (SIDECAR_SA, "get", "configmaps", APPS, True),
     (SIDECAR_SA, "list", "configmaps", APPS, True),
     (SIDECAR_SA, "watch", "configmaps", APPS, False),
@@ -215,8 +226,9 @@ def test_rbac_grants_only_what_the_code_uses(
     allowed: bool,
     observed: Observed,
 ) -> None:
+    resource, _, name = resource.partition(" named ")
     resource, _, subresource = resource.partition("/")
-    args = ["auth", "can-i", verb, resource, f"--as={user}"]
+    args = ["auth", "can-i", verb, f"{resource}/{name}" if name else resource, f"--as={user}"]
     args += [f"--subresource={subresource}"] if subresource else []
     args += ["-n", namespace] if namespace else []
     result = kubectl(installed, *args, check=False)
@@ -270,6 +282,10 @@ def test_operator_and_sidecar_work_with_the_charts_service_accounts(
         token_kubeconfig(installed, NS, RELEASE, tmp_path / "operator.kubeconfig"),
         tmp_path / "operator.log",
         "--delivery-refresh=0.5",
+        # As the chart runs it: on the chart's Lease, with the chart's Role for it.
+        "--leader-elect",
+        f"--leader-election-namespace={NS}",
+        f"--leader-election-id={RELEASE}",
     )
     operator.start()
     try:
