@@ -160,8 +160,8 @@ def parser() -> argparse.ArgumentParser:
         help="this replica's name on the Lease [POD_NAME; default host name and process id]",
     )
     for flag, default, what in (
-        ("lease-duration", "15", "how long a standby waits after the leader's last renew"),
-        ("renew-deadline", "10", "how long the leader keeps trying to renew before it stops"),
+        ("lease-duration", "10", "how long a standby waits after the leader's last renew"),
+        ("renew-deadline", "7", "how long the leader keeps trying to renew before it stops"),
         ("retry-period", "2", "how often every replica tries to take or renew the Lease"),
     ):
         env = "PROMPT_OPERATOR_" + flag.upper().replace("-", "_")
