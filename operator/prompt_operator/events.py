@@ -10,6 +10,7 @@ import socket
 
 from prompt_client import wire
 
+from .logs import about
 from .model import PromptRef
 from .runtime.client import KubeApi, object_path
 from .runtime.errors import ApiError
@@ -53,4 +54,6 @@ async def post_event(
     try:
         await api.request("POST", object_path("v1", "events", ref.namespace), body=body)
     except ApiError as exc:  # network failures included: the client raises nothing else
-        logger.warning("could not post event %s for Prompt %s: %s", reason, ref, exc)
+        logger.warning(
+            "could not post event %s for Prompt %s: %s", reason, ref, exc, extra=about(ref)
+        )

@@ -32,6 +32,7 @@ from .controllers.status_writer import GROUP_VERSION, PLURAL, StatusWriter
 from .controllers.subscribers import Subscribers
 from .events import post_event
 from .inventory import Inventory
+from .logs import about
 from .model import Prompt, PromptRef, SpecError, parse_prompt
 from .policies import Problem, Verdict, evaluate
 from .render import Rendered, render
@@ -213,11 +214,13 @@ class Reconciler:
                     if self._queue.failures(ref) < MAX_ATTEMPTS_LOGGED
                     else logging.DEBUG
                 )
-                logger.log(level, "Prompt %s: reconcile failed, will retry: %s", ref, exc)
+                logger.log(
+                    level, "Prompt %s: reconcile failed, will retry: %s", ref, exc, extra=about(ref)
+                )
                 self._queue.add_rate_limited(ref)
             except Exception:
                 metrics.RECONCILE_ERRORS.inc()
-                logger.exception("Prompt %s: unexpected error, will retry", ref)
+                logger.exception("Prompt %s: unexpected error, will retry", ref, extra=about(ref))
                 self._queue.add_rate_limited(ref)
             finally:
                 self._queue.done(ref)
@@ -291,7 +294,11 @@ class Reconciler:
             if exc.retryable:
                 raise
             if exc.status == 403 and "being terminated" in exc.message:
-                logger.debug("Prompt %s: namespace is terminating; nothing to write", prompt.ref)
+                logger.debug(
+                    "Prompt %s: namespace is terminating; nothing to write",
+                    prompt.ref,
+                    extra=about(prompt.ref),
+                )
                 return None
             return Problem("WriteFailed", f"the ConfigMap could not be written: {exc}")
 

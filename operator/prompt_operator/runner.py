@@ -21,7 +21,7 @@ def _configure_logging(config: OperatorConfig) -> None:
     kopf.configure(
         verbose=config.verbose,
         log_format=kopf.LogFormat.JSON if fmt == "json" else kopf.LogFormat.FULL,
-        log_refkey="prompt",
+        log_refkey="object",  # kopf's own object lines; ours carry prompt, namespace, ...
     )
     # kopf's own per-event chatter is noise at INFO in a busy cluster.
     if not config.verbose:

@@ -228,6 +228,11 @@ def test_r7_standby_takes_over_when_the_leader_is_killed(
     writes = writes_by_replica(audit_log, since, namespace)
     assert turns(writes) == [leader, standby], turns(writes)
     assert takeover <= TAKEOVER_LIMIT, takeover
+    # Its JSON log lines name what they are about in fields of their own.
+    created = [r for r in replicas[standby].log_records() if "created" in str(r.get("message"))]
+    assert created, "no revision was logged by the new leader"
+    assert created[-1]["namespace"] == namespace and created[-1]["prompt"] in names
+    assert created[-1]["revision"] in str(created[-1]["message"])
     observed(
         f"standby held the Lease {takeover:.1f} s after the kill; all {editor.sent} edits "
         f"delivered ({delivered:.1f} s after the kill); writes: {len(writes)}, all by "

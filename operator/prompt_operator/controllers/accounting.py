@@ -16,6 +16,7 @@ from typing import Protocol
 
 from .. import metrics
 from ..config import OperatorConfig
+from ..logs import about
 from ..model import Prompt, PromptRef
 from ..runtime.errors import ApiError
 from ..runtime.leader import Leadership
@@ -185,5 +186,10 @@ class DeliveryAccounting:
                 try:
                     await self._status.refresh_delivery(ref, revision, count)
                 except ApiError as exc:
-                    logger.warning("Prompt %s: could not refresh delivery status: %s", ref, exc)
+                    logger.warning(
+                        "Prompt %s: could not refresh delivery status: %s",
+                        ref,
+                        exc,
+                        extra=about(ref),
+                    )
                     self._stale.add(ref)

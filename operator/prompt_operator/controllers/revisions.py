@@ -20,6 +20,7 @@ from .. import history, metrics
 from ..configmap import build_configmap, label_patch, revision_labels
 from ..events import now_rfc3339
 from ..inventory import Entry, Inventory, entry_from
+from ..logs import about
 from ..model import Prompt, PromptRef
 from ..render import Rendered
 from ..runtime.client import KubeApi, object_path
@@ -153,7 +154,13 @@ class Revisions:
             metrics.WRITES.labels("configmap").inc()
             self._inventory.record(ref.namespace, entry_from((result or body)["metadata"]))
             wrote = True
-            logger.info("Prompt %s: revision %d (%s) created", ref, plan.number, rendered.revision)
+            logger.info(
+                "Prompt %s: revision %d (%s) created",
+                ref,
+                plan.number,
+                rendered.revision,
+                extra=about(ref, revision=rendered.revision),
+            )
         new: history.Record | None = None
         if plan.new_head:
             head = records[-1] if records else None
@@ -163,7 +170,12 @@ class Revisions:
         cleanup = plan_cleanup(prompt, kept, self._inventory.revisions(ref))
         for entry in cleanup.prune:
             await self._delete(ref, entry)
-            logger.info("Prompt %s: pruned revision %s", ref, entry.revision)
+            logger.info(
+                "Prompt %s: pruned revision %s",
+                ref,
+                entry.revision,
+                extra=about(ref, revision=entry.revision),
+            )
         for entry, patch in cleanup.relabel:
             result = await self._api.merge_patch(
                 object_path("v1", "configmaps", ref.namespace, entry.name),
@@ -184,7 +196,7 @@ class Revisions:
             if uid:
                 await self._api.delete_collection(path, f"{wire.PROMPT_UID_LABEL}={uid}")
             metrics.WRITES.labels("configmap").inc()
-            logger.info("Prompt %s: removed its revision ConfigMaps", ref)
+            logger.info("Prompt %s: removed its revision ConfigMaps", ref, extra=about(ref))
 
     async def _delete(self, ref: PromptRef, entry: Entry) -> None:
         # Forgotten first: the watch's DELETED event is then ours, not a surprise.

@@ -22,6 +22,7 @@ from prompt_client import wire
 
 from .. import metrics
 from ..config import OperatorConfig
+from ..logs import about
 from ..runtime.backoff import backoff_sleep
 from ..runtime.leader import Leadership
 from .subscribers import PodKey, Subscriber, Subscribers
@@ -157,6 +158,7 @@ class Signals:
                     *pod_key,
                     MAX_SIGNAL_ATTEMPTS,
                     UNREACHABLE_PAUSE,
+                    extra=about(pod=pod_key),
                 )
                 return
             attempt = 0
@@ -191,12 +193,19 @@ class Signals:
                             pod.name,
                             resp.status,
                             body[:200],
+                            extra=about(pod=(pod.namespace, pod.name)),
                         )
                         return _Failed.ANSWERED
                     served = wire.parse_signal_response(body)
             except (aiohttp.ClientError, asyncio.TimeoutError, OSError, wire.SignalError) as exc:
                 metrics.SIGNALS.labels("failed").inc()
-                logger.debug("signal to %s/%s failed: %s", pod.namespace, pod.name, exc)
+                logger.debug(
+                    "signal to %s/%s failed: %s",
+                    pod.namespace,
+                    pod.name,
+                    exc,
+                    extra=about(pod=(pod.namespace, pod.name)),
+                )
                 return _Failed.NO_ANSWER
         metrics.SIGNALS.labels("ok").inc()
         metrics.SIGNAL_SECONDS.observe(time.monotonic() - started)

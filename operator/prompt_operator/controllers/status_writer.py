@@ -17,6 +17,7 @@ from prompt_client import wire
 
 from .. import metrics
 from ..events import now_rfc3339, post_event
+from ..logs import about
 from ..model import PromptRef, SpecError, parse_prompt
 from ..render import render
 from ..runtime.client import KubeApi, object_path
@@ -117,7 +118,13 @@ class StatusWriter:
             or before.get("reason") != ready.reason
             or before.get("message") != ready.message
         ):
-            logger.warning("Prompt %s is not ready: %s: %s", ref, ready.reason, ready.message)
+            logger.warning(
+                "Prompt %s is not ready: %s: %s",
+                ref,
+                ready.reason,
+                ready.message,
+                extra=about(ref),
+            )
             await post_event(
                 self._api, ref, uid, warning=True, reason=ready.reason, message=ready.message
             )

@@ -17,6 +17,7 @@ from prompt_client import wire
 from prompt_client.selector import Selector, SelectorError, parse_selector
 
 from .. import metrics
+from ..logs import about
 from ..model import Prompt, PromptRef
 from ..runtime.client import KubeApi
 from ..runtime.informer import Informer, Key, collection_paths
@@ -56,6 +57,7 @@ def subscriber_from_pod(pod: Mapping[str, Any]) -> Subscriber | None:
             meta.get("namespace"),
             meta.get("name"),
             exc,
+            extra=about(pod=(str(meta.get("namespace")), str(meta.get("name")))),
         )
         return None
     if not 0 < port < 65536:
