@@ -90,6 +90,23 @@ def test_a_fenced_client_refuses_writes_but_reads(kubeconfig: Path, namespace: s
     asyncio.run(scenario())
 
 
+def test_the_fence_is_asked_again_once_a_write_has_its_connection(
+    kubeconfig: Path, namespace: str
+) -> None:
+    """A write that passed the fence, then waited (for a connection, or paused by
+    SIGSTOP) while the lease passed on, is refused before its bytes go out."""
+
+    async def scenario() -> None:
+        answers = iter([True])  # leading when asked first, no longer after that
+        async with KubeApi(credentials(kubeconfig), fence=lambda: next(answers, False)) as api:
+            path = object_path("v1", "configmaps", namespace)
+            with pytest.raises(NotLeading):
+                await api.request("POST", path, body=configmap("late", True))
+            assert await api.get(f"{path}/late") is None
+
+    asyncio.run(scenario())
+
+
 def test_a_metadata_only_informer_holds_selected_objects_and_hears_deletes(
     kubeconfig: Path, namespace: str
 ) -> None:

@@ -18,6 +18,7 @@ import json
 import ssl
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import quote
 
@@ -79,8 +80,27 @@ class KubeApi:
                 base_url=self._creds.server,
                 headers=headers,
                 connector=aiohttp.TCPConnector(ssl=self._creds.ssl, limit=64),
+                trace_configs=[self._fence_at_send()] if self._fence is not None else None,
             )
         return self._session
+
+    def _fence_at_send(self) -> aiohttp.TraceConfig:
+        """Ask the fence again once a write has its connection, just before its bytes
+        go out: a request that passed the fence and then waited for a connection
+        while the process was paused (SIGSTOP) must not be sent after it resumes."""
+
+        async def check(
+            session: aiohttp.ClientSession, context: SimpleNamespace, params: object
+        ) -> None:
+            what = context.trace_request_ctx
+            fence = self._fence
+            if isinstance(what, dict) and what.get("write") and fence is not None and not fence():
+                raise NotLeading(f"refused {what.get('what')}: this replica is not the leader")
+
+        trace = aiohttp.TraceConfig()
+        trace.on_connection_create_end.append(check)
+        trace.on_connection_reuseconn.append(check)
+        return trace
 
     async def close(self) -> None:
         if self._session is not None:
@@ -97,7 +117,8 @@ class KubeApi:
         accept: str = "application/json",
         timeout: float | None = None,
     ) -> Any:
-        if method not in _READS and self._fence is not None and not self._fence():
+        write = method not in _READS
+        if write and self._fence is not None and not self._fence():
             raise NotLeading(f"refused {method} {path}: this replica is not the leader")
         data = None if body is None else json.dumps(body, ensure_ascii=False).encode("utf-8")
         headers = {"Accept": accept}
@@ -106,7 +127,13 @@ class KubeApi:
         client_timeout = self._timeout if timeout is None else aiohttp.ClientTimeout(total=timeout)
         try:
             async with self._http().request(
-                method, path, params=params, data=data, headers=headers, timeout=client_timeout
+                method,
+                path,
+                params=params,
+                data=data,
+                headers=headers,
+                timeout=client_timeout,
+                trace_request_ctx={"write": write, "what": f"{method} {path}"},
             ) as resp:
                 raw = await resp.read()
                 if resp.status >= 400:
