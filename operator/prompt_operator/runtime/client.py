@@ -18,11 +18,12 @@ import json
 import ssl
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
-from types import SimpleNamespace
 from typing import Any
 from urllib.parse import quote
 
 import aiohttp
+from aiohttp.abc import AbstractStreamWriter
+from aiohttp.connector import Connection
 
 from .errors import ApiError, Expired, NotFound, NotLeading, Unavailable, error_for
 
@@ -80,27 +81,38 @@ class KubeApi:
                 base_url=self._creds.server,
                 headers=headers,
                 connector=aiohttp.TCPConnector(ssl=self._creds.ssl, limit=64),
-                trace_configs=[self._fence_at_send()] if self._fence is not None else None,
+                request_class=self._fenced_request_class(),
             )
         return self._session
 
-    def _fence_at_send(self) -> aiohttp.TraceConfig:
-        """Ask the fence again once a write has its connection, just before its bytes
-        go out: a request that passed the fence and then waited for a connection
-        while the process was paused (SIGSTOP) must not be sent after it resumes."""
+    def _fenced_request_class(self) -> type[aiohttp.ClientRequest]:
+        """Requests that ask the fence again just before a write's bytes go out.
 
-        async def check(
-            session: aiohttp.ClientSession, context: SimpleNamespace, params: object
-        ) -> None:
-            what = context.trace_request_ctx
-            fence = self._fence
-            if isinstance(what, dict) and what.get("write") and fence is not None and not fence():
-                raise NotLeading(f"refused {what.get('what')}: this replica is not the leader")
+        aiohttp buffers the request line and headers and sends them with the body,
+        which on Python before 3.12 is written by a task of its own, a turn of the
+        event loop after the request started. A write that passed the first check
+        and was paused there (SIGSTOP) while the Lease passed on must not be sent
+        when the process resumes: it fails here instead, unsent."""
+        fence = self._fence
 
-        trace = aiohttp.TraceConfig()
-        trace.on_connection_create_end.append(check)
-        trace.on_connection_reuseconn.append(check)
-        return trace
+        class FencedRequest(aiohttp.ClientRequest):
+            async def write_bytes(
+                self,
+                writer: AbstractStreamWriter,
+                conn: Connection,
+                content_length: int | None = None,
+            ) -> None:
+                if self.method not in _READS and fence is not None and not fence():
+                    refused = NotLeading(
+                        f"refused {self.method} {self.url.path}: this replica is not the leader"
+                    )
+                    if conn.protocol is not None:
+                        conn.protocol.set_exception(refused)
+                    conn.close()
+                    return
+                await super().write_bytes(writer, conn, content_length)
+
+        return FencedRequest
 
     async def close(self) -> None:
         if self._session is not None:
@@ -133,7 +145,6 @@ class KubeApi:
                 data=data,
                 headers=headers,
                 timeout=client_timeout,
-                trace_request_ctx={"write": write, "what": f"{method} {path}"},
             ) as resp:
                 raw = await resp.read()
                 if resp.status >= 400:
