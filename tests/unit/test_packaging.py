@@ -50,3 +50,14 @@ def test_chart_ships_the_same_crd_as_crds_folder() -> None:
     assert chart_copy.read_bytes() == (REPO / "crds" / "prompts.yaml").read_bytes(), (
         "run `make chart-crd` after editing crds/prompts.yaml"
     )
+
+
+def test_every_python_package_is_in_the_wheel() -> None:
+    """setuptools lists packages by hand here: a new subpackage left out would be
+    missing from the image while an editable install still finds it."""
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(config["packages"])
+    for package, folder in config["package-dir"].items():
+        for init in (REPO / folder).rglob("__init__.py"):
+            parts = init.parent.relative_to(REPO / folder).parts
+            assert ".".join((package, *parts)) in listed, f"add {init.parent} to packages"
