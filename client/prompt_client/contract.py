@@ -14,10 +14,12 @@ the two renames and the reader reads again.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import math
 import os
+import stat
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -26,6 +28,7 @@ from typing import Any
 __all__ = [
     "DEFAULT_EXT",
     "HIDDEN_DIR",
+    "MAX_FILE_BYTES",
     "MAX_KEY_BYTES",
     "META_DIR",
     "STAGING_DIR",
@@ -34,6 +37,7 @@ __all__ = [
     "key_problem",
     "meta_path",
     "read_meta",
+    "read_regular",
     "text_path",
     "text_sha256",
 ]
@@ -46,6 +50,14 @@ META_SUFFIX = ".json"
 # 200 bytes of key + an extension + ".json" stays under NAME_MAX (255 bytes).
 MAX_KEY_BYTES = 200
 CONTRACT_VERSION = 1
+# The largest file anyone reads from a prompt directory. A ConfigMap holds at
+# most 1 MiB, so a text is smaller and its metadata (which may repeat every
+# variant's text, JSON-escaped) at most a few MiB; anything bigger was not
+# written by the sidecar and is not read.
+MAX_FILE_BYTES = 4 * 1024 * 1024
+# Every read in a prompt directory: no symlink is followed, a FIFO or device
+# planted there never blocks (O_NONBLOCK), and only regular files are read.
+READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
 def key_problem(key: str) -> str | None:
@@ -143,11 +155,46 @@ class PromptMeta:
         )
 
 
+def read_regular(
+    path: str, dir_fd: int | None = None, limit: int = MAX_FILE_BYTES
+) -> tuple[bytes, os.stat_result] | None:
+    """The bytes of regular file ``path`` (relative to ``dir_fd`` if given) and its
+    ``fstat`` after the read; ``None`` when it is missing, a symlink, not a
+    regular file (a FIFO, a device, a directory) or larger than ``limit`` bytes.
+    ``OSError`` when it is there but cannot be read.
+
+    Opened with ``O_NOFOLLOW | O_NONBLOCK`` and checked with ``fstat`` on the
+    open descriptor, so what is read is what was checked.
+    """
+    try:
+        fd = os.open(path, READ_FLAGS, dir_fd=dir_fd)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # a symlink: never followed
+            return None
+        raise
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
+            return None
+        chunks = []
+        size = 0
+        while size <= limit and (chunk := os.read(fd, min(limit + 1 - size, 1 << 20))):
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > limit:  # grew while being read
+            return None
+        return b"".join(chunks), os.fstat(fd)
+    finally:
+        os.close(fd)
+
+
 def read_meta(directory: str, key: str) -> PromptMeta | None:
     """The metadata for ``key``, or ``None`` when absent or unreadable."""
     try:
-        with open(meta_path(directory, key), "rb") as handle:
-            return PromptMeta.from_json(handle.read())
+        found = read_regular(meta_path(directory, key))
+        return None if found is None else PromptMeta.from_json(found[0])
     except (OSError, ValueError, KeyError, TypeError):
         return None
 

@@ -7,6 +7,8 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from prompt_sidecar import wire
+
 
 @dataclass(frozen=True)
 class OperatorConfig:
@@ -26,6 +28,8 @@ class OperatorConfig:
     webhook_cert: str | None
     webhook_key: str | None
     sidecar_image: str
+    sidecar_port: int  # the injected sidecar's signal port: the chart's NetworkPolicy opens it
+    sidecar_probe_port: int
 
 
 def _env(name: str, default: str = "") -> str:
@@ -130,6 +134,19 @@ def parser() -> argparse.ArgumentParser:
         help="image of the injected sidecar [PROMPT_OPERATOR_SIDECAR_IMAGE]",
     )
     p.add_argument(
+        "--sidecar-port",
+        type=int,
+        default=int(_env("PROMPT_OPERATOR_SIDECAR_PORT", str(wire.DEFAULT_PORT))),
+        help="signal port of the injected sidecar; the chart passes the port its "
+        "NetworkPolicy opens [PROMPT_OPERATOR_SIDECAR_PORT]",
+    )
+    p.add_argument(
+        "--sidecar-probe-port",
+        type=int,
+        default=int(_env("PROMPT_OPERATOR_SIDECAR_PROBE_PORT", str(wire.DEFAULT_PROBE_PORT))),
+        help="probe port of the injected sidecar [PROMPT_OPERATOR_SIDECAR_PROBE_PORT]",
+    )
+    p.add_argument(
         "--kubeconfig",
         default=None,
         help="kubeconfig file [KUBECONFIG; default: the in-cluster service account, "
@@ -161,4 +178,6 @@ def parse_config(argv: Sequence[str] | None) -> OperatorConfig:
         webhook_cert=args.webhook_cert,
         webhook_key=args.webhook_key,
         sidecar_image=args.sidecar_image,
+        sidecar_port=args.sidecar_port,
+        sidecar_probe_port=args.sidecar_probe_port,
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 # -- the ConfigMaps the operator writes for each Prompt ------------------------------
@@ -73,11 +73,16 @@ SUBSCRIBE_LABEL = "prompts.dev/subscribe"  # "true" opts the pod in
 PORT_ANNOTATION = "prompts.dev/port"  # the sidecar's signal port
 SELECTOR_ANNOTATION = "prompts.dev/selector"  # label selector over Prompts; empty: all
 DEFAULT_PORT = 8470
+DEFAULT_PROBE_PORT = 8471  # the sidecar's probes (readyz, healthz, metrics) alone
 
 # -- the signal: "prompt X is now at revision R" -------------------------------------
 
 SIGNAL_PATH = "/v1/signal"
 MAX_SIGNAL_BYTES = 1024 * 1024
+# The most of a sidecar's answer the operator reads. An answer names only the
+# Prompts signalled (about 300 bytes each at most), so a bigger one is not an
+# answer from our sidecar: anything past this is never read, let alone kept.
+MAX_ANSWER_BYTES = 64 * 1024
 MAX_NAME_LENGTH = 253
 MAX_REVISION_LENGTH = 128
 
@@ -153,10 +158,24 @@ def encode_signal_response(pod: str, served: Mapping[str, str | None]) -> bytes:
     return json.dumps({"pod": pod, "served": dict(served)}, separators=(",", ":")).encode()
 
 
-def parse_signal_response(body: bytes) -> dict[str, str | None]:
-    """The revisions a sidecar says it serves, by Prompt name; raises ``SignalError``."""
+def parse_signal_response(
+    body: bytes, asked: Collection[str] | None = None
+) -> dict[str, str | None]:
+    """The revisions a sidecar says it serves, by Prompt name; raises ``SignalError``.
+
+    With ``asked`` (the names the signal carried), every other name in the answer
+    is dropped: a pod's answer is about what it was asked, and whatever else it
+    says must not cost the operator memory. An answer over ``MAX_ANSWER_BYTES``
+    is refused whole.
+    """
+    if len(body) > MAX_ANSWER_BYTES:
+        raise SignalError(f"answer larger than {MAX_ANSWER_BYTES} bytes")
     data = _load_json(body, "answer")
     served = data.get("served") if isinstance(data, dict) else None
     if not isinstance(served, dict):
         raise SignalError('answer must be {"pod": ..., "served": {...}}')
-    return {str(name): (rev if isinstance(rev, str) else None) for name, rev in served.items()}
+    return {
+        str(name): (rev if isinstance(rev, str) else None)
+        for name, rev in served.items()
+        if asked is None or name in asked
+    }
