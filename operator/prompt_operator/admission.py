@@ -42,6 +42,15 @@ def validate_prompt(body: kopf.Body, warnings: list[str], **_: Any) -> None:
     warnings.extend(admission_warnings(body, datetime.now(timezone.utc)))
 
 
+def injection_config(config: OperatorConfig) -> InjectionConfig:
+    """What the webhook injects: the chart passes the ports its NetworkPolicies open."""
+    return InjectionConfig(
+        image=config.sidecar_image,
+        port=config.sidecar_port,
+        probe_port=config.sidecar_probe_port,
+    )
+
+
 @kopf.on.mutate(
     "", "v1", "pods", id="inject-sidecar", operations=["CREATE"], labels={INJECT_LABEL: "true"}
 )
@@ -49,14 +58,7 @@ def inject_pod(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) ->
     config: OperatorConfig = memo["config"]
     meta = body.get("metadata") or {}
     try:
-        pod = injected(
-            body,
-            InjectionConfig(
-                image=config.sidecar_image,
-                port=config.sidecar_port,
-                probe_port=config.sidecar_probe_port,
-            ),
-        )
+        pod = injected(body, injection_config(config))
     except InjectionRefused as exc:
         where = (
             f"Pod {meta.get('namespace', '')}/{meta.get('name') or meta.get('generateName', '')}"
