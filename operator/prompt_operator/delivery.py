@@ -363,6 +363,21 @@ class Delivery:
                 connector=aiohttp.TCPConnector(limit=self._config.signal_concurrency),
             )
         started = time.monotonic()
+        served: dict[str, str | None] = {}
+        # A sidecar takes at most MAX_SIGNAL_PAIRS pairs a signal: more go as several.
+        for chunk in wire.signal_chunks(batch.items()):
+            answer = await self._signal_once(pod, dict(chunk))
+            if isinstance(answer, _Failed):
+                return answer
+            served.update(answer)
+        metrics.SIGNALS.labels("ok").inc()
+        metrics.SIGNAL_SECONDS.observe(time.monotonic() - started)
+        return served
+
+    async def _signal_once(
+        self, pod: Subscriber, batch: Mapping[str, str]
+    ) -> dict[str, str | None] | _Failed:
+        assert self._http is not None
         async with self._limit:
             try:
                 # Never follow a redirect: a pod's answer must not make the operator
@@ -398,8 +413,6 @@ class Delivery:
                 metrics.SIGNALS.labels("failed").inc()
                 logger.debug("signal to %s/%s failed: %s", pod.namespace, pod.name, exc)
                 return _Failed.NO_ANSWER
-        metrics.SIGNALS.labels("ok").inc()
-        metrics.SIGNAL_SECONDS.observe(time.monotonic() - started)
         return served
 
     def _record(self, pod: PodKey, served: Mapping[str, str | None]) -> None:

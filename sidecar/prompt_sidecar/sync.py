@@ -33,6 +33,9 @@ logger = logging.getLogger(__name__)
 
 # More dirty Prompts than this are read with one list instead of one get each.
 LIST_THRESHOLD = 4
+# Names never served that wait for their GET at most; a signal naming more than
+# that leaves the rest to the periodic resync.
+MAX_PENDING_NEW = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -467,8 +470,16 @@ class Syncer:
         arrived = time.monotonic()
         with self._cond:
             stale = set(stale_names(pairs, {n: rev for n, (_, rev) in self.served.items()}))
+            room = MAX_PENDING_NEW - sum(1 for n in self._dirty if n not in self.served)
             if stale:
                 for name, revision in pairs:
+                    if name in stale and name not in self.served and name not in self._dirty:
+                        # A name never served waits for a GET of its own; past this
+                        # many, the rest waits for the resync (a flood of forged
+                        # names must neither grow memory nor queue ahead for ever).
+                        if room <= 0:
+                            continue
+                        room -= 1
                     if name in stale:
                         first = self._dirty.get(name, (arrived, ""))[0]
                         self._dirty[name] = (first, revision)

@@ -79,6 +79,10 @@ DEFAULT_PROBE_PORT = 8471  # the sidecar's probes (readyz, healthz, metrics) alo
 
 SIGNAL_PATH = "/v1/signal"
 MAX_SIGNAL_BYTES = 1024 * 1024
+# Pairs in one signal; the operator sends more as several. Counted on the raw
+# bytes before parsing, so a body of tens of thousands of small objects never
+# becomes tens of megabytes of parsed JSON in a sidecar limited to 64 MiB.
+MAX_SIGNAL_PAIRS = 2000
 # The most of a sidecar's answer the operator reads. An answer names only the
 # Prompts signalled (about 300 bytes each at most), so a bigger one is not an
 # answer from our sidecar: anything past this is never read, let alone kept.
@@ -96,6 +100,28 @@ _REVISION = re.compile(r"[A-Za-z0-9._:-]*")
 
 class SignalError(ValueError):
     """A signal request that does not follow the protocol; the message says why."""
+
+
+def signal_chunks(
+    pairs: Iterable[tuple[str, str]], size: int = MAX_SIGNAL_PAIRS
+) -> list[list[tuple[str, str]]]:
+    """``pairs`` as several signals: at most ``size`` pairs each, and few enough
+    that the answer (which names every Prompt asked, with a revision of at most
+    ``MAX_REVISION_LENGTH`` characters) stays within ``MAX_ANSWER_BYTES``."""
+    budget = MAX_ANSWER_BYTES - 256  # the answer's pod name and braces
+    chunks: list[list[tuple[str, str]]] = []
+    current: list[tuple[str, str]] = []
+    used = 0
+    for name, revision in pairs:
+        cost = len(json.dumps(name)) + MAX_REVISION_LENGTH + 8  # "name":"revision",
+        if current and (len(current) >= size or used + cost > budget):
+            chunks.append(current)
+            current, used = [], 0
+        current.append((name, revision))
+        used += cost
+    if current:
+        chunks.append(current)
+    return chunks
 
 
 def encode_signal(pairs: Iterable[tuple[str, str]]) -> bytes:
@@ -126,6 +152,10 @@ def parse_signal(body: bytes) -> list[tuple[str, str]]:
     """The (Prompt name, revision) pairs of a signal body; raises ``SignalError``."""
     if len(body) > MAX_SIGNAL_BYTES:
         raise SignalError(f"body larger than {MAX_SIGNAL_BYTES} bytes")
+    # Every pair is an object with one comma inside and one after: more braces or
+    # commas than that many pairs allow is refused before anything is parsed.
+    if body.count(b"{") > MAX_SIGNAL_PAIRS + 1 or body.count(b",") > 2 * MAX_SIGNAL_PAIRS + 8:
+        raise SignalError(f"more than {MAX_SIGNAL_PAIRS} Prompts in one signal; send several")
     data = _load_json(body, "body")
     if not isinstance(data, dict) or not isinstance(data.get("prompts"), list):
         raise SignalError('body must be {"prompts": [{"name": ..., "revision": ...}, ...]}')

@@ -43,3 +43,23 @@ def test_a_list_only_for_a_resync_or_many_names_already_served() -> None:
     assert plan_reads(["x"], served, True, 40).full
     many_new = plan_reads([f"new{i}" for i in range(100)], served, False, 40)
     assert not many_new.full and len(many_new.gets) == 40
+
+
+def test_a_big_batch_goes_as_signals_whose_answers_fit_the_bound() -> None:
+    pairs = [("p" * 253 if i % 2 else f"n{i}", "r" * 16) for i in range(3000)]
+    chunks = wire.signal_chunks(pairs)
+    assert [p for chunk in chunks for p in chunk] == pairs
+    for chunk in chunks:
+        assert len(chunk) <= wire.MAX_SIGNAL_PAIRS
+        worst = {name: "r" * wire.MAX_REVISION_LENGTH for name, _ in chunk}
+        answer = wire.encode_signal_response("p" * 253, worst)
+        assert len(answer) <= wire.MAX_ANSWER_BYTES
+        assert wire.parse_signal(wire.encode_signal(chunk)) == chunk
+
+
+def test_a_signal_with_too_many_pairs_is_refused_before_parsing() -> None:
+    body = wire.encode_signal((f"n{i}", "r") for i in range(wire.MAX_SIGNAL_PAIRS + 1))
+    with pytest.raises(wire.SignalError, match="more than 2000"):
+        wire.parse_signal(body)
+    with pytest.raises(wire.SignalError, match="more than 2000"):
+        wire.parse_signal(b"[" + b"1," * 100_000 + b"1]")
