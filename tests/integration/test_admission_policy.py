@@ -107,7 +107,7 @@ def as_user(
     case="S-configmap forged",
     did="as a namespace user with every ConfigMap right: create a ConfigMap with the "
     "managed-by label, the real Prompt's uid label and a higher revision number; label "
-    "one of its own; change the operator's; then edit the Prompt",
+    "one of its own; renumber and unlabel the operator's; then edit the Prompt",
 )
 def test_only_the_operator_writes_managed_configmaps(
     kubeconfig: Path,
@@ -170,7 +170,8 @@ def test_only_the_operator_writes_managed_configmaps(
         real["metadata"]["name"],
         "--type=merge",
         "-p",
-        json.dumps({"data": {wire.TEXT_DATA_KEY: "forged text"}}),
+        # Its data is immutable, but a revision number picks what pods serve.
+        json.dumps({"metadata": {"labels": {wire.REVISION_NUMBER_LABEL: "99"}}}),
     )
     unlabel = as_user(
         kubeconfig,
@@ -190,6 +191,6 @@ def test_only_the_operator_writes_managed_configmaps(
     wait_for(lambda: app.file("p") == b"edited", timeout=15)
     said = create.stderr.strip().split("denied request: ")[-1][:200]
     observed(
-        f"create refused ({said}); labelling its own ConfigMap, patching the operator's "
-        "text and removing its label: refused; the operator's edit served 'edited'"
+        f"create refused ({said}); labelling its own ConfigMap, renumbering the operator's "
+        "and removing its label: refused; the operator's edit served 'edited'"
     )
