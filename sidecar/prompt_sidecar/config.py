@@ -46,7 +46,7 @@ credentials: --kubeconfig / KUBECONFIG (first file of the list), else the
 pod's service account in {"/var/run/secrets/kubernetes.io/serviceaccount"}.
 
 endpoints on POD_IP:PORT:
-  POST {wire.SIGNAL_PATH}   signals from the operator (JSON, at most 1 MiB)
+  POST {wire.SIGNAL_PATH}   signals from the operator (JSON, at most 128 KiB)
   GET  /readyz       200 once the first full sync wrote every file, else 503
   GET  /healthz      JSON: status ok|degraded, lastSyncTime, lastSyncRevisions,
                      lastError

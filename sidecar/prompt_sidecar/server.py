@@ -43,9 +43,8 @@ MAX_PROBE_CONNECTIONS = 8
 REQUEST_DEADLINE = 5.0
 # Request line and headers together; a signal's are a few hundred bytes.
 MAX_HEADER_BYTES = 16 * 1024
-# Bodies up to this size are read at once by any connection; larger ones (a
-# batch after an operator restart) one at a time, so that 32 connections never
-# hold 32 parsed megabytes.
+# Bodies up to this size are read at once by any connection; larger ones (up to
+# wire.MAX_SIGNAL_BYTES, never sent by the operator) one at a time.
 SMALL_BODY = 64 * 1024
 
 _GET_PATHS = frozenset({"/readyz", "/healthz", "/livez", "/metrics"})

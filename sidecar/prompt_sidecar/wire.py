@@ -78,7 +78,9 @@ DEFAULT_PROBE_PORT = 8471  # the sidecar's probes (readyz, healthz, metrics) alo
 # -- the signal: "prompt X is now at revision R" -------------------------------------
 
 SIGNAL_PATH = "/v1/signal"
-MAX_SIGNAL_BYTES = 1024 * 1024
+# The operator sends a signal whose answer fits MAX_ANSWER_BYTES (signal_chunks),
+# so its bodies stay under about 72 KiB; anything much larger is not ours.
+MAX_SIGNAL_BYTES = 128 * 1024
 # Pairs in one signal; the operator sends more as several. Counted on the raw
 # bytes before parsing, so a body of tens of thousands of small objects never
 # becomes tens of megabytes of parsed JSON in a sidecar limited to 64 MiB.

@@ -62,4 +62,4 @@ def test_a_signal_with_too_many_pairs_is_refused_before_parsing() -> None:
     with pytest.raises(wire.SignalError, match="more than 2000"):
         wire.parse_signal(body)
     with pytest.raises(wire.SignalError, match="more than 2000"):
-        wire.parse_signal(b"[" + b"1," * 100_000 + b"1]")
+        wire.parse_signal(b"[" + b"1," * 50_000 + b"1]")
