@@ -264,40 +264,35 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True  # never read what we refuse
             self._reject(413, f"body larger than {wire.MAX_SIGNAL_BYTES} bytes")
             return
-        syncer = self.server.syncer
-        if not syncer.ready.is_set():
-            # The first full sync reads everything anyway; the operator retries later.
-            self.close_connection = True  # the body is unread
-            self._send(503, b'{"error":"initial sync in progress"}', **{"Retry-After": "1"})
-            return
         large = length > SMALL_BODY
         if large and not self.server.large_bodies.acquire(timeout=SIGNAL_WAIT):
-            self.close_connection = True
+            self.close_connection = True  # the body is unread
             self._send(503, b'{"error":"busy"}', **{"Retry-After": "1"})
             return
         try:
-            pairs = self._read_signal(length)
+            body = self.rfile.read(length)
         finally:
             if large:
                 self.server.large_bodies.release()
-        if pairs is None:
+        if len(body) < length:
+            self.close_connection = True
+            self._reject(400, "body shorter than Content-Length")
+            return
+        syncer = self.server.syncer
+        if not syncer.ready.is_set():
+            # The first full sync reads everything anyway; the operator retries later.
+            # (The body was read: closing on unread bytes would reset the connection,
+            # and the operator would take the pod for gone rather than starting.)
+            self._send(503, b'{"error":"initial sync in progress"}', **{"Retry-After": "1"})
+            return
+        try:
+            pairs = wire.parse_signal(body)  # at most MAX_SIGNAL_PAIRS, counted before parsing
+        except wire.SignalError as exc:
+            self._reject(400, str(exc))
             return
         syncer.metrics.inc("signals_total")
         served = syncer.signal(pairs, wait=SIGNAL_WAIT)
         self._send(200, wire.encode_signal_response(self.server.pod, served))
-
-    def _read_signal(self, length: int) -> list[tuple[str, str]] | None:
-        """The body's pairs, or None once a 400 has been sent."""
-        body = self.rfile.read(length)
-        if len(body) < length:
-            self.close_connection = True
-            self._reject(400, "body shorter than Content-Length")
-            return None
-        try:
-            return wire.parse_signal(body)
-        except wire.SignalError as exc:
-            self._reject(400, str(exc))
-            return None
 
     def _method_not_allowed(self) -> None:
         allow = "POST" if self._route == wire.SIGNAL_PATH else "GET"
