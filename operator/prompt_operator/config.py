@@ -156,7 +156,16 @@ def parser() -> argparse.ArgumentParser:
 
 
 def parse_config(argv: Sequence[str] | None) -> OperatorConfig:
-    args = parser().parse_args(argv)
+    p = parser()
+    args = p.parse_args(argv)
+    for flag, port in (
+        ("--sidecar-port", args.sidecar_port),
+        ("--sidecar-probe-port", args.sidecar_probe_port),
+    ):
+        if not 0 < port < 65536:
+            p.error(f"{flag} {port}: must be a port number from 1 to 65535")
+    if args.sidecar_port == args.sidecar_probe_port:
+        p.error("--sidecar-port and --sidecar-probe-port must differ: the sidecar listens on both")
     namespaces = args.namespace
     if namespaces is None:
         raw = os.environ.get("PROMPT_OPERATOR_NAMESPACES", "")
