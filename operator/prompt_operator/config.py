@@ -8,6 +8,8 @@ import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from prompt_client import wire
+
 from .runtime.leader import LeaseConfig
 
 
@@ -31,6 +33,8 @@ class OperatorConfig:
     sidecar_image: str
     leader_elect: bool  # two or more replicas: one leader on a Lease
     lease: LeaseConfig
+    sidecar_port: int  # the injected sidecar's signal port: the chart's NetworkPolicy opens it
+    sidecar_probe_port: int
 
 
 def _env(name: str, default: str = "") -> str:
@@ -172,6 +176,19 @@ def parser() -> argparse.ArgumentParser:
             help=f"{what}, seconds [{env}; default {default}]",
         )
     p.add_argument(
+        "--sidecar-port",
+        type=int,
+        default=int(_env("PROMPT_OPERATOR_SIDECAR_PORT", str(wire.DEFAULT_PORT))),
+        help="signal port of the injected sidecar; the chart passes the port its "
+        "NetworkPolicy opens [PROMPT_OPERATOR_SIDECAR_PORT]",
+    )
+    p.add_argument(
+        "--sidecar-probe-port",
+        type=int,
+        default=int(_env("PROMPT_OPERATOR_SIDECAR_PROBE_PORT", str(wire.DEFAULT_PROBE_PORT))),
+        help="probe port of the injected sidecar [PROMPT_OPERATOR_SIDECAR_PROBE_PORT]",
+    )
+    p.add_argument(
         "--kubeconfig",
         default=None,
         help="kubeconfig file [KUBECONFIG; default: the in-cluster service account, "
@@ -194,6 +211,14 @@ def parse_config(argv: Sequence[str] | None) -> OperatorConfig:
         )
     except ValueError as exc:
         p.error(str(exc))
+    for flag, port in (
+        ("--sidecar-port", args.sidecar_port),
+        ("--sidecar-probe-port", args.sidecar_probe_port),
+    ):
+        if not 0 < port < 65536:
+            p.error(f"{flag} {port}: must be a port number from 1 to 65535")
+    if args.sidecar_port == args.sidecar_probe_port:
+        p.error("--sidecar-port and --sidecar-probe-port must differ: the sidecar listens on both")
     namespaces = args.namespace
     if namespaces is None:
         raw = os.environ.get("PROMPT_OPERATOR_NAMESPACES", "")
@@ -217,4 +242,6 @@ def parse_config(argv: Sequence[str] | None) -> OperatorConfig:
         sidecar_image=args.sidecar_image,
         leader_elect=args.leader_elect,
         lease=lease,
+        sidecar_port=args.sidecar_port,
+        sidecar_probe_port=args.sidecar_probe_port,
     )

@@ -38,6 +38,20 @@ MAX_SIGNAL_ATTEMPTS = 4
 UNREACHABLE_PAUSE = 10.0
 
 
+async def read_bounded(stream: aiohttp.StreamReader, limit: int) -> bytes:
+    """At most ``limit + 1`` bytes of a body: enough to tell that it is too big,
+    without ever holding more of it."""
+    chunks: list[bytes] = []
+    size = 0
+    while size <= limit:
+        chunk = await stream.read(limit + 1 - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
 class _Failed(enum.Enum):
     """Why a signal got no served revisions back."""
 
@@ -174,41 +188,64 @@ class Signals:
                 connector=aiohttp.TCPConnector(limit=self._config.signal_concurrency),
             )
         started = time.monotonic()
+        served: dict[str, str | None] = {}
+        # A sidecar takes at most MAX_SIGNAL_PAIRS pairs a signal: more go as several.
+        for chunk in wire.signal_chunks(batch.items()):
+            answer = await self._signal_once(pod, dict(chunk))
+            if isinstance(answer, _Failed):
+                return answer
+            served.update(answer)
+        metrics.SIGNALS.labels("ok").inc()
+        metrics.SIGNAL_SECONDS.observe(time.monotonic() - started)
+        return served
+
+    async def _signal_once(
+        self, pod: Subscriber, batch: Mapping[str, str]
+    ) -> dict[str, str | None] | _Failed:
+        assert self._http is not None
+        where = about(pod=(pod.namespace, pod.name))
         async with self._limit:
             try:
+                # Never follow a redirect: a pod's answer must not make the operator
+                # connect anywhere else. A 3xx is a refused signal like any non-200.
                 async with self._http.post(
                     f"http://{pod.address}{wire.SIGNAL_PATH}",
                     data=wire.encode_signal(batch.items()),
                     headers={"Content-Type": "application/json"},
+                    allow_redirects=False,
                 ) as resp:
-                    body = await resp.read()
                     if resp.status == 503:
                         metrics.SIGNALS.labels("not_ready").inc()
                         return _Failed.ANSWERED  # still on its first full sync; try again shortly
                     if resp.status != 200:
                         metrics.SIGNALS.labels("rejected").inc()
+                        # The status only: a pod's answer body is never logged.
                         logger.warning(
-                            "Pod %s/%s rejected a signal: %s %s",
+                            "Pod %s/%s refused a signal: HTTP %s",
                             pod.namespace,
                             pod.name,
                             resp.status,
-                            body[:200],
-                            extra=about(pod=(pod.namespace, pod.name)),
+                            extra=where,
                         )
                         return _Failed.ANSWERED
-                    served = wire.parse_signal_response(body)
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError, wire.SignalError) as exc:
-                metrics.SIGNALS.labels("failed").inc()
-                logger.debug(
-                    "signal to %s/%s failed: %s",
+                    body = await read_bounded(resp.content, wire.MAX_ANSWER_BYTES)
+                    served = wire.parse_signal_response(body, batch)
+            except wire.SignalError as exc:
+                metrics.SIGNALS.labels("rejected").inc()
+                logger.warning(
+                    "Pod %s/%s: unusable answer to a signal: %s",
                     pod.namespace,
                     pod.name,
                     exc,
-                    extra=about(pod=(pod.namespace, pod.name)),
+                    extra=where,
+                )
+                return _Failed.ANSWERED
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+                metrics.SIGNALS.labels("failed").inc()
+                logger.debug(
+                    "signal to %s/%s failed: %s", pod.namespace, pod.name, exc, extra=where
                 )
                 return _Failed.NO_ANSWER
-        metrics.SIGNALS.labels("ok").inc()
-        metrics.SIGNAL_SECONDS.observe(time.monotonic() - started)
         return served
 
     async def close(self) -> None:
