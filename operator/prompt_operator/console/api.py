@@ -9,7 +9,7 @@ field manager, so `kubectl get -o yaml --show-managed-fields` says who did it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
 import aiohttp
@@ -114,7 +114,7 @@ class ConsoleApi:
 
     async def watch_prompts(
         self, namespace: str, label_selector: str
-    ) -> AsyncIterator[dict[str, dict[str, Any]]]:
+    ) -> AsyncGenerator[dict[str, dict[str, Any]], None]:
         """The namespace's Prompts by name, once after the list and after every change."""
         items: dict[str, dict[str, Any]] = {}
         changed = asyncio.Event()
@@ -125,7 +125,7 @@ class ConsoleApi:
             changed.set()
 
         def on_event(kind: str, obj: dict[str, Any]) -> None:
-            name = (obj.get("metadata") or {}).get("name")
+            name = str((obj.get("metadata") or {}).get("name") or "")
             if kind == "DELETED":
                 items.pop(name, None)
             elif name:

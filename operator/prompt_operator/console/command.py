@@ -9,11 +9,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from aiohttp import web
-
 from .api import ConsoleApi
 from .kubeconfig import KubeconfigError, load
-from .server import AccessLogger, Settings, allowed_hosts, make_app
+from .server import Settings, allowed_hosts, make_app, start
 
 DEFAULT_PORT = 8471
 
@@ -62,14 +60,10 @@ def run(argv: Sequence[str]) -> int:
 
     async def serve() -> None:
         app = make_app(ConsoleApi(target.credentials), settings)
-        runner = web.AppRunner(app, access_log_class=AccessLogger)
-        await runner.setup()
-        site = web.TCPSite(runner, args.address, args.port)
-        await site.start()
+        runner = await start(app, args.address, args.port)
         host = f"[{args.address}]" if ":" in args.address else args.address
         print(
-            f"console for context {target.context} at http://{host}:{args.port}/ "
-            "(Ctrl-C stops it)",
+            f"console for context {target.context} at http://{host}:{args.port}/ (Ctrl-C stops it)",
             file=sys.stderr,
             flush=True,
         )
@@ -83,6 +77,8 @@ def run(argv: Sequence[str]) -> int:
     except KeyboardInterrupt:
         pass
     except OSError as exc:
-        print(f"error: cannot listen on {args.address}:{args.port}: {exc.strerror}", file=sys.stderr)
+        print(
+            f"error: cannot listen on {args.address}:{args.port}: {exc.strerror}", file=sys.stderr
+        )
         return 1
     return 0

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import hmac
 import json
 import logging
@@ -52,6 +53,9 @@ SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
     "Cache-Control": "no-store",
 }
+
+# The CSRF token of the request being handled (set by ``guard``, read by ``render``).
+_csrf_token: contextvars.ContextVar[str] = contextvars.ContextVar("csrf_token", default="")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -94,9 +98,7 @@ def _environment() -> jinja2.Environment:
     return env
 
 
-def render(
-    request: web.Request, template: str, status: int = 200, **context: Any
-) -> web.Response:
+def render(request: web.Request, template: str, status: int = 200, **context: Any) -> web.Response:
     settings = request.app[SETTINGS]
     namespace = request.match_info.get("ns", settings.namespace)
     html = (
@@ -105,12 +107,17 @@ def render(
         .render(
             settings=settings,
             namespace=namespace,
-            csrf=request.get("csrf_token", ""),
+            csrf=_csrf_token.get(),
             path=request.path,
             **context,
         )
     )
     return web.Response(text=html, content_type="text/html", status=status)
+
+
+def redirect(location: str, status: int = 303) -> web.Response:
+    """A redirect returned, not raised, so the middlewares still add headers and cookie."""
+    return web.Response(status=status, headers={"Location": location})
 
 
 # -- middlewares ---------------------------------------------------------------------------
@@ -125,14 +132,13 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     fresh = not token
     if fresh:
         token = secrets.token_urlsafe(32)
-    request["csrf_token"] = token
-    if request.method not in ("GET", "HEAD"):
-        if fresh or not await _csrf_ok(request, token):
-            return web.Response(
-                status=403,
-                text="the form is out of date or came from another site (CSRF check); "
-                "reload the page and try again\n",
-            )
+    _csrf_token.set(token)
+    if request.method not in ("GET", "HEAD") and (fresh or not await _csrf_ok(request, token)):
+        return web.Response(
+            status=403,
+            text="the form is out of date or came from another site (CSRF check); "
+            "reload the page and try again\n",
+        )
     response = await handler(request)
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
@@ -186,7 +192,7 @@ def forbidden_message(exc: ApiError) -> str:
 
 async def index(request: web.Request) -> web.StreamResponse:
     ns = request.query.get("ns", "").strip() or request.app[SETTINGS].namespace
-    raise web.HTTPFound(f"/ns/{quote(ns, safe='')}/prompts")
+    return redirect(f"/ns/{quote(ns, safe='')}/prompts", 302)
 
 
 async def prompt_list(request: web.Request) -> web.StreamResponse:
@@ -415,7 +421,7 @@ async def rollback(request: web.Request) -> web.StreamResponse:
         context["error"] = _write_error(exc)
         return render(request, "rollback.html", exc.status if exc.status < 500 else 502, **context)
     logger.info("rolled back Prompt %s/%s to revision %s", ns, name, target.number)
-    raise web.HTTPSeeOther(f"/ns/{ns}/prompts/{name}/revisions?rolledback={target.number}")
+    return redirect(f"/ns/{ns}/prompts/{name}/revisions?rolledback={target.number}")
 
 
 def _write_error(exc: ApiError) -> str:
@@ -498,10 +504,14 @@ async def edit_submit(request: web.Request) -> web.StreamResponse:
     if context["gitops"]:
         context["manifest"] = views.manifest(obj, spec)
         outcome = Outcome("refused", "Nothing was written: " + context["gitops"] + ".")
-        return render(request, "edit.html", 409, form=form, checks=checks, outcome=outcome, **context)
+        return render(
+            request, "edit.html", 409, form=form, checks=checks, outcome=outcome, **context
+        )
     if not checks.ok:
         outcome = Outcome("invalid", "Nothing was written: fix the problems marked below.")
-        return render(request, "edit.html", 422, form=form, checks=checks, outcome=outcome, **context)
+        return render(
+            request, "edit.html", 422, form=form, checks=checks, outcome=outcome, **context
+        )
     body = {
         "apiVersion": obj["apiVersion"],
         "kind": "Prompt",
@@ -514,7 +524,10 @@ async def edit_submit(request: web.Request) -> web.StreamResponse:
             # Server-side apply keeps list entries another manager owns (a variable
             # kubectl added, which the user removed here): write the spec whole
             # instead, same field manager, same resourceVersion precondition.
-            patch = {"metadata": {"resourceVersion": form.resource_version}, "spec": _merge(obj, spec)}
+            patch = {
+                "metadata": {"resourceVersion": form.resource_version},
+                "spec": _merge(obj, spec),
+            }
             result = await api.merge_patch(ns, name, patch, dry_run=True)
             if not dry_run:
                 result = await api.merge_patch(ns, name, patch, dry_run=False)
@@ -528,8 +541,13 @@ async def edit_submit(request: web.Request) -> web.StreamResponse:
         else:
             outcome = Outcome("refused", "Nothing was written. " + _write_error(exc))
         return render(
-            request, "edit.html", exc.status if exc.status < 500 else 502,
-            form=form, checks=checks, outcome=outcome, **context,
+            request,
+            "edit.html",
+            exc.status if exc.status < 500 else 502,
+            form=form,
+            checks=checks,
+            outcome=outcome,
+            **context,
         )
     if dry_run:
         outcome = Outcome(
@@ -539,9 +557,12 @@ async def edit_submit(request: web.Request) -> web.StreamResponse:
         )
         return render(request, "edit.html", form=form, checks=checks, outcome=outcome, **context)
     logger.info(
-        "saved Prompt %s/%s (generation %s)", ns, name, (result.get("metadata") or {}).get("generation")
+        "saved Prompt %s/%s (generation %s)",
+        ns,
+        name,
+        (result.get("metadata") or {}).get("generation"),
     )
-    raise web.HTTPSeeOther(f"/ns/{ns}/prompts/{name}?saved=1")
+    return redirect(f"/ns/{ns}/prompts/{name}?saved=1")
 
 
 def _merge(obj: Mapping[str, Any], spec: Mapping[str, Any]) -> dict[str, Any]:
@@ -596,6 +617,14 @@ def make_app(api: ConsoleApi, settings: Settings) -> web.Application:
 
     app.on_cleanup.append(close)
     return app
+
+
+async def start(app: web.Application, address: str, port: int) -> web.AppRunner:
+    """Serve ``app`` on ``address:port`` with the query-free access log."""
+    runner = web.AppRunner(app, access_log_class=AccessLogger)
+    await runner.setup()
+    await web.TCPSite(runner, address, port).start()
+    return runner
 
 
 def allowed_hosts(address: str, port: int) -> frozenset[str]:

@@ -18,8 +18,8 @@ import yaml
 
 from prompt_client.contract import choose_variant
 from prompt_client.templates import RenderError, TemplateError, render_template
-from prompt_sidecar.selector import SelectorError, parse_selector
 from prompt_sidecar import wire
+from prompt_sidecar.selector import SelectorError, parse_selector
 
 from .. import history, validate
 from ..configmap import API_VERSION
@@ -285,7 +285,9 @@ def schedule(obj: Mapping[str, Any], now: datetime) -> list[ScheduleEntryView]:
     return out
 
 
-def now_position(entries: Sequence[ScheduleEntryView], obj: Mapping[str, Any], now: datetime) -> float:
+def now_position(
+    entries: Sequence[ScheduleEntryView], obj: Mapping[str, Any], now: datetime
+) -> float:
     """Where "now" sits on the schedule's time line (0..100)."""
     spec = obj.get("spec") or {}
     stamps = []
@@ -330,7 +332,9 @@ def delivery(obj: Mapping[str, Any], pods: Iterable[Mapping[str, Any]]) -> list[
     for pod in pods:
         pmeta = pod.get("metadata") or {}
         try:
-            selector = parse_selector((pmeta.get("annotations") or {}).get(wire.SELECTOR_ANNOTATION))
+            selector = parse_selector(
+                (pmeta.get("annotations") or {}).get(wire.SELECTOR_ANNOTATION)
+            )
         except SelectorError:
             continue
         if not selector.matches(labels):
@@ -546,7 +550,9 @@ def check(obj: Mapping[str, Any], spec: Mapping[str, Any]) -> Checks:
     """`prompt-operator validate`'s checks on the Prompt with ``spec``, by field."""
     manifest_text = manifest(obj, spec)
     data = yaml.safe_load(manifest_text)
-    doc = validate.Document("form", yaml.compose(manifest_text), data)
+    node = yaml.compose(manifest_text)
+    assert node is not None  # a dumped mapping always composes to a node
+    doc = validate.Document("form", node, data)
     errors: dict[str, list[str]] = {name: [] for name in (*FIELDS, "general")}
     warnings: list[str] = []
     for finding in validate.check_document(doc):
