@@ -29,6 +29,7 @@ from importlib import resources
 from typing import Any
 from urllib.parse import quote, urlencode
 
+import aiohttp
 import jinja2
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
@@ -262,6 +263,7 @@ async def prompt_page(request: web.Request) -> web.StreamResponse:
         api.prompt(ns, name), api.events(ns, name), api.subscribed_pods(ns)
     )
     spec = obj.get("spec") or {}
+    usage, usage_error = await _usage(request, views.prompt_row(obj).key)
     declared = [v.name for v in views.variables(spec)]
     samples = _sample_values(request.query)
     variant = request.query.get("variant", "")
@@ -288,8 +290,29 @@ async def prompt_page(request: web.Request) -> web.StreamResponse:
         pods=views.delivery(obj, pods),
         gitops=views.managed_elsewhere(obj),
         saved=request.query.get("saved"),
+        usage=usage,
+        usage_error=usage_error,
         tab="overview",
     )
+
+
+async def _usage(request: web.Request, key: str) -> tuple[views.Usage | None, str | None]:
+    """Uses by revision, variant and outcome from --prometheus (no credentials sent)."""
+    url = request.app[SETTINGS].prometheus
+    if not url:
+        return None, None
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session,
+            session.get(url + "/api/v1/query", params={"query": views.usage_query(key)}) as resp,
+        ):
+            body = await resp.json(content_type=None)
+    except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
+        return None, f"cannot query Prometheus at {url}: {exc or type(exc).__name__}"
+    if not isinstance(body, dict) or body.get("status") != "success":
+        error = body.get("error") if isinstance(body, dict) else "not a Prometheus answer"
+        return None, f"Prometheus at {url} answered: {error}"
+    return views.usage((body.get("data") or {}).get("result") or []), None
 
 
 async def preview_fragment(request: web.Request) -> web.StreamResponse:

@@ -198,3 +198,29 @@ def test_word_diff_marks_only_the_changed_word() -> None:
     assert [s.text for s in old if s.kind == "del"] == ["two"]
     assert [s.text for s in new if s.kind == "ins"] == ["TWO"]
     assert worddiff.changed_words(rows) == (1, 2)
+
+
+def test_usage_shares_per_variant_and_outcome_from_a_prometheus_result() -> None:
+    def sample(variant: str, outcome: str, value: str) -> dict[str, Any]:
+        return {
+            "metric": {"revision": "r1", "variant": variant, "outcome": outcome},
+            "value": [0, value],
+        }
+
+    result = [
+        sample("control", "resolved", "6"),
+        sample("control", "escalated", "2"),
+        sample("control", "other", "2"),
+        sample("concise", "resolved", "1"),
+        sample("concise", "escalated", "3"),
+    ]
+    shown = views.usage(result)
+    assert shown.outcomes == ("escalated", "resolved", "other")
+    control = next(r for r in shown.rows if r.variant == "control")
+    assert control.total == 10
+    assert control.shares == (("escalated", 2, 20.0), ("resolved", 6, 60.0), ("other", 2, 20.0))
+    concise = next(r for r in shown.rows if r.variant == "concise")
+    assert concise.shares[2] == ("other", 0, 0.0)
+    assert views.usage_query('a"b') == (
+        'sum by (revision, variant, outcome) (prompt_usage_total{prompt="a\\"b"})'
+    )
