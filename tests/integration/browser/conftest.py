@@ -44,7 +44,7 @@ class Console:
         return self.log.read_text(errors="replace")
 
 
-def start_console(kubeconfig: Path, log: Path, namespace: str = "default") -> Console:
+def start_console(kubeconfig: Path, log: Path, namespace: str = "default", *extra: str) -> Console:
     port = free_port()
     proc = start_process(
         [
@@ -53,6 +53,7 @@ def start_console(kubeconfig: Path, log: Path, namespace: str = "default") -> Co
             f"--port={port}",
             f"--kubeconfig={kubeconfig}",
             f"--namespace={namespace}",
+            *extra,
         ],
         log=log,
     )
