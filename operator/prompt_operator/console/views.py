@@ -382,8 +382,8 @@ def managed_elsewhere(obj: Mapping[str, Any]) -> str | None:
     return None
 
 
-def manifest(obj: Mapping[str, Any], spec: Mapping[str, Any] | None = None) -> str:
-    """The manifest to commit: the object as it would be written, without server fields."""
+def manifest_body(obj: Mapping[str, Any], spec: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The object as it would be committed: no server fields, no status."""
     meta = obj.get("metadata") or {}
     clean_meta: dict[str, Any] = {"name": meta.get("name"), "namespace": meta.get("namespace")}
     if meta.get("labels"):
@@ -395,13 +395,29 @@ def manifest(obj: Mapping[str, Any], spec: Mapping[str, Any] | None = None) -> s
     }
     if annotations:
         clean_meta["annotations"] = annotations
-    body = {
+    return {
         "apiVersion": API_VERSION,
         "kind": "Prompt",
         "metadata": clean_meta,
         "spec": dict(spec if spec is not None else obj.get("spec") or {}),
     }
-    return str(yaml.safe_dump(body, sort_keys=False, allow_unicode=True, width=100))
+
+
+def manifest(obj: Mapping[str, Any], spec: Mapping[str, Any] | None = None) -> str:
+    """The manifest to commit, as YAML."""
+    return str(
+        yaml.safe_dump(manifest_body(obj, spec), sort_keys=False, allow_unicode=True, width=100)
+    )
+
+
+def _shrunk(value: Any) -> Any:
+    """``value`` with long strings cut: its YAML node only locates fields, and
+    composing a megabyte of YAML in pure Python takes seconds."""
+    if isinstance(value, dict):
+        return {k: _shrunk(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_shrunk(v) for v in value]
+    return value[:80] if isinstance(value, str) else value
 
 
 # -- the edit form ------------------------------------------------------------------------
@@ -548,11 +564,10 @@ def _field_of(message: str) -> str:
 
 def check(obj: Mapping[str, Any], spec: Mapping[str, Any]) -> Checks:
     """`prompt-operator validate`'s checks on the Prompt with ``spec``, by field."""
-    manifest_text = manifest(obj, spec)
-    data = yaml.safe_load(manifest_text)
-    node = yaml.compose(manifest_text)
+    body = manifest_body(obj, spec)
+    node = yaml.compose(yaml.safe_dump(_shrunk(body)))
     assert node is not None  # a dumped mapping always composes to a node
-    doc = validate.Document("form", node, data)
+    doc = validate.Document("form", node, body)
     errors: dict[str, list[str]] = {name: [] for name in (*FIELDS, "general")}
     warnings: list[str] = []
     for finding in validate.check_document(doc):
