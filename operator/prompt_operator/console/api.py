@@ -9,7 +9,8 @@ field manager, so `kubectl get -o yaml --show-managed-fields` says who did it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Mapping
+import contextlib
+from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
@@ -30,6 +31,43 @@ class Unreachable(Exception):
 
 def prompt_path(namespace: str, name: str | None = None) -> str:
     return object_path(PROMPTS, "prompts", namespace, name)
+
+
+class PromptWatch:
+    """The Prompts of one namespace by name, kept current by a watch; ``changed`` is
+    set after the first list and after every change (the reader clears it)."""
+
+    def __init__(self, api: KubeApi, namespace: str, label_selector: str) -> None:
+        self.items: dict[str, dict[str, Any]] = {}
+        self.changed = asyncio.Event()
+        params = {"labelSelector": label_selector} if label_selector else {}
+        self._task = asyncio.create_task(
+            list_then_watch(
+                api,
+                prompt_path(namespace),
+                params,
+                on_list=self._listed,
+                on_event=self._event,
+                what="console Prompt",
+            )
+        )
+
+    def _listed(self, listed: list[dict[str, Any]]) -> None:
+        self.items = {str(i["metadata"]["name"]): i for i in listed}
+        self.changed.set()
+
+    def _event(self, kind: str, obj: dict[str, Any]) -> None:
+        name = str((obj.get("metadata") or {}).get("name") or "")
+        if kind == "DELETED":
+            self.items.pop(name, None)
+        elif name:
+            self.items[name] = obj
+        self.changed.set()
+
+    async def stop(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
 
 
 class ConsoleApi:
@@ -112,44 +150,9 @@ class ConsoleApi:
         )
         return bool((review.get("status") or {}).get("allowed"))
 
-    async def watch_prompts(
-        self, namespace: str, label_selector: str
-    ) -> AsyncGenerator[dict[str, dict[str, Any]], None]:
-        """The namespace's Prompts by name, once after the list and after every change."""
-        items: dict[str, dict[str, Any]] = {}
-        changed = asyncio.Event()
-
-        def on_list(listed: list[dict[str, Any]]) -> None:
-            items.clear()
-            items.update({i["metadata"]["name"]: i for i in listed})
-            changed.set()
-
-        def on_event(kind: str, obj: dict[str, Any]) -> None:
-            name = str((obj.get("metadata") or {}).get("name") or "")
-            if kind == "DELETED":
-                items.pop(name, None)
-            elif name:
-                items[name] = obj
-            changed.set()
-
-        params = {"labelSelector": label_selector} if label_selector else {}
-        task = asyncio.create_task(
-            list_then_watch(
-                self._api,
-                prompt_path(namespace),
-                params,
-                on_list=on_list,
-                on_event=on_event,
-                what="console Prompt",
-            )
-        )
-        try:
-            while True:
-                await changed.wait()
-                changed.clear()
-                yield dict(items)
-        finally:
-            task.cancel()
+    def watch_prompts(self, namespace: str, label_selector: str) -> PromptWatch:
+        """A live view of the namespace's Prompts (list, then watch), until ``stop()``."""
+        return PromptWatch(self._api, namespace, label_selector)
 
     # -- writes ------------------------------------------------------------------
 

@@ -234,21 +234,22 @@ async def prompt_stream(request: web.Request) -> web.StreamResponse:
         response.headers.setdefault(name, value)
     await response.prepare(request)
     body = request.app[TEMPLATES].get_template("rows.html")
-    updates = request.app[API].watch_prompts(ns, label)
+    watch = request.app[API].watch_prompts(ns, label)
     try:
         while True:
             try:
-                items = await asyncio.wait_for(updates.__anext__(), timeout=15)
+                await asyncio.wait_for(watch.changed.wait(), timeout=15)
             except asyncio.TimeoutError:
                 await response.write(b": keep-alive\n\n")  # also finds a closed tab
                 continue
-            html = body.render(rows=views.rows(items.values(), search), namespace=ns)
+            watch.changed.clear()
+            html = body.render(rows=views.rows(watch.items.values(), search), namespace=ns)
             data = "".join(f"data: {line}\n" for line in html.splitlines() or [""])
             await response.write(f"event: rows\n{data}\n".encode())
-    except (ConnectionResetError, asyncio.CancelledError):
-        pass
+    except ConnectionResetError:
+        pass  # the tab was closed
     finally:
-        await updates.aclose()
+        await watch.stop()
     return response
 
 
