@@ -403,10 +403,28 @@ def manifest_body(obj: Mapping[str, Any], spec: Mapping[str, Any] | None = None)
     }
 
 
+class _ManifestDumper(yaml.SafeDumper):
+    """Multi-line texts as literal blocks (``|``), as people write them in git."""
+
+
+def _text(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_ManifestDumper.add_representer(str, _text)
+
+
 def manifest(obj: Mapping[str, Any], spec: Mapping[str, Any] | None = None) -> str:
     """The manifest to commit, as YAML."""
     return str(
-        yaml.safe_dump(manifest_body(obj, spec), sort_keys=False, allow_unicode=True, width=100)
+        yaml.dump(
+            manifest_body(obj, spec),
+            Dumper=_ManifestDumper,
+            sort_keys=False,
+            allow_unicode=True,
+            width=100,
+        )
     )
 
 

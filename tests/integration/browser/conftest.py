@@ -123,3 +123,23 @@ def shot(request: pytest.FixtureRequest, browser: object) -> object:
             browser.save_screenshot(str(Path(directory) / f"{name}.png"))  # type: ignore[attr-defined]
 
     return save
+
+
+@pytest.fixture
+def namespace(kubeconfig: Path) -> Iterator[str]:
+    """A fresh namespace per test, named like a team's (it shows in the screenshots)."""
+    import uuid
+
+    from prompt_cluster.testing import kubectl
+
+    name = f"helpdesk-{uuid.uuid4().hex[:5]}"
+    kubectl(kubeconfig, "create", "namespace", name)
+    wait_for(
+        lambda: (
+            kubectl(kubeconfig, "-n", name, "get", "sa", "default", check=False).returncode == 0
+        ),
+        timeout=30,
+        message=f"default service account in {name}",
+    )
+    yield name
+    kubectl(kubeconfig, "delete", "namespace", name, "--wait=false", check=False)
