@@ -19,7 +19,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 
 from prompt_cluster.testing import free_port, kubectl, start_process, stop_process, wait_for
 
-from ..helpers import SidecarFactory, wait_prompt
+from ..helpers import SidecarFactory, condition, get, wait_prompt
 
 REPO = Path(__file__).resolve().parents[3]
 PROMETHEUS = "/usr/bin/prometheus"
@@ -86,6 +86,16 @@ def test_usage_per_variant_and_outcome_from_a_real_prometheus(
     revision = obj["status"]["revision"]
     pod = sidecars("app")
     wait_for(lambda: pod.file("greeting"), timeout=30, message="greeting.txt from the sidecar")
+    wait_for(
+        lambda: (
+            (
+                condition(get(kubeconfig, namespace, "prompt", "greeting") or {}, "Delivered") or {}
+            ).get("reason")
+            == "AllPodsUpdated"
+        ),
+        timeout=30,
+        message="status to report the pod served",
+    )
 
     port = free_port()
     app_log = tmp_path / "app.log"
@@ -119,6 +129,10 @@ def test_usage_per_variant_and_outcome_from_a_real_prometheus(
             kubeconfig, tmp_path / "console.log", namespace, "--prometheus", url
         )
         browser.get(f"{console.url}/ns/{namespace}/prompts/greeting")
+        # Delivery: the pod, the variant its name hashes to, on the current revision.
+        delivery = browser.find_element(By.CSS_SELECTOR, "[data-delivery]").text
+        served = json.loads((pod.dir / ".prompts" / "meta" / "greeting.json").read_text())
+        assert "app" in delivery and served["variant"] in delivery and "current" in delivery
         table = browser.find_element(By.CSS_SELECTOR, "table[data-usage]")
         for variant, outcomes in logged.items():
             row = table.find_element(By.CSS_SELECTOR, f"tr[data-variant={variant}]")
