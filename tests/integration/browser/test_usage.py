@@ -78,6 +78,7 @@ def test_usage_per_variant_and_outcome_from_a_real_prometheus(
     browser: WebDriver,
     tmp_path: Path,
     operator: object,
+    shot: Any,
 ) -> None:
     kubectl(
         kubeconfig, "-n", namespace, "apply", "-f", str(REPO / "examples/greeting-ab-test.yaml")
@@ -142,6 +143,8 @@ def test_usage_per_variant_and_outcome_from_a_real_prometheus(
                 cell = row.find_element(By.CSS_SELECTOR, f"td[data-outcome={outcome}]")
                 assert cell.text.startswith(f"{round(100 * count / uses, 1)}%"), cell.text
                 assert f"({count})" in cell.text
+        browser.execute_script("document.getElementById('h-variants').scrollIntoView()")
+        shot("variants-usage")
     finally:
         app.terminate()
         app.wait(10)
