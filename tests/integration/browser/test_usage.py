@@ -87,16 +87,13 @@ def test_usage_per_variant_and_outcome_from_a_real_prometheus(
     revision = obj["status"]["revision"]
     pod = sidecars("app")
     wait_for(lambda: pod.file("greeting"), timeout=30, message="greeting.txt from the sidecar")
-    wait_for(
-        lambda: (
-            (
-                condition(get(kubeconfig, namespace, "prompt", "greeting") or {}, "Delivered") or {}
-            ).get("reason")
-            == "AllPodsUpdated"
-        ),
-        timeout=30,
-        message="status to report the pod served",
-    )
+    sidecars("stuck", start=False)  # a subscribed pod whose sidecar never answers
+
+    def waiting_for_stuck() -> bool:
+        cond = condition(get(kubeconfig, namespace, "prompt", "greeting") or {}, "Delivered")
+        return "stuck" in str((cond or {}).get("message"))
+
+    wait_for(waiting_for_stuck, timeout=30, message="the Delivered condition to name the pod")
 
     port = free_port()
     app_log = tmp_path / "app.log"
@@ -130,10 +127,12 @@ def test_usage_per_variant_and_outcome_from_a_real_prometheus(
             kubeconfig, tmp_path / "console.log", namespace, "--prometheus", url
         )
         browser.get(f"{console.url}/ns/{namespace}/prompts/greeting")
-        # Delivery: the pod, the variant its name hashes to, on the current revision.
+        # Delivery: the pod and the variant its name hashes to, which its sidecar wrote.
         delivery = browser.find_element(By.CSS_SELECTOR, "[data-delivery]").text
         served = json.loads((pod.dir / ".prompts" / "meta" / "greeting.json").read_text())
-        assert "app" in delivery and served["variant"] in delivery and "current" in delivery
+        assert "app" in delivery and served["variant"] in delivery
+        stuck = browser.find_element(By.CSS_SELECTOR, "[data-delivery] tr.stale").text
+        assert "stuck" in stuck and "older revision" in stuck
         table = browser.find_element(By.CSS_SELECTOR, "table[data-usage]")
         for variant, outcomes in logged.items():
             row = table.find_element(By.CSS_SELECTOR, f"tr[data-variant={variant}]")
