@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import logging
 import sys
 from collections.abc import Sequence
@@ -40,6 +41,13 @@ def parser() -> argparse.ArgumentParser:
         "revision, variant and outcome",
     )
     return p
+
+
+def _loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return address == "localhost"
 
 
 def run(argv: Sequence[str]) -> int:

@@ -68,7 +68,8 @@ class Settings:
     namespace: str
     context: str
     user: str
-    allowed_hosts: frozenset[str]  # "host:port" values the Host header may carry
+    # "host:port" values the Host header may carry; None (a wildcard address): any
+    allowed_hosts: frozenset[str] | None
     prometheus: str | None = None
 
 
@@ -129,7 +130,7 @@ def redirect(location: str, status: int = 303) -> web.Response:
 @web.middleware
 async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     settings = request.app[SETTINGS]
-    if request.host not in settings.allowed_hosts:
+    if settings.allowed_hosts is not None and request.host not in settings.allowed_hosts:
         return web.Response(status=421, text="this console answers only to its own address\n")
     token = request.cookies.get(CSRF_COOKIE, "")
     fresh = not token
@@ -653,7 +654,11 @@ async def start(app: web.Application, address: str, port: int) -> web.AppRunner:
     return runner
 
 
-def allowed_hosts(address: str, port: int) -> frozenset[str]:
+def allowed_hosts(address: str, port: int) -> frozenset[str] | None:
+    """Host headers to answer: the names of a loopback or given address. A wildcard
+    address (0.0.0.0, ::) has no one name, so there any is answered."""
+    if address in ("0.0.0.0", "::", ""):
+        return None
     names = {address}
     if address in ("127.0.0.1", "::1", "localhost"):
         names |= {"127.0.0.1", "localhost", "[::1]"}
