@@ -563,7 +563,17 @@ class Checks:
         return not any(self.errors.values())
 
 
+_TEXT_REASONS = (
+    "UndeclaredVariable",
+    "MalformedTemplate",
+    "ForbiddenPlaceholder",
+    "PromptTooLarge",
+)
+
+
 def _field_of(message: str) -> str:
+    if message.startswith(_TEXT_REASONS):
+        return "template"  # a text's problem, also in a variant's text
     for name in ("spec.key", "InvalidKey"):
         if name in message:
             return "key"
@@ -574,8 +584,6 @@ def _field_of(message: str) -> str:
     if "spec.variants" in message or "InvalidVariants" in message:
         return "variants"
     if "template" in message or "Template" in message or "Placeholder" in message:
-        return "template"
-    if "UndeclaredVariable" in message or "PromptTooLarge" in message:
         return "template"
     return "general"
 

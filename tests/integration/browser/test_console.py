@@ -15,6 +15,7 @@ import pytest
 import yaml
 from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 
@@ -142,6 +143,12 @@ def test_prompt_page_highlights_placeholders_and_previews_with_the_client_render
     )
     assert "support agent for Acme Cloud" in css(browser, "[data-preview-output]").text
     shot("prompt")
+    # Keyboard: the first Tab reaches the skip link, and focus is visible.
+    browser.get(browser.current_url)
+    css(browser, "body").send_keys(Keys.TAB)
+    assert browser.switch_to.active_element.text == "Skip to content"
+    style = "return getComputedStyle(document.activeElement).outlineStyle"
+    assert browser.execute_script(style) != "none"
 
 
 def _two_revisions(kubeconfig: Path, ns: str) -> None:

@@ -224,3 +224,27 @@ def test_usage_shares_per_variant_and_outcome_from_a_prometheus_result() -> None
     assert views.usage_query('a"b') == (
         'sum by (revision, variant, outcome) (prompt_usage_total{prompt="a\\"b"})'
     )
+
+
+def test_a_variants_form_keeps_names_and_reports_a_bad_weight_by_the_variants() -> None:
+    obj = prompt(
+        {
+            "variables": [{"name": "n"}],
+            "variants": [
+                {"name": "a", "weight": 1, "template": "A {n}"},
+                {"name": "b", "weight": 1, "template": "B {n}"},
+            ],
+        }
+    )
+    form = views.form_from_spec(obj)
+    assert form.variant_names == ["a", "b"] and form.var_names == ["n"]
+    form.variant_weights = ["3", "heavy"]
+    form.variant_templates = ["A {n}", "B {m}"]
+    spec = views.spec_from_form(obj, form)
+    assert "template" not in spec
+    assert spec["variants"][0] == {"name": "a", "weight": 3, "template": "A {n}"}
+    checks = views.check(obj, spec)
+    assert any("weight" in m for m in checks.errors["variants"]), checks.errors
+    form.variant_weights = ["3", "1"]
+    checks = views.check(obj, views.spec_from_form(obj, form))
+    assert any("{m}" in m for m in checks.errors["template"]), checks.errors
