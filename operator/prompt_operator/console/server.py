@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import contextvars
 import hmac
-import json
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
@@ -87,7 +86,6 @@ class AccessLogger(AbstractAccessLogger):
 SETTINGS = web.AppKey("settings", Settings)
 API = web.AppKey("api", ConsoleApi)
 TEMPLATES = web.AppKey("templates", jinja2.Environment)
-SECRET = web.AppKey("csrf_secret", str)
 
 
 def _environment() -> jinja2.Environment:
@@ -414,7 +412,6 @@ async def rollback(request: web.Request) -> web.StreamResponse:
         "target": target,
         "gitops": views.managed_elsewhere(obj),
         "error": None,
-        "done": None,
     }
     if target is None:
         kept = ", ".join(str(r.number) for r in records) or "none"
@@ -625,7 +622,6 @@ def make_app(api: ConsoleApi, settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[API] = api
     app[TEMPLATES] = _environment()
-    app[SECRET] = secrets.token_urlsafe(32)
     static = resources.files(__package__).joinpath("static")
     app.router.add_get("/", index)
     app.router.add_static("/static/", str(static), append_version=True)
@@ -634,7 +630,8 @@ def make_app(api: ConsoleApi, settings: Settings) -> web.Application:
     app.router.add_get("/ns/{ns}/prompts/{name}", prompt_page)
     app.router.add_get("/ns/{ns}/prompts/{name}/preview", preview_fragment)
     app.router.add_get("/ns/{ns}/prompts/{name}/revisions", revisions_page)
-    app.router.add_route("*", "/ns/{ns}/prompts/{name}/rollback", rollback)
+    app.router.add_get("/ns/{ns}/prompts/{name}/rollback", rollback)
+    app.router.add_post("/ns/{ns}/prompts/{name}/rollback", rollback)
     app.router.add_get("/ns/{ns}/prompts/{name}/edit", edit_page)
     app.router.add_post("/ns/{ns}/prompts/{name}/edit", edit_submit)
     app.router.add_post("/ns/{ns}/prompts/{name}/check", edit_check)
@@ -665,7 +662,3 @@ def allowed_hosts(address: str, port: int) -> frozenset[str] | None:
     if ":" in address and not address.startswith("["):
         names.add(f"[{address}]")
     return frozenset(f"{n}:{port}" for n in names)
-
-
-def json_dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False)

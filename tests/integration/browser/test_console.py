@@ -302,6 +302,13 @@ def test_a_gitops_managed_prompt_is_read_only_with_the_manifest_to_commit(
     )
     assert not css(browser, "button[value=save]").is_enabled()  # the fieldset is disabled
     shot("gitops")
+    # A post that gets past the disabled form is refused by the server too.
+    browser.execute_script("document.querySelector('form.edit fieldset').disabled = false")
+    type_into(css(browser, "#template"), "Edited in the console.")
+    css(browser, "button[value=save]").click()
+    refused = until(lambda: css(browser, "[data-outcome=refused]").text, "the refusal")
+    assert "Nothing was written" in refused and "Argo CD" in refused
+    assert "Edited in the console." in css(browser, "[data-manifest]").text  # to commit
     page(f"/ns/{namespace}/prompts/agent/revisions")
     assert "Read-only here" in css(browser, ".notice.gitops").text
     after = get(kubeconfig, namespace, "prompt", "agent")
