@@ -311,6 +311,21 @@ def test_a_gitops_managed_prompt_is_read_only_with_the_manifest_to_commit(
     assert "Edited in the console." in css(browser, "[data-manifest]").text  # to commit
     page(f"/ns/{namespace}/prompts/agent/revisions")
     assert "Read-only here" in css(browser, ".notice.gitops").text
+    # No labels, but Flux's controller owns the spec (its server-side apply).
+    kubectl(
+        kubeconfig,
+        "-n",
+        namespace,
+        "apply",
+        "--server-side",
+        "--field-manager=kustomize-controller",
+        "-f",
+        "-",
+        input=json.dumps(prompt_manifest("synced", "From Flux.")),
+    )
+    page(f"/ns/{namespace}/prompts/synced/edit")
+    notice = css(browser, ".notice.gitops").text
+    assert "Flux" in notice and "kustomize-controller" in notice
     after = get(kubeconfig, namespace, "prompt", "agent")
     assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]  # type: ignore[index]
 
