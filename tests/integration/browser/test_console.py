@@ -83,9 +83,10 @@ def test_list_shows_readiness_revision_delivery_and_labels_and_filters(
     page(f"/ns/{namespace}/prompts")
     names = until(lambda: texts(browser, "tbody [data-prompt] a.name") or None, "rows")
     assert {"support-agent", "greeting", "broken"} <= set(names)
-    broken = css(browser, "tr[data-prompt=broken]").text
+    # The live stream may replace the rows at any moment: read them through until().
+    broken = until(lambda: css(browser, "tr[data-prompt=broken]").text, "broken's row")
     assert "Not ready" in broken and "UndeclaredVariable" in broken and "{who}" in broken
-    agent = css(browser, "tr[data-prompt=support-agent]").text
+    agent = until(lambda: css(browser, "tr[data-prompt=support-agent]").text, "a row")
     assert "Ready" in agent and "#1" in agent and "prompts.dev/team=support" in agent
     assert "key support_agent" in agent
     until(lambda: css(browser, "[data-live-status]").text == "Live", "live status")
@@ -94,8 +95,8 @@ def test_list_shows_readiness_revision_delivery_and_labels_and_filters(
     type_into(css(browser, "#label"), "prompts.dev/team=support")
     css(browser, "form.filters button[type=submit]").click()
     until(lambda: texts(browser, "tbody a.name") == ["support-agent"], "label filter")
-    page(f"/ns/{namespace}/prompts?q=SUPPORT_")
-    assert texts(browser, "tbody a.name") == ["support-agent"]  # search finds the key
+    page(f"/ns/{namespace}/prompts?q=SUPPORT_")  # search finds the key
+    until(lambda: texts(browser, "tbody a.name") == ["support-agent"], "search by key")
     page(f"/ns/{namespace}/prompts?label=team+in+(")
     assert "Not a label selector" in css(browser, "#label-error").text
 
