@@ -7,7 +7,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: help venv binaries demo demo-down test unit integration lint clean chart-crd manifests bench bench-quick reliability
+.PHONY: help venv binaries demo demo-down test test-deps unit integration lint clean chart-crd manifests bench bench-quick reliability
 
 help:
 	@echo "make demo        run the whole chain on a local control plane"
@@ -36,13 +36,18 @@ demo: binaries
 demo-down: $(STAMP)
 	$(BIN)/prompt-operator cluster down
 
-test: binaries
+# Debian's chromium + chromium-driver (console browser tests) and prometheus,
+# installed from the distribution's archive when missing.
+test-deps:
+	bash hack/test-deps.sh
+
+test: binaries test-deps
 	$(BIN)/pytest
 
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit
 
-integration: binaries
+integration: binaries test-deps
 	$(BIN)/pytest tests/integration
 
 lint: $(STAMP)

@@ -36,6 +36,10 @@ LIST_THRESHOLD = 4
 # Names never served that wait for their GET at most; a signal naming more than
 # that leaves the rest to the periodic resync.
 MAX_PENDING_NEW = 1000
+# A backlog of new names bigger than the rate limit lets through at once (a
+# directory of Prompts applied together) brings the resync forward, at most
+# this often: a flood of forged names then costs at most one list per interval.
+EARLY_RESYNC_SECONDS = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,7 +259,11 @@ class Reads:
 
 
 def plan_reads(
-    dirty: Iterable[str], served: Collection[str], resync_due: bool, tokens: float
+    dirty: Iterable[str],
+    served: Collection[str],
+    resync_due: bool,
+    tokens: float,
+    early_resync_allowed: bool = False,
 ) -> Reads:
     """Which reads one cycle does for the ``dirty`` names.
 
@@ -264,13 +272,15 @@ def plan_reads(
     revision signalled, so forged names cost at most a get each. Gets beyond
     the ``tokens`` left in the rate limit (at least one, so work always moves)
     wait for a later cycle, so a signal naming a thousand Prompts never reads
-    faster than the limit.
+    faster than the limit. When more wait than the tokens allow and
+    ``early_resync_allowed`` (the last list is old enough), the resync comes
+    early instead: one list, rather than a backlog that drains at the rate limit.
     """
     names = list(dirty)
     known = [name for name in names if name in served]
-    if use_list(len(known), resync_due):
-        return Reads(True, (), ())
     room = max(1, int(tokens))
+    if use_list(len(known), resync_due) or (early_resync_allowed and len(names) > room):
+        return Reads(True, (), ())
     return Reads(False, tuple(names[:room]), tuple(names[room:]))
 
 
@@ -410,6 +420,7 @@ class Syncer:
         self._done = 0  # every ticket up to this one has been read
         self._stop = False
         self._full_due = 0.0
+        self._last_full = -EARLY_RESYNC_SECONDS  # monotonic time of the last complete list
         self._retry_at = 0.0
         self._signalled_since_failure = False  # a signal came after the read began
         self._attempt = 0
@@ -541,7 +552,11 @@ class Syncer:
                 return False
             now = time.monotonic()
             reads = plan_reads(
-                self._dirty, self.served, now >= self._full_due, self._bucket.available(now)
+                self._dirty,
+                self.served,
+                now >= self._full_due,
+                self._bucket.available(now),
+                early_resync_allowed=now - self._last_full >= EARLY_RESYNC_SECONDS,
             )
             dirty = {n: e for n, e in self._dirty.items() if n not in reads.later}
             self._dirty = {n: self._dirty[n] for n in reads.later}
@@ -642,7 +657,8 @@ class Syncer:
             self._numbers = {item.prompt: (item.uid, item.number) for item in wanted.values()}
         if failed:
             raise SyncIncomplete(f"{failed} prompt files could not be written (see above)")
-        self._full_due = time.monotonic() + self._resync
+        self._last_full = time.monotonic()
+        self._full_due = self._last_full + self._resync
         self._succeeded()
 
     def _sync_one(self, name: str, revision: str, arrived: float) -> None:

@@ -3,7 +3,9 @@
 Slow senders and floods of connections must not fail the pod's probes (they have
 a listener of their own, and every request a deadline); big headers and bodies
 must not take the sidecar past its 64 MiB limit; and a forged signal costs at
-most one rate-limited GET per name never served, never a LIST.
+most one rate-limited GET per name never served, and a LIST at most once per
+``EARLY_RESYNC_SECONDS`` (a backlog the rate limit cannot drain brings the
+resync forward).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import pytest
 
 from prompt_client import wire
 from prompt_cluster.testing import SidecarProcess, audit_line_count, prompt_manifest, wait_for
+from prompt_sidecar.sync import EARLY_RESYNC_SECONDS
 from tests.reliability.report import Observed
 
 from .helpers import SidecarFactory, apply, post_signal, wait_prompt
@@ -241,7 +244,7 @@ def metric(app: SidecarProcess, name: str) -> float:
     did="300 forged signals in a row, each naming 8 Prompts the sidecar never served "
     "(half with a revision, half with an empty one), counted per pod in the audit log",
 )
-def test_forged_names_cost_gets_never_lists(
+def test_forged_names_cost_gets_and_rarely_a_list(
     kubeconfig: Path,
     namespace: str,
     sidecars: SidecarFactory,
@@ -281,7 +284,9 @@ def test_forged_names_cost_gets_never_lists(
         f"300 signals ({names} names with a revision, {names} with an empty one) in "
         f"{took:.1f} s: {counts['get']} GETs, {counts['list']} LISTs by this pod"
     )
-    assert counts["list"] == 0
+    # The flood starts right after the initial list: an early resync may come
+    # at most once per interval since then.
+    assert counts["list"] <= int((time.monotonic() - started) / EARLY_RESYNC_SECONDS)
     assert counts["get"] <= names  # at most one per name never served
     assert counts["get"] <= 40 + 20 * (time.monotonic() - started) + 2  # the rate limit
     assert app.file("p") == b"genuine"

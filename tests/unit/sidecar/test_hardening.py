@@ -45,6 +45,16 @@ def test_a_list_only_for_a_resync_or_many_names_already_served() -> None:
     assert not many_new.full and len(many_new.gets) == 40
 
 
+def test_a_backlog_of_new_names_brings_the_resync_forward_only_when_allowed() -> None:
+    new = [f"new{i}" for i in range(100)]
+    # A directory of Prompts applied at once: one list instead of 100 gets...
+    assert plan_reads(new, set(), False, 40, early_resync_allowed=True).full
+    # ...but not again within the interval (a forged flood's bound), and never
+    # for a backlog the tokens cover.
+    assert not plan_reads(new, set(), False, 40, early_resync_allowed=False).full
+    assert not plan_reads(new[:40], set(), False, 40, early_resync_allowed=True).full
+
+
 def test_a_big_batch_goes_as_signals_whose_answers_fit_the_bound() -> None:
     pairs = [("p" * 253 if i % 2 else f"n{i}", "r" * 16) for i in range(3000)]
     chunks = wire.signal_chunks(pairs)
