@@ -36,6 +36,13 @@ MAX_SIGNAL_ATTEMPTS = 4
 # dead address ten thousand times only costs the loop. An edit still tries it,
 # and a change of the pod object (restarted, new address) ends the pause.
 UNREACHABLE_PAUSE = 10.0
+# A pod that has never answered is most likely still starting: its address is in
+# the Pod object before its sidecar listens, and the sidecar answers 503 until
+# its first full sync is written. Signals to it keep being retried (one request
+# per pod every couple of seconds, pairs coalesced) for this long, as long as the
+# sidecar's own startup probe allows, so its delivery is counted once it is up
+# instead of waiting for the next edit.
+STARTING_GRACE = 120.0
 
 
 async def read_bounded(stream: aiohttp.StreamReader, limit: int) -> bytes:
@@ -78,6 +85,7 @@ class Signals:
         self._served: dict[PodKey, dict[str, str | None]] = {}
         self._channels: dict[PodKey, _PodChannel] = {}
         self._unreachable: dict[PodKey, float] = {}  # pod -> monotonic end of its pause
+        self._first_seen: dict[PodKey, float] = {}  # pod -> monotonic time it (re)appeared
         self._limit = asyncio.Semaphore(config.signal_concurrency)
         self._http: aiohttp.ClientSession | None = None
         self._on_served: list[Callable[[PodKey, list[str]], None]] = []
@@ -107,8 +115,19 @@ class Signals:
         if after is None:
             self._served.pop(key, None)
             self._channels.pop(key, None)
-        elif before is not None and before.uid != after.uid:
+            self._first_seen.pop(key, None)
+        elif before is None or before.uid != after.uid:
             self._served.pop(key, None)
+            self._first_seen[key] = time.monotonic()
+
+    def _starting(self, pod: PodKey) -> bool:
+        """Never answered, and seen recently enough that its sidecar may still be starting."""
+        seen = self._first_seen.get(pod)
+        return (
+            pod not in self._served
+            and seen is not None
+            and time.monotonic() - seen < STARTING_GRACE
+        )
 
     # -- sending -------------------------------------------------------------------
 
@@ -160,7 +179,15 @@ class Signals:
                     await backoff_sleep(attempt, base=0.1, cap=2)
                     continue
                 _release(waiters + channel.waiters)
-                channel.pending, channel.waiters = {}, []
+                channel.waiters = []
+                if self._starting(pod_key):
+                    # Keep the pairs (newer ones replace them) and try again: the
+                    # callers were released, the pod's first answer still counts.
+                    for name, rev in batch.items():
+                        channel.pending.setdefault(name, rev)
+                    await backoff_sleep(attempt, base=0.1, cap=2)
+                    continue
+                channel.pending = {}
                 if served is _Failed.ANSWERED:
                     # Alive (starting, or refusing): its first full sync or its
                     # resync reads everything; later edits still signal it.
