@@ -7,7 +7,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: help venv system-packages binaries demo demo-node demo-down test unit integration lint clean chart-crd manifests bench bench-quick reliability
+.PHONY: help venv system-packages binaries demo demo-node demo-down test test-deps unit integration lint clean chart-crd manifests bench bench-quick reliability
 
 help:
 	@echo "make demo        run the whole chain on a local control plane"
@@ -57,19 +57,25 @@ demo-node: binaries
 demo-down: $(STAMP)
 	$(BIN)/prompt-cluster down
 
-test: binaries
+# Debian's chromium + chromium-driver (console browser tests) and prometheus,
+# installed from the distribution's archive when missing.
+test-deps:
+	bash hack/test-deps.sh
+
+test: binaries test-deps
 	$(BIN)/pytest
 
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit
 
-integration: binaries
+integration: binaries test-deps
 	$(BIN)/pytest tests/integration
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) build *.egg-info

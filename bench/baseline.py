@@ -15,7 +15,7 @@ import json
 import os
 import sys
 
-from prompt_sidecar import wire
+from prompt_client import wire
 from prompt_sidecar.kubeapi import KubeClient
 
 SELECTOR = "prompts.dev/managed-by=prompt-operator"

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from prompt_client import wire
 from prompt_cluster.api import Api
 from prompt_cluster.cluster import LocalCluster
 from prompt_cluster.testing import (
@@ -36,7 +37,6 @@ from prompt_cluster.testing import (
     stop_process,
     wait_for,
 )
-from prompt_sidecar import wire
 
 REPO = Path(__file__).resolve().parent.parent
 NS = "bench"

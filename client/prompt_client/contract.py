@@ -14,10 +14,13 @@ the two renames and the reader reads again.
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import itertools
 import json
 import math
 import os
+import stat
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -26,14 +29,17 @@ from typing import Any
 __all__ = [
     "DEFAULT_EXT",
     "HIDDEN_DIR",
+    "MAX_FILE_BYTES",
     "MAX_KEY_BYTES",
     "META_DIR",
     "STAGING_DIR",
     "PromptMeta",
     "choose_variant",
     "key_problem",
+    "lookalike_problem",
     "meta_path",
     "read_meta",
+    "read_regular",
     "text_path",
     "text_sha256",
 ]
@@ -46,6 +52,14 @@ META_SUFFIX = ".json"
 # 200 bytes of key + an extension + ".json" stays under NAME_MAX (255 bytes).
 MAX_KEY_BYTES = 200
 CONTRACT_VERSION = 1
+# The largest file anyone reads from a prompt directory. A ConfigMap holds at
+# most 1 MiB, so a text is smaller and its metadata (which may repeat every
+# variant's text, JSON-escaped) at most a few MiB; anything bigger was not
+# written by the sidecar and is not read.
+MAX_FILE_BYTES = 4 * 1024 * 1024
+# Every read in a prompt directory: no symlink is followed, a FIFO or device
+# planted there never blocks (O_NONBLOCK), and only regular files are read.
+READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
 def key_problem(key: str) -> str | None:
@@ -77,6 +91,106 @@ def key_problem(key: str) -> str | None:
         key.encode("utf-8")
     except UnicodeEncodeError:
         return "the key is not valid UTF-8"
+    return lookalike_problem(key)
+
+
+# The key rule against names that look alike. The CRD's CEL says the same with
+# RE2 classes (see crds/prompts.yaml), and tests/corpus/keys.json holds the cases
+# all three must agree on.
+#
+# Characters that render as nothing: Unicode's Default_Ignorable_Code_Point
+# (some are letters or marks, not Cf: the Hangul fillers, variation selectors)
+# and the blank Braille pattern.
+_INVISIBLE = (
+    (0x00AD, 0x00AD),
+    (0x034F, 0x034F),
+    (0x061C, 0x061C),
+    (0x115F, 0x1160),
+    (0x17B4, 0x17B5),
+    (0x180B, 0x180F),
+    (0x200B, 0x200F),
+    (0x202A, 0x202E),
+    (0x2060, 0x206F),
+    (0x2800, 0x2800),
+    (0x3164, 0x3164),
+    (0xFE00, 0xFE0F),
+    (0xFEFF, 0xFEFF),
+    (0xFFA0, 0xFFA0),
+    (0xFFF0, 0xFFF8),
+    (0x1BCA0, 0x1BCA3),
+    (0x1D173, 0x1D17A),
+    (0xE0000, 0xE0FFF),
+)
+# Conjoining Hangul jamo: NFC writes a modern syllable precomposed, and the API
+# server (which cannot normalize) refuses them all, so this rule does too.
+_JAMO = ((0x1100, 0x11FF), (0xA960, 0xA97F), (0xD7B0, 0xD7FF))
+# The scripts whose letters look alike ("а" and "a", "ο" and "o").
+_LOOKALIKE_SCRIPTS = ("LATIN", "GREEK", "CYRILLIC")
+
+
+def _within(ch: str, ranges: tuple[tuple[int, int], ...]) -> bool:
+    return any(lo <= ord(ch) <= hi for lo, hi in ranges)
+
+
+def _script(ch: str) -> str | None:
+    """LATIN, GREEK or CYRILLIC for a letter of those scripts, else None."""
+    words = unicodedata.name(ch, "").split()
+    return next((s for s in _LOOKALIKE_SCRIPTS if s in words), None)
+
+
+def lookalike_problem(key: str) -> str | None:
+    """Why ``key`` could look like another key, or None.
+
+    NFC only (the same name typed on two systems is one key); no character
+    that renders as nothing or as a space other than U+0020, no line or
+    paragraph separator; no combining mark after a Latin, Greek or Cyrillic
+    letter and no conjoining Hangul jamo (precomposed forms exist, and the API
+    server can refuse these without normalizing); and no word (a run of
+    letters and marks) that mixes Latin, Greek and Cyrillic letters. Other
+    scripts may share a word (``iPhone用``), and words of different scripts
+    may share a key (``hello-привет``).
+    """
+    nfc = unicodedata.normalize("NFC", key)
+    if nfc != key:
+        return (
+            f"the key is not in Unicode NFC (composed) form; write it as {nfc!r} "
+            f"({' '.join(f'U+{ord(c):04X}' for c in nfc)})"
+        )
+    for ch in key:
+        if ch != " " and unicodedata.category(ch) in ("Zs", "Zl", "Zp"):
+            return (
+                f"the key contains U+{ord(ch):04X} ({unicodedata.name(ch, 'a separator')}); "
+                "the only space allowed is U+0020, and no line or paragraph separator"
+            )
+        if _within(ch, _INVISIBLE):
+            return (
+                f"the key contains U+{ord(ch):04X}, which renders as nothing; it would make "
+                "the file name look like another"
+            )
+        if _within(ch, _JAMO):
+            return (
+                f"the key contains the conjoining Hangul jamo U+{ord(ch):04X}; write the "
+                "syllable precomposed"
+            )
+    for before, ch in itertools.pairwise(key):
+        if unicodedata.category(ch).startswith("M") and _script(before) is not None:
+            return (
+                f"the key has the combining mark U+{ord(ch):04X} after {before!r}; use a "
+                "precomposed letter or none (such a pair looks like another letter)"
+            )
+    word: list[str] = []
+    for ch in [*key, " "]:
+        if unicodedata.category(ch)[0] in "LM":
+            word.append(ch)
+            continue
+        scripts = sorted({s for c in word if (s := _script(c)) is not None})
+        if len(scripts) > 1:
+            mixed = " and ".join(s.title() for s in scripts)
+            return (
+                f"the word {''.join(word)!r} in the key mixes {mixed} "
+                "letters, which look alike; write each word in one script"
+            )
+        word = []
     return None
 
 
@@ -143,11 +257,46 @@ class PromptMeta:
         )
 
 
+def read_regular(
+    path: str, dir_fd: int | None = None, limit: int = MAX_FILE_BYTES
+) -> tuple[bytes, os.stat_result] | None:
+    """The bytes of regular file ``path`` (relative to ``dir_fd`` if given) and its
+    ``fstat`` after the read; ``None`` when it is missing, a symlink, not a
+    regular file (a FIFO, a device, a directory) or larger than ``limit`` bytes.
+    ``OSError`` when it is there but cannot be read.
+
+    Opened with ``O_NOFOLLOW | O_NONBLOCK`` and checked with ``fstat`` on the
+    open descriptor, so what is read is what was checked.
+    """
+    try:
+        fd = os.open(path, READ_FLAGS, dir_fd=dir_fd)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # a symlink: never followed
+            return None
+        raise
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
+            return None
+        chunks = []
+        size = 0
+        while size <= limit and (chunk := os.read(fd, min(limit + 1 - size, 1 << 20))):
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > limit:  # grew while being read
+            return None
+        return b"".join(chunks), os.fstat(fd)
+    finally:
+        os.close(fd)
+
+
 def read_meta(directory: str, key: str) -> PromptMeta | None:
     """The metadata for ``key``, or ``None`` when absent or unreadable."""
     try:
-        with open(meta_path(directory, key), "rb") as handle:
-            return PromptMeta.from_json(handle.read())
+        found = read_regular(meta_path(directory, key))
+        return None if found is None else PromptMeta.from_json(found[0])
     except (OSError, ValueError, KeyError, TypeError):
         return None
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import replace
 from types import MappingProxyType
 from typing import Any, Protocol
@@ -185,6 +185,8 @@ class PromptRegistry(Mapping[str, str]):
     ``defaults`` are served for names that have no file (logged once per
     name). ``watch=False`` reads once and then only on ``refresh()``.
     ``rescan_interval`` is the period of the safety-net rescan in seconds.
+    ``outcomes`` is the small set of results ``log_usage(outcome=...)`` counts
+    by name in Prometheus (any other value counts as ``"other"``).
 
     Reads (``registry[name]``, ``in``, ``len``, iteration, ``snapshot()``) are
     lock-free and safe from any thread or asyncio task. Callbacks run on the
@@ -199,6 +201,7 @@ class PromptRegistry(Mapping[str, str]):
         defaults: Mapping[str, str] | None = None,
         watch: bool = True,
         rescan_interval: float = 2.0,
+        outcomes: Iterable[str] = (),
     ) -> None:
         from .sources import FileSystemSource
 
@@ -216,7 +219,7 @@ class PromptRegistry(Mapping[str, str]):
         self._stop = threading.Event()
         self._changed = threading.Condition()
         self._generation = 0
-        self.usage = UsageLog()
+        self.usage = UsageLog(outcomes)
         self._directory: str | None = None
         self._entries: Mapping[str, Entry]
         if isinstance(prompt_source, FileSystemSource):
@@ -289,8 +292,10 @@ class PromptRegistry(Mapping[str, str]):
         **metadata}``. It goes to the ``prompt_client.usage`` logger (as
         ``extra={"prompt_usage": record}`` for structured handlers), to every
         ``on_usage`` callback, and to the Prometheus counter
-        ``prompt_usage_total{prompt,revision,variant}`` when prometheus-client
-        is installed. Never raises for an unknown name (revision is then
+        ``prompt_usage_total{prompt,revision,variant,outcome}`` when
+        prometheus-client is installed (``outcome``: the ``outcome=`` value when
+        it is one of the registry's declared ``outcomes``, ``"other"`` when not,
+        ``""`` without one). Never raises for an unknown name (revision is then
         ``None``). Use ``snapshot().log_usage`` to record the revision a held
         snapshot served. Returns the record.
         """

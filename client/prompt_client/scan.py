@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 
-from .contract import PromptMeta, read_meta, text_sha256
+from .contract import PromptMeta, read_meta, read_regular, text_sha256
 
 __all__ = ["Entry", "PromptInfo", "scan_directory"]
 
@@ -170,6 +170,13 @@ def _load(directory: str, name: str, path: str, old: Entry | None) -> Entry | No
     return _entry(name, result[0], digest, None, result[1], racy, old)
 
 
+def _lstat(path: str) -> os.stat_result | None:
+    try:
+        return os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
 def read_stable(path: str) -> tuple[bytes, Signature] | None:
     """The bytes of regular file ``path`` and its identity, read in one piece.
 
@@ -178,22 +185,13 @@ def read_stable(path: str) -> tuple[bytes, Signature] | None:
     (written in place by another tool) is read again.
     """
     for _ in range(50):
-        try:
-            # O_NONBLOCK: a FIFO planted in the directory must not hang the watcher.
-            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-        except (FileNotFoundError, NotADirectoryError):
+        before = _lstat(path)
+        if before is None:
             return None
-        try:
-            before = os.fstat(fd)
-            if not stat.S_ISREG(before.st_mode):
-                return None
-            chunks = []
-            while chunk := os.read(fd, max(before.st_size + 1, 1 << 16)):
-                chunks.append(chunk)
-            after = os.fstat(fd)
-        finally:
-            os.close(fd)
-        data = b"".join(chunks)
+        found = read_regular(path)  # no symlink, no FIFO, bounded: the contract's one read
+        if found is None:
+            return None
+        data, after = found
         signature = _signature(after)
         if _signature(before) == signature and len(data) == after.st_size:
             return data, signature

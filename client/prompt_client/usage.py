@@ -1,28 +1,40 @@
-"""Usage records: which prompt, revision and variant produced which outcome."""
+"""Usage records: which prompt, revision and variant produced which outcome.
+
+The Prometheus counter carries an ``outcome`` label so a team can compare
+variants, but only from a small set the app declares
+(``PromptRegistry(..., outcomes=("resolved", "escalated"))``): any other value
+counts as ``other`` and no outcome as ``""``, so the number of series stays
+fixed whatever the app passes. The log record and callbacks get the value as
+given.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .scan import PromptInfo
 
-__all__ = ["UsageCallback", "UsageLog", "usage_logger"]
+__all__ = ["OTHER_OUTCOME", "UsageCallback", "UsageLog", "outcome_label", "usage_logger"]
 
 usage_logger = logging.getLogger("prompt_client.usage")
 
 UsageCallback = Callable[[dict[str, Any]], None]
+
+OTHER_OUTCOME = "other"  # the label of an outcome the app did not declare
+MAX_OUTCOMES = 20  # a label is for a handful of results, not for free text
 
 _counter: Any = None
 _counter_lock = threading.Lock()
 
 
 def _prometheus_counter() -> Any:
-    """``prompt_usage_total{prompt,revision,variant}``, when prometheus-client is installed.
+    """``prompt_usage_total{prompt,revision,variant,outcome}``, when prometheus-client is
+    installed.
 
     ``False`` when it is not installed or the app already registered a metric
     of that name: metrics must never break the app's own code path.
@@ -36,7 +48,7 @@ def _prometheus_counter() -> Any:
                 _counter = Counter(
                     "prompt_usage",
                     "Prompt uses the app logged with log_usage()",
-                    ["prompt", "revision", "variant"],
+                    ["prompt", "revision", "variant", "outcome"],
                 )
             except ImportError:
                 _counter = False
@@ -46,11 +58,34 @@ def _prometheus_counter() -> Any:
         return _counter
 
 
+def declared_outcomes(outcomes: Iterable[str]) -> frozenset[str]:
+    """Check the app's outcome set once, at start: a mistake here is the app's bug."""
+    chosen = frozenset(outcomes)
+    if len(chosen) > MAX_OUTCOMES:
+        raise ValueError(f"declare at most {MAX_OUTCOMES} outcomes (got {len(chosen)})")
+    for outcome in chosen:
+        if not isinstance(outcome, str) or not outcome or outcome == OTHER_OUTCOME:
+            raise ValueError(
+                f"outcome {outcome!r}: use a non-empty string other than {OTHER_OUTCOME!r}"
+            )
+    return chosen
+
+
+def outcome_label(outcome: object, declared: frozenset[str]) -> str:
+    """The counter's ``outcome`` label: the value if declared, ``""`` for none,
+    ``"other"`` for anything else."""
+    if outcome is None or outcome == "":
+        return ""
+    return outcome if isinstance(outcome, str) and outcome in declared else OTHER_OUTCOME
+
+
 class UsageLog:
     """Hands usage records to the log, to the app's callbacks and to Prometheus."""
 
-    def __init__(self) -> None:
+    def __init__(self, outcomes: Iterable[str] = ()) -> None:
         self._callbacks: list[UsageCallback] = []
+        self.outcomes = declared_outcomes(outcomes)
+        self._undeclared_warned = False
 
     def add_callback(self, callback: UsageCallback) -> None:
         """Call ``callback(record)`` for every record."""
@@ -78,7 +113,16 @@ class UsageLog:
                 callback(record)
             except Exception:
                 usage_logger.exception("usage callback failed for prompt %r", info.name)
+        outcome = outcome_label(metadata.get("outcome"), self.outcomes)
+        if outcome == OTHER_OUTCOME and not self._undeclared_warned:
+            self._undeclared_warned = True  # once: a warning per call would flood the log
+            usage_logger.warning(
+                "log_usage outcome %r is not declared (PromptRegistry(outcomes=...)); "
+                "counted as %r",
+                metadata.get("outcome"),
+                OTHER_OUTCOME,
+            )
         counter = _prometheus_counter()
         if counter:
-            counter.labels(info.name, info.revision or "", info.variant or "").inc()
+            counter.labels(info.name, info.revision or "", info.variant or "", outcome).inc()
         return record

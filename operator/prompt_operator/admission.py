@@ -13,7 +13,7 @@ import kopf
 
 from .config import OperatorConfig
 from .handlers import GROUP, PLURAL, VERSION
-from .inject import INJECT_LABEL, InjectionConfig, injected
+from .inject import INJECT_LABEL, InjectionConfig, InjectionRefused, injected
 from .model import SpecError, parse_prompt
 from .notices import admission_warnings
 from .policies import evaluate
@@ -42,12 +42,30 @@ def validate_prompt(body: kopf.Body, warnings: list[str], **_: Any) -> None:
     warnings.extend(admission_warnings(body, datetime.now(timezone.utc)))
 
 
+def injection_config(config: OperatorConfig) -> InjectionConfig:
+    """What the webhook injects: the chart passes the ports its NetworkPolicies open."""
+    return InjectionConfig(
+        image=config.sidecar_image,
+        port=config.sidecar_port,
+        probe_port=config.sidecar_probe_port,
+    )
+
+
 @kopf.on.mutate(
     "", "v1", "pods", id="inject-sidecar", operations=["CREATE"], labels={INJECT_LABEL: "true"}
 )
 def inject_pod(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
     config: OperatorConfig = memo["config"]
-    pod = injected(body, InjectionConfig(image=config.sidecar_image))
+    meta = body.get("metadata") or {}
+    try:
+        pod = injected(body, injection_config(config))
+    except InjectionRefused as exc:
+        where = (
+            f"Pod {meta.get('namespace', '')}/{meta.get('name') or meta.get('generateName', '')}"
+        )
+        raise kopf.AdmissionError(
+            f"{where}: prompt sidecar not injected: {exc}", code=422
+        ) from None
     if pod is None:
         return  # already injected: a re-admitted pod is not injected twice
     patch.metadata["labels"] = pod["metadata"]["labels"]

@@ -15,6 +15,7 @@ commands:
   history    list a Prompt's revisions (number, hash, time, source, summary)
   diff       unified diff between two revisions of a Prompt
   rollback   make an earlier revision current again (--to NUMBER)
+  console    a local web console for Prompts (browse, diff, edit, roll back)
 
 `prompt-operator <command> --help` describes each command.
 """
@@ -38,6 +39,10 @@ def main(argv: list[str] | None = None) -> int:
         from prompt_operator.revisions_cli import run as run_revisions
 
         return run_revisions(command, rest)
+    if command == "console":
+        from prompt_operator.console.command import run as run_console
+
+        return run_console(rest)
     if command == "validate":
         from prompt_operator.validate import main as run_validate
 

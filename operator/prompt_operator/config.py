@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+from prompt_client import wire
+
+from .runtime.leader import LeaseConfig
 
 
 @dataclass(frozen=True)
@@ -26,6 +31,10 @@ class OperatorConfig:
     webhook_cert: str | None
     webhook_key: str | None
     sidecar_image: str
+    leader_elect: bool  # two or more replicas: one leader on a Lease
+    lease: LeaseConfig
+    sidecar_port: int  # the injected sidecar's signal port: the chart's NetworkPolicy opens it
+    sidecar_probe_port: int
 
 
 def _env(name: str, default: str = "") -> str:
@@ -130,6 +139,56 @@ def parser() -> argparse.ArgumentParser:
         help="image of the injected sidecar [PROMPT_OPERATOR_SIDECAR_IMAGE]",
     )
     p.add_argument(
+        "--leader-elect",
+        action=argparse.BooleanOptionalAction,
+        default=_env("PROMPT_OPERATOR_LEADER_ELECT", "false").lower() in ("1", "true", "yes"),
+        help="run as one of several replicas: only the holder of a Lease reconciles, "
+        "signals and writes; the others keep their caches warm and serve the webhooks "
+        "[PROMPT_OPERATOR_LEADER_ELECT; default off, the chart turns it on]",
+    )
+    p.add_argument(
+        "--leader-election-namespace",
+        default=_env("PROMPT_OPERATOR_LEADER_ELECTION_NAMESPACE")
+        or _env("POD_NAMESPACE", "default"),
+        help="namespace of the Lease [PROMPT_OPERATOR_LEADER_ELECTION_NAMESPACE, then "
+        "POD_NAMESPACE; default 'default']",
+    )
+    p.add_argument(
+        "--leader-election-id",
+        default=_env("PROMPT_OPERATOR_LEADER_ELECTION_ID", "prompt-operator"),
+        help="name of the Lease [PROMPT_OPERATOR_LEADER_ELECTION_ID; default prompt-operator]",
+    )
+    p.add_argument(
+        "--identity",
+        default=_env("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}",
+        help="this replica's name on the Lease [POD_NAME; default host name and process id]",
+    )
+    for flag, default, what in (
+        ("lease-duration", "10", "how long a standby waits after the leader's last renew"),
+        ("renew-deadline", "7", "how long the leader keeps trying to renew before it stops"),
+        ("retry-period", "2", "how often every replica tries to take or renew the Lease"),
+    ):
+        env = "PROMPT_OPERATOR_" + flag.upper().replace("-", "_")
+        p.add_argument(
+            f"--{flag}",
+            type=float,
+            default=float(_env(env, default)),
+            help=f"{what}, seconds [{env}; default {default}]",
+        )
+    p.add_argument(
+        "--sidecar-port",
+        type=int,
+        default=int(_env("PROMPT_OPERATOR_SIDECAR_PORT", str(wire.DEFAULT_PORT))),
+        help="signal port of the injected sidecar; the chart passes the port its "
+        "NetworkPolicy opens [PROMPT_OPERATOR_SIDECAR_PORT]",
+    )
+    p.add_argument(
+        "--sidecar-probe-port",
+        type=int,
+        default=int(_env("PROMPT_OPERATOR_SIDECAR_PROBE_PORT", str(wire.DEFAULT_PROBE_PORT))),
+        help="probe port of the injected sidecar [PROMPT_OPERATOR_SIDECAR_PROBE_PORT]",
+    )
+    p.add_argument(
         "--kubeconfig",
         default=None,
         help="kubeconfig file [KUBECONFIG; default: the in-cluster service account, "
@@ -139,7 +198,27 @@ def parser() -> argparse.ArgumentParser:
 
 
 def parse_config(argv: Sequence[str] | None) -> OperatorConfig:
-    args = parser().parse_args(argv)
+    p = parser()
+    args = p.parse_args(argv)
+    try:
+        lease = LeaseConfig(
+            namespace=args.leader_election_namespace,
+            name=args.leader_election_id,
+            identity=args.identity,
+            lease_duration=args.lease_duration,
+            renew_deadline=args.renew_deadline,
+            retry_period=args.retry_period,
+        )
+    except ValueError as exc:
+        p.error(str(exc))
+    for flag, port in (
+        ("--sidecar-port", args.sidecar_port),
+        ("--sidecar-probe-port", args.sidecar_probe_port),
+    ):
+        if not 0 < port < 65536:
+            p.error(f"{flag} {port}: must be a port number from 1 to 65535")
+    if args.sidecar_port == args.sidecar_probe_port:
+        p.error("--sidecar-port and --sidecar-probe-port must differ: the sidecar listens on both")
     namespaces = args.namespace
     if namespaces is None:
         raw = os.environ.get("PROMPT_OPERATOR_NAMESPACES", "")
@@ -161,4 +240,8 @@ def parse_config(argv: Sequence[str] | None) -> OperatorConfig:
         webhook_cert=args.webhook_cert,
         webhook_key=args.webhook_key,
         sidecar_image=args.sidecar_image,
+        leader_elect=args.leader_elect,
+        lease=lease,
+        sidecar_port=args.sidecar_port,
+        sidecar_probe_port=args.sidecar_probe_port,
     )

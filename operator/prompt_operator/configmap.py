@@ -4,7 +4,7 @@ Its name carries the revision hash, its data never changes (``immutable``:
 the API server refuses any change, and kubelets stop watching it), and its
 ``revision-number`` label says which revision is current: the highest. A
 rollback to a text still in history only raises that label. The format is the
-contract with the sidecar and is defined in ``prompt_sidecar.wire``; this
+contract with the sidecar and is defined in ``prompt_client.wire``; this
 module only fills it in.
 """
 
@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from prompt_sidecar import wire
+from prompt_client import wire
 
 from .model import Prompt
 from .render import Rendered
 
-API_VERSION = "prompts.dev/v1alpha1"
+API_VERSION = wire.API_VERSION
 
 
 def configmap_labels(prompt: Prompt) -> dict[str, str]:

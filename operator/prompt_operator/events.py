@@ -8,8 +8,12 @@ import datetime as dt
 import logging
 import socket
 
-from .kubeapi import ApiError, KubeApi, object_path
+from prompt_client import wire
+
+from .logs import about
 from .model import PromptRef
+from .runtime.client import KubeApi, object_path
+from .runtime.errors import ApiError
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +35,7 @@ async def post_event(
         "kind": "Event",
         "metadata": {"generateName": f"{ref.name}.", "namespace": ref.namespace},
         "involvedObject": {
-            "apiVersion": "prompts.dev/v1alpha1",
+            "apiVersion": wire.API_VERSION,
             "kind": "Prompt",
             "name": ref.name,
             "namespace": ref.namespace,
@@ -49,5 +53,7 @@ async def post_event(
     }
     try:
         await api.request("POST", object_path("v1", "events", ref.namespace), body=body)
-    except (ApiError, OSError) as exc:
-        logger.warning("could not post event %s for Prompt %s: %s", reason, ref, exc)
+    except ApiError as exc:  # network failures included: the client raises nothing else
+        logger.warning(
+            "could not post event %s for Prompt %s: %s", reason, ref, exc, extra=about(ref)
+        )

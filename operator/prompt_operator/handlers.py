@@ -12,34 +12,58 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+import ssl
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 
 import kopf
 
-from .config import OperatorConfig
-from .delivery import Delivery
-from .inventory import Inventory
-from .kubeapi import KubeApi, credentials_from
-from .model import PromptRef
-from .reconcile import Reconciler
+from prompt_client import wire
 
-GROUP, VERSION, PLURAL = "prompts.dev", "v1alpha1", "prompts"
-PREFIX = "prompts.dev"
+from .config import OperatorConfig
+from .controllers.accounting import DeliveryAccounting
+from .controllers.signals import Signals
+from .controllers.status_writer import StatusWriter
+from .controllers.subscribers import Subscribers
+from .inventory import Inventory
+from .reconcile import Reconciler
+from .runtime.client import Credentials, KubeApi
+from .runtime.leader import AlwaysLeader, LeaderElector, Leadership
+
+GROUP, VERSION, PLURAL = wire.GROUP, wire.VERSION, wire.PLURAL
+PREFIX = wire.PREFIX
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
-class Runtime:
+class Controllers:
     """Everything the handlers share, created at startup and kept in kopf's memo."""
 
     api: KubeApi
-    inventory: Inventory
+    leader: Leadership
     reconciler: Reconciler
-    delivery: Delivery
+    signals: Signals
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+
+async def _when_leading(leader: Leadership, work: Callable[[], Awaitable[None]]) -> None:
+    await leader.leading.wait()
+    await work()
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def credentials_from(info: kopf.ConnectionInfo) -> Credentials:
+    """Credentials for our session from the ``kopf.ConnectionInfo`` kopf logged in with."""
+    context: ssl.SSLContext | bool = info.as_ssl_context()
+    if info.insecure:
+        context = False
+    return Credentials(server=info.server, ssl=context, headers=info.as_http_headers())
 
 
 def _credentials(settings: kopf.OperatorSettings) -> kopf.ConnectionInfo | None:
@@ -113,45 +137,57 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
             "no Kubernetes credentials: run in a pod with a service account, "
             "or pass --kubeconfig / set KUBECONFIG"
         )
-    api = KubeApi(credentials_from(info))
-    reconciler_box: list[Reconciler] = []
+    credentials = credentials_from(info)
+    # Writes carry the replica's name, so the audit log tells the replicas apart.
+    agent = f"prompt-operator/{config.lease.identity}"
+    leader: Leadership = AlwaysLeader()
+    if config.leader_elect:
 
-    def vanished(ref: PromptRef) -> None:
-        if reconciler_box:
-            reconciler_box[0].refresh(ref)
+        def lost() -> None:  # as controller-runtime: stop, and let the kubelet restart us
+            memo["lost_leadership"] = True
+            memo["stop"].set()
 
-    def api_is_back() -> None:
-        if reconciler_box:
-            reconciler_box[0].retry_now()
-
-    inventory = Inventory(api, config.namespaces, on_deleted=vanished, on_recovered=api_is_back)
-    delivery = Delivery(api, config)
-    reconciler = Reconciler(api, inventory, delivery=delivery, workers=config.workers)
-    reconciler_box.append(reconciler)
-    runtime = Runtime(api, inventory, reconciler, delivery)
+        leader = LeaderElector(KubeApi(credentials, user_agent=agent), config.lease, on_lost=lost)
+    # The fence: once the lease may have passed to another replica, writes are refused.
+    api = KubeApi(credentials, fence=leader.valid, user_agent=agent)
+    clock = _utc_now
+    inventory = Inventory(api, config.namespaces)
+    subscribers = Subscribers(api, config.namespaces)
+    signals = Signals(subscribers, config, leader)
+    status = StatusWriter(api, subscribers, clock)
+    accounting = DeliveryAccounting(subscribers, signals, status, config, leader)
+    reconciler = Reconciler(
+        api, inventory, subscribers, accounting, status, leader, workers=config.workers, clock=clock
+    )
+    controllers = Controllers(api, leader, reconciler, signals)
     loop = asyncio.get_running_loop()
-    runtime.tasks = [
+    controllers.tasks = [
+        loop.create_task(leader.run(), name="leader election"),
         loop.create_task(inventory.run(), name="configmap inventory"),
-        loop.create_task(delivery.run(), name="delivery"),
+        loop.create_task(subscribers.run(), name="subscribed pods"),
+        loop.create_task(accounting.run(), name="delivery accounting"),
         loop.create_task(reconciler.run(), name="reconciler"),
-        loop.create_task(reconciler.scheduler.run(), name="schedule"),
+        loop.create_task(_when_leading(leader, reconciler.scheduler.run), name="schedule"),
     ]
-    memo["runtime"] = runtime
+    memo["controllers"] = controllers
     # The first decisions need to know which ConfigMaps exist already.
     await asyncio.wait_for(inventory.synced.wait(), timeout=120)
 
 
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
-    runtime: Runtime | None = memo.get("runtime")
-    if runtime is None:
+    controllers: Controllers | None = memo.get("controllers")
+    if controllers is None:
         return
-    for task in runtime.tasks:
+    for task in controllers.tasks:
         task.cancel()
-    for task in runtime.tasks:
+    for task in controllers.tasks:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
-    await runtime.api.close()
+    # Nothing of ours writes any more: hand the Lease over at once.
+    await controllers.leader.release()
+    await controllers.signals.close()
+    await controllers.api.close()
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
@@ -163,8 +199,8 @@ async def prompt_event(
 ) -> None:
     # async on purpose: kopf runs plain functions in a thread pool, and the
     # reconciler's queue belongs to the event loop.
-    runtime: Runtime = memo["runtime"]
+    controllers: Controllers = memo["controllers"]
     if event.get("type") == "DELETED":
-        runtime.reconciler.submit_deleted(body)
+        controllers.reconciler.submit_deleted(body)
     else:
-        runtime.reconciler.submit(body)
+        controllers.reconciler.submit(body)

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from prompt_sidecar import wire
+from prompt_client import wire
 
 from .render import Rendered
 

@@ -14,6 +14,10 @@ A Pod labelled ``prompts.dev/inject: "true"`` gets:
   containers share the pod's service account).
 
 Injecting twice changes nothing: a pod that already has the sidecar is left alone.
+A pod that already uses a name or path the injection adds (a volume called
+``prompts``, a mount at the prompt directory, the sidecar's ports) is refused
+with a message saying what to rename: writing into the app's own volume, or
+leaving its mount read-write, would be silently wrong.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from prompt_sidecar import wire
+from prompt_client import wire
 
 INJECT_LABEL = "prompts.dev/inject"
 SIDECAR_NAME = "prompt-sidecar"
@@ -37,7 +41,12 @@ DEFAULT_DIR = "/prompts"
 class InjectionConfig:
     image: str
     port: int = wire.DEFAULT_PORT
+    probe_port: int = wire.DEFAULT_PROBE_PORT
     directory: str = DEFAULT_DIR
+
+
+class InjectionRefused(ValueError):
+    """The pod uses a name or path the sidecar needs; the message says what to rename."""
 
 
 def _field_env(name: str, path: str) -> dict[str, Any]:
@@ -48,7 +57,12 @@ def sidecar_container(config: InjectionConfig) -> dict[str, Any]:
     return {
         "name": SIDECAR_NAME,
         "image": config.image,
-        "args": ["sidecar", f"--dir={config.directory}", f"--port={config.port}"],
+        "args": [
+            "sidecar",
+            f"--dir={config.directory}",
+            f"--port={config.port}",
+            f"--probe-port={config.probe_port}",
+        ],
         "restartPolicy": "Always",
         "env": [
             _field_env("POD_NAME", "metadata.name"),
@@ -56,13 +70,18 @@ def sidecar_container(config: InjectionConfig) -> dict[str, Any]:
             _field_env("POD_IP", "status.podIP"),
             _field_env("PROMPT_SELECTOR", f"metadata.annotations['{wire.SELECTOR_ANNOTATION}']"),
         ],
-        "ports": [{"name": "prompt-signal", "containerPort": config.port}],
+        "ports": [
+            {"name": "prompt-signal", "containerPort": config.port},
+            {"name": "prompt-probes", "containerPort": config.probe_port},
+        ],
+        # Probes on their own listener: a flood on the signal port (open to the
+        # operator only when the NetworkPolicy is on) never makes the pod NotReady.
         "startupProbe": {
-            "httpGet": {"path": "/readyz", "port": config.port},
+            "httpGet": {"path": "/readyz", "port": config.probe_port},
             "periodSeconds": 1,
             "failureThreshold": 300,
         },
-        "readinessProbe": {"httpGet": {"path": "/readyz", "port": config.port}},
+        "readinessProbe": {"httpGet": {"path": "/readyz", "port": config.probe_port}},
         "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "64Mi"}},
         "securityContext": {
             "runAsNonRoot": True,
@@ -117,11 +136,49 @@ def _is_automatic_token(volume: Mapping[str, Any]) -> bool:
     )
 
 
+def collision(pod: Mapping[str, Any], config: InjectionConfig) -> str | None:
+    """What in ``pod`` collides with what injection adds, and what to rename; None: nothing."""
+    spec = pod.get("spec") or {}
+    for volume in spec.get("volumes") or []:
+        name = volume.get("name")
+        if name in (PROMPTS_VOLUME, TOKEN_VOLUME):
+            return (
+                f"the pod already has a volume named {name!r}, which the prompt sidecar adds "
+                f"for its own use: rename that volume (and its volumeMounts) in the pod spec"
+            )
+    containers = [*(spec.get("containers") or []), *(spec.get("initContainers") or [])]
+    directory = config.directory.rstrip("/") or "/"
+    for container in containers:
+        for mount in container.get("volumeMounts") or []:
+            path = str(mount.get("mountPath") or "").rstrip("/") or "/"
+            if path == directory:
+                return (
+                    f"container {container.get('name')!r} already mounts volume "
+                    f"{mount.get('name')!r} at {config.directory}, where the prompt sidecar "
+                    f"mounts the prompt directory: move that mount to another mountPath"
+                )
+        for port in container.get("ports") or []:
+            if port.get("containerPort") in (config.port, config.probe_port):
+                return (
+                    f"container {container.get('name')!r} already uses port "
+                    f"{port.get('containerPort')}, which the prompt sidecar listens on "
+                    f"(ports {config.port} and {config.probe_port}): change that port, or "
+                    "the chart's sidecar.port / sidecar.probePort"
+                )
+    return None
+
+
 def injected(pod: Mapping[str, Any], config: InjectionConfig) -> dict[str, Any] | None:
-    """The pod with the sidecar added, or None when it already has one."""
+    """The pod with the sidecar added, or None when it already has one.
+
+    Raises ``InjectionRefused`` when the pod uses a name or path injection adds.
+    """
     spec = pod.get("spec") or {}
     if any(c.get("name") == SIDECAR_NAME for c in spec.get("initContainers") or []):
         return None
+    problem = collision(pod, config)
+    if problem is not None:
+        raise InjectionRefused(problem)
     result = copy.deepcopy(dict(pod))
     meta = result.setdefault("metadata", {})
     labels = meta.get("labels") or {}
@@ -143,15 +200,11 @@ def injected(pod: Mapping[str, Any], config: InjectionConfig) -> dict[str, Any] 
             container["volumeMounts"] = [
                 m for m in container["volumeMounts"] if m.get("name") not in automatic
             ]
-    taken = {v.get("name") for v in spec.get("volumes") or []}
-    spec["volumes"] = list(spec.get("volumes") or []) + [
-        v for v in _volumes() if v["name"] not in taken
-    ]
+    spec["volumes"] = list(spec.get("volumes") or []) + _volumes()
     spec["initContainers"] = [*(spec.get("initContainers") or []), sidecar_container(config)]
     for container in spec.get("containers") or []:
         mounts = container.setdefault("volumeMounts", [])
-        if not any(m.get("name") == PROMPTS_VOLUME for m in mounts):
-            mounts.append({"name": PROMPTS_VOLUME, "mountPath": config.directory, "readOnly": True})
+        mounts.append({"name": PROMPTS_VOLUME, "mountPath": config.directory, "readOnly": True})
         env = container.setdefault("env", [])
         if not any(e.get("name") == "PROMPT_DIR" for e in env):
             env.append({"name": "PROMPT_DIR", "value": config.directory})

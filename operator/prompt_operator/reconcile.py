@@ -7,78 +7,46 @@ the revision ConfigMaps are compared with the inventory, the status with the
 status last seen, so an edit costs two writes (the new revision's ConfigMap,
 one status patch), plus one delete once the history is full; a restart or a
 re-applied manifest costs none.
+
+One reconcile reads as the design's flow: parse, evaluate, plan and apply the
+revisions, status. Each step is a controller of its own (``controllers``).
+Only the leader's workers run; a standby queues and keeps its caches warm.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
-from typing import Any, Protocol
+from typing import Any
 
-import aiohttp
-
-from prompt_sidecar import wire
+from prompt_client import wire
 
 from . import history, metrics
-from .configmap import build_configmap, label_patch, revision_labels
-from .delivery import DeliveryCount, delivered_condition, delivery_field, variants_field
-from .events import now_rfc3339, post_event
-from .inventory import Entry, entry_from
-from .kubeapi import ApiError, KubeApi, backoff_sleep, object_path
+from .configmap import revision_labels
+from .controllers.accounting import DeliveryAccounting
+from .controllers.keyclaims import KeyClaims
+from .controllers.revisions import Outcome, Revisions
+from .controllers.status_writer import GROUP_VERSION, PLURAL, StatusWriter
+from .controllers.subscribers import Subscribers
+from .events import post_event
+from .inventory import Inventory
+from .logs import about
 from .model import Prompt, PromptRef, SpecError, parse_prompt
-from .policies import Problem, evaluate
+from .policies import Problem, Verdict, evaluate
 from .render import Rendered, render
+from .runtime.client import KubeApi, object_path
+from .runtime.errors import ApiError
+from .runtime.leader import Leadership
+from .runtime.workqueue import WorkQueue
 from .schedule import Scheduler, next_activation, utc_text
-from .status import Condition, build_status, condition, status_patch
+from .status import Condition, condition, delivered_condition, delivery_field, variants_field
 
 logger = logging.getLogger(__name__)
 
-GROUP_VERSION = "prompts.dev/v1alpha1"
-PLURAL = "prompts"
 MAX_ATTEMPTS_LOGGED = 5
-
-
-class Delivery(Protocol):
-    """What the reconciler needs from the delivery side (signals to sidecars)."""
-
-    status_writer: Any
-
-    async def delivered(self, prompt: Prompt, revision: str) -> DeliveryCount: ...
-
-    def track(self, prompt: Prompt, revision: str, known: tuple[int, int]) -> None: ...
-
-    async def withdraw(self, ref: PromptRef) -> None: ...
-
-    def matching_pods(self, prompt: Prompt) -> list[str]: ...
-
-
-@dataclass(frozen=True)
-class _Revision:
-    """Where a reconcile left the Prompt's revisions."""
-
-    wrote: bool  # a ConfigMap was created or relabelled
-    number: int
-    records: list[history.Record]
-    new: history.Record | None  # the record this reconcile added
-
-
-@dataclass
-class _Written:
-    """Status we wrote last, with the resourceVersion the API server gave it."""
-
-    resource_version: int
-    status: Mapping[str, Any]
-
-
-def _rv(body: Mapping[str, Any]) -> int:
-    try:
-        return int((body.get("metadata") or {}).get("resourceVersion") or 0)
-    except (TypeError, ValueError):
-        return 0
+Clock = Callable[[], datetime]
 
 
 def slim(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -102,60 +70,81 @@ def slim(body: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def key_owner(claims: Iterable[tuple[str, str]]) -> str | None:
-    """The Prompt that keeps a key: the oldest, then the first by name."""
-    ordered = sorted(claims)
-    return ordered[0][1] if ordered else None
+def ref_of(body: Mapping[str, Any]) -> PromptRef:
+    meta = body.get("metadata") or {}
+    return PromptRef(str(meta.get("namespace")), str(meta.get("name")))
 
 
 class Reconciler:
     def __init__(
         self,
         api: KubeApi,
-        inventory: Any,
+        inventory: Inventory,
+        subscribers: Subscribers,
+        accounting: DeliveryAccounting,
+        status: StatusWriter,
+        leadership: Leadership,
         *,
-        delivery: Delivery | None = None,
         workers: int = 8,
-        clock: Any = None,
+        clock: Clock | None = None,
     ) -> None:
         self._api = api
-        self._clock = clock or (lambda: datetime.now(timezone.utc))
+        self._inventory = inventory
+        self._subscribers = subscribers
+        self._accounting = accounting
+        self._status = status
+        self._leadership = leadership
+        self._clock: Clock = clock or (lambda: datetime.now(timezone.utc))
+        self._claims = KeyClaims()
+        self._revisions = Revisions(api, inventory)
         # One timer for every Prompt's next schedule entry (no per-object timers).
         self.scheduler = Scheduler(self.refresh, self._clock)
-        self._inventory = inventory
-        # (namespace, key) -> {Prompt name: creationTimestamp}: who claims which key.
-        # Kept from watch events here rather than in a kopf index, whose readiness
-        # toggles wake every waiting worker on every new object (quadratic).
-        self._claims: dict[tuple[str, str], dict[str, str]] = {}
-        self._delivery = delivery
-        self._workers = workers
-        self._queue: asyncio.Queue[PromptRef] = asyncio.Queue()
+        self._queue: WorkQueue[PromptRef] = WorkQueue(base_delay=0.5, max_delay=60)
         self._bodies: dict[PromptRef, Mapping[str, Any] | None] = {}  # None: deleted
-        self._queued: set[PromptRef] = set()
-        self._active: set[PromptRef] = set()
-        self._dirty: set[PromptRef] = set()
-        self._attempts: dict[PromptRef, int] = {}
-        self._retries: dict[PromptRef, asyncio.Task[None]] = {}  # waiting out a backoff
-        self._written: dict[PromptRef, _Written] = {}
-        self._keys: dict[PromptRef, str] = {}
-        if delivery is not None:
-            delivery.status_writer = self.refresh_delivery
+        self._workers = workers
+        inventory.add_deleted_handler(self.refresh)  # a ConfigMap vanished: write it again
+        inventory.add_recovered_handler(self.retry_now)
 
     # -- intake (called from kopf handlers; never blocks) ------------------------
 
     def submit(self, body: Mapping[str, Any]) -> None:
-        meta = body.get("metadata") or {}
-        ref = PromptRef(str(meta.get("namespace")), str(meta.get("name")))
+        ref = ref_of(body)
         spec = body.get("spec") or {}
         key = spec.get("key") if isinstance(spec, Mapping) else None
-        self._claim(ref, str(key or ref.name), str(meta.get("creationTimestamp") or ""))
-        written = self._written.get(ref)
-        if written is not None and _rv(body) >= written.resource_version:
-            del self._written[ref]  # the event of our own write has arrived
-        if ref not in self._active and ref not in self._queued and self._settled(body):
+        created = str((body.get("metadata") or {}).get("creationTimestamp") or "")
+        self._claim(ref, str(key or ref.name), created)
+        self._status.observe(ref, body)
+        # A standby re-checks queued Prompts too: the leader has usually settled
+        # them by the next event, and a standby holds no text it will not need.
+        standby = not self._leadership.leading.is_set()
+        if (standby or not self._queue.busy(ref)) and self._settled(body):
+            self._queue.discard(ref)
+            self._bodies.pop(ref, None)
             return  # nothing to do, and nothing (no text) kept in memory
         self._bodies[ref] = slim(body)
-        self._schedule(ref)
+        self._queue.add(ref)
+
+    def submit_deleted(self, body: Mapping[str, Any]) -> None:
+        ref = ref_of(body)
+        self._claim(ref, None, "")
+        self._bodies[ref] = None
+        self._queue.add(ref)
+
+    def refresh(self, ref: PromptRef) -> None:
+        """Reconcile ``ref`` again from a fresh read (its ConfigMap vanished, a peer left)."""
+        self._queue.add(ref)
+
+    def retry_now(self) -> None:
+        """The API server answers again: retry every failed Prompt now rather than
+        after its backoff, which an outage of a few seconds grows to many more.
+        A Prompt that fails again backs off further (its count is kept)."""
+        retried = self._queue.retry_now()
+        if retried:
+            logger.info("API server reachable again: retrying %d Prompt(s) now", retried)
+
+    def _claim(self, ref: PromptRef, key: str | None, created: str) -> None:
+        for peer in self._claims.claim(ref, key, created):
+            self.refresh(peer)
 
     def _settled(self, body: Mapping[str, Any]) -> bool:
         """True when the cluster already matches ``body``: the ConfigMap of its current
@@ -198,130 +187,50 @@ class Reconciler:
         if entry is None or entry.labels != revision_labels(prompt, head.number):
             return False
         self.scheduler.set(prompt.ref, upcoming)
-        if self._delivery is not None:
-            self._delivery.track(
-                prompt, rendered.revision, (delivery["updated"], delivery["subscribed"])
-            )
+        self._accounting.track(
+            prompt, rendered.revision, (delivery["updated"], delivery["subscribed"])
+        )
         return True
-
-    def submit_deleted(self, body: Mapping[str, Any]) -> None:
-        meta = body.get("metadata") or {}
-        ref = PromptRef(str(meta.get("namespace")), str(meta.get("name")))
-        self._claim(ref, None, "")
-        self._bodies[ref] = None
-        self._schedule(ref)
-
-    def _key_owners(self, namespace: str, key: str) -> list[tuple[str, str]]:
-        claims = self._claims.get((namespace, key)) or {}
-        return [(created, name) for name, created in claims.items()]
-
-    def _claim(self, ref: PromptRef, key: str | None, created: str) -> None:
-        """Record that ``ref`` claims ``key`` (None: no key any more); Prompts whose
-        ownership of a key may have changed are reconciled again."""
-        old = self._keys.get(ref)
-        if old == key:
-            return
-        if old is not None:
-            peers = self._claims.get((ref.namespace, old), {})
-            peers.pop(ref.name, None)
-            if not peers:
-                self._claims.pop((ref.namespace, old), None)
-            for name in peers:
-                self.refresh(PromptRef(ref.namespace, name))
-        if key is None:
-            self._keys.pop(ref, None)
-            return
-        self._keys[ref] = key
-        peers = self._claims.setdefault((ref.namespace, key), {})
-        for name in peers:
-            self.refresh(PromptRef(ref.namespace, name))
-        peers[ref.name] = created
-
-    def refresh(self, ref: PromptRef) -> None:
-        """Reconcile ``ref`` again from a fresh read (its ConfigMap vanished, a peer left)."""
-        self._schedule(ref)
-
-    def _schedule(self, ref: PromptRef) -> None:
-        if ref in self._active:
-            self._dirty.add(ref)
-        elif ref not in self._queued:
-            self._queued.add(ref)
-            self._queue.put_nowait(ref)
-
-    def _retry_later(self, ref: PromptRef) -> None:
-        attempt = self._attempts.get(ref, 0)
-        self._attempts[ref] = attempt + 1
-
-        async def later() -> None:
-            await backoff_sleep(attempt, base=0.5, cap=60)
-            self._retries.pop(ref, None)
-            self._schedule(ref)
-
-        previous = self._retries.pop(ref, None)
-        if previous is not None:
-            previous.cancel()
-        self._retries[ref] = asyncio.get_running_loop().create_task(later())
-
-    def retry_now(self) -> None:
-        """The API server answers again: retry every failed Prompt now rather than
-        after its backoff, which an outage of a few seconds grows to many more.
-        A Prompt that fails again backs off further (its count is kept)."""
-        retries, self._retries = self._retries, {}
-        for ref, task in retries.items():
-            task.cancel()
-            self._schedule(ref)
-        if retries:
-            logger.info("API server reachable again: retrying %d Prompt(s) now", len(retries))
 
     # -- workers -------------------------------------------------------------------
 
     async def run(self) -> None:
         await self._inventory.synced.wait()
+        await self._leadership.leading.wait()  # a standby only keeps its caches
         await asyncio.gather(*(self._work() for _ in range(self._workers)))
 
     async def _work(self) -> None:
         while True:
             ref = await self._queue.get()
-            self._queued.discard(ref)
-            self._active.add(ref)
             try:
                 await self.reconcile(ref)
-                self._attempts.pop(ref, None)
+                self._queue.forget(ref)
             except asyncio.CancelledError:
                 raise
-            except (ApiError, aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+            except ApiError as exc:
                 metrics.RECONCILE_ERRORS.inc()
                 level = (
                     logging.WARNING
-                    if self._attempts.get(ref, 0) < MAX_ATTEMPTS_LOGGED
+                    if self._queue.failures(ref) < MAX_ATTEMPTS_LOGGED
                     else logging.DEBUG
                 )
-                logger.log(level, "Prompt %s: reconcile failed, will retry: %s", ref, exc)
-                self._retry_later(ref)
+                logger.log(
+                    level, "Prompt %s: reconcile failed, will retry: %s", ref, exc, extra=about(ref)
+                )
+                self._queue.add_rate_limited(ref)
             except Exception:
                 metrics.RECONCILE_ERRORS.inc()
-                logger.exception("Prompt %s: unexpected error, will retry", ref)
-                self._retry_later(ref)
+                logger.exception("Prompt %s: unexpected error, will retry", ref, extra=about(ref))
+                self._queue.add_rate_limited(ref)
             finally:
-                self._active.discard(ref)
-                if ref in self._dirty:
-                    self._dirty.discard(ref)
-                    self._schedule(ref)
+                self._queue.done(ref)
 
     # -- one reconcile -----------------------------------------------------------
 
     async def _read(self, ref: PromptRef) -> Mapping[str, Any] | None:
         if ref in self._bodies:
             return self._bodies.pop(ref)
-        try:
-            body: Mapping[str, Any] = await self._api.request(
-                "GET", object_path(GROUP_VERSION, PLURAL, ref.namespace, ref.name)
-            )
-            return body
-        except ApiError as exc:
-            if exc.status == 404:
-                return None
-            raise
+        return await self._api.get(object_path(GROUP_VERSION, PLURAL, ref.namespace, ref.name))
 
     async def reconcile(self, ref: PromptRef) -> None:
         metrics.RECONCILES.inc()
@@ -332,328 +241,156 @@ class Reconciler:
         try:
             prompt = parse_prompt(body)
         except SpecError as exc:
-            await self._write_status(
-                ref,
-                body,
-                str((body.get("metadata") or {}).get("uid", "")),
-                Condition("Ready", False, "InvalidSpec", str(exc)),
-                revision=None,
-                key=None,
-            )
+            uid = str((body.get("metadata") or {}).get("uid", ""))
+            ready = Condition("Ready", False, "InvalidSpec", str(exc))
+            await self._status.write(ref, body, uid, ready, revision=None, key=None)
             return
         now = self._clock()
         rendered = render(prompt, now)
         upcoming = next_activation(prompt, now)
         self.scheduler.set(ref, upcoming)
         verdict = evaluate(prompt, rendered)
-        problem = verdict.problem
-        if problem is None:
-            owner = key_owner(self._key_owners(ref.namespace, prompt.key))
-            if owner is not None and owner != ref.name:
-                problem = Problem(
-                    "KeyConflict",
-                    f"Prompt {owner} in this namespace already serves key {prompt.key!r}; "
-                    "give one of them a different spec.key",
-                )
+        problem = verdict.problem or self._key_conflict(prompt)
         if (body.get("metadata") or {}).get("deletionTimestamp"):
             return  # going away (its namespace may be terminating): write nothing more
-        current = self._latest_status(ref, body)
-        revision: _Revision | None = None
+        schedule = {"nextActivation": utc_text(upcoming) if upcoming else None}
+        current = self._status.latest(ref, body)
         if problem is None:
-            try:
-                revision = await self._apply_revision(prompt, rendered, current)
-            except ApiError as exc:
-                if exc.retryable:
-                    raise
-                if exc.status == 403 and "being terminated" in exc.message:
-                    logger.debug("Prompt %s: namespace is terminating; nothing to write", ref)
-                    return
-                problem = Problem("WriteFailed", f"the ConfigMap could not be written: {exc}")
-        if problem is not None and problem.reason == "KeyConflict":
-            await self._drop_configmaps(ref)  # the key is another Prompt's; serve nothing
-        if problem is not None or revision is None:
-            assert problem is not None
-            await self._write_status(
-                ref,
-                body,
-                prompt.uid,
-                Condition("Ready", False, problem.reason, problem.message),
-                revision=None,
-                key=None,
-                extra={"nextActivation": utc_text(upcoming) if upcoming else None},
-            )
-            return
+            outcome = await self._apply_revisions(prompt, rendered, current)
+            if isinstance(outcome, Problem):
+                problem = outcome
+            elif outcome is not None:
+                await self._ready(prompt, body, rendered, outcome, current, schedule)
+                await self._announce(prompt, rendered, outcome, verdict)
+                return
+            else:
+                return  # its namespace is terminating: nothing to write
+        assert problem is not None
+        if problem.reason == "KeyConflict":
+            await self._drop(ref)  # the key is another Prompt's; serve nothing
+        ready = Condition("Ready", False, problem.reason, problem.message)
+        await self._status.write(
+            ref, body, prompt.uid, ready, revision=None, key=None, extra=schedule
+        )
+
+    def _key_conflict(self, prompt: Prompt) -> Problem | None:
+        owner = self._claims.owner(prompt.ref.namespace, prompt.key)
+        if owner is None or owner == prompt.ref.name:
+            return None
+        return Problem(
+            "KeyConflict",
+            f"Prompt {owner} in this namespace already serves key {prompt.key!r}; "
+            "give one of them a different spec.key",
+        )
+
+    async def _apply_revisions(
+        self, prompt: Prompt, rendered: Rendered, current: Mapping[str, Any]
+    ) -> Outcome | Problem | None:
+        """The revisions applied; a Problem when the API server refused for good;
+        None when the namespace is being terminated."""
+        try:
+            return await self._revisions.apply(prompt, rendered, current)
+        except ApiError as exc:
+            if exc.retryable:
+                raise
+            if exc.status == 403 and "being terminated" in exc.message:
+                logger.debug(
+                    "Prompt %s: namespace is terminating; nothing to write",
+                    prompt.ref,
+                    extra=about(prompt.ref),
+                )
+                return None
+            return Problem("WriteFailed", f"the ConfigMap could not be written: {exc}")
+
+    async def _ready(
+        self,
+        prompt: Prompt,
+        body: Mapping[str, Any],
+        rendered: Rendered,
+        outcome: Outcome,
+        current: Mapping[str, Any],
+        schedule: Mapping[str, Any],
+    ) -> None:
+        """Status of a Prompt whose revision is in place: Ready, history, delivery."""
         extra: dict[str, Any] = {
-            "revisions": [r.to_status() for r in revision.records],
-            "nextActivation": utc_text(upcoming) if upcoming else None,
+            "revisions": [r.to_status() for r in outcome.records],
+            **schedule,
             "activeSchedule": rendered.source.removeprefix("schedule ")
             if rendered.source != "spec"
             else None,
         }
         delivered: Condition | None = None
         known = current.get("delivery") or {}
-        unchanged = (
-            not revision.wrote
+        if (
+            not outcome.wrote
             and current.get("revision") == rendered.revision
             and isinstance(known.get("updated"), int)
             and isinstance(known.get("subscribed"), int)
-        )
-        if self._delivery is not None and unchanged:
+        ):
             # Nothing to deliver: waiting for every pod here would make a restart
             # with thousands of Prompts slow and could write counts nobody changed.
-            self._delivery.track(prompt, rendered.revision, (known["updated"], known["subscribed"]))
-        elif self._delivery is not None:
-            count = await self._delivery.delivered(prompt, rendered.revision)
+            self._accounting.track(
+                prompt, rendered.revision, (known["updated"], known["subscribed"])
+            )
+        else:
+            count = await self._accounting.delivered(prompt, rendered.revision)
             extra["delivery"] = delivery_field(count)
             delivered = delivered_condition(count, rendered.revision)
-        if self._delivery is not None:
-            extra["variants"] = variants_field(
-                prompt.ref.name, rendered.variants, self._delivery.matching_pods(prompt)
-            )
-        cm_name = wire.configmap_name(ref.name, rendered.revision)
-        await self._write_status(
-            ref,
+        extra["variants"] = variants_field(
+            prompt.ref.name, rendered.variants, self._subscribers.matching_pods(prompt)
+        )
+        cm_name = wire.configmap_name(prompt.ref.name, rendered.revision)
+        ready = Condition(
+            "Ready",
+            True,
+            "Rendered",
+            f"revision {outcome.number} ({rendered.revision}) is in ConfigMap {cm_name}",
+        )
+        await self._status.write(
+            prompt.ref,
             body,
             prompt.uid,
-            Condition(
-                "Ready",
-                True,
-                "Rendered",
-                f"revision {revision.number} ({rendered.revision}) is in ConfigMap {cm_name}",
-            ),
+            ready,
             revision=rendered.revision,
             key=rendered.key,
             extra=extra,
             delivered=delivered,
         )
-        if revision.new is not None and revision.new.source != "spec":
+
+    async def _announce(
+        self, prompt: Prompt, rendered: Rendered, outcome: Outcome, verdict: Verdict
+    ) -> None:
+        """Events for a new revision: a schedule entry took effect, policy warnings."""
+        if outcome.new is None:
+            return
+        if outcome.new.source != "spec":
             await post_event(
                 self._api,
-                ref,
+                prompt.ref,
                 prompt.uid,
                 warning=False,
                 reason="ScheduleActivated",
-                message=f"the {revision.new.source} entry took effect: "
-                f"revision {revision.number} ({rendered.revision})",
+                message=f"the {outcome.new.source} entry took effect: "
+                f"revision {outcome.number} ({rendered.revision})",
             )
-        if revision.new is not None:
-            for warning in verdict.warnings:
-                await post_event(
-                    self._api,
-                    ref,
-                    prompt.uid,
-                    warning=True,
-                    reason=warning.reason,
-                    message=warning.message,
-                )
-
-    async def _apply_revision(
-        self, prompt: Prompt, rendered: Rendered, status: Mapping[str, Any]
-    ) -> _Revision:
-        """Make ``rendered`` the current revision: create its ConfigMap, or raise the
-        number of the one still in history (a rollback), then prune what the history
-        limit no longer keeps. Returns the records for status."""
-        ref = prompt.ref
-        path = object_path("v1", "configmaps", ref.namespace)
-        records = history.records_from(status)
-        head = records[-1] if records else None
-        mine: dict[str, Entry] = {}
-        for entry in self._inventory.revisions(ref):
-            if entry.uid == prompt.uid:
-                mine[entry.revision] = entry
-            else:  # left by an earlier Prompt of this name, not yet garbage-collected
-                self._inventory.forget(ref.namespace, entry.name)
-                await self._api.delete(f"{path}/{entry.name}")
-                metrics.WRITES.labels("configmap").inc()
-        existing = mine.get(rendered.revision)
-        recorded = max((r.number for r in records), default=0)
-        if head is not None and head.revision == rendered.revision:
-            number = head.number
-        elif existing is not None and existing.number > recorded:
-            number = existing.number  # written before a crash; its status write was lost
-        else:
-            number = history.next_number(records, (e.number for e in mine.values()))
-        wrote = False
-        if existing is None:
-            body = build_configmap(prompt, rendered, number)
-            result = await self._api.apply(f"{path}/{body['metadata']['name']}", body)
-            metrics.WRITES.labels("configmap").inc()
-            self._inventory.record(ref.namespace, entry_from((result or body)["metadata"]))
-            wrote = True
-            logger.info("Prompt %s: revision %d (%s) created", ref, number, rendered.revision)
-        new: history.Record | None = None
-        if head is None or head.revision != rendered.revision or head.number != number:
-            previous = await self._snapshot(ref, head) if head is not None else None
-            new = history.Record(
-                number=number,
-                revision=rendered.revision,
-                time=now_rfc3339(),
-                source=rendered.source,
-                summary=history.summarize(previous, history.snapshot_of(rendered)),
-            )
-            earlier = [r.number for r in records if r.revision == rendered.revision]
-            if earlier:
-                new = dataclasses.replace(
-                    new, summary=f"same as revision {earlier[-1]}; {new.summary}"
-                )
-        kept = history.retained(records, new, prompt.history_limit)
-        # Labels: the current revision carries its number; every retained one carries
-        # the Prompt's labels (a pod selector must never pick an old revision).
-        numbers = {r.revision: r.number for r in kept}
-        for entry in list(self._inventory.revisions(ref)):
-            if entry.uid != prompt.uid:
-                continue
-            if entry.revision not in numbers:
-                self._inventory.forget(ref.namespace, entry.name)
-                await self._api.delete(f"{path}/{entry.name}")
-                metrics.WRITES.labels("configmap").inc()
-                logger.info("Prompt %s: pruned revision %s", ref, entry.revision)
-                continue
-            patch = label_patch(entry.labels, revision_labels(prompt, numbers[entry.revision]))
-            if patch:
-                result = await self._api.merge_patch(
-                    f"{path}/{entry.name}", {"metadata": {"labels": patch}}
-                )
-                metrics.WRITES.labels("configmap").inc()
-                self._inventory.record(ref.namespace, entry_from(result["metadata"]))
-                wrote = wrote or entry.revision == rendered.revision
-        return _Revision(wrote, number, kept, new)
-
-    async def _snapshot(self, ref: PromptRef, record: history.Record) -> history.Snapshot | None:
-        """What apps read at ``record`` (one GET of its ConfigMap), for the summary."""
-        name = wire.configmap_name(ref.name, record.revision)
-        try:
-            cm = await self._api.request(
-                "GET", object_path("v1", "configmaps", ref.namespace, name)
-            )
-        except ApiError:
-            return None
-        annotations = (cm.get("metadata") or {}).get("annotations") or {}
-        return history.snapshot_from_configmap(
-            cm.get("data") or {}, str(annotations.get(wire.KEY_ANNOTATION, ""))
-        )
-
-    async def _write_status(
-        self,
-        ref: PromptRef,
-        body: Mapping[str, Any],
-        uid: str,
-        ready: Condition,
-        *,
-        revision: str | None,
-        key: str | None,
-        extra: Mapping[str, Any] | None = None,
-        delivered: Condition | None = None,
-    ) -> None:
-        current = self._latest_status(ref, body)
-        generation = int((body.get("metadata") or {}).get("generation") or 0)
-        conditions = [ready] if delivered is None else [ready, delivered]
-        if delivered is None and "delivery" not in (extra or {}) and current.get("delivery"):
-            # Not ready: keep what pods serve (the last good revision) as it was.
-            kept = condition(current, "Delivered")
-            if kept is not None:
-                conditions.append(Condition.from_status(kept))
-        desired = build_status(
-            current,
-            generation=generation,
-            conditions=conditions,
-            revision=revision,
-            key=key,
-            now=now_rfc3339(),
-            extra=extra,
-        )
-        if not await self._patch_status(ref, current, desired):
-            return
-        before = condition(current, "Ready")
-        if not ready.status and (
-            before is None
-            or before.get("reason") != ready.reason
-            or before.get("message") != ready.message
-        ):
-            logger.warning("Prompt %s is not ready: %s: %s", ref, ready.reason, ready.message)
+        for warning in verdict.warnings:
             await post_event(
-                self._api, ref, uid, warning=True, reason=ready.reason, message=ready.message
+                self._api,
+                prompt.ref,
+                prompt.uid,
+                warning=True,
+                reason=warning.reason,
+                message=warning.message,
             )
-
-    def _latest_status(self, ref: PromptRef, body: Mapping[str, Any]) -> Mapping[str, Any]:
-        current: Mapping[str, Any] = body.get("status") or {}
-        written = self._written.get(ref)
-        if written is not None and written.resource_version > _rv(body):
-            current = written.status  # our own write is newer than the event we hold
-        return current
-
-    async def refresh_delivery(self, ref: PromptRef, revision: str, count: DeliveryCount) -> None:
-        """Rewrite status.delivery after pods came or went (rate-limited by the caller)."""
-        body = await self._read(ref)
-        if body is None:
-            return
-        current = self._latest_status(ref, body)
-        if current.get("revision") != revision:
-            return  # an edit is under way; its own status write carries delivery
-        ready = condition(current, "Ready")
-        if ready is None:
-            return
-        generation = int((body.get("metadata") or {}).get("generation") or 0)
-        desired = build_status(
-            current,
-            generation=int(ready.get("observedGeneration") or generation),
-            conditions=[
-                Condition.from_status(ready),
-                delivered_condition(count, revision),
-            ],
-            revision=revision,
-            key=None,
-            now=now_rfc3339(),
-            extra={"delivery": delivery_field(count), **self._variant_counts(body)},
-        )
-        desired["observedGeneration"] = current.get("observedGeneration", generation)
-        await self._patch_status(ref, current, desired)
-
-    def _variant_counts(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        """``{"variants": ...}`` with today's pods, when the Prompt has variants."""
-        if self._delivery is None:
-            return {}
-        try:
-            prompt = parse_prompt(body)
-        except SpecError:
-            return {}
-        rendered = render(prompt, self._clock())
-        pods = self._delivery.matching_pods(prompt)
-        return {"variants": variants_field(prompt.ref.name, rendered.variants, pods)}
-
-    async def _patch_status(
-        self, ref: PromptRef, current: Mapping[str, Any], desired: dict[str, Any]
-    ) -> bool:
-        """Write what differs between ``current`` and ``desired``; False when nothing
-        does. Remembers the result, which may be newer than the next event held."""
-        patch = status_patch(current, desired)
-        if not patch:
-            return False
-        result = await self._api.merge_patch_status(
-            object_path(GROUP_VERSION, PLURAL, ref.namespace, ref.name), patch
-        )
-        metrics.WRITES.labels("status").inc()
-        self._written[ref] = _Written(_rv(result or {}), (result or {}).get("status") or desired)
-        return True
 
     async def _deleted(self, ref: PromptRef) -> None:
-        self._written.pop(ref, None)
-        self._attempts.pop(ref, None)
+        self._status.forget(ref)
+        self._queue.forget(ref)
         self.scheduler.set(ref, None)
         # Garbage collection would remove the ConfigMaps too, but later; deleting
         # them now lets sidecars drop the file at once.
-        await self._drop_configmaps(ref)
+        await self._drop(ref)
 
-    async def _drop_configmaps(self, ref: PromptRef) -> None:
-        """Delete every revision ConfigMap of ``ref`` (one request per Prompt uid)."""
-        path = object_path("v1", "configmaps", ref.namespace)
-        for uid in sorted({entry.uid for entry in self._inventory.revisions(ref)}):
-            for entry in self._inventory.revisions(ref):
-                if entry.uid == uid:
-                    self._inventory.forget(ref.namespace, entry.name)
-            if uid:
-                await self._api.delete_collection(path, f"{wire.PROMPT_UID_LABEL}={uid}")
-            metrics.WRITES.labels("configmap").inc()
-            logger.info("Prompt %s: removed its revision ConfigMaps", ref)
-        if self._delivery is not None:
-            await self._delivery.withdraw(ref)
+    async def _drop(self, ref: PromptRef) -> None:
+        await self._revisions.drop(ref)
+        await self._accounting.withdraw(ref)

@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from prompt_sidecar import wire
+from prompt_client import wire
 
 from . import history
 from .model import SpecError, parse_time

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import sys
+import threading
 from collections.abc import Sequence
 
 from .config import OperatorConfig, parse_config
@@ -20,7 +21,7 @@ def _configure_logging(config: OperatorConfig) -> None:
     kopf.configure(
         verbose=config.verbose,
         log_format=kopf.LogFormat.JSON if fmt == "json" else kopf.LogFormat.FULL,
-        log_refkey="prompt",
+        log_refkey="object",  # kopf's own object lines; ours carry prompt, namespace, ...
     )
     # kopf's own per-event chatter is noise at INFO in a busy cluster.
     if not config.verbose:
@@ -46,15 +47,21 @@ def run(argv: Sequence[str] | None = None) -> int:
     liveness = (
         f"http://{config.health_host}:{config.health_port}/healthz" if config.health_port else None
     )
+    stop = threading.Event()  # set when this replica lost the lease
+    memo = kopf.Memo(config=config, stop=stop, lost_leadership=False)
     asyncio.run(
         kopf.operator(
             clusterwide=not config.namespaces,
             namespaces=list(config.namespaces),
-            # One replica with Recreate; kopf peering is active/standby by
-            # priority, not leader election, so it is off unless asked for.
+            # kopf's peering is active/standby by priority, and a standby kopf
+            # stops watching; our own Lease election (--leader-elect) keeps
+            # every replica's caches warm and its webhooks served instead.
             standalone=True,
             liveness_endpoint=liveness,
-            memo=kopf.Memo(config=config),
+            memo=memo,
+            stop_flag=stop,
         )
     )
-    return 0
+    # A replica that lost the lease exits non-zero, as controller-runtime's do,
+    # and comes back as a standby.
+    return 1 if memo.get("lost_leadership") else 0

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+from .logs import about
 from .model import Prompt, PromptRef, ScheduleEntry, Variant
 
 logger = logging.getLogger(__name__)
@@ -121,7 +122,7 @@ class Scheduler:
     async def run(self) -> None:
         while True:
             for ref in self.pop_due(self._clock()):
-                logger.info("Prompt %s: a schedule entry is due", ref)
+                logger.info("Prompt %s: a schedule entry is due", ref, extra=about(ref))
                 self._wake(ref)
             self._changed.clear()
             delay = None

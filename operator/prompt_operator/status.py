@@ -11,6 +11,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from prompt_client.contract import choose_variant
+
 
 @dataclass(frozen=True)
 class Condition:
@@ -127,3 +129,64 @@ def condition(status: Mapping[str, Any], type_: str) -> Mapping[str, Any] | None
         if isinstance(cond, Mapping) and cond.get("type") == type_:
             return cond
     return None
+
+
+# -- delivery: what the subscribed pods serve --------------------------------------
+
+
+@dataclass(frozen=True)
+class DeliveryCount:
+    updated: int
+    subscribed: int
+    missing: tuple[str, ...]
+
+
+def delivered_condition(count: DeliveryCount, revision: str) -> Condition:
+    """The ``Delivered`` condition, separate from ``Ready``: do the pods have it?"""
+    if count.subscribed == 0:
+        return Condition(
+            "Delivered", True, "NoSubscribers", "no subscribed pod selects this Prompt"
+        )
+    if count.updated == count.subscribed:
+        return Condition(
+            "Delivered",
+            True,
+            "AllPodsUpdated",
+            f"{count.updated}/{count.subscribed} subscribed pods serve revision {revision}",
+        )
+    waiting = ", ".join(count.missing[:5]) + (" ..." if len(count.missing) > 5 else "")
+    return Condition(
+        "Delivered",
+        False,
+        "PodsPending",
+        f"{count.updated}/{count.subscribed} subscribed pods serve revision {revision}; "
+        f"waiting for {waiting}",
+    )
+
+
+def delivery_field(count: DeliveryCount) -> dict[str, Any]:
+    """``status.delivery``; ``summary`` feeds the printer column (e.g. ``3/3``)."""
+    return {
+        "updated": count.updated,
+        "subscribed": count.subscribed,
+        "summary": f"{count.updated}/{count.subscribed}",
+    }
+
+
+def variants_field(
+    prompt: str, variants: tuple[tuple[str, int, str], ...], pods: list[str]
+) -> list[dict[str, Any]] | None:
+    """``status.variants``: how many of ``pods`` each variant goes to (None: no variants).
+
+    The same function the sidecars use (``choose_variant`` on the pod's name), so
+    the count is what the pods serve once they have the revision.
+    """
+    if not variants:
+        return None
+    weights = [(name, weight) for name, weight, _ in variants]
+    counts = dict.fromkeys((name for name, _ in weights), 0)
+    for pod in pods:
+        chosen = choose_variant(pod, prompt, weights)
+        if chosen is not None:
+            counts[chosen] += 1
+    return [{"name": n, "weight": w, "pods": counts[n]} for n, w in weights]

@@ -14,11 +14,11 @@ import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from prompt_client import wire
 from prompt_client.contract import DEFAULT_EXT
+from prompt_client.selector import Selector, SelectorError, parse_selector
 
-from . import wire
 from .files import ext_problem
-from .selector import Selector, SelectorError, parse_selector
 
 DEFAULT_RESYNC = 300.0
 
@@ -46,7 +46,7 @@ credentials: --kubeconfig / KUBECONFIG (first file of the list), else the
 pod's service account in {"/var/run/secrets/kubernetes.io/serviceaccount"}.
 
 endpoints on POD_IP:PORT:
-  POST {wire.SIGNAL_PATH}   signals from the operator (JSON, at most 1 MiB)
+  POST {wire.SIGNAL_PATH}   signals from the operator (JSON, at most 128 KiB)
   GET  /readyz       200 once the first full sync wrote every file, else 503
   GET  /healthz      JSON: status ok|degraded, lastSyncTime, lastSyncRevisions,
                      lastError
@@ -62,6 +62,7 @@ class ConfigError(ValueError):
 class SidecarConfig:
     directory: str
     port: int
+    probe_port: int  # 0: probes on the signal port only
     ext: str
     resync: float
     kubeconfig: str | None
@@ -90,6 +91,13 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         default=environ.get("PROMPT_SIDECAR_PORT", str(wire.DEFAULT_PORT)),
         help="port for signals, health and metrics; must match the pod's "
         f"{wire.PORT_ANNOTATION} annotation [env PROMPT_SIDECAR_PORT; default {wire.DEFAULT_PORT}]",
+    )
+    p.add_argument(
+        "--probe-port",
+        default=environ.get("PROMPT_SIDECAR_PROBE_PORT", str(wire.DEFAULT_PROBE_PORT)),
+        help="port for /readyz, /healthz and /metrics alone, so that a flood on the signal "
+        "port never fails the pod's probes; 0: none [env PROMPT_SIDECAR_PROBE_PORT; "
+        f"default {wire.DEFAULT_PROBE_PORT}]",
     )
     p.add_argument(
         "--ext",
@@ -125,6 +133,22 @@ def _port(raw: str) -> int:
     if not 0 < port < 65536:
         raise ConfigError(f"--port / PROMPT_SIDECAR_PORT {raw!r}: must be a number from 1 to 65535")
     return port
+
+
+def _probe_port(raw: str, port: int) -> int:
+    try:
+        probe = int(raw)
+    except ValueError:
+        probe = -1
+    if not 0 <= probe < 65536:
+        raise ConfigError(
+            f"--probe-port / PROMPT_SIDECAR_PROBE_PORT {raw!r}: must be a number from 0 to 65535"
+        )
+    if probe == port:
+        raise ConfigError(
+            f"--probe-port {probe} is the signal port too: choose another, or 0 for none"
+        )
+    return probe
 
 
 def _resync(raw: str) -> float:
@@ -169,9 +193,11 @@ def config_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Sidecar
         raise ConfigError(
             f"PROMPT_SELECTOR (the pod's {wire.SELECTOR_ANNOTATION} annotation): {exc}"
         ) from None
+    port = _port(str(args.port))
     return SidecarConfig(
         directory=args.dir,
-        port=_port(str(args.port)),
+        port=port,
+        probe_port=_probe_port(str(args.probe_port), port),
         ext=_ext(args.ext),
         resync=_resync(str(args.resync)),
         kubeconfig=args.kubeconfig,

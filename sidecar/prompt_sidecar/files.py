@@ -43,6 +43,7 @@ from prompt_client.contract import (
     META_SUFFIX,
     PromptMeta,
     key_problem,
+    read_regular,
     text_sha256,
 )
 
@@ -311,22 +312,13 @@ def _discard(staging: int, *names: str) -> None:
 
 
 def _read_file(dir_fd: int, name: str) -> bytes | None:
-    """The bytes of regular file ``name``, or None (never through a symlink)."""
+    """The bytes of regular file ``name``, or None: never through a symlink, never
+    blocking on a FIFO, never more than the contract's bound (``read_regular``)."""
     try:
-        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+        found = read_regular(name, dir_fd)
     except OSError:
         return None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        chunks = []
-        while chunk := os.read(fd, 1 << 20):
-            chunks.append(chunk)
-        return b"".join(chunks)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
+    return None if found is None else found[0]
 
 
 def _has(dir_fd: int, name: str, data: bytes) -> bool:

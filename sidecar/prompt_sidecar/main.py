@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from .config import ConfigError, SidecarConfig, build_parser, parse_config
 from .files import PromptFiles
 from .kubeapi import ApiError, KubeClient
-from .server import SidecarServer
+from .server import Deadlines, SidecarServer
 from .sync import Syncer
 
 logger = logging.getLogger("prompt_sidecar")
@@ -74,11 +74,27 @@ def serve(config: SidecarConfig) -> int:
         pod=config.pod,
         resync_seconds=config.resync,
     )
-    try:
-        server = SidecarServer((config.address, config.port), syncer, config.pod)
-    except OSError as exc:
-        logger.error("cannot listen on %s port %d: %s", config.address, config.port, exc)
-        return 2
+    deadlines = Deadlines()
+    servers: list[SidecarServer] = []
+    for port, probes_only in ((config.port, False), (config.probe_port, True)):
+        if port == 0:
+            continue
+        try:
+            servers.append(
+                SidecarServer(
+                    (config.address, port),
+                    syncer,
+                    config.pod,
+                    probes_only=probes_only,
+                    deadlines=deadlines,
+                )
+            )
+        except OSError as exc:
+            logger.error("cannot listen on %s port %d: %s", config.address, port, exc)
+            for made in servers:
+                made.server_close()
+            return 2
+    server, probes = servers[0], servers[1:]
 
     def shutdown(signum: int, _frame: object) -> None:
         logger.info("stopping on %s", signal.Signals(signum).name)
@@ -88,18 +104,27 @@ def serve(config: SidecarConfig) -> int:
     signal.signal(signal.SIGTERM, shutdown)
     signal.signal(signal.SIGINT, shutdown)
     syncer.start()
+    for probe in probes:
+        threading.Thread(
+            target=probe.serve_forever, kwargs={"poll_interval": 0.5}, daemon=True
+        ).start()
     logger.info(
-        "sidecar for pod %s/%s writing %s, listening on %s port %d, selector %r",
+        "sidecar for pod %s/%s writing %s, listening on %s port %d (probes also on %s), "
+        "selector %r",
         config.namespace,
         config.pod,
         files.directory,
         config.address,
         config.port,
+        config.probe_port or "none",
         config.selector.text,
     )
     try:
         server.serve_forever(poll_interval=0.5)
     finally:
+        for probe in probes:
+            probe.shutdown()
+            probe.server_close()
         syncer.stop()
         server.server_close()
         client.close()

@@ -4,19 +4,30 @@ The signal is a hint, never data: a request can at most make the sidecar
 re-read ConfigMaps from the API server, which the syncer rate-limits. Bodies
 are bounded, malformed requests get a 4xx with a short JSON reason, the number
 of connections served at once is bounded, and no endpoint shows prompt text.
+
+Anyone on the pod network can reach the signal port, so what one connection
+may cost is bounded up front: a whole request (headers, body, answer) has a
+deadline, after which its socket is shut; the request line and headers share a
+byte budget; the body's size is checked before it is read, and a large body is
+read and parsed by one connection at a time. Probes get a listener of their own
+(``--probe-port``), so a flood on the signal port never makes the pod NotReady.
 """
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import ipaddress
 import json
 import logging
 import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, BinaryIO
 
-from . import wire
+from prompt_client import wire
+
 from .sync import Syncer
 
 logger = logging.getLogger(__name__)
@@ -26,6 +37,16 @@ logger = logging.getLogger(__name__)
 SIGNAL_WAIT = 1.5
 # Connections handled at once; more are refused with 503 instead of growing threads.
 MAX_CONNECTIONS = 32
+# The probe listener's own connections: kubelet sends a few probes at a time.
+MAX_PROBE_CONNECTIONS = 8
+# A whole request, from its first byte to the end of the answer (the signal's
+# own wait included). An idle keep-alive connection is closed after as long.
+REQUEST_DEADLINE = 5.0
+# Request line and headers together; a signal's are a few hundred bytes.
+MAX_HEADER_BYTES = 16 * 1024
+# Bodies up to this size are read at once by any connection; larger ones (up to
+# wire.MAX_SIGNAL_BYTES, never sent by the operator) one at a time.
+SMALL_BODY = 64 * 1024
 
 _GET_PATHS = frozenset({"/readyz", "/healthz", "/livez", "/metrics"})
 _BUSY = (
@@ -34,17 +55,94 @@ _BUSY = (
 )
 
 
+class Deadlines:
+    """Shuts a connection's socket when its request runs past its deadline.
+
+    One thread for every connection: a per-read socket timeout lets a client
+    that sends a byte now and then hold its slot for ever; this does not.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._due: dict[int, tuple[float, socket.socket]] = {}
+        self._thread = threading.Thread(target=self._run, name="deadlines", daemon=True)
+        self._thread.start()
+
+    def arm(self, sock: socket.socket, seconds: float) -> None:
+        with self._cond:
+            self._due[id(sock)] = (time.monotonic() + seconds, sock)
+            self._cond.notify()
+
+    def disarm(self, sock: socket.socket) -> None:
+        with self._cond:
+            self._due.pop(id(sock), None)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                now = time.monotonic()
+                expired = [k for k, (at, _) in self._due.items() if at <= now]
+                late = [self._due.pop(k)[1] for k in expired]
+                nearest = min((at for at, _ in self._due.values()), default=now + 1.0)
+                if not late:
+                    self._cond.wait(max(0.01, nearest - now))
+            for sock in late:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)  # the handler's read or write ends at once
+
+
+class HeaderBudget:
+    """The connection's reader, with a byte budget for request line and headers.
+
+    ``http.server`` reads those with ``readline`` (up to 64 KiB a line and 100
+    lines), and the body with ``read``; only ``readline`` spends the budget,
+    which each request refills.
+    """
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+        self.left = MAX_HEADER_BYTES
+
+    def readline(self, size: int = -1) -> bytes:
+        limit = self.left + 1 if size < 0 else min(size, self.left + 1)
+        line = self._raw.readline(limit)
+        self.left -= len(line)
+        if self.left < 0:
+            # parse_request answers this with 431; for the request line it ends the connection.
+            raise http.client.LineTooLong(f"request line and headers over {MAX_HEADER_BYTES} bytes")
+        return line
+
+    def read(self, size: int = -1) -> bytes:
+        return self._raw.read(size)
+
+    def close(self) -> None:
+        self._raw.close()
+
+
 class SidecarServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 64
 
-    def __init__(self, address: tuple[str, int], syncer: Syncer, pod: str) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        syncer: Syncer,
+        pod: str,
+        *,
+        probes_only: bool = False,
+        deadlines: Deadlines | None = None,
+    ) -> None:
         if ipaddress.ip_address(address[0]).version == 6:
             self.address_family = socket.AF_INET6
         self.syncer = syncer
         self.pod = pod
-        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self.probes_only = probes_only  # the probe listener: GET of health and metrics only
+        self.deadlines = deadlines or Deadlines()
+        self.large_bodies = threading.Semaphore(1)
+        self._slots = threading.BoundedSemaphore(
+            MAX_PROBE_CONNECTIONS if probes_only else MAX_CONNECTIONS
+        )
         super().__init__(address, _Handler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
@@ -85,6 +183,20 @@ class _Handler(BaseHTTPRequestHandler):
     error_content_type = "application/json"
     error_message_format = '{"error": "%(code)d %(message)s"}\n'
 
+    rfile: Any  # a HeaderBudget over the socket's reader
+
+    def setup(self) -> None:
+        super().setup()
+        self.rfile = HeaderBudget(self.rfile)
+
+    def handle_one_request(self) -> None:
+        self.rfile.left = MAX_HEADER_BYTES
+        self.server.deadlines.arm(self.connection, REQUEST_DEADLINE)
+        try:
+            super().handle_one_request()
+        finally:
+            self.server.deadlines.disarm(self.connection)
+
     def log_message(self, format: str, *args: Any) -> None:
         logger.debug("%s " + format, self.client_address[0], *args)
 
@@ -122,7 +234,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(200, syncer.health_report())
         elif route == "/metrics":
             self._send(200, syncer.metrics.render().encode(), "text/plain; version=0.0.4")
-        elif route == wire.SIGNAL_PATH:
+        elif route == wire.SIGNAL_PATH and not self.server.probes_only:
             self._send(405, b'{"error":"use POST"}', Allow="POST")
         else:
             self._send(404, b'{"error":"not found"}')
@@ -132,7 +244,8 @@ class _Handler(BaseHTTPRequestHandler):
         if route in _GET_PATHS:
             self._send(405, b'{"error":"use GET"}', Allow="GET")
             return
-        if route != wire.SIGNAL_PATH:
+        if route != wire.SIGNAL_PATH or self.server.probes_only:
+            self.close_connection = True  # the body is unread
             self._send(404, b'{"error":"not found"}')
             return
         ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
@@ -152,20 +265,31 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True  # never read what we refuse
             self._reject(413, f"body larger than {wire.MAX_SIGNAL_BYTES} bytes")
             return
-        body = self.rfile.read(length)
+        large = length > SMALL_BODY
+        if large and not self.server.large_bodies.acquire(timeout=SIGNAL_WAIT):
+            self.close_connection = True  # the body is unread
+            self._send(503, b'{"error":"busy"}', **{"Retry-After": "1"})
+            return
+        try:
+            body = self.rfile.read(length)
+        finally:
+            if large:
+                self.server.large_bodies.release()
         if len(body) < length:
             self.close_connection = True
             self._reject(400, "body shorter than Content-Length")
             return
-        try:
-            pairs = wire.parse_signal(body)
-        except wire.SignalError as exc:
-            self._reject(400, str(exc))
-            return
         syncer = self.server.syncer
         if not syncer.ready.is_set():
             # The first full sync reads everything anyway; the operator retries later.
+            # (The body was read: closing on unread bytes would reset the connection,
+            # and the operator would take the pod for gone rather than starting.)
             self._send(503, b'{"error":"initial sync in progress"}', **{"Retry-After": "1"})
+            return
+        try:
+            pairs = wire.parse_signal(body)  # at most MAX_SIGNAL_PAIRS, counted before parsing
+        except wire.SignalError as exc:
+            self._reject(400, str(exc))
             return
         syncer.metrics.inc("signals_total")
         served = syncer.signal(pairs, wait=SIGNAL_WAIT)

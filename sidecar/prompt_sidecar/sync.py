@@ -16,23 +16,30 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from prompt_client import wire
 from prompt_client.contract import PromptMeta, choose_variant, key_problem, text_sha256
+from prompt_client.selector import Selector
 
-from . import wire
 from .files import FileWriteError, PromptFiles
 from .kubeapi import ApiError, Expired, KubeClient, NotFound
 from .metrics import Metrics
-from .selector import Selector
 
 logger = logging.getLogger(__name__)
 
 # More dirty Prompts than this are read with one list instead of one get each.
 LIST_THRESHOLD = 4
+# Names never served that wait for their GET at most; a signal naming more than
+# that leaves the rest to the periodic resync.
+MAX_PENDING_NEW = 1000
+# A backlog of new names bigger than the rate limit lets through at once (a
+# directory of Prompts applied together) brings the resync forward, at most
+# this often: a flood of forged names then costs at most one list per interval.
+EARLY_RESYNC_SECONDS = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,14 +230,58 @@ def prompt_of(meta: PromptMeta) -> str:
 def stale_names(pairs: Iterable[tuple[str, str]], served: Mapping[str, str]) -> list[str]:
     """Names whose signalled revision is not the one served: only these cost a read.
 
-    A pair naming what is already served is a no-op, so a replayed signal is free.
+    A pair naming what is already served is a no-op, so a replayed signal is
+    free; so is "drop it" (an empty revision) for a Prompt not served at all.
     """
-    return [name for name, revision in pairs if served.get(name) != revision]
+    return [
+        name
+        for name, revision in pairs
+        if served.get(name) != revision and (revision or name in served)
+    ]
 
 
 def use_list(dirty: int, resync_due: bool, threshold: int = LIST_THRESHOLD) -> bool:
     """One list instead of ``dirty`` gets: when many changed at once or a resync is due."""
     return resync_due or dirty > threshold
+
+
+@dataclass(frozen=True)
+class Reads:
+    """What one cycle reads: a full list, or one get per name; ``later`` waits its turn."""
+
+    full: bool
+    gets: tuple[str, ...]
+    later: tuple[str, ...]
+
+    @property
+    def cost(self) -> int:
+        return 1 if self.full else len(self.gets)
+
+
+def plan_reads(
+    dirty: Iterable[str],
+    served: Collection[str],
+    resync_due: bool,
+    tokens: float,
+    early_resync_allowed: bool = False,
+) -> Reads:
+    """Which reads one cycle does for the ``dirty`` names.
+
+    Only a resync or many names already served take a list (every retained
+    revision of everything selected): a name never served costs one get of the
+    revision signalled, so forged names cost at most a get each. Gets beyond
+    the ``tokens`` left in the rate limit (at least one, so work always moves)
+    wait for a later cycle, so a signal naming a thousand Prompts never reads
+    faster than the limit. When more wait than the tokens allow and
+    ``early_resync_allowed`` (the last list is old enough), the resync comes
+    early instead: one list, rather than a backlog that drains at the rate limit.
+    """
+    names = list(dirty)
+    known = [name for name in names if name in served]
+    room = max(1, int(tokens))
+    if use_list(len(known), resync_due) or (early_resync_allowed and len(names) > room):
+        return Reads(True, (), ())
+    return Reads(False, tuple(names[:room]), tuple(names[room:]))
 
 
 @dataclass(frozen=True)
@@ -301,6 +352,11 @@ class TokenBucket:
         self._tokens = min(self.burst, self._tokens + max(0.0, now - self._at) * self.rate)
         self._at = now
 
+    def available(self, now: float) -> float:
+        """Tokens there now (negative after an overdraft)."""
+        self._refill(now)
+        return self._tokens
+
     def delay(self, now: float) -> float:
         """Seconds until one token is available (0 when it is now)."""
         self._refill(now)
@@ -364,6 +420,7 @@ class Syncer:
         self._done = 0  # every ticket up to this one has been read
         self._stop = False
         self._full_due = 0.0
+        self._last_full = -EARLY_RESYNC_SECONDS  # monotonic time of the last complete list
         self._retry_at = 0.0
         self._signalled_since_failure = False  # a signal came after the read began
         self._attempt = 0
@@ -424,8 +481,16 @@ class Syncer:
         arrived = time.monotonic()
         with self._cond:
             stale = set(stale_names(pairs, {n: rev for n, (_, rev) in self.served.items()}))
+            room = MAX_PENDING_NEW - sum(1 for n in self._dirty if n not in self.served)
             if stale:
                 for name, revision in pairs:
+                    if name in stale and name not in self.served and name not in self._dirty:
+                        # A name never served waits for a GET of its own; past this
+                        # many, the rest waits for the resync (a flood of forged
+                        # names must neither grow memory nor queue ahead for ever).
+                        if room <= 0:
+                            continue
+                        room -= 1
                     if name in stale:
                         first = self._dirty.get(name, (arrived, ""))[0]
                         self._dirty[name] = (first, revision)
@@ -485,12 +550,22 @@ class Syncer:
                 self._cond.wait(at - now)
             if self._stop:
                 return False
-            dirty, self._dirty = self._dirty, {}
-            self._signalled_since_failure = False  # only signals from now on end a backoff
-            ticket = self._requested
             now = time.monotonic()
-            full = use_list(len(dirty), now >= self._full_due)
-            self._bucket.take(now, 1 if full else len(dirty))
+            reads = plan_reads(
+                self._dirty,
+                self.served,
+                now >= self._full_due,
+                self._bucket.available(now),
+                early_resync_allowed=now - self._last_full >= EARLY_RESYNC_SECONDS,
+            )
+            dirty = {n: e for n, e in self._dirty.items() if n not in reads.later}
+            self._dirty = {n: self._dirty[n] for n in reads.later}
+            self._signalled_since_failure = False  # only signals from now on end a backoff
+            # Signals are answered once all they named is read; names left for
+            # later keep their tickets waiting (within the signal's own bound).
+            ticket = self._requested if not reads.later else self._done
+            full = reads.full
+            self._bucket.take(now, reads.cost)
         try:
             if full:
                 self._full_sync({name: arrived for name, (arrived, _) in dirty.items()})
@@ -582,7 +657,8 @@ class Syncer:
             self._numbers = {item.prompt: (item.uid, item.number) for item in wanted.values()}
         if failed:
             raise SyncIncomplete(f"{failed} prompt files could not be written (see above)")
-        self._full_due = time.monotonic() + self._resync
+        self._last_full = time.monotonic()
+        self._full_due = self._last_full + self._resync
         self._succeeded()
 
     def _sync_one(self, name: str, revision: str, arrived: float) -> None:

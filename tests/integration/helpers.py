@@ -9,8 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from prompt_client import wire
 from prompt_cluster.testing import SidecarProcess, kubectl, wait_for
-from prompt_sidecar import wire
 
 SidecarFactory = Callable[..., SidecarProcess]
 """``sidecars(name, start=True, **SidecarProcess options)``: an app pod with a sidecar."""

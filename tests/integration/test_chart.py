@@ -12,10 +12,12 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
+from prompt_client import wire
 from prompt_cluster.build import ensure_binaries
 from prompt_cluster.cluster import LocalCluster
 from prompt_cluster.manifests import render as render_manifest
@@ -26,6 +28,9 @@ from prompt_cluster.testing import (
     prompt_manifest,
     wait_for,
 )
+from prompt_operator.admission import injection_config
+from prompt_operator.config import parse_config
+from prompt_operator.inject import injected
 from tests.reliability.report import Observed
 
 from .helpers import apply, wait_prompt
@@ -153,6 +158,9 @@ def test_install_creates_what_the_chart_promises(installed: Path) -> None:
         ("validatingwebhookconfiguration", None, RELEASE),
         ("mutatingwebhookconfiguration", None, RELEASE),
         ("secret", NS, f"{RELEASE}-webhook-tls"),
+        ("poddisruptionbudget", NS, RELEASE),
+        ("role", NS, f"{RELEASE}-leader-election"),
+        ("rolebinding", NS, f"{RELEASE}-leader-election"),
     }
     for kind, namespace, name in kinds:
         args = ["get", kind, name] + (["-n", namespace] if namespace else [])
@@ -160,7 +168,12 @@ def test_install_creates_what_the_chart_promises(installed: Path) -> None:
     deploy = json.loads(kubectl(installed, "-n", NS, "get", "deploy", RELEASE, "-o", "json").stdout)
     pod = deploy["spec"]["template"]["spec"]
     container = pod["containers"][0]
-    assert deploy["spec"]["strategy"]["type"] == "Recreate"
+    # Two replicas, one leader: rolled one at a time, spread over nodes.
+    assert deploy["spec"]["replicas"] == 2
+    assert deploy["spec"]["strategy"]["type"] == "RollingUpdate"
+    assert "--leader-elect" in container["args"]
+    spread = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert spread[0]["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
@@ -180,6 +193,9 @@ RBAC_CASES = [
     (OPERATOR_SA, "list", "secrets", NS, False),
     (OPERATOR_SA, "create", "mutatingwebhookconfigurations", None, False),
     (OPERATOR_SA, "create", "events", APPS, True),
+    (OPERATOR_SA, "update", f"leases.coordination.k8s.io named {RELEASE}", NS, True),
+    (OPERATOR_SA, "update", "leases.coordination.k8s.io named someone-else", NS, False),
+    (OPERATOR_SA, "update", f"leases.coordination.k8s.io named {RELEASE}", APPS, False),
     (SIDECAR_SA, "get", "configmaps", APPS, True),
     (SIDECAR_SA, "list", "configmaps", APPS, True),
     (SIDECAR_SA, "watch", "configmaps", APPS, False),
@@ -215,8 +231,9 @@ def test_rbac_grants_only_what_the_code_uses(
     allowed: bool,
     observed: Observed,
 ) -> None:
+    resource, _, name = resource.partition(" named ")
     resource, _, subresource = resource.partition("/")
-    args = ["auth", "can-i", verb, resource, f"--as={user}"]
+    args = ["auth", "can-i", verb, f"{resource}/{name}" if name else resource, f"--as={user}"]
     args += [f"--subresource={subresource}"] if subresource else []
     args += ["-n", namespace] if namespace else []
     result = kubectl(installed, *args, check=False)
@@ -270,6 +287,10 @@ def test_operator_and_sidecar_work_with_the_charts_service_accounts(
         token_kubeconfig(installed, NS, RELEASE, tmp_path / "operator.kubeconfig"),
         tmp_path / "operator.log",
         "--delivery-refresh=0.5",
+        # As the chart runs it: on the chart's Lease, with the chart's Role for it.
+        "--leader-elect",
+        f"--leader-election-namespace={NS}",
+        f"--leader-election-id={RELEASE}",
     )
     operator.start()
     try:
@@ -318,3 +339,146 @@ def test_upgrade_updates_the_crd_and_uninstall_keeps_prompts(
     assert kubectl(installed, "get", "crd", "prompts.prompts.dev", check=False).returncode == 0
     assert kubectl(installed, "-n", APPS, "get", "prompt", "survivor", check=False).returncode == 0
     assert kubectl(installed, "-n", NS, "get", "deploy", RELEASE, check=False).returncode != 0
+
+
+def rendered(chart_cluster: Path, release: str, namespace: str, *sets: str) -> list[dict[str, Any]]:
+    args = ["template", release, str(CHART), "-n", namespace]
+    for value in sets:
+        args += ["--set", value]
+    return [d for d in yaml.safe_load_all(helm(chart_cluster, *args).stdout) if d]
+
+
+def one(docs: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:
+    found = [d for d in docs if d["kind"] == kind and name in (None, d["metadata"]["name"])]
+    assert len(found) == 1, (kind, name, [d["metadata"]["name"] for d in found])
+    return found[0]
+
+
+@pytest.mark.reliability(
+    case="S-chart one port",
+    did="helm template with sidecar.port=9100 (and with the defaults); the operator's "
+    "arguments from the Deployment through its webhook's injection, against both "
+    "NetworkPolicies",
+)
+@pytest.mark.parametrize("port", [None, 9100], ids=["default port", "port 9100"])
+def test_the_injected_port_is_the_port_the_policies_open(
+    chart_cluster: Path, port: int | None, observed: Observed
+) -> None:
+    sets = [f"sidecar.namespaces={{{APPS}}}"]
+    if port is not None:
+        sets += [f"sidecar.port={port}", f"sidecar.probePort={port + 1}"]
+    docs = rendered(chart_cluster, RELEASE, NS, *sets)
+    args = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[0] == "run"
+    config = parse_config(args[1:])
+    pod = injected(
+        {"metadata": {"name": "app"}, "spec": {"containers": [{"name": "app"}]}},
+        injection_config(config),
+    )
+    assert pod is not None
+    injected_port = int(pod["metadata"]["annotations"][wire.PORT_ANNOTATION])
+    sidecar = pod["spec"]["initContainers"][-1]
+    assert sidecar["ports"][0]["containerPort"] == injected_port
+    signal = one(docs, "NetworkPolicy", "prompt-sidecar-signal")
+    assert signal["metadata"]["namespace"] == APPS  # on by default
+    only_operator = signal["spec"]["ingress"][0]
+    assert [p["port"] for p in only_operator["ports"]] == [injected_port]
+    everyone = signal["spec"]["ingress"][1]["ports"]
+    tcp = [(p["port"], p["endPort"]) for p in everyone if p["protocol"] == "TCP"]
+    assert all(not lo <= injected_port <= hi for lo, hi in tcp), tcp
+    egress = one(docs, "NetworkPolicy", RELEASE)["spec"]["egress"]
+    to_pods = [rule for rule in egress if "to" in rule and "podSelector" in rule["to"][0]]
+    assert [p["port"] for rule in to_pods for p in rule["ports"]] == [injected_port]
+    assert injected_port == (port or wire.DEFAULT_PORT)
+    observed(
+        f"injected port {injected_port}; the sidecar policy opens it to the operator only "
+        f"and the operator's egress policy allows it and the API server's ports "
+        f"{[p['port'] for rule in egress if 'to' not in rule for p in rule['ports']]}"
+    )
+
+
+SCOPED, SCOPED_NS, WATCHED = "scoped", "scoped-system", ("team-b", "team-c")
+
+
+@pytest.fixture(scope="module")
+def scoped(chart_cluster: Path) -> str:
+    """The chart's RBAC for an operator watching two namespaces only (release
+    ``scoped``); returns its service account's user name."""
+    docs = rendered(
+        chart_cluster,
+        SCOPED,
+        SCOPED_NS,
+        f"operator.watchNamespaces={{{','.join(WATCHED)}}}",
+        "crds.install=false",
+        "admissionPolicy.enabled=false",
+    )
+    rbac = [
+        d
+        for d in docs
+        if d["kind"]
+        in {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
+    ]
+    assert not any(
+        set(rule["resources"]) & {"configmaps", "events"}
+        for d in rbac
+        if d["kind"] == "ClusterRole"
+        for rule in d["rules"]
+    )
+    for namespace in (SCOPED_NS, *WATCHED):
+        kubectl(chart_cluster, "create", "namespace", namespace, check=False)
+    kubectl(
+        chart_cluster,
+        "apply",
+        "-f",
+        "-",
+        input=json.dumps({"apiVersion": "v1", "kind": "List", "items": rbac}),
+    )
+    account = one(rbac, "ServiceAccount")["metadata"]["name"]
+    return f"system:serviceaccount:{SCOPED_NS}:{account}"
+
+
+SCOPED_CASES = [
+    ("patch", "configmaps", "team-b", True),
+    ("create", "configmaps", "team-c", True),
+    ("deletecollection", "configmaps", "team-b", True),
+    ("create", "events", "team-c", True),
+    ("patch", "configmaps", "kube-system", False),
+    ("create", "configmaps", "default", False),
+    ("delete", "configmaps", APPS, False),
+    ("create", "events", "kube-system", False),
+    ("list", "configmaps", "kube-system", False),
+]
+
+
+@pytest.mark.reliability(
+    case="S-RBAC watched namespaces",
+    did="kubectl auth can-i as an operator installed with operator.watchNamespaces="
+    "[team-b, team-c]",
+)
+@pytest.mark.parametrize(
+    ("verb", "resource", "namespace", "allowed"),
+    SCOPED_CASES,
+    ids=[f"{v} {r} in {n}: {'yes' if a else 'no'}" for v, r, n, a in SCOPED_CASES],
+)
+def test_watching_some_namespaces_grants_configmap_and_event_rights_there_only(
+    chart_cluster: Path,
+    scoped: str,
+    verb: str,
+    resource: str,
+    namespace: str,
+    allowed: bool,
+    observed: Observed,
+) -> None:
+    result = kubectl(
+        chart_cluster,
+        "auth",
+        "can-i",
+        verb,
+        resource,
+        f"--as={scoped}",
+        "-n",
+        namespace,
+        check=False,
+    )
+    assert result.stdout.strip() == ("yes" if allowed else "no")
+    observed(f"can-i answered {result.stdout.strip()}")

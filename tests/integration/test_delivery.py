@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import re
 import threading
+import urllib.request
 from pathlib import Path
 
 import pytest
 
-from prompt_cluster.testing import SidecarProcess, kubectl, prompt_manifest, wait_for
+from prompt_cluster.testing import (
+    OperatorProcess,
+    SidecarProcess,
+    kubectl,
+    prompt_manifest,
+    wait_for,
+)
+from prompt_operator.controllers.signals import MAX_SIGNAL_ATTEMPTS
 
 from .helpers import SidecarFactory, apply, condition, get, wait_prompt
 
@@ -202,3 +210,43 @@ def test_delivery_status_counts_pods_and_ignores_dead_ones(
     assert pods[0].file("p") == b"v2" and pods[1].file("p") == b"v2"
     out = kubectl(kubeconfig, "-n", namespace, "get", "prompt", "p").stdout
     assert "2/3" in out
+
+
+def _failed_signals(operator: OperatorProcess) -> float:
+    body = urllib.request.urlopen(
+        f"http://127.0.0.1:{operator.metrics_port}/metrics", timeout=5
+    ).read()
+    for line in body.decode().splitlines():
+        if line.startswith('prompt_operator_signals_total{result="failed"}'):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_a_sidecar_that_starts_after_its_pod_is_counted_once_it_answers(
+    kubeconfig: Path, namespace: str, sidecars: SidecarFactory, operator: OperatorProcess
+) -> None:
+    """The Pod object has its address before the sidecar listens (on a real node,
+    between the sandbox and the container's start); the operator keeps trying a
+    pod that never answered, so delivery counts it without waiting for an edit."""
+    apply(kubeconfig, prompt_manifest("p", "v1"), namespace)
+    wait_prompt(kubeconfig, namespace, "p")
+    failed_before = _failed_signals(operator)
+    late = sidecars("late", start=False)
+    # More refused signals than the operator used to try before giving up.
+    wait_for(
+        lambda: _failed_signals(operator) >= failed_before + MAX_SIGNAL_ATTEMPTS,
+        timeout=30,
+        message="the operator's signals to the pod without a sidecar to fail",
+    )
+    late.start()
+    assert late.file("p") == b"v1"
+    wait_for(
+        lambda: (
+            (get(kubeconfig, namespace, "prompt", "p")["status"].get("delivery") or {}).get(
+                "summary"
+            )
+            == "1/1"
+        ),
+        timeout=30,
+        message="delivery 1/1 once the late sidecar answers",
+    )

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from prompt_client import wire
 from prompt_cluster.testing import OperatorProcess, SidecarProcess, prompt_manifest, wait_for
 from tests.reliability.report import Observed
 
@@ -45,7 +46,7 @@ def metric(sidecar: SidecarProcess, name: str) -> float:
 @pytest.mark.reliability(
     case="S-signal forged",
     did="POST signals naming a forged revision, an unknown Prompt, garbage bytes, wrong "
-    "shapes, a wrong content type and a body over 1 MiB",
+    "shapes, a wrong content type and a body over 128 KiB",
 )
 def test_forged_and_malformed_signals_change_nothing(
     kubeconfig: Path, namespace: str, sidecars: SidecarFactory, observed: Observed
@@ -68,14 +69,14 @@ def test_forged_and_malformed_signals_change_nothing(
         "prompts not a list": post_signal(app, b'{"prompts": "all"}')[0],
         "no revision": post_signal(app, b'{"prompts": [{"name": "p"}]}')[0],
         "text/plain": post_signal(app, b"{}", ctype="text/plain")[0],
-        "1 MiB + 1": post_signal(app, b"x" * (1024 * 1024 + 1))[0],
+        "128 KiB + 1": post_signal(app, b"x" * (wire.MAX_SIGNAL_BYTES + 1))[0],
     }
     assert answers == {
         "garbage bytes": 400,
         "prompts not a list": 400,
         "no revision": 400,
         "text/plain": 415,
-        "1 MiB + 1": 413,
+        "128 KiB + 1": 413,
     }
     assert app.ready()  # still alive and well
     assert file_identity(path) == before

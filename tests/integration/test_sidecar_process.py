@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
+from prompt_client import wire
 from prompt_cluster.testing import SidecarProcess, kubectl, wait_for
-from prompt_sidecar import wire
 
 from .helpers import SidecarFactory, post_signal
 

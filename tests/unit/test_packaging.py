@@ -68,3 +68,14 @@ def test_the_local_cluster_is_not_in_the_product_wheel_or_image() -> None:
     assert "hack/" not in (REPO / "Dockerfile").read_text()
     harness = tomllib.loads((REPO / "hack" / "control-plane" / "pyproject.toml").read_text())
     assert harness["project"]["scripts"]["prompt-cluster"] == "prompt_cluster.cli:main"
+
+
+def test_every_python_package_is_in_the_wheel() -> None:
+    """setuptools lists packages by hand here: a new subpackage left out would be
+    missing from the image while an editable install still finds it."""
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(config["packages"])
+    for package, folder in config["package-dir"].items():
+        for init in (REPO / folder).rglob("__init__.py"):
+            parts = init.parent.relative_to(REPO / folder).parts
+            assert ".".join((package, *parts)) in listed, f"add {init.parent} to packages"

@@ -37,3 +37,22 @@ app.kubernetes.io/component: operator
 {{- define "prompt-operator.image" -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
 {{- end -}}
+
+{{/*
+The operator's rights that write into a namespace: in the ClusterRole when it
+watches every namespace, else in a Role in each watched one.
+*/}}
+{{- define "prompt-operator.namespacedRules" -}}
+# One immutable ConfigMap per revision: server-side apply creates it (create
+# and patch), a label patch renumbers it on rollback, a metadata-only
+# list/watch knows which exist, get reads the previous revision for the change
+# summary, delete prunes history, deletecollection removes all of a deleted
+# Prompt's revisions in one request.
+- apiGroups: [""]
+  resources: [configmaps]
+  verbs: [get, list, watch, patch, create, delete, deletecollection]
+# Events for rejected templates, failed writes and warnings.
+- apiGroups: ["", events.k8s.io]
+  resources: [events]
+  verbs: [create]
+{{- end }}

@@ -14,6 +14,7 @@ import pytest
 import prompt_client.registry
 from prompt_client import PromptRegistry
 from prompt_client.contract import META_DIR, text_sha256
+from prompt_client.usage import OTHER_OUTCOME
 
 from .support import Writer, meta_for, wait_for
 
@@ -96,7 +97,7 @@ def test_log_usage_is_a_structured_record_for_logs_callbacks_and_prometheus(
     got: list[dict[str, object]] = []
     registry.on_usage(lambda record: 1 / 0)  # type: ignore[arg-type,func-returns-value]
     registry.on_usage(got.append)
-    labels = {"prompt": "p", "revision": revision, "variant": "b"}
+    labels = {"prompt": "p", "revision": revision, "variant": "b", "outcome": OTHER_OUTCOME}
     before = REGISTRY.get_sample_value("prompt_usage_total", labels) or 0.0
     with caplog.at_level(logging.INFO, logger="prompt_client.usage"):
         record = registry.log_usage("p", outcome="resolved", latency_ms=812)
@@ -334,3 +335,45 @@ def test_variant_key_without_variants_changes_nothing(
     registry.refresh()
     assert registry.render("p", variant_key="anyone", user="Ada") == "plain Ada"
     assert registry.info("p", variant_key="anyone").variant is None
+
+
+def test_usage_outcome_label_is_bounded_to_the_declared_set(
+    writer: Writer, prompt_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from prometheus_client import REGISTRY
+
+    revision = writer.put("q", "text")
+    registry = PromptRegistry(str(prompt_dir), watch=False, outcomes=("resolved", "escalated"))
+
+    def count(outcome: str) -> float:
+        labels = {"prompt": "q", "revision": revision, "variant": "", "outcome": outcome}
+        return REGISTRY.get_sample_value("prompt_usage_total", labels) or 0.0
+
+    before = {o: count(o) for o in ("resolved", "escalated", OTHER_OUTCOME, "")}
+    with caplog.at_level(logging.WARNING, logger="prompt_client.usage"):
+        registry.log_usage("q", outcome="resolved")
+        registry.log_usage("q", outcome="resolved")
+        registry.log_usage("q", outcome="escalated")
+        record = registry.log_usage("q", outcome="user typed anything")
+        registry.log_usage("q", outcome="and more")
+        registry.log_usage("q")
+    assert count("resolved") == before["resolved"] + 2
+    assert count("escalated") == before["escalated"] + 1
+    assert count(OTHER_OUTCOME) == before[OTHER_OUTCOME] + 2  # free text never becomes a label
+    assert count("") == before[""] + 1
+    assert (
+        REGISTRY.get_sample_value(
+            "prompt_usage_total",
+            {"prompt": "q", "revision": revision, "variant": "", "outcome": "and more"},
+        )
+        is None
+    )
+    assert record["outcome"] == "user typed anything"  # the record keeps what was given
+    assert caplog.text.count("is not declared") == 1  # warned once, not per call
+    registry.close()
+
+
+@pytest.mark.parametrize("outcomes", [("",), ("other",), tuple(f"o{i}" for i in range(21))])
+def test_a_bad_outcome_set_is_refused_at_start(prompt_dir: Path, outcomes: tuple[str, ...]) -> None:
+    with pytest.raises(ValueError, match="outcome"):
+        PromptRegistry(str(prompt_dir), watch=False, outcomes=outcomes)

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from prometheus_client import REGISTRY
 
 from prompt_operator.config import parse_config
-from prompt_operator.delivery import Delivery, delivered_condition, subscriber_from_pod
+from prompt_operator.controllers.accounting import DeliveryAccounting
+from prompt_operator.controllers.signals import Signals
+from prompt_operator.controllers.status_writer import StatusWriter
+from prompt_operator.controllers.subscribers import Subscribers, subscriber_from_pod
 from prompt_operator.model import PromptRef
+from prompt_operator.runtime.leader import AlwaysLeader
+from prompt_operator.status import delivered_condition
 
 
 def pod(name: str, selector: str = "", host_network: bool = False) -> dict[str, object]:
@@ -23,20 +30,24 @@ def pod(name: str, selector: str = "", host_network: bool = False) -> dict[str, 
 
 
 def test_counts_pods_that_serve_the_revision_and_sets_the_gauge() -> None:
-    delivery = Delivery(None, parse_config([]))  # type: ignore[arg-type]
+    config = parse_config([])
+    subscribers = Subscribers(None, ())  # type: ignore[arg-type]  # no watch runs
+    signals = Signals(subscribers, config, AlwaysLeader())
+    status = StatusWriter(None, subscribers, datetime.now)  # type: ignore[arg-type]
+    delivery = DeliveryAccounting(subscribers, signals, status, config, AlwaysLeader())
     for name, selector in (("a", ""), ("b", "team=x"), ("c", "team=y")):
         sub = subscriber_from_pod(pod(name, selector))
         assert sub is not None
-        delivery._pods[("ns", name)] = sub
-    delivery._served[("ns", "a")] = {"p": "r2"}
-    delivery._served[("ns", "b")] = {"p": "r1"}
+        subscribers.store(sub)
+    signals.record(("ns", "a"), {"p": "r2"})
+    signals.record(("ns", "b"), {"p": "r1"})
     ref = PromptRef("ns", "p")
     count = delivery.count(ref, "r2", {"team": "x"})
     assert (count.updated, count.subscribed, count.missing) == (1, 2, ("b",))
     assert REGISTRY.get_sample_value("prompt_operator_prompts_pending_delivery") == 1
     cond = delivered_condition(count, "r2")
     assert (cond.status, cond.reason) == (False, "PodsPending") and "b" in cond.message
-    delivery._served[("ns", "b")] = {"p": "r2"}
+    signals.record(("ns", "b"), {"p": "r2"})
     assert delivery.count(ref, "r2", {"team": "x"}).updated == 2
     assert REGISTRY.get_sample_value("prompt_operator_prompts_pending_delivery") == 0
 

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from prompt_operator.admission import admission_problem
-from prompt_operator.inject import SIDECAR_NAME, InjectionConfig, injected
+from prompt_operator.inject import SIDECAR_NAME, InjectionConfig, InjectionRefused, injected
+from tests.reliability.report import Observed
 
 CONFIG = InjectionConfig(image="registry.example/prompt-operator:1")
 
@@ -76,3 +79,53 @@ def test_admission_message_matches_the_status_reason() -> None:
     assert message.startswith("Prompt ns/p: UndeclaredVariable: variable {user}")
     body["spec"]["variables"] = [{"name": "user"}]  # type: ignore[index]
     assert admission_problem(body) is None
+
+
+@pytest.mark.reliability(
+    case="S-inject volume name",
+    did="inject into a pod that already has a volume called prompts (a PVC)",
+)
+def test_a_pod_with_its_own_prompts_volume_is_refused_naming_what_to_rename(
+    observed: Observed,
+) -> None:
+    mine = pod(volumes=[{"name": "prompts", "persistentVolumeClaim": {"claimName": "data"}}])
+    mine["spec"]["containers"][0]["volumeMounts"] = [{"name": "prompts", "mountPath": "/data"}]
+    with pytest.raises(InjectionRefused) as refused:
+        injected(mine, CONFIG)
+    message = str(refused.value)
+    assert "volume named 'prompts'" in message and "rename that volume" in message
+    observed(f"refused: {message}")
+
+
+@pytest.mark.reliability(
+    case="S-inject mount path",
+    did="inject into a pod whose container already mounts its own volume at /prompts",
+)
+def test_a_pod_mounting_something_at_the_prompt_directory_is_refused(
+    observed: Observed,
+) -> None:
+    mine = pod(volumes=[{"name": "cfg", "configMap": {"name": "cfg"}}])
+    mine["spec"]["containers"][0]["volumeMounts"] = [{"name": "cfg", "mountPath": "/prompts/"}]
+    with pytest.raises(InjectionRefused) as refused:
+        injected(mine, CONFIG)
+    message = str(refused.value)
+    assert "'app'" in message and "'cfg'" in message and "another mountPath" in message
+    observed(f"refused: {message}")
+
+
+def test_a_pod_using_the_sidecars_port_is_refused() -> None:
+    mine = pod()
+    mine["spec"]["containers"][0]["ports"] = [{"containerPort": CONFIG.probe_port}]
+    with pytest.raises(InjectionRefused, match="change that port"):
+        injected(mine, CONFIG)
+
+
+def test_the_configured_ports_are_injected_and_probes_use_the_probe_port() -> None:
+    config = InjectionConfig(image="i", port=9000, probe_port=9001)
+    out = injected(pod(), config)
+    assert out is not None
+    sidecar = out["spec"]["initContainers"][-1]
+    assert "--port=9000" in sidecar["args"] and "--probe-port=9001" in sidecar["args"]
+    assert out["metadata"]["annotations"]["prompts.dev/port"] == "9000"
+    assert sidecar["readinessProbe"]["httpGet"]["port"] == 9001
+    assert sidecar["startupProbe"]["httpGet"]["port"] == 9001

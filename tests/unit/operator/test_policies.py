@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 
 from prompt_operator.configmap import build_configmap, label_patch
+from prompt_operator.controllers.keyclaims import key_owner
 from prompt_operator.model import SpecError, parse_prompt
 from prompt_operator.policies import evaluate
-from prompt_operator.reconcile import key_owner
 from prompt_operator.render import render
 from prompt_operator.status import Condition, build_status, status_patch
 

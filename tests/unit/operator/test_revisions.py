@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 
 from prompt_operator import history
-from prompt_operator.delivery import variants_field
 from prompt_operator.model import PromptRef, SpecError, parse_prompt
 from prompt_operator.policies import evaluate
 from prompt_operator.render import render
 from prompt_operator.schedule import Scheduler, content_at, next_activation
+from prompt_operator.status import variants_field
 
 T0 = datetime(2026, 12, 24, 17, 0, tzinfo=timezone.utc)
 

@@ -8,9 +8,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from prompt_sidecar import wire
+from prompt_client import wire
+from prompt_client.selector import parse_selector
 from prompt_sidecar.kubeapi import ApiError, NotFound
-from prompt_sidecar.selector import parse_selector
 from prompt_sidecar.server import SidecarServer
 from prompt_sidecar.sync import Syncer
 

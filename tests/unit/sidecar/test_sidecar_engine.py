@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
+from prompt_client import wire
 from prompt_client.contract import choose_variant, read_meta
-from prompt_sidecar import wire
+from prompt_client.selector import parse_selector
 from prompt_sidecar.config import ConfigError, parse_config
 from prompt_sidecar.files import PromptFiles
-from prompt_sidecar.selector import parse_selector
 from prompt_sidecar.server import SidecarServer
 from prompt_sidecar.sync import (
     Desired,

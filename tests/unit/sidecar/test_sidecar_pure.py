@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
+from prompt_client import wire
 from prompt_client.contract import PromptMeta, text_sha256
-from prompt_sidecar import wire
+from prompt_client.selector import SelectorError, parse_selector
 from prompt_sidecar.files import PromptFiles
-from prompt_sidecar.selector import SelectorError, parse_selector
 from prompt_sidecar.sync import Desired, by_key, desired_from_configmap, plan
 
 

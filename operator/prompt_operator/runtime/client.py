@@ -1,52 +1,41 @@
-"""A small asyncio client for the few API calls the operator makes itself.
+"""A small asyncio client for the API calls the operator makes itself.
 
-kopf watches Prompts; everything the operator writes (server-side apply of
-ConfigMaps, status merge patches, Events) and its own filtered watches (our
-ConfigMaps, metadata only; subscribed Pods by label) go through here, on one
-aiohttp session with the credentials kopf logged in with. Owning these calls
-is what keeps an edit at two writes and lets the watches carry a label
-selector, which kopf's own watches cannot.
+kopf watches Prompts; everything the operator writes (server-side apply,
+status merge patches, Events, its Lease) and its own filtered watches go
+through here, on one aiohttp session per client. Owning these calls is what
+keeps an edit at two writes and lets a watch carry a label selector or ask
+for metadata only, which kopf's watches cannot.
+
+Every failure leaves as an ``ApiError`` subclass (see ``errors``). A client
+may be given a fence: a function asked before every write, which refuses the
+write (``NotLeading``) once this replica may no longer be the leader.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import ssl
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 import aiohttp
+from aiohttp.abc import AbstractStreamWriter
+from aiohttp.connector import Connection
 
-logger = logging.getLogger(__name__)
+from .errors import ApiError, Expired, NotFound, NotLeading, Unavailable, error_for
 
 FIELD_MANAGER = "prompt-operator"
-# Ask for metadata only: the operator never needs ConfigMap text in memory.
+# Ask for metadata only: lists and watches that need no object's content.
 METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
 METADATA_ONLY_WATCH = (
     "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
 )
-
-
-class ApiError(Exception):
-    """The API server answered with an error status."""
-
-    def __init__(self, status: int, reason: str, message: str) -> None:
-        super().__init__(f"{status} {reason}: {message}")
-        self.status = status
-        self.reason = reason
-        self.message = message
-
-    @property
-    def retryable(self) -> bool:
-        return self.status in (409, 429) or self.status >= 500
-
-
-class Gone(ApiError):
-    """410: the resourceVersion a watch started from is too old; list again."""
+# What aiohttp and the socket layer raise for a failed exchange.
+_TRANSPORT_ERRORS = (aiohttp.ClientError, OSError, asyncio.TimeoutError)
+_READS = frozenset({"GET", "HEAD"})
 
 
 @dataclass(frozen=True)
@@ -59,10 +48,23 @@ class Credentials:
 class KubeApi:
     """Thin wrapper over one aiohttp session; every method is one request."""
 
-    def __init__(self, credentials: Credentials, *, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        credentials: Credentials,
+        *,
+        timeout: float = 10.0,
+        fence: Callable[[], bool] | None = None,
+        user_agent: str | None = None,
+    ) -> None:
         self._creds = credentials
         self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=5)
         self._session: aiohttp.ClientSession | None = None
+        self._fence = fence
+        self._user_agent = user_agent
+
+    @property
+    def credentials(self) -> Credentials:
+        return self._creds
 
     async def __aenter__(self) -> KubeApi:
         return self
@@ -72,12 +74,45 @@ class KubeApi:
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
+            headers = dict(self._creds.headers)
+            if self._user_agent:
+                headers["User-Agent"] = self._user_agent
             self._session = aiohttp.ClientSession(
                 base_url=self._creds.server,
-                headers=dict(self._creds.headers),
+                headers=headers,
                 connector=aiohttp.TCPConnector(ssl=self._creds.ssl, limit=64),
+                request_class=self._fenced_request_class(),
             )
         return self._session
+
+    def _fenced_request_class(self) -> type[aiohttp.ClientRequest]:
+        """Requests that ask the fence again just before a write's bytes go out.
+
+        aiohttp buffers the request line and headers and sends them with the body,
+        which on Python before 3.12 is written by a task of its own, a turn of the
+        event loop after the request started. A write that passed the first check
+        and was paused there (SIGSTOP) while the Lease passed on must not be sent
+        when the process resumes: it fails here instead, unsent."""
+        fence = self._fence
+
+        class FencedRequest(aiohttp.ClientRequest):
+            async def write_bytes(
+                self,
+                writer: AbstractStreamWriter,
+                conn: Connection,
+                content_length: int | None = None,
+            ) -> None:
+                if self.method not in _READS and fence is not None and not fence():
+                    refused = NotLeading(
+                        f"refused {self.method} {self.url.path}: this replica is not the leader"
+                    )
+                    if conn.protocol is not None:
+                        conn.protocol.set_exception(refused)
+                    conn.close()
+                    return
+                await super().write_bytes(writer, conn, content_length)
+
+        return FencedRequest
 
     async def close(self) -> None:
         if self._session is not None:
@@ -94,18 +129,39 @@ class KubeApi:
         accept: str = "application/json",
         timeout: float | None = None,
     ) -> Any:
+        write = method not in _READS
+        if write and self._fence is not None and not self._fence():
+            raise NotLeading(f"refused {method} {path}: this replica is not the leader")
         data = None if body is None else json.dumps(body, ensure_ascii=False).encode("utf-8")
         headers = {"Accept": accept}
         if data is not None:
             headers["Content-Type"] = content_type
         client_timeout = self._timeout if timeout is None else aiohttp.ClientTimeout(total=timeout)
-        async with self._http().request(
-            method, path, params=params, data=data, headers=headers, timeout=client_timeout
-        ) as resp:
-            raw = await resp.read()
-            if resp.status >= 400:
-                raise _error(resp.status, raw)
-            return json.loads(raw) if raw else None
+        try:
+            async with self._http().request(
+                method,
+                path,
+                params=params,
+                data=data,
+                headers=headers,
+                timeout=client_timeout,
+            ) as resp:
+                raw = await resp.read()
+                if resp.status >= 400:
+                    raise _error(resp.status, raw)
+                return json.loads(raw) if raw else None
+        except _TRANSPORT_ERRORS as exc:
+            raise Unavailable(0, type(exc).__name__, f"{method} {path}: {exc}") from exc
+        except ValueError as exc:  # an answer that is not JSON
+            raise Unavailable(0, "BadAnswer", f"{method} {path}: {exc}") from exc
+
+    async def get(self, path: str) -> dict[str, Any] | None:
+        """The object at ``path``, or None when there is none."""
+        try:
+            found: dict[str, Any] = await self.request("GET", path)
+        except NotFound:
+            return None
+        return found
 
     # -- writes ----------------------------------------------------------------
 
@@ -147,7 +203,7 @@ class KubeApi:
         )
 
     async def delete(self, path: str, *, uid: str | None = None) -> bool:
-        """Delete ``path``; False when it was already gone."""
+        """Delete ``path``; False when it was already gone (or replaced: ``uid``)."""
         body: dict[str, Any] = {"kind": "DeleteOptions", "apiVersion": "v1"}
         if uid:
             body["preconditions"] = {"uid": uid}
@@ -184,7 +240,7 @@ class KubeApi:
         accept: str = "application/json",
         timeout_seconds: int = 300,
     ) -> AsyncIterator[dict[str, Any]]:
-        """Yield watch events from ``resource_version``; raise ``Gone`` on 410."""
+        """Yield watch events from ``resource_version``; raise ``Expired`` on 410."""
         query = {
             **params,
             "watch": "true",
@@ -193,65 +249,24 @@ class KubeApi:
             "timeoutSeconds": str(timeout_seconds),
         }
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=timeout_seconds + 30)
-        async with self._http().get(
-            path, params=query, headers={"Accept": accept}, timeout=timeout
-        ) as resp:
-            if resp.status >= 400:
-                raise _error(resp.status, await resp.read())
-            async for line in resp.content:
-                if not line.strip():
-                    continue
-                event = json.loads(line)
-                if event.get("type") == "ERROR":
-                    status = event.get("object") or {}
-                    raise _error(int(status.get("code", 500)), json.dumps(status).encode())
-                yield event
-
-
-# One watch per resource: retrying it every second costs nothing, and a
-# longer wait would be added to every edit made after an outage.
-WATCH_RETRY_CAP = 1.0
-
-
-async def list_then_watch(
-    api: KubeApi,
-    path: str,
-    params: Mapping[str, str],
-    *,
-    on_list: Callable[[list[dict[str, Any]]], None],
-    on_event: Callable[[str, dict[str, Any]], None],
-    what: str,
-    list_accept: str = "application/json",
-    watch_accept: str = "application/json",
-    on_recovered: Callable[[], None] | None = None,
-) -> None:
-    """Keep a view of ``path`` current, forever: list (``on_list`` gets every item),
-    then watch from the list's resourceVersion (``on_event`` gets each change).
-    An expired watch (410 Gone) lists again once; other failures back off (at most
-    ``WATCH_RETRY_CAP`` seconds apart, so an API server that comes back is seen
-    soon) and retry. ``on_recovered`` is called when a list succeeds after failures."""
-    attempt = 0
-    while True:
         try:
-            items, version = await api.list_all(path, params, accept=list_accept)
-            on_list(items)
-            if attempt and on_recovered is not None:
-                on_recovered()
-            attempt = 0
-            while True:
-                async for event in api.watch(path, params, version, accept=watch_accept):
-                    obj = event.get("object") or {}
-                    version = str((obj.get("metadata") or {}).get("resourceVersion") or version)
-                    if event.get("type") != "BOOKMARK":
-                        on_event(str(event.get("type")), obj)
-        except Gone:
-            logger.info("%s watch on %s expired; listing again", what, path)
-        except asyncio.CancelledError:
-            raise
-        except (ApiError, aiohttp.ClientError, OSError, asyncio.TimeoutError, ValueError) as exc:
-            logger.warning("%s watch on %s failed: %s; retrying", what, path, exc)
-            await backoff_sleep(attempt, cap=WATCH_RETRY_CAP)
-            attempt += 1
+            async with self._http().get(
+                path, params=query, headers={"Accept": accept}, timeout=timeout
+            ) as resp:
+                if resp.status >= 400:
+                    raise _error(resp.status, await resp.read())
+                async for line in resp.content:
+                    if not line.strip():
+                        continue
+                    event = json.loads(line)
+                    if event.get("type") == "ERROR":
+                        status = event.get("object") or {}
+                        raise _error(int(status.get("code", 500)), json.dumps(status).encode())
+                    yield event
+        except _TRANSPORT_ERRORS as exc:
+            raise Unavailable(0, type(exc).__name__, f"watch {path}: {exc}") from exc
+        except ValueError as exc:
+            raise Unavailable(0, "BadAnswer", f"watch {path}: {exc}") from exc
 
 
 def _error(status: int, raw: bytes) -> ApiError:
@@ -260,16 +275,7 @@ def _error(status: int, raw: bytes) -> ApiError:
         reason, message = str(data.get("reason", "")), str(data.get("message", ""))
     except ValueError:
         reason, message = "", raw[:500].decode(errors="replace")
-    cls = Gone if status == 410 else ApiError
-    return cls(status, reason, message)
-
-
-def credentials_from(info: Any) -> Credentials:
-    """Credentials for our session from the ``kopf.ConnectionInfo`` kopf logged in with."""
-    context: ssl.SSLContext | bool = info.as_ssl_context()
-    if info.insecure:
-        context = False
-    return Credentials(server=info.server, ssl=context, headers=info.as_http_headers())
+    return error_for(status, reason, message)
 
 
 def object_path(
@@ -285,12 +291,12 @@ def object_path(
     return base
 
 
-def query(**params: str) -> str:
-    return urlencode(params)
-
-
-async def backoff_sleep(attempt: int, *, base: float = 0.2, cap: float = 30.0) -> None:
-    """Exponential backoff with full jitter."""
-    import random
-
-    await asyncio.sleep(random.uniform(0, min(cap, base * (2**attempt))))
+__all__ = [
+    "FIELD_MANAGER",
+    "METADATA_ONLY",
+    "METADATA_ONLY_WATCH",
+    "Credentials",
+    "Expired",
+    "KubeApi",
+    "object_path",
+]

@@ -1,7 +1,10 @@
 """The contract between operator and sidecar, through API objects and the signal.
 
-Dependency-free on purpose: the operator imports it too, so both sides always
-agree on label names, annotation names, data keys and the signal's shape.
+It lives in the client package, which imports nothing of ours and nothing
+heavy, so that the operator and the sidecar both import it without importing
+each other: one definition of the API group and version, label and annotation
+names, data keys, the name rules and the signal's shape. The selector grammar
+is its neighbour, ``prompt_client.selector``.
 """
 
 from __future__ import annotations
@@ -9,8 +12,23 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
+
+# -- the Prompt resource ---------------------------------------------------------------
+
+GROUP = "prompts.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "Prompt"
+PLURAL = "prompts"
+PREFIX = GROUP  # every label, annotation and finalizer the project writes starts so
+
+# A Kubernetes object name (DNS-1123 subdomain) and one of its dot-separated
+# labels; the API server's own rules, which the CRD's CEL repeats.
+DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+DNS_SUBDOMAIN = rf"{DNS_LABEL}(\.{DNS_LABEL})*"
+MAX_OBJECT_NAME = 253
 
 # -- the ConfigMaps the operator writes for each Prompt ------------------------------
 #
@@ -73,11 +91,22 @@ SUBSCRIBE_LABEL = "prompts.dev/subscribe"  # "true" opts the pod in
 PORT_ANNOTATION = "prompts.dev/port"  # the sidecar's signal port
 SELECTOR_ANNOTATION = "prompts.dev/selector"  # label selector over Prompts; empty: all
 DEFAULT_PORT = 8470
+DEFAULT_PROBE_PORT = 8471  # the sidecar's probes (readyz, healthz, metrics) alone
 
 # -- the signal: "prompt X is now at revision R" -------------------------------------
 
 SIGNAL_PATH = "/v1/signal"
-MAX_SIGNAL_BYTES = 1024 * 1024
+# The operator sends a signal whose answer fits MAX_ANSWER_BYTES (signal_chunks),
+# so its bodies stay under about 72 KiB; anything much larger is not ours.
+MAX_SIGNAL_BYTES = 128 * 1024
+# Pairs in one signal; the operator sends more as several. Counted on the raw
+# bytes before parsing, so a body of tens of thousands of small objects never
+# becomes tens of megabytes of parsed JSON in a sidecar limited to 64 MiB.
+MAX_SIGNAL_PAIRS = 2000
+# The most of a sidecar's answer the operator reads. An answer names only the
+# Prompts signalled (about 300 bytes each at most), so a bigger one is not an
+# answer from our sidecar: anything past this is never read, let alone kept.
+MAX_ANSWER_BYTES = 64 * 1024
 MAX_NAME_LENGTH = 253
 MAX_REVISION_LENGTH = 128
 
@@ -85,12 +114,34 @@ MAX_REVISION_LENGTH = 128
 # A Prompt name is a Kubernetes object name (DNS-1123 subdomain); a revision is
 # the operator's content hash. Anything else cannot name a Prompt we serve, so
 # it is refused before it costs an API call.
-_PROMPT_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_PROMPT_NAME = re.compile(DNS_SUBDOMAIN)
 _REVISION = re.compile(r"[A-Za-z0-9._:-]*")
 
 
 class SignalError(ValueError):
     """A signal request that does not follow the protocol; the message says why."""
+
+
+def signal_chunks(
+    pairs: Iterable[tuple[str, str]], size: int = MAX_SIGNAL_PAIRS
+) -> list[list[tuple[str, str]]]:
+    """``pairs`` as several signals: at most ``size`` pairs each, and few enough
+    that the answer (which names every Prompt asked, with a revision of at most
+    ``MAX_REVISION_LENGTH`` characters) stays within ``MAX_ANSWER_BYTES``."""
+    budget = MAX_ANSWER_BYTES - 256  # the answer's pod name and braces
+    chunks: list[list[tuple[str, str]]] = []
+    current: list[tuple[str, str]] = []
+    used = 0
+    for name, revision in pairs:
+        cost = len(json.dumps(name)) + MAX_REVISION_LENGTH + 8  # "name":"revision",
+        if current and (len(current) >= size or used + cost > budget):
+            chunks.append(current)
+            current, used = [], 0
+        current.append((name, revision))
+        used += cost
+    if current:
+        chunks.append(current)
+    return chunks
 
 
 def encode_signal(pairs: Iterable[tuple[str, str]]) -> bytes:
@@ -121,6 +172,10 @@ def parse_signal(body: bytes) -> list[tuple[str, str]]:
     """The (Prompt name, revision) pairs of a signal body; raises ``SignalError``."""
     if len(body) > MAX_SIGNAL_BYTES:
         raise SignalError(f"body larger than {MAX_SIGNAL_BYTES} bytes")
+    # Every pair is an object with one comma inside and one after: more braces or
+    # commas than that many pairs allow is refused before anything is parsed.
+    if body.count(b"{") > MAX_SIGNAL_PAIRS + 1 or body.count(b",") > 2 * MAX_SIGNAL_PAIRS + 8:
+        raise SignalError(f"more than {MAX_SIGNAL_PAIRS} Prompts in one signal; send several")
     data = _load_json(body, "body")
     if not isinstance(data, dict) or not isinstance(data.get("prompts"), list):
         raise SignalError('body must be {"prompts": [{"name": ..., "revision": ...}, ...]}')
@@ -153,10 +208,24 @@ def encode_signal_response(pod: str, served: Mapping[str, str | None]) -> bytes:
     return json.dumps({"pod": pod, "served": dict(served)}, separators=(",", ":")).encode()
 
 
-def parse_signal_response(body: bytes) -> dict[str, str | None]:
-    """The revisions a sidecar says it serves, by Prompt name; raises ``SignalError``."""
+def parse_signal_response(
+    body: bytes, asked: Collection[str] | None = None
+) -> dict[str, str | None]:
+    """The revisions a sidecar says it serves, by Prompt name; raises ``SignalError``.
+
+    With ``asked`` (the names the signal carried), every other name in the answer
+    is dropped: a pod's answer is about what it was asked, and whatever else it
+    says must not cost the operator memory. An answer over ``MAX_ANSWER_BYTES``
+    is refused whole.
+    """
+    if len(body) > MAX_ANSWER_BYTES:
+        raise SignalError(f"answer larger than {MAX_ANSWER_BYTES} bytes")
     data = _load_json(body, "answer")
     served = data.get("served") if isinstance(data, dict) else None
     if not isinstance(served, dict):
         raise SignalError('answer must be {"pod": ..., "served": {...}}')
-    return {str(name): (rev if isinstance(rev, str) else None) for name, rev in served.items()}
+    return {
+        str(name): (rev if isinstance(rev, str) else None)
+        for name, rev in served.items()
+        if asked is None or name in asked
+    }

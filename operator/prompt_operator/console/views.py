@@ -1,0 +1,667 @@
+"""Pure functions from API objects (and form fields) to what the pages show.
+
+No I/O here: the server fetches, these shape, the templates print. The checks
+are `prompt-operator validate`'s own, the render is the client library's own,
+the history and rollback are the CLI's own, so the console can never disagree
+with them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import yaml
+
+from prompt_client import wire
+from prompt_client.contract import choose_variant
+from prompt_client.selector import SelectorError, parse_selector
+from prompt_client.templates import RenderError, TemplateError, render_template
+
+from .. import history, validate
+from ..configmap import API_VERSION
+from ..revisions_cli import gitops_owner
+
+# Field managers of GitOps controllers: a Prompt whose spec one of them owns is
+# changed in git, not here (a direct edit is drift that the next sync undoes).
+GITOPS_MANAGERS = {
+    "argocd-controller": "Argo CD",
+    "argocd-application-controller": "Argo CD",
+    "kustomize-controller": "Flux",
+    "helm-controller": "Flux",
+    "flux-client-side-apply": "Flux",
+}
+
+# -- the list ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PromptRow:
+    name: str
+    key: str
+    ready: str  # "True", "False" or "Unknown"
+    reason: str
+    message: str
+    revision_number: int | None
+    revision: str
+    delivery: str
+    next_activation: str
+    labels: tuple[tuple[str, str], ...]
+
+
+def condition(obj: Mapping[str, Any], type_: str) -> dict[str, Any]:
+    for cond in (obj.get("status") or {}).get("conditions") or []:
+        if isinstance(cond, Mapping) and cond.get("type") == type_:
+            return dict(cond)
+    return {}
+
+
+def prompt_row(obj: Mapping[str, Any]) -> PromptRow:
+    meta = obj.get("metadata") or {}
+    spec = obj.get("spec") or {}
+    status = obj.get("status") or {}
+    ready = condition(obj, "Ready")
+    records = history.records_from(status)
+    current = next((r for r in reversed(records) if r.revision == status.get("revision")), None)
+    stale = status.get("observedGeneration") != meta.get("generation")
+    return PromptRow(
+        name=str(meta.get("name") or ""),
+        key=str(status.get("key") or spec.get("key") or meta.get("name") or ""),
+        ready="Unknown" if stale or not ready else str(ready.get("status") or "Unknown"),
+        reason="Reconciling" if stale else str(ready.get("reason") or ""),
+        message="" if stale else str(ready.get("message") or ""),
+        revision_number=current.number if current else None,
+        revision=str(status.get("revision") or ""),
+        delivery=str((status.get("delivery") or {}).get("summary") or ""),
+        next_activation=str(status.get("nextActivation") or ""),
+        labels=tuple(sorted((meta.get("labels") or {}).items())),
+    )
+
+
+def rows(objects: Iterable[Mapping[str, Any]], search: str = "") -> list[PromptRow]:
+    """Rows sorted by name; ``search`` keeps those whose name or key contains it."""
+    needle = search.strip().casefold()
+    found = [prompt_row(o) for o in objects]
+    if needle:
+        found = [r for r in found if needle in r.name.casefold() or needle in r.key.casefold()]
+    return sorted(found, key=lambda r: r.name)
+
+
+def selector_problem(text: str) -> str | None:
+    """Why a label filter is not a selector, before the API server is asked."""
+    try:
+        parse_selector(text)
+    except SelectorError as exc:
+        return str(exc)
+    return None
+
+
+# -- one Prompt ---------------------------------------------------------------------------
+
+_PLACEHOLDER = re.compile(r"\{\{|\}\}|\{[^{}]*\}")
+
+
+@dataclass(frozen=True)
+class Piece:
+    text: str
+    kind: str  # "text", "var" (declared), "undeclared", "brace" (a literal {{ or }})
+
+
+def highlight(template: str, declared: Sequence[str], fmt: str) -> list[Piece]:
+    """The template split for display, placeholders marked (raw text: one piece)."""
+    if fmt == "raw":
+        return [Piece(template, "text")]
+    pieces: list[Piece] = []
+    last = 0
+    for match in _PLACEHOLDER.finditer(template):
+        if match.start() > last:
+            pieces.append(Piece(template[last : match.start()], "text"))
+        token = match.group()
+        if token in ("{{", "}}"):
+            pieces.append(Piece(token, "brace"))
+        else:
+            pieces.append(Piece(token, "var" if token[1:-1] in declared else "undeclared"))
+        last = match.end()
+    if last < len(template):
+        pieces.append(Piece(template[last:], "text"))
+    return pieces
+
+
+@dataclass(frozen=True)
+class Text:
+    """One text the Prompt serves: the template, or one variant's."""
+
+    variant: str  # "" for spec.template
+    weight: int
+    template: str
+
+
+def texts(spec: Mapping[str, Any]) -> list[Text]:
+    variants = spec.get("variants") or []
+    if variants:
+        return [
+            Text(str(v.get("name")), int(v.get("weight") or 0), str(v.get("template") or ""))
+            for v in variants
+            if isinstance(v, Mapping)
+        ]
+    return [Text("", 0, str(spec.get("template") or ""))]
+
+
+@dataclass(frozen=True)
+class VariableView:
+    name: str
+    description: str
+    default: str | None
+
+
+def variables(spec: Mapping[str, Any]) -> list[VariableView]:
+    return [
+        VariableView(
+            str(v.get("name") or ""),
+            str(v.get("description") or ""),
+            None if v.get("default") is None else str(v.get("default")),
+        )
+        for v in spec.get("variables") or []
+        if isinstance(v, Mapping)
+    ]
+
+
+@dataclass(frozen=True)
+class Preview:
+    text: str | None
+    error: str | None
+
+
+def preview(
+    spec: Mapping[str, Any], name: str, values: Mapping[str, str], variant: str = ""
+) -> Preview:
+    """The text an app gets from ``render(key, **values)``, by the client's own rules.
+    Empty inputs fall back to the declared default, as an app that omits them does."""
+    if (spec.get("format") or "python") == "raw":
+        chosen = next((t for t in texts(spec) if t.variant == variant), texts(spec)[0])
+        return Preview(chosen.template, None)
+    declared = variables(spec)
+    defaults = {v.name: v.default for v in declared if v.default is not None}
+    given = {k: v for k, v in values.items() if v != "" and k in {d.name for d in declared}}
+    chosen = next((t for t in texts(spec) if t.variant == variant), texts(spec)[0])
+    try:
+        text = render_template(
+            chosen.template,
+            given,
+            defaults=defaults,
+            prompt=str(spec.get("key") or name),
+            declared=tuple(d.name for d in declared),
+        )
+    except (RenderError, TemplateError) as exc:
+        return Preview(None, str(exc))
+    return Preview(text, None)
+
+
+def events(items: Iterable[Mapping[str, Any]]) -> list[dict[str, str]]:
+    """Events newest first: time, type, reason, message, count."""
+    out = []
+    for e in items:
+        when = e.get("lastTimestamp") or e.get("eventTime") or e.get("firstTimestamp") or ""
+        out.append(
+            {
+                "time": str(when),
+                "type": str(e.get("type") or ""),
+                "reason": str(e.get("reason") or ""),
+                "message": str(e.get("message") or ""),
+                "count": str(e.get("count") or 1),
+            }
+        )
+    return sorted(out, key=lambda e: e["time"], reverse=True)
+
+
+@dataclass(frozen=True)
+class WeightBar:
+    name: str
+    weight: int
+    percent: float
+    pods: int | None
+
+
+def weight_bars(obj: Mapping[str, Any]) -> list[WeightBar]:
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    pods = {
+        str(v.get("name")): int(v.get("pods") or 0)
+        for v in status.get("variants") or []
+        if isinstance(v, Mapping)
+    }
+    variants = [t for t in texts(spec) if t.variant]
+    total = sum(t.weight for t in variants) or 1
+    return [
+        WeightBar(t.variant, t.weight, round(100 * t.weight / total, 1), pods.get(t.variant))
+        for t in variants
+    ]
+
+
+@dataclass(frozen=True)
+class ScheduleEntryView:
+    at: str
+    what: str
+    state: str  # "past", "active", "next" or "later"
+    position: float  # 0..100 along the time line
+
+
+def schedule(obj: Mapping[str, Any], now: datetime) -> list[ScheduleEntryView]:
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    entries = []
+    for e in spec.get("schedule") or []:
+        if not isinstance(e, Mapping):
+            continue
+        try:
+            when = datetime.fromisoformat(str(e.get("at")).upper().replace("Z", "+00:00"))
+        except ValueError:
+            continue
+        what = (
+            "variants " + ", ".join(str(v.get("name")) for v in e.get("variants") or [])
+            if e.get("variants")
+            else _first_line(str(e.get("template") or ""))
+        )
+        entries.append((when, str(e.get("at")), what))
+    entries.sort()
+    if not entries:
+        return []
+    times = [w.timestamp() for w, _, _ in entries] + [now.timestamp()]
+    low, high = min(times), max(times)
+    span = (high - low) or 1.0
+    active = str((status.get("activeSchedule") or {}).get("at") or "")
+    upcoming = [w for w, _, _ in entries if w > now]
+    out = []
+    for when, at, what in entries:
+        if at == active:
+            state = "active"
+        elif upcoming and when == upcoming[0]:
+            state = "next"
+        else:
+            state = "past" if when <= now else "later"
+        position = round(100 * (when.timestamp() - low) / span, 1)
+        out.append(ScheduleEntryView(at, what, state, position))
+    return out
+
+
+def now_position(
+    entries: Sequence[ScheduleEntryView], obj: Mapping[str, Any], now: datetime
+) -> float:
+    """Where "now" sits on the schedule's time line (0..100)."""
+    spec = obj.get("spec") or {}
+    stamps = []
+    for e in spec.get("schedule") or []:
+        try:
+            stamps.append(
+                datetime.fromisoformat(str(e.get("at")).upper().replace("Z", "+00:00")).timestamp()
+            )
+        except (ValueError, AttributeError):
+            continue
+    stamps.append(now.timestamp())
+    low, high = min(stamps), max(stamps)
+    return round(100 * (now.timestamp() - low) / ((high - low) or 1.0), 1)
+
+
+def _first_line(text: str, limit: int = 80) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+@dataclass(frozen=True)
+class PodView:
+    name: str
+    variant: str | None
+    phase: str
+    waiting: bool  # named in the Delivered condition as not yet serving the current revision
+
+
+def delivery(obj: Mapping[str, Any], pods: Iterable[Mapping[str, Any]]) -> list[PodView]:
+    """Subscribed pods whose selector picks this Prompt, with the variant each serves.
+    The variant is the same function the sidecar uses (a hash of the pod's name)."""
+    meta = obj.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    name = str(meta.get("name") or "")
+    weights = [(b.name, b.weight) for b in weight_bars(obj)]
+    delivered = condition(obj, "Delivered")
+    waiting_text = ""
+    if delivered.get("reason") == "PodsPending":
+        waiting_text = str(delivered.get("message") or "").partition("waiting for ")[2]
+    waiting = {w.strip(" .") for w in waiting_text.split(",")}
+    out = []
+    for pod in pods:
+        pmeta = pod.get("metadata") or {}
+        try:
+            selector = parse_selector(
+                (pmeta.get("annotations") or {}).get(wire.SELECTOR_ANNOTATION)
+            )
+        except SelectorError:
+            continue
+        if not selector.matches(labels):
+            continue
+        pod_name = str(pmeta.get("name") or "")
+        out.append(
+            PodView(
+                pod_name,
+                choose_variant(pod_name, name, weights) if weights else None,
+                str((pod.get("status") or {}).get("phase") or ""),
+                pod_name in waiting,
+            )
+        )
+    return sorted(out, key=lambda p: (not p.waiting, p.name))
+
+
+# -- GitOps -------------------------------------------------------------------------------
+
+
+def spec_managers(obj: Mapping[str, Any]) -> list[str]:
+    """Field managers that own something under spec."""
+    out = []
+    for entry in (obj.get("metadata") or {}).get("managedFields") or []:
+        fields = entry.get("fieldsV1") or {}
+        if "f:spec" in fields and entry.get("manager"):
+            out.append(str(entry["manager"]))
+    return out
+
+
+def managed_elsewhere(obj: Mapping[str, Any]) -> str | None:
+    """Why the console must not write this Prompt (a GitOps tool owns it), or None."""
+    owner = gitops_owner(obj)
+    if owner:
+        return (
+            f"it is managed by {owner} (its labels or annotations say so); "
+            "a change made here is drift that the next sync undoes"
+        )
+    for manager in spec_managers(obj):
+        tool = GITOPS_MANAGERS.get(manager)
+        if tool:
+            return (
+                f"its spec is owned by {tool} (field manager {manager}); "
+                "a change made here is drift that the next sync undoes"
+            )
+    return None
+
+
+def manifest_body(obj: Mapping[str, Any], spec: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The object as it would be committed: no server fields, no status."""
+    meta = obj.get("metadata") or {}
+    clean_meta: dict[str, Any] = {"name": meta.get("name"), "namespace": meta.get("namespace")}
+    if meta.get("labels"):
+        clean_meta["labels"] = dict(meta["labels"])
+    annotations = {
+        k: v
+        for k, v in (meta.get("annotations") or {}).items()
+        if k != "kubectl.kubernetes.io/last-applied-configuration"
+    }
+    if annotations:
+        clean_meta["annotations"] = annotations
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "Prompt",
+        "metadata": clean_meta,
+        "spec": dict(spec if spec is not None else obj.get("spec") or {}),
+    }
+
+
+class _ManifestDumper(yaml.SafeDumper):
+    """Multi-line texts as literal blocks (``|``), as people write them in git."""
+
+
+def _text(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_ManifestDumper.add_representer(str, _text)
+
+
+def manifest(obj: Mapping[str, Any], spec: Mapping[str, Any] | None = None) -> str:
+    """The manifest to commit, as YAML."""
+    return str(
+        yaml.dump(
+            manifest_body(obj, spec),
+            Dumper=_ManifestDumper,
+            sort_keys=False,
+            allow_unicode=True,
+            width=100,
+        )
+    )
+
+
+def _shrunk(value: Any) -> Any:
+    """``value`` with long strings cut: its YAML node only locates fields, and
+    composing a megabyte of YAML in pure Python takes seconds."""
+    if isinstance(value, dict):
+        return {k: _shrunk(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_shrunk(v) for v in value]
+    return value[:80] if isinstance(value, str) else value
+
+
+# -- the edit form ------------------------------------------------------------------------
+
+
+@dataclass
+class Form:
+    """What the edit form holds, as typed."""
+
+    key: str = ""
+    format: str = "python"
+    template: str = ""
+    variant_names: list[str] = field(default_factory=list)
+    variant_weights: list[str] = field(default_factory=list)
+    variant_templates: list[str] = field(default_factory=list)
+    var_names: list[str] = field(default_factory=list)
+    var_descriptions: list[str] = field(default_factory=list)
+    var_defaults: list[str] = field(default_factory=list)
+    resource_version: str = ""
+
+
+def form_from_spec(obj: Mapping[str, Any]) -> Form:
+    spec = obj.get("spec") or {}
+    variants = [t for t in texts(spec) if t.variant]
+    declared = variables(spec)
+    return Form(
+        key=str(spec.get("key") or ""),
+        format=str(spec.get("format") or "python"),
+        template=str(spec.get("template") or ""),
+        variant_names=[t.variant for t in variants],
+        variant_weights=[str(t.weight) for t in variants],
+        variant_templates=[t.template for t in variants],
+        var_names=[v.name for v in declared],
+        var_descriptions=[v.description for v in declared],
+        var_defaults=["" if v.default is None else v.default for v in declared],
+        resource_version=str((obj.get("metadata") or {}).get("resourceVersion") or ""),
+    )
+
+
+def _normalize(text: str) -> str:
+    # Browsers send textarea lines with CRLF; a prompt typed in a browser means LF.
+    return text.replace("\r\n", "\n")
+
+
+def form_from_fields(fields: Mapping[str, Sequence[str]]) -> Form:
+    """The form as posted (``fields``: name -> every value of that name)."""
+
+    def one(name: str) -> str:
+        values = fields.get(name) or [""]
+        return values[0]
+
+    def many(name: str) -> list[str]:
+        return list(fields.get(name) or [])
+
+    return Form(
+        key=one("key").strip(),
+        format=one("format") or "python",
+        template=_normalize(one("template")),
+        variant_names=many("variant_name"),
+        variant_weights=many("variant_weight"),
+        variant_templates=[_normalize(t) for t in many("variant_template")],
+        var_names=[n.strip() for n in many("var_name")],
+        var_descriptions=many("var_description"),
+        var_defaults=many("var_default"),
+        resource_version=one("resource_version"),
+    )
+
+
+def _weight(text: str) -> int | str:
+    try:
+        return int(text)
+    except ValueError:
+        return text  # the schema check says "not of type integer" next to the field
+
+
+def spec_from_form(current: Mapping[str, Any], form: Form) -> dict[str, Any]:
+    """The spec to write: the current one with the form's fields in place. Fields the
+    form does not show (schedule, history limit) are kept as they are."""
+    spec: dict[str, Any] = {
+        k: v
+        for k, v in (current.get("spec") or {}).items()
+        if k not in ("template", "variants", "variables", "key", "format")
+    }
+    name = str((current.get("metadata") or {}).get("name") or "")
+    spec["key"] = form.key or name
+    spec["format"] = form.format
+    if form.variant_names:
+        spec["variants"] = [
+            {"name": n, "weight": _weight(w), "template": t}
+            for n, w, t in zip(
+                form.variant_names, form.variant_weights, form.variant_templates, strict=False
+            )
+        ]
+    else:
+        spec["template"] = form.template
+    declared = []
+    for i, var in enumerate(form.var_names):
+        if not var:
+            continue  # an empty row is no variable
+        item: dict[str, Any] = {"name": var}
+        description = form.var_descriptions[i] if i < len(form.var_descriptions) else ""
+        default = form.var_defaults[i] if i < len(form.var_defaults) else ""
+        if description:
+            item["description"] = description
+        if default:
+            item["default"] = default
+        declared.append(item)
+    if declared:
+        spec["variables"] = declared
+    return spec
+
+
+FIELDS = ("key", "format", "template", "variables", "variants")
+
+
+@dataclass(frozen=True)
+class Checks:
+    """Problems by form field (``general`` for the rest) and warnings."""
+
+    errors: dict[str, list[str]]
+    warnings: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not any(self.errors.values())
+
+
+_TEXT_REASONS = (
+    "UndeclaredVariable",
+    "MalformedTemplate",
+    "ForbiddenPlaceholder",
+    "PromptTooLarge",
+)
+
+
+def _field_of(message: str) -> str:
+    if message.startswith(_TEXT_REASONS):
+        return "template"  # a text's problem, also in a variant's text
+    for name in ("spec.key", "InvalidKey"):
+        if name in message:
+            return "key"
+    if "spec.format" in message:
+        return "format"
+    if "spec.variables" in message and "used in" not in message:
+        return "variables"
+    if "spec.variants" in message or "InvalidVariants" in message:
+        return "variants"
+    if "template" in message or "Template" in message or "Placeholder" in message:
+        return "template"
+    return "general"
+
+
+def check(obj: Mapping[str, Any], spec: Mapping[str, Any]) -> Checks:
+    """`prompt-operator validate`'s checks on the Prompt with ``spec``, by field."""
+    body = manifest_body(obj, spec)
+    node = yaml.compose(yaml.safe_dump(_shrunk(body)))
+    assert node is not None  # a dumped mapping always composes to a node
+    doc = validate.Document("form", node, body)
+    errors: dict[str, list[str]] = {name: [] for name in (*FIELDS, "general")}
+    warnings: list[str] = []
+    for finding in validate.check_document(doc):
+        if finding.warning:
+            warnings.append(finding.message)
+        else:
+            errors[_field_of(finding.message)].append(finding.message)
+    return Checks(errors, warnings)
+
+
+# -- revisions and rollback ---------------------------------------------------------------
+
+
+def record(status: Mapping[str, Any], number: int) -> history.Record | None:
+    return next((r for r in history.records_from(status) if r.number == number), None)
+
+
+# -- usage from Prometheus ----------------------------------------------------------------
+
+
+def usage_query(key: str) -> str:
+    """PromQL for a Prompt's uses by revision, variant and outcome (the client's counter)."""
+    escaped = key.replace("\\", "\\\\").replace('"', '\\"')
+    return f'sum by (revision, variant, outcome) (prompt_usage_total{{prompt="{escaped}"}})'
+
+
+@dataclass(frozen=True)
+class UsageRow:
+    revision: str
+    variant: str
+    total: int
+    shares: tuple[tuple[str, int, float], ...]  # (outcome, count, percent of total)
+
+
+@dataclass(frozen=True)
+class Usage:
+    outcomes: tuple[str, ...]  # columns, "" shown as "none"
+    rows: tuple[UsageRow, ...]
+
+
+def usage(result: Iterable[Mapping[str, Any]]) -> Usage:
+    """Rows per (revision, variant) with each outcome's count and share, from the
+    ``data.result`` of an instant query of ``usage_query``."""
+    counts: dict[tuple[str, str], dict[str, int]] = {}
+    outcomes: set[str] = set()
+    for sample in result:
+        labels = sample.get("metric") or {}
+        try:
+            value = round(float((sample.get("value") or [0, "0"])[1]))
+        except (TypeError, ValueError):
+            continue
+        key = (str(labels.get("revision") or ""), str(labels.get("variant") or ""))
+        outcome = str(labels.get("outcome") or "")
+        outcomes.add(outcome)
+        counts.setdefault(key, {})[outcome] = counts.get(key, {}).get(outcome, 0) + value
+    columns = tuple(sorted(outcomes, key=lambda o: (o in ("", "other"), o)))
+    rows = []
+    for (revision, variant), by_outcome in sorted(counts.items(), key=lambda kv: kv[0][::-1]):
+        total = sum(by_outcome.values())
+        rows.append(
+            UsageRow(
+                revision,
+                variant,
+                total,
+                tuple(
+                    (o, by_outcome.get(o, 0), round(100 * by_outcome.get(o, 0) / (total or 1), 1))
+                    for o in columns
+                ),
+            )
+        )
+    return Usage(columns, tuple(rows))
