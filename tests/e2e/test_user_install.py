@@ -140,22 +140,37 @@ def scale(kubeconfig: Path, replicas: int) -> list[dict[str, Any]]:
 
 
 def test_operator_runs_as_the_chart_ships_it(release: Node) -> None:
-    (pod,) = pods(release.kubeconfig, OPERATOR_NAMESPACE, "app.kubernetes.io/name=prompt-operator")
-    name = pod["metadata"]["name"]
-    status = pod["status"]["containerStatuses"][0]
-    assert status["ready"] and status["restartCount"] == 0, status
-    ctx = pod["spec"]["containers"][0]["securityContext"]
-    assert ctx["readOnlyRootFilesystem"] and not ctx["allowPrivilegeEscalation"]
-    uid = exec_in(
-        release.kubeconfig, OPERATOR_NAMESPACE, name, "operator",
-        "python3", "-c", "import os; print(os.getuid())",
-    )  # fmt: skip
-    assert uid.stdout.strip() == "65532"
-    write = exec_in(
-        release.kubeconfig, OPERATOR_NAMESPACE, name, "operator",
-        "python3", "-c", "open('/written', 'w')", check=False,
-    )  # fmt: skip
-    assert write.returncode != 0 and "Read-only file system" in write.stderr
+    # Two replicas by default: both Ready (the standby serves the webhooks and
+    # keeps its caches warm), one of them holding the leader Lease.
+    found = pods(release.kubeconfig, OPERATOR_NAMESPACE, "app.kubernetes.io/name=prompt-operator")
+    assert len(found) == 2, [p["metadata"]["name"] for p in found]
+    for pod in found:
+        name = pod["metadata"]["name"]
+        status = pod["status"]["containerStatuses"][0]
+        assert status["ready"] and status["restartCount"] == 0, status
+        ctx = pod["spec"]["containers"][0]["securityContext"]
+        assert ctx["readOnlyRootFilesystem"] and not ctx["allowPrivilegeEscalation"]
+        uid = exec_in(
+            release.kubeconfig, OPERATOR_NAMESPACE, name, "operator",
+            "python3", "-c", "import os; print(os.getuid())",
+        )  # fmt: skip
+        assert uid.stdout.strip() == "65532"
+        write = exec_in(
+            release.kubeconfig, OPERATOR_NAMESPACE, name, "operator",
+            "python3", "-c", "open('/written', 'w')", check=False,
+        )  # fmt: skip
+        assert write.returncode != 0 and "Read-only file system" in write.stderr
+    names = {pod["metadata"]["name"] for pod in found}
+
+    def leader() -> set[str]:
+        leases = json.loads(
+            kubectl(
+                release.kubeconfig, "-n", OPERATOR_NAMESPACE, "get", "leases", "-o", "json"
+            ).stdout
+        )["items"]
+        return {lease["spec"].get("holderIdentity") for lease in leases} & names
+
+    wait_for(leader, timeout=30, message="one operator replica to hold the Lease")
 
     # The webhooks answer through their Service: a Prompt with an undeclared
     # variable is refused at apply time with the operator's own message. The
