@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from prompt_client import wire
-from prompt_cluster.testing import SidecarProcess, kubectl, wait_for
+from prompt_cluster.testing import SidecarProcess, audit_line_count, kubectl, wait_for
 
 SidecarFactory = Callable[..., SidecarProcess]
 """``sidecars(name, start=True, **SidecarProcess options)``: an app pod with a sidecar."""
@@ -127,3 +127,30 @@ def post_signal(
             return resp.status, resp.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
+
+
+def settle_audit(audit_log: Path) -> int:
+    """Line count once the batched audit backend has flushed (the count stops moving)."""
+    last = -1
+
+    def stable() -> int | None:
+        nonlocal last
+        now = audit_line_count(audit_log)
+        if now == last:
+            return now or 1
+        last = now
+        return None
+
+    return wait_for(stable, timeout=10, interval=0.3, message="audit log to settle")
+
+
+def metric(base_url: str, sample: str, default: float | None = None) -> float:
+    """One sample of a process's Prometheus ``/metrics`` (``sample`` may carry its
+    labels, as in ``name{label="value"}``); ``default`` when it is not there yet."""
+    with urllib.request.urlopen(base_url + "/metrics", timeout=5) as resp:
+        for line in resp.read().decode().splitlines():
+            if line.startswith(sample + " "):
+                return float(line.split()[-1])
+    if default is None:
+        raise AssertionError(f"{sample} not in {base_url}/metrics")
+    return default

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import threading
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,7 @@ from prompt_cluster.testing import (
 )
 from prompt_operator.controllers.signals import MAX_SIGNAL_ATTEMPTS
 
-from .helpers import SidecarFactory, apply, condition, get, wait_prompt
+from .helpers import SidecarFactory, apply, condition, get, metric, wait_prompt
 
 pytestmark = pytest.mark.usefixtures("operator")
 
@@ -213,13 +212,11 @@ def test_delivery_status_counts_pods_and_ignores_dead_ones(
 
 
 def _failed_signals(operator: OperatorProcess) -> float:
-    body = urllib.request.urlopen(
-        f"http://127.0.0.1:{operator.metrics_port}/metrics", timeout=5
-    ).read()
-    for line in body.decode().splitlines():
-        if line.startswith('prompt_operator_signals_total{result="failed"}'):
-            return float(line.split()[-1])
-    return 0.0
+    return metric(
+        f"http://127.0.0.1:{operator.metrics_port}",
+        'prompt_operator_signals_total{result="failed"}',
+        default=0.0,
+    )
 
 
 def test_a_sidecar_that_starts_after_its_pod_is_counted_once_it_answers(

@@ -38,7 +38,7 @@ from prompt_cluster.testing import (
 from tests.reliability.report import Observed
 
 from .conftest import OPERATOR_USER
-from .helpers import SidecarFactory, apply, wait_prompt
+from .helpers import SidecarFactory, apply, settle_audit, wait_prompt
 
 pytestmark = [pytest.mark.fault, pytest.mark.slow]
 
@@ -129,20 +129,6 @@ def turns(writes: list[tuple[float, str]]) -> list[str]:
         if not order or order[-1] != replica:
             order.append(replica)
     return order
-
-
-def settle_audit(audit_log: Path) -> int:
-    last = -1
-
-    def stable() -> int | None:
-        nonlocal last
-        now = audit_line_count(audit_log)
-        if now == last:
-            return now or 1
-        last = now
-        return None
-
-    return wait_for(stable, timeout=10, interval=0.3, message="audit log to settle")
 
 
 class Editor(threading.Thread):

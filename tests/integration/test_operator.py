@@ -10,7 +10,6 @@ import pytest
 
 from prompt_cluster.testing import (
     OperatorProcess,
-    audit_line_count,
     audit_writes,
     kubectl,
     prompt_manifest,
@@ -26,6 +25,7 @@ from .helpers import (
     current_configmap,
     events_for,
     get,
+    settle_audit,
     wait_prompt,
 )
 
@@ -37,21 +37,6 @@ def writes_in(audit_log: Path, since: int, namespace: str | None = None) -> list
     if namespace is not None:
         events = [e for e in events if (e.get("objectRef") or {}).get("namespace") == namespace]
     return events
-
-
-def settle_audit(audit_log: Path) -> int:
-    """Line count once the batched audit backend has flushed (the count stops moving)."""
-    last = -1
-
-    def stable() -> int | None:
-        nonlocal last
-        now = audit_line_count(audit_log)
-        if now == last:
-            return now or 1
-        last = now
-        return None
-
-    return wait_for(stable, timeout=10, interval=0.3, message="audit log to settle")
 
 
 @pytest.mark.parametrize(

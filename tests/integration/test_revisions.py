@@ -24,8 +24,8 @@ from prompt_cluster.testing import (
     wait_for,
 )
 
-from .helpers import apply, events_for, get, revision_configmaps, wait_prompt
-from .test_operator import settle_audit, writes_in
+from .helpers import apply, events_for, get, revision_configmaps, settle_audit, wait_prompt
+from .test_operator import writes_in
 
 pytestmark = pytest.mark.usefixtures("operator")
 

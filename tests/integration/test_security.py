@@ -12,7 +12,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import re
 import threading
 import time
 import urllib.request
@@ -22,10 +21,10 @@ from pathlib import Path
 import pytest
 
 from prompt_client import wire
-from prompt_cluster.testing import OperatorProcess, SidecarProcess, prompt_manifest, wait_for
+from prompt_cluster.testing import OperatorProcess, prompt_manifest, wait_for
 from tests.reliability.report import Observed
 
-from .helpers import SidecarFactory, apply, get, post_signal, wait_prompt
+from .helpers import SidecarFactory, apply, get, metric, post_signal, wait_prompt
 
 pytestmark = pytest.mark.usefixtures("operator")
 
@@ -33,14 +32,6 @@ pytestmark = pytest.mark.usefixtures("operator")
 def file_identity(path: Path) -> tuple[int, int, bytes]:
     info = path.stat()
     return info.st_ino, info.st_mtime_ns, path.read_bytes()
-
-
-def metric(sidecar: SidecarProcess, name: str) -> float:
-    with urllib.request.urlopen(sidecar.url + "/metrics", timeout=5) as resp:
-        text = resp.read().decode()
-    match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
-    assert match, f"{name} not in /metrics"
-    return float(match.group(1))
 
 
 @pytest.mark.reliability(
@@ -101,7 +92,7 @@ def test_a_flood_of_forged_signals_costs_only_rate_limited_reads(
     app = sidecars("app")
     path = app.dir / "p.txt"
     before = file_identity(path)
-    reads_before = metric(app, "prompt_sidecar_rereads_total")
+    reads_before = metric(app.url, "prompt_sidecar_rereads_total")
     bodies = (
         [
             json.dumps({"prompts": [{"name": f"nope-{i}", "revision": "x"}]}).encode()
@@ -142,7 +133,7 @@ def test_a_flood_of_forged_signals_costs_only_rate_limited_reads(
     for thread in threads:
         thread.join()
     took = time.monotonic() - started
-    reads = metric(app, "prompt_sidecar_rereads_total") - reads_before
+    reads = metric(app.url, "prompt_sidecar_rereads_total") - reads_before
     sent = sum(answers.values())
     assert file_identity(path) == before
     assert app.ready()

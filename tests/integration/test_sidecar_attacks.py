@@ -25,7 +25,7 @@ from prompt_cluster.testing import SidecarProcess, audit_line_count, prompt_mani
 from prompt_sidecar.sync import EARLY_RESYNC_SECONDS
 from tests.reliability.report import Observed
 
-from .helpers import SidecarFactory, apply, post_signal, wait_prompt
+from .helpers import SidecarFactory, apply, metric, post_signal, wait_prompt
 
 pytestmark = pytest.mark.usefixtures("operator")
 
@@ -231,14 +231,6 @@ def configmap_reads(audit_log: Path, since: int, user: str) -> Counter[str]:
     return counts
 
 
-def metric(app: SidecarProcess, name: str) -> float:
-    with urllib.request.urlopen(app.url + "/metrics", timeout=5) as resp:
-        for line in resp.read().decode().splitlines():
-            if line.startswith(name + " "):
-                return float(line.split()[1])
-    raise AssertionError(name)
-
-
 @pytest.mark.reliability(
     case="S-signal forged names",
     did="300 forged signals in a row, each naming 8 Prompts the sidecar never served "
@@ -254,7 +246,7 @@ def test_forged_names_cost_gets_and_rarely_a_list(
     app = ready_app(kubeconfig, namespace, sidecars)
     user = f"system:serviceaccount:{namespace}:prompt-sidecar"
     since = audit_line_count(audit_log)
-    reads_before = metric(app, "prompt_sidecar_rereads_total")
+    reads_before = metric(app.url, "prompt_sidecar_rereads_total")
     started = time.monotonic()
     names = 0
     for i in range(300):
@@ -267,13 +259,13 @@ def test_forged_names_cost_gets_and_rarely_a_list(
     last = [-1.0, time.monotonic()]
 
     def settled() -> bool:
-        value = metric(app, "prompt_sidecar_rereads_total")
+        value = metric(app.url, "prompt_sidecar_rereads_total")
         if value != last[0]:
             last[:] = [value, time.monotonic()]
         return time.monotonic() - last[1] > 1.5
 
     wait_for(settled, timeout=60, message="re-reads settle")
-    reads = metric(app, "prompt_sidecar_rereads_total") - reads_before
+    reads = metric(app.url, "prompt_sidecar_rereads_total") - reads_before
 
     def audited() -> Counter[str] | None:
         found = configmap_reads(audit_log, since, user)
