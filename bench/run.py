@@ -1,7 +1,8 @@
 """Run every benchmark scenario against a fresh local cluster and print the figures.
 
 `python -m bench [--quick]`; writes bench/results/latest.json (one object per
-figure: name, value, unit, params, goal) plus the machine's cores and load.
+figure: name, value, unit, params, goal; the cost curve per pod count; the
+median time of every hop of an edit) plus the machine's cores and load.
 Figures are measured from outside our code: the clock starts when the API
 server has accepted an edit (the API call returned) and stops when a separate
 reader process sees the new bytes in a pod's file.
@@ -14,11 +15,9 @@ import hashlib
 import json
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
-import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,22 +27,21 @@ from prompt_cluster.api import Api
 from prompt_cluster.cluster import LocalCluster
 from prompt_cluster.testing import (
     OperatorProcess,
-    SidecarProcess,
-    audit_line_count,
     kubectl,
     service_account_kubeconfig,
     sidecar_role,
-    start_process,
-    stop_process,
     wait_for,
 )
+
+from . import propagation, trace
 
 REPO = Path(__file__).resolve().parent.parent
 NS = "bench"
 OPERATOR_USER = "system:serviceaccount:prompt-system:prompt-operator"
 SIDECAR_USER = f"system:serviceaccount:{NS}:prompt-sidecar"
 WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection", "apply"}
-READ_VERBS = {"get", "list", "watch"}
+# Goals for ours against the watch-based sidecar at the same pod count (ratio of p50s).
+RATIO_GOALS = {5: "<= 1", 50: "<= 1.3"}
 
 
 @dataclass
@@ -73,70 +71,59 @@ def rss_kib(pid: int) -> tuple[int, int]:
     return values["VmRSS"], values["VmHWM"]
 
 
-def audit_counts(log: Path, since: int, user: str, verbs: set[str]) -> int:
+def audit_counts(log: Path, since: int, user: str, verbs: set[str] | None) -> int:
+    """Requests by ``user`` after line ``since`` of the audit log (``verbs``: only those)."""
     count = 0
     with open(log, encoding="utf-8") as handle:
         for number, line in enumerate(handle):
             if number < since:
                 continue
             event = json.loads(line)
-            if event.get("user", {}).get("username") == user and event.get("verb") in verbs:
+            if event.get("user", {}).get("username") == user and (
+                verbs is None or event.get("verb") in verbs
+            ):
                 count += 1
     return count
 
 
-def settle(log: Path) -> int:
-    last = [-1]
-
-    def stable() -> int | None:
-        now = audit_line_count(log)
-        if now == last[0]:
-            return now or 1
-        last[0] = now
-        return None
-
-    return wait_for(stable, timeout=30, interval=0.5)
+settle = propagation.settle
 
 
-class Reader:
-    """The separate reader process and the events it reports."""
+def operator_quiet(audit: Path) -> None:
+    """New pods move every Prompt's delivery count, which the operator rewrites at
+    a bounded rate: wait until it has, so an edit's cost is only the edit's."""
+    quiet_since = settle(audit)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        time.sleep(5)  # longer than the refresh interval
+        now = settle(audit)
+        if audit_counts(audit, quiet_since, OPERATOR_USER, WRITE_VERBS) == 0:
+            return
+        quiet_since = now
 
-    def __init__(self, dirs: list[Path]) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.reader", *map(str, dirs)],
-            stdout=subprocess.PIPE,
-            text=True,
-            cwd=REPO,
+
+def curve_table(curve: Sequence[dict[str, Any]]) -> str:
+    lines = [
+        "| sidecar | pods | edits | p50 ms | p99 ms | operator CPU ms/edit "
+        "| operator requests/edit | sidecar requests/edit |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in curve:
+        lines.append(
+            f"| {row['kind']} | {row['pods']} | {row['edits']} | {row['p50_ms']:.1f} "
+            f"| {row['p99_ms']:.1f} | {row['operator_cpu_ms_per_edit']:.1f} "
+            f"| {row['operator_requests_per_edit']:g} | {row['sidecar_requests_per_edit']:g} |"
         )
-        assert self.proc.stdout is not None
-        assert self.proc.stdout.readline().strip() == "ready"
-        self.seen: dict[tuple[int, str, str], float] = {}
-        self.lock = threading.Lock()
-        threading.Thread(target=self._pump, daemon=True).start()
+    return "\n".join(lines)
 
-    def _pump(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            at, index, name, digest = line.split()
-            with self.lock:
-                self.seen.setdefault((int(index), name, digest), float(at))
 
-    def when(self, index: int, name: str, digest: str) -> float | None:
-        with self.lock:
-            return self.seen.get((index, name, digest))
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-        self.proc.wait()
+def pid_of(process: Any) -> int:
+    """The pid of a running OperatorProcess or SidecarProcess."""
+    assert process.proc is not None, "not running"
+    return int(process.proc.pid)
 
 
 PROMPTS = f"/apis/prompts.dev/v1alpha1/namespaces/{NS}/prompts"
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -144,9 +131,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smaller sizes, under 2 minutes")
     args = parser.parse_args(argv)
     quick = args.quick
-    prompts, pods, edits = (100, 5, 40) if quick else (1000, 50, 200)
+    prompts = 100 if quick else 1000
+    counts = [1, 5] if quick else [1, 5, 10, 50, 100]
+    headline = counts[-1] if quick else 50
+
+    def edits_at(count: int) -> int:
+        if quick:
+            return 30
+        return 200 if count in RATIO_GOALS else 100
+
     restart_prompts = 1000 if quick else 10000
-    baseline_pods = 3 if quick else 5
     figures = Figures(quick)
     work = Path(tempfile.mkdtemp(prefix="prompt-bench-"))
     load = os.getloadavg()
@@ -155,10 +149,15 @@ def main(argv: list[str] | None = None) -> int:
         f"load {load[0]:.2f}; work dir {work}",
         flush=True,
     )
+    # Every process of ours (and the watch-based sidecars) stamps the hops of
+    # each edit into one file: see prompt_client.hops and bench/trace.py.
+    trace_file = work / "hops.jsonl"
+    os.environ["PROMPT_TRACE_FILE"] = os.environ["PROMPT_OPERATOR_TRACE_FILE"] = str(trace_file)
     cluster = LocalCluster(work / "cluster")
     state = cluster.up()
     kc = state.kubeconfig
-    procs: list[Any] = []
+    operator: OperatorProcess | None = None
+    pod_sets: list[propagation.Pods] = []
     try:
         kubectl(kc, "apply", "--server-side", "-f", str(REPO / "crds"))
         kubectl(kc, "wait", "--for=condition=Established", "crd/prompts.prompts.dev")
@@ -175,7 +174,6 @@ def main(argv: list[str] | None = None) -> int:
         # count updates are over before P2 starts counting.
         operator = OperatorProcess(op_kc, work / "operator.log", "--delivery-refresh=2")
         operator.start()
-        procs.append(operator)
         sc_kc = sidecar_role(kc, NS, work / "sidecar.kc")
 
         # The operator has started (its boot is P4's business): one Prompt through.
@@ -214,16 +212,6 @@ def main(argv: list[str] | None = None) -> int:
 
         wait_for(all_ready, timeout=600, interval=0.1, message="all Prompts Ready")
         ready_s = time.monotonic() - started
-        sidecars = []
-        for i in range(pods):
-            sidecar = SidecarProcess(kc, sc_kc, NS, f"app-{i}", work)
-            sidecars.append(sidecar)
-        t0 = time.monotonic()
-        for sidecar in sidecars:
-            sidecar.start(wait_ready=False)
-            procs.append(sidecar)
-        wait_for(lambda: all(s.ready() for s in sidecars), timeout=300, interval=0.2)
-        files_s = time.monotonic() - t0
         figures.add(
             "P3 cold convergence (create -> all Ready)",
             prompts / ready_s,
@@ -233,140 +221,114 @@ def main(argv: list[str] | None = None) -> int:
             seconds=round(ready_s, 2),
             client_seconds=round(client_time, 2),
         )
-        figures.add(
-            "P3 pods' first sync (start -> ready)",
-            files_s,
-            "s",
-            "n/a",
-            pods=pods,
-            files_per_pod=prompts,
-        )
-
-        # -- baseline: watch-based sidecars ----------------------------------------------
-        base_dirs = []
-        for i in range(baseline_pods):
-            d = work / f"baseline-{i}"
-            d.mkdir()
-            base_dirs.append(d)
-            procs.append(
-                start_process(
-                    [sys.executable, "-m", "bench.baseline", str(kc), NS, str(d)],
-                    log=work / f"baseline-{i}.log",
-                )
-            )
-        wait_for(
-            lambda: all(len(list(d.glob("*.txt"))) == prompts for d in base_dirs),
-            timeout=120,
-            interval=0.2,
-            message="baseline sidecars synced",
-        )
-
-        # -- P1, P2, P6: propagation of edits -------------------------------------------
-        reader = Reader([s.dir for s in sidecars] + base_dirs)
-        procs.append(reader)  # stopped by the finally below should anything fail
-        audit = state.audit_log
-        # The pods' rollout made every Prompt's delivery count move; the operator
-        # rewrites those at a bounded rate. Let that finish, so P2 counts only
-        # what the edits cost.
-        quiet_since = settle(audit)
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            time.sleep(5)  # longer than the refresh interval
-            now = settle(audit)
-            if audit_counts(audit, quiet_since, OPERATOR_USER, WRITE_VERBS) == 0:
-                break
-            quiet_since = now
-        mark = settle(audit)
-        latencies, base_latencies, per_pod, call_times = [], [], [], []
         names = list(texts)
-        for n in range(edits):
-            name = names[(n * 7919) % len(names)]
-            text = f"prompt {name} edit {n} " + "y" * 2000
-            t = time.time()
-            api.edit_prompt(NS, name, text)
-            accepted = time.time()
-            call_times.append(accepted - t)
-            digest = sha(text)
-            ours = [(i, f"{name}.txt") for i in range(pods)]
-            theirs = [(pods + i, f"prompt-{name}.txt") for i in range(baseline_pods)]
-            wait_for(
-                lambda ours=ours, theirs=theirs, digest=digest: all(
-                    reader.when(i, f, digest) for i, f in ours + theirs
-                ),
-                timeout=30,
-                interval=0.002,
-                message=f"edit {n} everywhere",
-            )
-            seen = [reader.when(i, f, digest) - accepted for i, f in ours]  # type: ignore[operator]
-            per_pod += seen
-            latencies.append(max(seen))
-            base_latencies.append(
-                max(
-                    reader.when(i, f, digest) - accepted  # type: ignore[operator]
-                    for i, f in theirs
+        audit = state.audit_log
+
+        # -- the watch-based baseline at every pod count -----------------------------------
+        watchers = propagation.Pods("watch", file_of=lambda prompt: f"prompt-{prompt}.txt")
+        pod_sets.append(watchers)
+        watch_steps: dict[int, propagation.Step] = {}
+        for count in counts:
+            propagation.grow_watchers(watchers, count, kc, NS, work)
+            operator_quiet(audit)
+            cpu = propagation.cpu_seconds(pid_of(operator))
+            step = propagation.run_edits(api, NS, watchers, names, edits_at(count), trace_file, f"w{count}")
+            step.cpu_per_edit = (propagation.cpu_seconds(pid_of(operator)) - cpu) / step.edits
+            watch_steps[count] = step
+            print(f"    watch-based, {count} pods: p50 {step.p50:.1f} ms, p99 {step.p99:.1f} ms")
+        watch_rss = statistics.median(rss_kib(p.pid)[0] for p in watchers.procs) / 1024
+        watchers.stop()
+
+        # -- ours at every pod count: P1, P2, P6, the cost curve and the trace --------------
+        ours = propagation.Pods("ours")
+        pod_sets.append(ours)
+        our_steps: dict[int, propagation.Step] = {}
+        for count in counts:
+            before = len(ours.procs)
+            started_s = propagation.grow_ours(ours, count, kc, sc_kc, NS, work)
+            if count == headline:
+                figures.add(
+                    "P3 pods' first sync (start -> ready)",
+                    started_s,
+                    "s",
+                    "n/a",
+                    pods=count - before,
+                    files_per_pod=prompts,
                 )
+            operator_quiet(audit)
+            mark = propagation.settle(audit)
+            cpu = propagation.cpu_seconds(pid_of(operator))
+            step = propagation.run_edits(api, NS, ours, names, edits_at(count), trace_file, f"o{count}")
+            step.cpu_per_edit = (propagation.cpu_seconds(pid_of(operator)) - cpu) / step.edits
+            propagation.settle(audit)
+            step.operator_requests = audit_counts(audit, mark, OPERATOR_USER, None)
+            step.operator_writes = audit_counts(audit, mark, OPERATOR_USER, WRITE_VERBS)
+            step.sidecar_requests = audit_counts(audit, mark, SIDECAR_USER, None)
+            our_steps[count] = step
+            print(f"    ours, {count} pods: p50 {step.p50:.1f} ms, p99 {step.p99:.1f} ms")
+
+        head = our_steps[headline]
+        common = dict(prompts=prompts, pods=headline, edits=head.edits)
+        figures.add(
+            "P1 propagation p50 (apply -> every pod's file)", head.p50, "ms", "<= 100", **common
+        )
+        figures.add("P1 propagation p99", head.p99, "ms", "<= 300", **common)
+        figures.add("P1 propagation max", max(head.latencies_ms), "ms", "n/a", **common)
+        figures.add(
+            "P1 per-pod file latency p50", statistics.median(head.per_pod_ms), "ms", "n/a", **common
+        )
+        for count in counts:
+            mine, theirs = our_steps[count], watch_steps[count]
+            figures.add(
+                f"ours/watch-based p50 at {count} pods",
+                mine.p50 / theirs.p50,
+                "x",
+                RATIO_GOALS.get(count, "n/a"),
+                ours_ms=round(mine.p50, 1),
+                watch_ms=round(theirs.p50, 1),
+                edits=mine.edits,
             )
-            time.sleep(0.05)  # 20 edits/s: measure latency, not a queue
-        reader.stop()
-        ms = [x * 1000 for x in latencies]
-        bms = [x * 1000 for x in base_latencies]
-        common = dict(prompts=prompts, pods=pods, edits=edits)
-        figures.add(
-            "P1 propagation p50 (apply -> every pod's file)",
-            statistics.median(ms),
-            "ms",
-            "<= 100",
-            **common,
-        )
-        figures.add("P1 propagation p99", percentile(ms, 0.99), "ms", "<= 300", **common)
-        figures.add("P1 propagation max", max(ms), "ms", "n/a", **common)
-        figures.add(
-            "P1 per-pod file latency p50", statistics.median(per_pod) * 1000, "ms", "n/a", **common
-        )
-        figures.add(
-            "client overhead per edit (API call)",
-            statistics.median(call_times) * 1000,
-            "ms",
-            "n/a",
-            edits=edits,
-        )
-        figures.add(
-            "baseline watch sidecar p50 (same edits)",
-            statistics.median(bms),
-            "ms",
-            "n/a",
-            pods=baseline_pods,
-        )
-        figures.add(
-            "ratio ours/baseline p50",
-            statistics.median(ms) / statistics.median(bms),
-            "x",
-            "n/a",
-            note="ours waits for every pod; ratio of p50s",
-        )
-        settle(audit)
-        writes = audit_counts(audit, mark, OPERATOR_USER, WRITE_VERBS)
-        reads = audit_counts(audit, mark, SIDECAR_USER, READ_VERBS)
         figures.add(
             "P2 API writes per edit (operator)",
-            writes / edits,
+            head.operator_writes / head.edits,
             "writes",
             "<= 2",
-            edits=edits,
-            writes=writes,
+            edits=head.edits,
+            writes=head.operator_writes,
         )
         figures.add(
             "P6 API reads per edit per pod (sidecars)",
-            reads / (edits * pods),
+            head.sidecar_requests / (head.edits * headline),
             "reads",
             "<= 1",
-            edits=edits,
-            pods=pods,
-            reads=reads,
+            edits=head.edits,
+            pods=headline,
+            reads=head.sidecar_requests,
         )
+        curve = [
+            {
+                "kind": step.kind,
+                "pods": step.pods,
+                "edits": step.edits,
+                "p50_ms": round(step.p50, 2),
+                "p99_ms": round(step.p99, 2),
+                "operator_cpu_ms_per_edit": round(step.cpu_per_edit * 1000, 2),
+                "operator_requests_per_edit": round(step.operator_requests / step.edits, 2),
+                "sidecar_requests_per_edit": round(step.sidecar_requests / step.edits, 2),
+                "hops_ms": {hop: round(ms, 2) for hop, ms in step.hop_ms.items()},
+            }
+            for step in [*watch_steps.values(), *our_steps.values()]
+        ]
+        print(curve_table(curve))
+        traced = {
+            f"{kind}, {count} pods": steps[count].hop_ms
+            for count in (counts[1], headline)
+            for kind, steps in (("ours", our_steps), ("watch-based", watch_steps))
+        }
+        print(trace.table(traced), flush=True)
 
         # -- P5: memory ----------------------------------------------------------------
-        rss, hwm = rss_kib(operator.proc.pid)  # type: ignore[union-attr]
+        rss, hwm = rss_kib(pid_of(operator))
         figures.add(
             "P5 operator RSS (steady)",
             rss / 1024,
@@ -376,23 +338,12 @@ def main(argv: list[str] | None = None) -> int:
             prompt_kib=2,
             peak_mib=round(hwm / 1024, 1),
         )
-        srss = [rss_kib(s.proc.pid)[0] for s in sidecars]  # type: ignore[union-attr]
+        srss = [rss_kib(pid_of(s))[0] for s in ours.procs]
         figures.add(
-            "P5 sidecar RSS (median)", statistics.median(srss) / 1024, "MiB", "<= 30", files=prompts
+            "P5 sidecar RSS (median)", statistics.median(srss) / 1024, "MiB", "<= 28", files=prompts
         )
-        brss = [rss_kib(p.pid)[0] for p in procs if isinstance(p, subprocess.Popen)]
-        figures.add(
-            "baseline watch sidecar RSS (median)",
-            statistics.median(brss) / 1024,
-            "MiB",
-            "n/a",
-            files=prompts,
-        )
-        for s in sidecars:
-            s.stop()
-        for p in procs:
-            if isinstance(p, subprocess.Popen):
-                stop_process(p)
+        figures.add("baseline watch sidecar RSS (median)", watch_rss, "MiB", "n/a", files=prompts)
+        ours.stop()
 
         # -- P4: restart with many Prompts ------------------------------------------------
         for i in range(prompts, restart_prompts):
@@ -439,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
         figures.add(
             "P4 restart -> new edit handled", handled, "s", "<= 30", prompts=restart_prompts
         )
-        rss, hwm = rss_kib(operator.proc.pid)  # type: ignore[union-attr]
+        rss, hwm = rss_kib(pid_of(operator))
         figures.add(
             "P5 operator RSS after restart",
             rss / 1024,
@@ -449,16 +400,17 @@ def main(argv: list[str] | None = None) -> int:
             peak_mib=round(hwm / 1024, 1),
         )
     finally:
-        for p in procs:
-            if isinstance(p, subprocess.Popen):
-                stop_process(p)
-            else:
-                p.stop()
+        for pods in pod_sets:
+            pods.stop()
+        if operator is not None:
+            operator.stop()
         cluster.down()
     result = {
         "machine": {"cores": os.cpu_count(), "loadavg_at_start": load},
         "mode": "quick" if quick else "full",
         "figures": figures.items,
+        "curve": curve,
+        "hops_ms": traced,
     }
     out = REPO / "bench" / "results" / ("latest-quick.json" if quick else "latest.json")
     out.write_text(json.dumps(result, indent=2) + "\n")

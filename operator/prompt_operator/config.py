@@ -35,6 +35,7 @@ class OperatorConfig:
     lease: LeaseConfig
     sidecar_port: int  # the injected sidecar's signal port: the chart's NetworkPolicy opens it
     sidecar_probe_port: int
+    trace_file: str | None = None  # one JSON line per hop of every edit (the bench's trace)
 
 
 def _env(name: str, default: str = "") -> str:
@@ -65,6 +66,13 @@ def parser() -> argparse.ArgumentParser:
         "is a terminal) [PROMPT_OPERATOR_LOG_FORMAT]",
     )
     p.add_argument("--verbose", "-v", action="store_true", help="debug logging")
+    p.add_argument(
+        "--trace-file",
+        default=_env("PROMPT_OPERATOR_TRACE_FILE") or None,
+        help="append a timestamp for every hop of every edit to this file, as JSON lines "
+        "(what `make bench` reads to show where an edit's time goes; off by default) "
+        "[PROMPT_OPERATOR_TRACE_FILE]",
+    )
     p.add_argument(
         "--health-host",
         default=_env("PROMPT_OPERATOR_HEALTH_HOST", "0.0.0.0"),
@@ -236,6 +244,7 @@ def parse_config(argv: Sequence[str] | None) -> OperatorConfig:
         delivery_wait=max(0.0, args.delivery_wait),
         delivery_refresh=max(0.1, args.delivery_refresh),
         kubeconfig=args.kubeconfig,
+        trace_file=args.trace_file,
         webhook_port=args.webhook_port,
         webhook_cert=args.webhook_cert,
         webhook_key=args.webhook_key,

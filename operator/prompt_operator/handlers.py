@@ -20,7 +20,7 @@ from typing import Any
 
 import kopf
 
-from prompt_client import wire
+from prompt_client import hops, wire
 
 from .config import OperatorConfig
 from .controllers.accounting import DeliveryAccounting
@@ -200,6 +200,9 @@ async def prompt_event(
     # async on purpose: kopf runs plain functions in a thread pool, and the
     # reconciler's queue belongs to the event loop.
     controllers: Controllers = memo["controllers"]
+    if hops.enabled():
+        meta = body.get("metadata") or {}
+        hops.mark(hops.SEEN, f"{meta.get('namespace')}/{meta.get('name')}")
     if event.get("type") == "DELETED":
         controllers.reconciler.submit_deleted(body)
     else:

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
-from prompt_client import wire
+from prompt_client import hops, wire
 
 from . import history, metrics
 from .configmap import revision_labels
@@ -260,6 +260,8 @@ class Reconciler:
             if isinstance(outcome, Problem):
                 problem = outcome
             elif outcome is not None:
+                if outcome.wrote:
+                    hops.mark(hops.APPLIED, str(ref), rendered.revision)
                 await self._ready(prompt, body, rendered, outcome, current, schedule)
                 await self._announce(prompt, rendered, outcome, verdict)
                 return

@@ -9,6 +9,8 @@ import sys
 import threading
 from collections.abc import Sequence
 
+from prompt_client import hops
+
 from .config import OperatorConfig, parse_config
 
 
@@ -40,6 +42,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         from . import admission  # noqa: F401  (registers the webhooks)
 
     _configure_logging(config)
+    hops.enable(config.trace_file)
     if config.metrics_port:
         from prometheus_client import start_http_server
 

@@ -71,6 +71,7 @@ class SidecarConfig:
     address: str
     selector: Selector
     log_format: str
+    trace_file: str | None = None  # one JSON line per hop of every edit (the bench's trace)
 
 
 def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
@@ -121,6 +122,12 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         default=environ.get("PROMPT_LOG_FORMAT", "auto"),
         help="log lines as JSON or text; auto: JSON unless stderr is a terminal "
         "[env PROMPT_LOG_FORMAT; default auto]",
+    )
+    p.add_argument(
+        "--trace-file",
+        default=environ.get("PROMPT_TRACE_FILE") or None,
+        help="append a timestamp for every hop of every edit to this file, as JSON lines "
+        "(what `make bench` reads; off by default) [env PROMPT_TRACE_FILE]",
     )
     return p
 
@@ -206,6 +213,7 @@ def config_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Sidecar
         address=_address(environ.get("POD_IP") or "0.0.0.0"),
         selector=selector,
         log_format=args.log_format,
+        trace_file=args.trace_file,
     )
 
 

@@ -10,6 +10,8 @@ import sys
 import threading
 from collections.abc import Sequence
 
+from prompt_client import hops
+
 from .config import ConfigError, SidecarConfig, build_parser, parse_config
 from .files import PromptFiles
 from .kubeapi import ApiError, KubeClient
@@ -56,6 +58,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         print(f"prompt-operator sidecar: error: {exc}", file=sys.stderr)
         return 2
     configure_logging(config.log_format)
+    hops.enable(config.trace_file)
     return serve(config)
 
 

@@ -26,7 +26,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, BinaryIO
 
-from prompt_client import wire
+from prompt_client import hops, wire
 
 from .sync import Syncer
 
@@ -174,6 +174,9 @@ class SidecarServer(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     server: SidecarServer
     protocol_version = "HTTP/1.1"
+    # Answers go out as they are written: Nagle would hold a short answer back
+    # until the operator acknowledged the previous segment (a delayed ACK).
+    disable_nagle_algorithm = True
     timeout = 10  # a slow or idle client holds a slot at most this long
     server_version = "prompt-sidecar"
     sys_version = ""
@@ -292,6 +295,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._reject(400, str(exc))
             return
         syncer.metrics.inc("signals_total")
+        if hops.enabled() and len(pairs) <= hops.MAX_NAMES_STAMPED:
+            for name, revision in pairs:
+                hops.mark(hops.RECEIVED, f"{syncer.namespace}/{name}", revision, self.server.pod)
         served = syncer.signal(pairs, wait=SIGNAL_WAIT)
         self._send(200, wire.encode_signal_response(self.server.pod, served))
 

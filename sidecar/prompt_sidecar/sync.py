@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from prompt_client import wire
+from prompt_client import hops, wire
 from prompt_client.contract import PromptMeta, choose_variant, key_problem, text_sha256
 from prompt_client.selector import Selector
 
@@ -441,6 +441,10 @@ class Syncer:
 
     # -- public ---------------------------------------------------------------------
 
+    @property
+    def namespace(self) -> str:
+        return self._namespace
+
     def start(self) -> None:
         # Files from before a container restart (the emptyDir outlives it) are
         # served, and so answer signals, until the first sync says otherwise.
@@ -669,6 +673,7 @@ class Syncer:
         self.metrics.inc("rereads_total")
         try:
             cm = self._client.get_configmap(self._namespace, wire.configmap_name(name, revision))
+            hops.mark(hops.FETCHED, f"{self._namespace}/{name}", revision, self._pod)
             result: Desired | str | None = desired_from_configmap(cm, self._selector, self._pod)
         except NotFound:
             result = None
@@ -718,6 +723,7 @@ class Syncer:
                 self._remove(previous[0], item.prompt)
         if not changed:
             return
+        hops.mark(hops.RENAMED, meta.prompt, item.revision, self._pod)
         self.metrics.inc("files_written_total")
         if arrived is not None:
             self.metrics.observe_latency(time.monotonic() - arrived)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from prompt_client import wire
+from prompt_client import hops, wire
 
 from .. import metrics
 from ..config import OperatorConfig
@@ -232,6 +232,9 @@ class Signals:
         assert self._http is not None
         where = about(pod=(pod.namespace, pod.name))
         async with self._limit:
+            if hops.enabled() and len(batch) <= hops.MAX_NAMES_STAMPED:
+                for name, revision in batch.items():
+                    hops.mark(hops.SIGNALLED, f"{pod.namespace}/{name}", revision, pod.name)
             try:
                 # Never follow a redirect: a pod's answer must not make the operator
                 # connect anywhere else. A 3xx is a refused signal like any non-200.
