@@ -232,7 +232,9 @@ def main(argv: list[str] | None = None) -> int:
             propagation.grow_watchers(watchers, count, kc, NS, work)
             operator_quiet(audit)
             cpu = propagation.cpu_seconds(pid_of(operator))
-            step = propagation.run_edits(api, NS, watchers, names, edits_at(count), trace_file, f"w{count}")
+            step = propagation.run_edits(
+                api, NS, watchers, names, edits_at(count), trace_file, f"w{count}"
+            )
             step.cpu_per_edit = (propagation.cpu_seconds(pid_of(operator)) - cpu) / step.edits
             watch_steps[count] = step
             print(f"    watch-based, {count} pods: p50 {step.p50:.1f} ms, p99 {step.p99:.1f} ms")
@@ -258,7 +260,9 @@ def main(argv: list[str] | None = None) -> int:
             operator_quiet(audit)
             mark = propagation.settle(audit)
             cpu = propagation.cpu_seconds(pid_of(operator))
-            step = propagation.run_edits(api, NS, ours, names, edits_at(count), trace_file, f"o{count}")
+            step = propagation.run_edits(
+                api, NS, ours, names, edits_at(count), trace_file, f"o{count}"
+            )
             step.cpu_per_edit = (propagation.cpu_seconds(pid_of(operator)) - cpu) / step.edits
             propagation.settle(audit)
             step.operator_requests = audit_counts(audit, mark, OPERATOR_USER, None)
