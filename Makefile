@@ -88,7 +88,12 @@ manifests: binaries chart-crd
 	$(BIN)/python -m prompt_cluster.manifests > deploy/install.yaml
 
 # Benchmarks print their numbers and write bench/results/; they never fail on speed.
-bench: binaries
+BENCH_STAMP = $(VENV)/.bench-installed
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	@touch $@
+
+bench: binaries $(BENCH_STAMP)
 	$(BIN)/python -m bench
 
 bench-quick: binaries

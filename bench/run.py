@@ -419,4 +419,10 @@ def main(argv: list[str] | None = None) -> int:
     out = REPO / "bench" / "results" / ("latest-quick.json" if quick else "latest.json")
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {out}")
+    try:
+        from .plot import plot
+    except ImportError:  # pragma: no cover - the bench extra is missing
+        print("no plot: install the bench extra (pip install -e '.[bench]')")
+    else:
+        print(f"wrote {plot(out)}")
     return 0

@@ -55,6 +55,12 @@ def test_flags_fall_back_to_environment_and_defaults() -> None:
     assert parse_config(["--port=9100"], env).port == 9100  # a flag beats its variable
 
 
+def test_the_hop_trace_is_off_unless_asked_for() -> None:
+    assert parse_config(["--dir=/p"], ENV).trace_file is None
+    assert parse_config(["--dir=/p"], {**ENV, "PROMPT_TRACE_FILE": "/t"}).trace_file == "/t"
+    assert parse_config(["--dir=/p", "--trace-file=/f"], ENV).trace_file == "/f"
+
+
 def test_selector_comes_only_from_the_downward_api() -> None:
     config = parse_config(["--dir=/p"], {**ENV, "PROMPT_SELECTOR": "team=a,tier in (x,y)"})
     assert config.selector.matches({"team": "a", "tier": "y"})
