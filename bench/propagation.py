@@ -81,6 +81,9 @@ class Pods:
     procs: list[Any] = field(default_factory=list)
     file_of: Callable[[str], str] = lambda prompt: f"{prompt}.txt"
 
+    def pids(self) -> list[int]:
+        return [p.pid if isinstance(p, subprocess.Popen) else p.proc.pid for p in self.procs]
+
     def stop(self) -> None:
         for proc in self.procs:
             if isinstance(proc, subprocess.Popen):
@@ -146,7 +149,9 @@ class Step:
     latencies_ms: list[float]  # per edit: until every pod had it
     per_pod_ms: list[float]
     hop_ms: dict[str, float]
-    cpu_per_edit: float = 0.0
+    cpu_per_edit: float = 0.0  # the operator's
+    pods_cpu_per_edit: float = 0.0  # all the pods' sidecars together
+    control_plane_cpu_per_edit: float = 0.0  # kube-apiserver, etcd, controller-manager
     operator_requests: int = 0
     operator_writes: int = 0
     sidecar_requests: int = 0

@@ -104,14 +104,15 @@ def operator_quiet(audit: Path) -> None:
 
 def curve_table(curve: Sequence[dict[str, Any]]) -> str:
     lines = [
-        "| sidecar | pods | edits | p50 ms | p99 ms | operator CPU ms/edit "
-        "| operator requests/edit | sidecar requests/edit |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| sidecar | pods | edits | p50 ms | p99 ms | CPU ms/edit: operator | pods "
+        "| control plane | operator requests/edit | sidecar requests/edit |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in curve:
         lines.append(
             f"| {row['kind']} | {row['pods']} | {row['edits']} | {row['p50_ms']:.1f} "
             f"| {row['p99_ms']:.1f} | {row['operator_cpu_ms_per_edit']:.1f} "
+            f"| {row['pods_cpu_ms_per_edit']:.1f} | {row['control_plane_cpu_ms_per_edit']:.1f} "
             f"| {row['operator_requests_per_edit']:g} | {row['sidecar_requests_per_edit']:g} |"
         )
     return "\n".join(lines)
@@ -224,6 +225,20 @@ def main(argv: list[str] | None = None) -> int:
         names = list(texts)
         audit = state.audit_log
 
+        def cpu_now(pods: propagation.Pods) -> tuple[float, float, float]:
+            """CPU seconds so far of the operator, the pods and the control plane."""
+            return (
+                propagation.cpu_seconds(pid_of(operator)),
+                sum(map(propagation.cpu_seconds, pods.pids())),
+                sum(map(propagation.cpu_seconds, state.pids.values())),
+            )
+
+        def cpu_spent(
+            step: propagation.Step, before: Sequence[float], after: Sequence[float]
+        ) -> None:
+            spent = [(b - a) / step.edits for a, b in zip(before, after, strict=True)]
+            step.cpu_per_edit, step.pods_cpu_per_edit, step.control_plane_cpu_per_edit = spent
+
         # -- the watch-based baseline at every pod count -----------------------------------
         watchers = propagation.Pods("watch", file_of=lambda prompt: f"prompt-{prompt}.txt")
         pod_sets.append(watchers)
@@ -231,11 +246,11 @@ def main(argv: list[str] | None = None) -> int:
         for count in counts:
             propagation.grow_watchers(watchers, count, kc, NS, work)
             operator_quiet(audit)
-            cpu = propagation.cpu_seconds(pid_of(operator))
+            cpu = cpu_now(watchers)
             step = propagation.run_edits(
                 api, NS, watchers, names, edits_at(count), trace_file, f"w{count}"
             )
-            step.cpu_per_edit = (propagation.cpu_seconds(pid_of(operator)) - cpu) / step.edits
+            cpu_spent(step, cpu, cpu_now(watchers))
             watch_steps[count] = step
             print(f"    watch-based, {count} pods: p50 {step.p50:.1f} ms, p99 {step.p99:.1f} ms")
         watch_rss = statistics.median(rss_kib(p.pid)[0] for p in watchers.procs) / 1024
@@ -259,11 +274,11 @@ def main(argv: list[str] | None = None) -> int:
                 )
             operator_quiet(audit)
             mark = propagation.settle(audit)
-            cpu = propagation.cpu_seconds(pid_of(operator))
+            cpu = cpu_now(ours)
             step = propagation.run_edits(
                 api, NS, ours, names, edits_at(count), trace_file, f"o{count}"
             )
-            step.cpu_per_edit = (propagation.cpu_seconds(pid_of(operator)) - cpu) / step.edits
+            cpu_spent(step, cpu, cpu_now(ours))
             propagation.settle(audit)
             step.operator_requests = audit_counts(audit, mark, OPERATOR_USER, None)
             step.operator_writes = audit_counts(audit, mark, OPERATOR_USER, WRITE_VERBS)
@@ -317,6 +332,8 @@ def main(argv: list[str] | None = None) -> int:
                 "p50_ms": round(step.p50, 2),
                 "p99_ms": round(step.p99, 2),
                 "operator_cpu_ms_per_edit": round(step.cpu_per_edit * 1000, 2),
+                "pods_cpu_ms_per_edit": round(step.pods_cpu_per_edit * 1000, 2),
+                "control_plane_cpu_ms_per_edit": round(step.control_plane_cpu_per_edit * 1000, 2),
                 "operator_requests_per_edit": round(step.operator_requests / step.edits, 2),
                 "sidecar_requests_per_edit": round(step.sidecar_requests / step.edits, 2),
                 "hops_ms": {hop: round(ms, 2) for hop, ms in step.hop_ms.items()},

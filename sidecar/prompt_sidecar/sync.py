@@ -227,16 +227,19 @@ def prompt_of(meta: PromptMeta) -> str:
     return meta.prompt.split("/", 1)[-1]
 
 
-def stale_names(pairs: Iterable[tuple[str, str]], served: Mapping[str, str]) -> list[str]:
+def stale_names(
+    pairs: Iterable[tuple[str, str]], served: Mapping[str, tuple[str, str]]
+) -> list[str]:
     """Names whose signalled revision is not the one served: only these cost a read.
 
-    A pair naming what is already served is a no-op, so a replayed signal is
-    free; so is "drop it" (an empty revision) for a Prompt not served at all.
+    ``served`` maps Prompt name to (key, revision) on disk. A pair naming what
+    is already served is a no-op, so a replayed signal is free; so is "drop it"
+    (an empty revision) for a Prompt not served at all.
     """
     return [
         name
         for name, revision in pairs
-        if served.get(name) != revision and (revision or name in served)
+        if (name not in served or served[name][1] != revision) and (revision or name in served)
     ]
 
 
@@ -299,10 +302,12 @@ def single_action(
     result: Desired | str | None,
     served: Mapping[str, tuple[str, str]],
     numbers: Mapping[str, tuple[str, int]],
+    disk: Mapping[str, tuple[str, str]],
 ) -> Action:
     """Decide from one revision ConfigMap read by name (``None``: 404) what to do.
 
-    ``served`` maps Prompt name to (key, revision) on disk, ``numbers`` to the
+    ``served`` maps Prompt name to (key, revision) on disk, ``disk`` the other
+    way round (key to Prompt name and revision), ``numbers`` Prompt name to the
     Prompt uid and revision number on disk (absent: unknown). A revision older
     than the one served, of the same Prompt object, is a late signal and changes
     nothing (of another object: the Prompt was made again, and it is served).
@@ -321,8 +326,8 @@ def single_action(
     uid, number = numbers.get(name, ("", 0))
     if uid == result.uid and number >= result.number > 0:
         return Action("none", reason=f"revision {result.number} is not newer than the one served")
-    holder = next((p for p, (k, _) in served.items() if k == result.key and p != name), None)
-    if holder is not None:
+    holder = disk.get(result.key, (name, ""))[0]
+    if holder != name:
         # Another Prompt serves this key: only a full view can say who keeps it.
         return Action("list", reason=f"key {result.key!r} is served for Prompt {holder}")
     return Action("write", desired=result)
@@ -427,8 +432,9 @@ class Syncer:
         self._random = random.Random()
         self.health = Health()
         self.ready = threading.Event()
-        # key -> (Prompt, revision) of the files on disk, and its inverse; both
-        # replaced (never mutated) under the lock, so readers may keep a reference.
+        # key -> (Prompt, revision) of the files on disk, and its inverse. Only the
+        # syncer thread changes them, in place and under the lock (an edit costs
+        # O(1), not a copy per file); other threads read them under the lock.
         self._disk: dict[str, tuple[str, str]] = {}
         self.served: dict[str, tuple[str, str]] = {}
         # Prompt -> revision number on disk, once a read told us (not kept in the
@@ -484,7 +490,7 @@ class Syncer:
         pairs = list(pairs)
         arrived = time.monotonic()
         with self._cond:
-            stale = set(stale_names(pairs, {n: rev for n, (_, rev) in self.served.items()}))
+            stale = set(stale_names(pairs, self.served))
             room = MAX_PENDING_NEW - sum(1 for n in self._dirty if n not in self.served)
             if stale:
                 for name, revision in pairs:
@@ -677,9 +683,8 @@ class Syncer:
             result: Desired | str | None = desired_from_configmap(cm, self._selector, self._pod)
         except NotFound:
             result = None
-        with self._cond:
-            served, numbers = dict(self.served), dict(self._numbers)
-        action = single_action(name, result, served, numbers)
+        with self._cond:  # only this thread changes them; the lock is for the server's reads
+            action = single_action(name, result, self.served, self._numbers, self._disk)
         if action.kind == "list":
             logger.info("prompt %s: %s; listing everything", name, action.reason)
             # A second read for this signal: it costs a token too, or forged
@@ -714,8 +719,10 @@ class Syncer:
             logger.error("prompt %s stays at its last good file: %s", item.prompt, exc)
             raise
         with self._cond:
-            self._set_disk({**self._disk, item.key: (item.prompt, item.revision)})
-            self._numbers = {**self._numbers, item.prompt: (item.uid, item.number)}
+            self._forget_key(item.key, keep=item.prompt)  # its file is this Prompt's now
+            self._disk[item.key] = (item.prompt, item.revision)
+            self.served[item.prompt] = (item.key, item.revision)
+            self._numbers[item.prompt] = (item.uid, item.number)
         if previous is not None and previous[0] != item.key:
             # The Prompt's key changed: drop its old file, unless another Prompt has it now.
             old = self._files.current(previous[0])
@@ -740,5 +747,18 @@ class Syncer:
             self.metrics.inc("files_removed_total")
             logger.info("removed %s%s (prompt %s)", key, self._files.ext, prompt)
         with self._cond:
-            self._set_disk({k: v for k, v in self._disk.items() if k != key})
-            self._numbers = {p: n for p, n in self._numbers.items() if p in self.served}
+            self._forget_key(key)
+
+    def _forget_key(self, key: str, keep: str = "") -> None:
+        """Drop ``key`` from what is on disk (lock held). Its Prompt stays served
+        when it is ``keep`` or has another file in place (its key changed)."""
+        gone = self._disk.pop(key, None)
+        if gone is None or gone[0] == keep or self.served.get(gone[0], ("", ""))[0] != key:
+            return
+        prompt = gone[0]
+        del self.served[prompt]
+        other = next((k for k, (p, _) in self._disk.items() if p == prompt), None)
+        if other is not None:
+            self.served[prompt] = (other, self._disk[other][1])
+        else:
+            self._numbers.pop(prompt, None)

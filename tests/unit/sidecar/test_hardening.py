@@ -24,7 +24,7 @@ def test_an_answer_over_64_kib_is_refused_whole() -> None:
 
 
 def test_dropping_a_prompt_never_served_is_free() -> None:
-    served = {"mine": "r1"}
+    served = {"mine": ("mine", "r1")}
     pairs = [("mine", ""), ("other", ""), ("other2", "r5"), ("mine", "r1")]
     assert stale_names(pairs, served) == ["mine", "other2"]
 

@@ -175,7 +175,7 @@ def desired(
 
 
 def test_only_pairs_with_another_revision_cost_a_read() -> None:
-    served = {"a": "r1", "b": "r2"}
+    served = {"a": ("a", "r1"), "b": ("kb", "r2")}
     assert stale_names([("a", "r1"), ("b", "r3"), ("c", "r1"), ("a", "")], served) == [
         "b",
         "c",
@@ -190,23 +190,28 @@ def test_many_dirty_prompts_or_a_due_resync_use_one_list() -> None:
 def test_single_read_decides_write_list_or_nothing() -> None:
     served = {"a": ("a", "r1"), "b": ("kb", "r1")}
     numbers = {"a": ("u1", 1), "b": ("u1", 1)}
-    assert single_action("a", desired("a", "a", "r2", 2), served, numbers).kind == "write"
+    disk = {"a": ("a", "r1"), "kb": ("b", "r1")}
+    assert single_action("a", desired("a", "a", "r2", 2), served, numbers, disk).kind == "write"
     # A missing or unusable revision never removes a file on its own: it may
     # only have been superseded and pruned, so a full list decides.
-    assert single_action("a", None, served, numbers).kind == "list"
-    assert single_action("b", "not selected", served, numbers).kind == "list"
-    assert single_action("zz", None, served, numbers).kind == "none"  # forged: changes nothing
-    assert single_action("zz", "not selected", served, numbers).kind == "none"
+    assert single_action("a", None, served, numbers, disk).kind == "list"
+    assert single_action("b", "not selected", served, numbers, disk).kind == "list"
+    assert (
+        single_action("zz", None, served, numbers, disk).kind == "none"
+    )  # forged: changes nothing
+    assert single_action("zz", "not selected", served, numbers, disk).kind == "none"
     # The ConfigMap names another Prompt (a hash-shortened name collision): not ours.
-    assert single_action("zz", desired("other"), served, numbers).kind == "none"
+    assert single_action("zz", desired("other"), served, numbers, disk).kind == "none"
     # A late signal for an older revision changes nothing.
-    assert single_action("a", desired("a", "a", "r0", 1), served, numbers).kind == "none"
+    assert single_action("a", desired("a", "a", "r0", 1), served, numbers, disk).kind == "none"
     # The Prompt was deleted and made again: its new object counts from 1 again.
-    assert single_action("a", desired("a", "a", "r9", 1, "u2"), served, numbers).kind == "write"
+    assert (
+        single_action("a", desired("a", "a", "r9", 1, "u2"), served, numbers, disk).kind == "write"
+    )
     # After a restart the numbers are unknown until the first list: any revision is newer.
-    assert single_action("a", desired("a", "a", "r0", 1), served, {}).kind == "write"
+    assert single_action("a", desired("a", "a", "r0", 1), served, {}, disk).kind == "write"
     # Another Prompt serves the key: only a full list may decide.
-    assert single_action("c", desired("c", key="kb"), served, numbers).kind == "list"
+    assert single_action("c", desired("c", key="kb"), served, numbers, disk).kind == "list"
 
 
 def test_the_highest_revision_number_is_current() -> None:
