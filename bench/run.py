@@ -364,6 +364,9 @@ def main(argv: list[str] | None = None) -> int:
             pods=pods,
             reads=reads,
         )
+        from bench.steady import measure as p2_steady  # imports this module
+
+        p2_steady(api, audit, figures, OPERATOR_USER)
 
         # -- P5: memory ----------------------------------------------------------------
         rss, hwm = rss_kib(operator.proc.pid)  # type: ignore[union-attr]
