@@ -14,7 +14,7 @@ from prompt_operator.controllers.revisions import (
     plan_revision,
     prune_margin,
 )
-from prompt_operator.inventory import Entry
+from prompt_operator.inventory import Entry, entry_from
 from prompt_operator.model import PromptRef, parse_prompt
 from prompt_operator.render import render
 
@@ -201,3 +201,35 @@ def test_changed_prompt_labels_prune_beyond_the_limit_now_and_relabel_what_it_ke
         ("cm-2", {"team": "b"}),
         ("cm-3", {"team": "b"}),
     ]
+
+
+def test_a_batch_never_takes_the_current_variants_or_the_scheduled_revision() -> None:
+    body = body_with(2)
+    body["spec"] = {
+        "revisionHistoryLimit": 2,
+        "variants": [
+            {"name": "control", "weight": 90, "template": "Control"},
+            {"name": "concise", "weight": 10, "template": "Concise"},
+        ],
+        "schedule": [{"at": "2030-01-01T00:00:00Z", "template": "Later"}],
+    }
+    prompt = parse_prompt(body)
+    rendered = render(prompt, NOW)  # the variants: the schedule entry is still ahead
+    last = 2 + prune_margin(2)
+    records = [history.Record(n, f"r{n}", "t", "spec", "") for n in range(1, last)]
+    # The revision before this one was a schedule entry taking effect.
+    records.append(history.Record(last, f"r{last}", "t", "schedule 2026-04-01T00:00:00Z", ""))
+    entries = [
+        Entry(f"cm-{n}", "greeter", f"r{n}", n, revision_labels(prompt, n))
+        for n in range(1, last + 1)
+    ]
+    plan = plan_revision(prompt, rendered, records, entries)
+    assert plan.create is not None and plan.number == last + 1
+    created = entry_from(plan.create["metadata"])
+    head = history.Record(plan.number, rendered.revision, "t", "spec", "")
+    kept = history.retained(records, head, prompt.history_limit)
+    cleanup = plan_cleanup(prompt, kept, [*entries, created])
+    pruned = {e.revision for e in cleanup.pruned}
+    assert [e.number for e in cleanup.prune] == list(range(1, last))
+    assert rendered.revision not in pruned and f"r{last}" not in pruned
+    assert plan.create["data"].keys() >= {"variant.control", "variant.concise"}
