@@ -25,13 +25,13 @@ from typing import Any
 from prompt_cluster.api import Api
 from prompt_cluster.testing import (
     SidecarProcess,
-    audit_line_count,
     start_process,
     stop_process,
     wait_for,
 )
 
 from . import trace
+from .common import sha
 
 REPO = Path(__file__).resolve().parent.parent
 # Edits go out at most this often: the figure is latency, not a queue.
@@ -170,12 +170,6 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def sha(text: str) -> str:
-    import hashlib
-
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
 def run_edits(
     api: Api,
     namespace: str,
@@ -216,18 +210,3 @@ def run_edits(
         reader.stop()
     chains = trace.chains(records, trace.load(trace_file))
     return Step(pods.kind, len(pods.dirs), edits, latencies, per_pod, trace.hop_medians(chains))
-
-
-def settle(audit: Path) -> int:
-    """Wait until the audit log stops growing; its line count then."""
-    last = [-1]
-
-    def stable() -> int | None:
-        now = audit_line_count(audit)
-        if now == last[0]:
-            return now or 1
-        last[0] = now
-        return None
-
-    result: int = wait_for(stable, timeout=60, interval=0.5)
-    return result

@@ -11,14 +11,12 @@ reader process sees the new bytes in a pod's file.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import statistics
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,60 +31,22 @@ from prompt_cluster.testing import (
     wait_for,
 )
 
-from . import propagation, trace
+from . import propagation, steady, trace
+from .common import (
+    OPERATOR_USER,
+    REPO,
+    WRITE_VERBS,
+    Figures,
+    audit_counts,
+    rss_kib,
+    settle,
+    sha,
+)
 
-REPO = Path(__file__).resolve().parent.parent
 NS = "bench"
-OPERATOR_USER = "system:serviceaccount:prompt-system:prompt-operator"
 SIDECAR_USER = f"system:serviceaccount:{NS}:prompt-sidecar"
-WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection", "apply"}
 # Goals for ours against the watch-based sidecar at the same pod count (ratio of p50s).
 RATIO_GOALS = {5: "<= 1", 50: "<= 1.3"}
-
-
-@dataclass
-class Figures:
-    quick: bool
-    items: list[dict[str, Any]] = field(default_factory=list)
-
-    def add(self, name: str, value: float, unit: str, goal: str, **params: Any) -> None:
-        params["mode"] = "quick" if self.quick else "full"
-        self.items.append(
-            {"name": name, "value": round(value, 3), "unit": unit, "params": params, "goal": goal}
-        )
-        print(f"  {name:<44} {value:>10.3f} {unit:<9} goal {goal}", flush=True)
-
-
-def sha(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def rss_kib(pid: int) -> tuple[int, int]:
-    status = Path(f"/proc/{pid}/status").read_text()
-    values = {
-        line.split(":")[0]: int(line.split()[1])
-        for line in status.splitlines()
-        if line.startswith(("VmRSS", "VmHWM"))
-    }
-    return values["VmRSS"], values["VmHWM"]
-
-
-def audit_counts(log: Path, since: int, user: str, verbs: set[str] | None) -> int:
-    """Requests by ``user`` after line ``since`` of the audit log (``verbs``: only those)."""
-    count = 0
-    with open(log, encoding="utf-8") as handle:
-        for number, line in enumerate(handle):
-            if number < since:
-                continue
-            event = json.loads(line)
-            if event.get("user", {}).get("username") == user and (
-                verbs is None or event.get("verb") in verbs
-            ):
-                count += 1
-    return count
-
-
-settle = propagation.settle
 
 
 def operator_quiet(audit: Path) -> None:
@@ -273,13 +233,13 @@ def main(argv: list[str] | None = None) -> int:
                     files_per_pod=prompts,
                 )
             operator_quiet(audit)
-            mark = propagation.settle(audit)
+            mark = settle(audit)
             cpu = cpu_now(ours)
             step = propagation.run_edits(
                 api, NS, ours, names, edits_at(count), trace_file, f"o{count}"
             )
             cpu_spent(step, cpu, cpu_now(ours))
-            propagation.settle(audit)
+            settle(audit)
             step.operator_requests = audit_counts(audit, mark, OPERATOR_USER, None)
             step.operator_writes = audit_counts(audit, mark, OPERATOR_USER, WRITE_VERBS)
             step.sidecar_requests = audit_counts(audit, mark, SIDECAR_USER, None)
@@ -347,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
             for kind, steps in (("ours", our_steps), ("watch-based", watch_steps))
         }
         print(trace.table(traced), flush=True)
+        steady.measure(api, audit, figures, OPERATOR_USER)
 
         # -- P5: memory ----------------------------------------------------------------
         rss, hwm = rss_kib(pid_of(operator))

@@ -35,7 +35,9 @@ MAX_OBJECT_NAME = 253
 # One immutable ConfigMap per retained revision, named after the Prompt and the
 # revision hash. Its data never changes; its labels may. The one with the highest
 # revision-number label is the one apps must be served; the others are history
-# (kept for rollback and diff, up to the Prompt's revisionHistoryLimit).
+# (kept for rollback and diff, up to the Prompt's revisionHistoryLimit; the
+# operator deletes those beyond it in batches, so a few more may exist, and
+# only the highest number counts).
 
 MANAGED_BY_LABEL = "prompts.dev/managed-by"
 MANAGED_BY_VALUE = "prompt-operator"

@@ -5,8 +5,9 @@ name; a worker then makes the cluster match that body. Ten quick edits of one
 Prompt are one reconcile of the last. Nothing is written unless it differs:
 the revision ConfigMaps are compared with the inventory, the status with the
 status last seen, so an edit costs two writes (the new revision's ConfigMap,
-one status patch), plus one delete once the history is full; a restart or a
-re-applied manifest costs none.
+one status patch), plus, once the history is full, one delete per batch of
+pruned revisions (``controllers.revisions``); a restart or a re-applied
+manifest costs none.
 
 One reconcile reads as the design's flow: parse, evaluate, plan and apply the
 revisions, status. Each step is a controller of its own (``controllers``).

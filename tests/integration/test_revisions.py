@@ -23,6 +23,7 @@ from prompt_cluster.testing import (
     tool,
     wait_for,
 )
+from prompt_operator.controllers.revisions import prune_margin
 
 from .helpers import apply, events_for, get, revision_configmaps, settle_audit, wait_prompt
 from .test_operator import writes_in
@@ -111,25 +112,65 @@ def test_edits_make_numbered_revisions_and_going_back_is_a_new_number(
     assert plugin.stdout == table.stdout
 
 
-def test_history_limit_prunes_old_revisions_and_an_edit_stays_in_budget(
-    kubeconfig: Path, namespace: str, audit_log: Path
+def test_history_limit_prunes_in_batches_and_users_see_only_the_limit(
+    kubeconfig: Path, namespace: str, audit_log: Path, sidecar: SidecarProcess
 ) -> None:
-    limited = {"revisionHistoryLimit": 2}
-    edit(kubeconfig, namespace, "p", "one", spec_extra=limited)
-    edit(kubeconfig, namespace, "p", "two", spec_extra=limited)
+    limit = 2
+    room = limit + prune_margin(limit)  # ConfigMaps that may exist between batches
+    limited = {"revisionHistoryLimit": limit}
+    # Another Prompt whose name starts with this one's: none of its ConfigMaps go.
+    for text in ("other one", "other two", "other three"):
+        edit(kubeconfig, namespace, "p-2", text, spec_extra=limited)
+    theirs = [cm["metadata"]["name"] for cm in revision_configmaps(kubeconfig, namespace, "p-2")]
+    assert len(theirs) == 3
     start = settle_audit(audit_log)
-    edit(kubeconfig, namespace, "p", "three", spec_extra=limited)
+    texts = [f"text {n}" for n in range(1, 2 * (room + 1) - limit + 2)]  # two batches, then one
+    for n, text in enumerate(texts, start=1):
+        obj = edit(kubeconfig, namespace, "p", text, spec_extra=limited)
+        numbers = [cm_number(cm) for cm in revision_configmaps(kubeconfig, namespace, "p")]
+        assert len(numbers) <= room and numbers[-1] == n, (n, numbers)
+        assert [r["number"] for r in obj["status"]["revisions"]] == list(
+            range(max(1, n - limit + 1), n + 1)
+        )
     settle_audit(audit_log)
-    writes = [
-        (w["verb"], w["objectRef"].get("resource")) for w in writes_in(audit_log, start, namespace)
+    batches = [
+        w
+        for w in writes_in(audit_log, start, namespace)
+        if (w["verb"], w["objectRef"].get("resource")) == ("deletecollection", "configmaps")
     ]
-    # The new revision's ConfigMap, one status patch, and one delete: the limit was reached.
-    assert sorted(writes) == sorted(
-        [("patch", "configmaps"), ("patch", "prompts"), ("delete", "configmaps")]
-    ), writes
-    assert [r["number"] for r in revisions(kubeconfig, namespace, "p")] == [2, 3]
-    texts = [cm["data"]["prompt"] for cm in revision_configmaps(kubeconfig, namespace, "p")]
-    assert texts == ["two", "three"]
+    # One request per batch: at edit room + 1, and room + 1 - limit edits later.
+    assert len(batches) == 2, [w["requestURI"] for w in batches]
+    assert not [w for w in writes_in(audit_log, start, namespace) if w["verb"] == "delete"], (
+        "no ConfigMap was deleted on its own"
+    )
+    last = len(texts)
+    cms = revision_configmaps(kubeconfig, namespace, "p")
+    assert [cm_number(cm) for cm in cms] == [last - 2, last - 1, last]  # one beyond the limit
+    assert [cm["metadata"]["name"] for cm in revision_configmaps(kubeconfig, namespace, "p-2")] == (
+        theirs
+    )
+    # The sidecar serves the highest, with the extra ConfigMap there, on a signal
+    # and after a restart (which lists every ConfigMap).
+    wait_for(lambda: sidecar.file("p") == texts[-1].encode(), timeout=10)
+    sidecar.stop()
+    sidecar.start()
+    assert sidecar.file("p") == texts[-1].encode()
+    # What users see is the limit: history lists two, and a rollback to the
+    # revision whose ConfigMap still exists is refused like one already pruned.
+    table = cli(kubeconfig, namespace, "history", "p")
+    assert table.returncode == 0, table.stderr
+    assert [line.split()[0] for line in table.stdout.splitlines()[1:]] == [str(last - 1), str(last)]
+    beyond = cli(kubeconfig, namespace, "rollback", "p", "--to", str(last - 2))
+    pruned = cli(kubeconfig, namespace, "rollback", "p", "--to", "1")
+    assert beyond.returncode == pruned.returncode == 1
+    assert f"no revision {last - 2} (kept: {last - 1}, {last})" in beyond.stderr
+    assert beyond.stderr.replace(str(last - 2), "N", 1) == pruned.stderr.replace("1", "N", 1)
+    diff = cli(kubeconfig, namespace, "diff", "p", str(last - 2))
+    assert diff.returncode == 1 and f"no revision {last - 2}" in diff.stderr
+
+
+def cm_number(cm: dict[str, Any]) -> int:
+    return int(cm["metadata"]["labels"]["prompts.dev/revision-number"])
 
 
 def test_rollback_restores_the_exact_bytes_and_hash(

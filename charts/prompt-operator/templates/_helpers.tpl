@@ -46,8 +46,9 @@ watches every namespace, else in a Role in each watched one.
 # One immutable ConfigMap per revision: server-side apply creates it (create
 # and patch), a label patch renumbers it on rollback, a metadata-only
 # list/watch knows which exist, get reads the previous revision for the change
-# summary, delete prunes history, deletecollection removes all of a deleted
-# Prompt's revisions in one request.
+# summary, deletecollection prunes history beyond its limit in one request (and
+# removes all of a deleted Prompt's revisions), delete one left by an earlier
+# Prompt of the same name.
 - apiGroups: [""]
   resources: [configmaps]
   verbs: [get, list, watch, patch, create, delete, deletecollection]

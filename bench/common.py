@@ -1,0 +1,74 @@
+"""What every benchmark scenario shares: the figures it prints, and how it reads
+the processes' memory and the API server's audit log."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from prompt_cluster.testing import audit_line_count, wait_for
+
+REPO = Path(__file__).resolve().parent.parent
+OPERATOR_USER = "system:serviceaccount:prompt-system:prompt-operator"
+WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection", "apply"}
+
+
+@dataclass
+class Figures:
+    quick: bool
+    items: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, name: str, value: float, unit: str, goal: str, **params: Any) -> None:
+        params["mode"] = "quick" if self.quick else "full"
+        self.items.append(
+            {"name": name, "value": round(value, 3), "unit": unit, "params": params, "goal": goal}
+        )
+        print(f"  {name:<44} {value:>10.3f} {unit:<9} goal {goal}", flush=True)
+
+
+def sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def rss_kib(pid: int) -> tuple[int, int]:
+    """Resident and peak resident size (VmRSS, VmHWM) of ``pid`` in KiB."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    values = {
+        line.split(":")[0]: int(line.split()[1])
+        for line in status.splitlines()
+        if line.startswith(("VmRSS", "VmHWM"))
+    }
+    return values["VmRSS"], values["VmHWM"]
+
+
+def audit_counts(log: Path, since: int, user: str, verbs: set[str] | None) -> int:
+    """Requests by ``user`` after line ``since`` of the audit log (``verbs``: only those)."""
+    count = 0
+    with open(log, encoding="utf-8") as handle:
+        for number, line in enumerate(handle):
+            if number < since:
+                continue
+            event = json.loads(line)
+            if event.get("user", {}).get("username") == user and (
+                verbs is None or event.get("verb") in verbs
+            ):
+                count += 1
+    return count
+
+
+def settle(audit: Path) -> int:
+    """Wait until the audit log stops growing; its line count then."""
+    last = [-1]
+
+    def stable() -> int | None:
+        now = audit_line_count(audit)
+        if now == last[0]:
+            return now or 1
+        last[0] = now
+        return None
+
+    result: int = wait_for(stable, timeout=60, interval=0.5)
+    return result
