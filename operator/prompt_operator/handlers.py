@@ -115,7 +115,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
     settings.persistence.diffbase_storage = NoDiffBase()
     settings.posting.enabled = False  # Events are posted deliberately, see events.py
-    settings.batching.batch_window = 0.005  # coalescing happens in the reconciler
+    settings.batching.batch_window = 0.001  # coalescing happens in the reconciler
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 30

@@ -42,12 +42,26 @@ from .runtime.errors import ApiError
 from .runtime.leader import Leadership
 from .runtime.workqueue import WorkQueue
 from .schedule import Scheduler, next_activation, utc_text
-from .status import Condition, condition, delivered_condition, delivery_field, variants_field
+from .status import (
+    Condition,
+    DeliveryCount,
+    condition,
+    delivered_condition,
+    delivery_field,
+    variants_field,
+)
 
 logger = logging.getLogger(__name__)
 
 MAX_ATTEMPTS_LOGGED = 5
 Clock = Callable[[], datetime]
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    """Done callback of a delivery nobody awaited (its reconcile failed after the
+    ConfigMap was written): say what went wrong instead of a warning at exit."""
+    if not task.cancelled() and task.exception() is not None:
+        logger.warning("signalling pods failed: %s", task.exception())
 
 
 def slim(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -257,13 +271,25 @@ class Reconciler:
         schedule = {"nextActivation": utc_text(upcoming) if upcoming else None}
         current = self._status.latest(ref, body)
         if problem is None:
-            outcome = await self._apply_revisions(prompt, rendered, current)
+            delivery: asyncio.Task[DeliveryCount] | None = None
+
+            def deliver_now() -> None:
+                # The new revision's ConfigMap exists: signal the pods at once, while
+                # the history summary (a GET of the previous revision) and pruning run.
+                nonlocal delivery
+                hops.mark(hops.APPLIED, str(ref), rendered.revision)
+                delivery = asyncio.create_task(
+                    self._accounting.delivered(prompt, rendered.revision)
+                )
+                delivery.add_done_callback(_retrieve)
+
+            outcome = await self._apply_revisions(prompt, rendered, current, deliver_now)
             if isinstance(outcome, Problem):
                 problem = outcome
             elif outcome is not None:
-                if outcome.wrote:
+                if outcome.wrote and delivery is None:
                     hops.mark(hops.APPLIED, str(ref), rendered.revision)
-                await self._ready(prompt, body, rendered, outcome, current, schedule)
+                await self._ready(prompt, body, rendered, outcome, current, schedule, delivery)
                 await self._announce(prompt, rendered, outcome, verdict)
                 return
             else:
@@ -287,12 +313,16 @@ class Reconciler:
         )
 
     async def _apply_revisions(
-        self, prompt: Prompt, rendered: Rendered, current: Mapping[str, Any]
+        self,
+        prompt: Prompt,
+        rendered: Rendered,
+        current: Mapping[str, Any],
+        on_created: Callable[[], None],
     ) -> Outcome | Problem | None:
         """The revisions applied; a Problem when the API server refused for good;
         None when the namespace is being terminated."""
         try:
-            return await self._revisions.apply(prompt, rendered, current)
+            return await self._revisions.apply(prompt, rendered, current, on_created)
         except ApiError as exc:
             if exc.retryable:
                 raise
@@ -313,8 +343,10 @@ class Reconciler:
         outcome: Outcome,
         current: Mapping[str, Any],
         schedule: Mapping[str, Any],
+        delivery: asyncio.Task[DeliveryCount] | None = None,
     ) -> None:
-        """Status of a Prompt whose revision is in place: Ready, history, delivery."""
+        """Status of a Prompt whose revision is in place: Ready, history, delivery
+        (``delivery``: its signals, already under way)."""
         extra: dict[str, Any] = {
             "revisions": [r.to_status() for r in outcome.records],
             **schedule,
@@ -336,7 +368,7 @@ class Reconciler:
                 prompt, rendered.revision, (known["updated"], known["subscribed"])
             )
         else:
-            count = await self._accounting.delivered(prompt, rendered.revision)
+            count = await (delivery or self._accounting.delivered(prompt, rendered.revision))
             extra["delivery"] = delivery_field(count)
             delivered = delivered_condition(count, rendered.revision)
         extra["variants"] = variants_field(

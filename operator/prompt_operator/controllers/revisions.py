@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -204,10 +204,17 @@ class Revisions:
         self._api = api
         self._inventory = inventory
 
-    async def apply(self, prompt: Prompt, rendered: Rendered, status: Mapping[str, Any]) -> Outcome:
+    async def apply(
+        self,
+        prompt: Prompt,
+        rendered: Rendered,
+        status: Mapping[str, Any],
+        on_created: Callable[[], None] | None = None,
+    ) -> Outcome:
         """Make ``rendered`` the current revision: create its ConfigMap, or raise the
         number of the one still in history (a rollback), then prune what the
-        history limit no longer keeps."""
+        history limit no longer keeps. ``on_created`` is called as soon as a new
+        revision's ConfigMap exists, before the history and pruning work."""
         ref = prompt.ref
         records = history.records_from(status)
         plan = plan_revision(prompt, rendered, records, self._inventory.revisions(ref))
@@ -222,6 +229,8 @@ class Revisions:
             metrics.WRITES.labels("configmap").inc()
             self._inventory.record(ref.namespace, entry_from((result or body)["metadata"]))
             wrote = True
+            if on_created is not None:
+                on_created()
             logger.info(
                 "Prompt %s: revision %d (%s) created",
                 ref,
