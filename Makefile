@@ -96,7 +96,7 @@ $(BENCH_STAMP): $(STAMP)
 bench: binaries $(BENCH_STAMP)
 	$(BIN)/python -m bench
 
-bench-quick: binaries
+bench-quick: binaries $(BENCH_STAMP)
 	$(BIN)/python -m bench --quick
 
 # Every case of the reliability and security suite (faults, bad input, forged

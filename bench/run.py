@@ -89,7 +89,7 @@ PROMPTS = f"/apis/prompts.dev/v1alpha1/namespaces/{NS}/prompts"
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
-    parser.add_argument("--quick", action="store_true", help="smaller sizes, under 2 minutes")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, under 5 minutes")
     args = parser.parse_args(argv)
     quick = args.quick
     prompts = 100 if quick else 1000
