@@ -637,7 +637,7 @@ class Syncer:
         Prompt. A failed or partial list writes and removes nothing.
         """
         with self._cond:
-            present = self._disk
+            present = dict(self._disk)  # the writes below change the original
         on_disk = self._files.keys()
         current: dict[str, Desired] = {}  # Prompt -> its highest revision so far
         self.metrics.inc("rereads_total")
