@@ -21,6 +21,7 @@ from prompt_client.contract import choose_variant, read_meta
 from prompt_client.selector import parse_selector
 from prompt_sidecar.config import ConfigError, parse_config
 from prompt_sidecar.files import PromptFiles
+from prompt_sidecar.kubeapi import ApiError
 from prompt_sidecar.server import SidecarServer
 from prompt_sidecar.sync import (
     Desired,
@@ -283,6 +284,95 @@ def test_start_writes_every_selected_file_before_ready(
     assert names == sorted([".prompts"] + [f"p{i}.txt" for i in range(1, 120, 2)])
     assert read(tmp_path, "p7") == b"text 7\r\n"
     assert syncer.health_report()["status"] == "ok"
+
+
+def staging(tmp_path: Path) -> list[str]:
+    return sorted(p.name for p in (tmp_path / "prompts" / ".prompts" / "staging").iterdir())
+
+
+def texts_shown(tmp_path: Path) -> list[str]:
+    return sorted(p.name for p in (tmp_path / "prompts").glob("*.txt"))
+
+
+class PausingApi(FakeApi):
+    """Lists pages of 50 and notes, as each later page is asked for, what the
+    prompt directory held: the moment a full list is half done."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[tuple[list[str], list[str]]] = []
+        self.directory: Path | None = None
+        self.fail_after_first_page = False
+
+    def list_configmaps(
+        self, namespace: str, label_selector: str, page_size: int = 50
+    ) -> Iterator[list[dict[str, Any]]]:
+        for number, page in enumerate(super().list_configmaps(namespace, label_selector)):
+            if number and self.directory is not None:
+                self.seen.append((staging(self.directory), texts_shown(self.directory)))
+                if self.fail_after_first_page:
+                    raise ApiError("API server unreachable: connection reset")
+            yield page
+
+
+def test_a_full_list_parks_texts_in_staging_and_shows_them_after_the_last_page(
+    tmp_path: Path,
+) -> None:
+    api = PausingApi()
+    api.directory = tmp_path
+    for i in range(120):  # three pages
+        api.put(configmap(f"p{i:03}", f"text {i}"))
+    syncer = Syncer(api, PromptFiles(str(tmp_path / "prompts")), "ns", parse_selector(""))  # type: ignore[arg-type]
+    syncer.start()
+    try:
+        assert syncer.ready.wait(5)
+    finally:
+        syncer.stop()
+    # Half way, every text of the pages read so far waits on disk (metadata and
+    # text: two staged files each), none in the process and none shown yet.
+    (staged1, shown1), (staged2, shown2) = api.seen
+    assert (len(staged1), shown1) == (2 * 50, [])
+    assert (len(staged2), shown2) == (2 * 100, [])
+    assert len(texts_shown(tmp_path)) == 120 and staging(tmp_path) == []
+    assert read(tmp_path, "p042") == b"text 42"
+    assert read_meta(str(tmp_path / "prompts"), "p042").revision == "r1"  # type: ignore[union-attr]
+
+
+def test_a_list_that_fails_half_way_shows_nothing_and_leaves_no_staged_files(
+    tmp_path: Path,
+) -> None:
+    api = PausingApi()
+    api.directory = tmp_path
+    api.fail_after_first_page = True
+    for i in range(60):
+        api.put(configmap(f"p{i:03}", f"text {i}"))
+    syncer = Syncer(api, PromptFiles(str(tmp_path / "prompts")), "ns", parse_selector(""))  # type: ignore[arg-type]
+    syncer.start()
+    try:
+        wait_until(lambda: syncer.metrics.value("sync_failures_total") >= 1)
+        assert not syncer.ready.is_set()
+        assert texts_shown(tmp_path) == [] and staging(tmp_path) == []
+        api.fail_after_first_page = False
+        assert syncer.ready.wait(10)
+    finally:
+        syncer.stop()
+    assert len(texts_shown(tmp_path)) == 60 and staging(tmp_path) == []
+
+
+def test_staged_texts_of_superseded_revisions_and_lost_keys_are_dropped(
+    api: FakeApi, make_syncer: Callable[..., Syncer], tmp_path: Path
+) -> None:
+    api.put(configmap("p", "oldest", "r-c", number=1))  # staged, then replaced
+    api.put(configmap("p", "current", "r-d", number=7))
+    young = configmap("a-young", "young", key="k")  # loses key k to the older Prompt
+    young["metadata"]["creationTimestamp"] = "2026-02-01T00:00:00Z"
+    api.put(young)
+    api.put(configmap("b-old", "old", key="k"))
+    syncer = make_syncer()
+    assert syncer.ready.wait(5)
+    assert read(tmp_path, "p") == b"current" and read(tmp_path, "k") == b"old"
+    assert staging(tmp_path) == []
+    assert syncer.metrics.value("files_written_total") == 2
 
 
 def test_signal_updates_the_file_and_answers_with_the_new_revision(
