@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench import soak
 from prompt_client import wire
 from prompt_cluster.api import Api
 from prompt_cluster.cluster import LocalCluster
@@ -393,6 +394,8 @@ def main(argv: list[str] | None = None) -> int:
         for p in procs:
             if isinstance(p, subprocess.Popen):
                 stop_process(p)
+        # One sidecar alone over many edits: its memory after the first sync and after.
+        soak.add_figures(figures, soak.soak(kc, sc_kc, NS, work, names, **soak.sizes(quick)))
 
         # -- P4: restart with many Prompts ------------------------------------------------
         for i in range(prompts, restart_prompts):

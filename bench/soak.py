@@ -89,7 +89,8 @@ class Soak:
         return self.samples[0][1]
 
     def at(self, edits: int) -> float | None:
-        return next((mib for n, mib in self.samples if n == edits), None)
+        """RSS at the first sample taken once ``edits`` edits were done."""
+        return next((mib for n, mib in self.samples if n >= edits), None)
 
     @property
     def final_mib(self) -> float:
@@ -116,10 +117,12 @@ def soak(
     edits: int = 10000,
     sidecars: int = 1,
     batch: int = 4,
+    max_seconds: float | None = None,
     log: Callable[[str], None] = print,
 ) -> Soak:
     """Start ``sidecars`` sidecars over the Prompts ``names`` in ``namespace``, edit
-    them ``edits`` times and sample the sidecars' memory; stops the sidecars after.
+    them ``edits`` times (fewer when ``max_seconds`` of edits are over first) and
+    sample the sidecars' memory; stops the sidecars after.
 
     Pods left subscribed in the namespace (stopped sidecars of an earlier step)
     are deleted first, so the operator signals only the pods measured here.
@@ -170,8 +173,11 @@ def soak(
         reads_before = sum(rereads(p) for p in pods)
         started = time.monotonic()
         with ThreadPoolExecutor(max_workers=batch) as pool:
-            done = 0
+            done, next_sample = 0, SAMPLE_EVERY
             while done < edits:
+                if max_seconds is not None and time.monotonic() - started > max_seconds:
+                    log(f"  soak: time is up after {done} edits")
+                    break
                 size = min(batch, edits - done)
                 jobs = [
                     (names[(done + i) % len(names)], f"soak edit {done + i} " + "s" * 2000)
@@ -192,8 +198,11 @@ def soak(
                 if time.monotonic() - sent > SLOW_BATCH:
                     result.slow_batches += 1
                 done += size
-                if done % SAMPLE_EVERY == 0 or done == edits:
+                if done >= next_sample:
                     sample(done)
+                    next_sample += SAMPLE_EVERY
+            if result.samples[-1][0] != done:
+                sample(done)
         result.seconds = time.monotonic() - started
         result.rereads = sum(rereads(p) for p in pods) - reads_before
     finally:
@@ -212,6 +221,11 @@ def soak(
     return result
 
 
+def sizes(quick: bool) -> dict[str, Any]:
+    """The soak's sizes in ``bench/run.py``: 10,000 edits, or at most ~3.5 minutes of them."""
+    return {"edits": 1000 if quick else 10000, "max_seconds": 60.0 if quick else 210.0}
+
+
 def add_figures(figures: Any, soaked: Soak) -> None:
     """The soak's figures on ``bench.run.Figures``."""
     common = {"files": soaked.files, "sidecars": soaked.sidecars}
@@ -223,7 +237,7 @@ def add_figures(figures: Any, soaked: Soak) -> None:
         **common,
     )
     thousand = soaked.at(SAMPLE_EVERY)
-    if thousand is not None and soaked.edits > SAMPLE_EVERY:
+    if thousand is not None and soaked.edits > 2 * SAMPLE_EVERY:
         figures.add("soak sidecar RSS after 1,000 edits", thousand, "MiB", "<= 28", **common)
     figures.add(
         f"soak sidecar RSS after {soaked.edits:,} edits",
@@ -265,6 +279,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sidecars", type=int, default=1, help="sidecars measured (default 1)")
     parser.add_argument(
         "--batch", type=int, default=4, help="edits sent at once, each to another Prompt"
+    )
+    parser.add_argument(
+        "--max-seconds", type=float, default=None, help="stop editing after this long"
     )
     args = parser.parse_args(argv)
     namespace = "soak"
@@ -309,6 +326,7 @@ def main(argv: list[str] | None = None) -> int:
             edits=args.edits,
             sidecars=args.sidecars,
             batch=args.batch,
+            max_seconds=args.max_seconds,
         )
         print(f"soak: {soaked.edits} edits in {soaked.seconds:.0f} s")
         add_figures(_Printed(), soaked)

