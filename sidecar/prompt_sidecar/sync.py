@@ -453,8 +453,10 @@ class Syncer:
         self._random = random.Random()
         self.health = Health()
         self.ready = threading.Event()
-        # key -> (Prompt, revision) of the files on disk, and its inverse; both
-        # replaced (never mutated) under the lock, so readers may keep a reference.
+        # key -> (Prompt, revision) of the files on disk, and its inverse; changed
+        # in place (one entry per write: no copy of a thousand entries per edit,
+        # which kept the allocator busy) and only under the lock, so readers copy
+        # what they keep.
         self._disk: dict[str, tuple[str, str]] = {}
         self.served: dict[str, tuple[str, str]] = {}
         # Prompt -> revision number on disk, once a read told us (not kept in the
@@ -655,7 +657,7 @@ class Syncer:
         list shows, writes and removes nothing.
         """
         with self._cond:
-            present = self._disk
+            present = dict(self._disk)
         on_disk = self._files.keys()
         current: dict[str, Desired] = {}  # Prompt -> its highest revision so far
         staged: dict[str, Staged] = {}  # Prompt -> its staged files, until written or dropped
@@ -753,8 +755,9 @@ class Syncer:
             logger.error("prompt %s stays at its last good file: %s", item.prompt, exc)
             raise
         with self._cond:
-            self._set_disk({**self._disk, item.key: (item.prompt, item.revision)})
-            self._numbers = {**self._numbers, item.prompt: (item.uid, item.number)}
+            self._disk[item.key] = (item.prompt, item.revision)
+            self.served[item.prompt] = (item.key, item.revision)
+            self._numbers[item.prompt] = (item.uid, item.number)
         if previous is not None and previous[0] != item.key:
             # The Prompt's key changed: drop its old file, unless another Prompt has it now.
             old = self._files.current(previous[0])
@@ -778,5 +781,16 @@ class Syncer:
             self.metrics.inc("files_removed_total")
             logger.info("removed %s%s (prompt %s)", key, self._files.ext, prompt)
         with self._cond:
-            self._set_disk({k: v for k, v in self._disk.items() if k != key})
-            self._numbers = {p: n for p, n in self._numbers.items() if p in self.served}
+            self._forget(key)
+
+    def _forget(self, key: str) -> None:
+        """Drop ``key`` from what is on disk (under the lock): ``served`` stays the
+        inverse of ``_disk`` (``served_from``), ``_numbers`` only what is served."""
+        gone = self._disk.pop(key, None)
+        if gone is not None and self.served.get(gone[0], ("",))[0] == key:
+            del self.served[gone[0]]
+            for other, (prompt, revision) in self._disk.items():
+                if prompt == gone[0]:  # its key is changing: the other file serves it
+                    self.served[prompt] = (other, revision)
+        for prompt in [p for p in self._numbers if p not in self.served]:
+            del self._numbers[prompt]

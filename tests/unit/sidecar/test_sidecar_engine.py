@@ -556,6 +556,27 @@ def test_key_change_moves_the_file(
     assert read(tmp_path, "new") == b"x" and read(tmp_path, "old") is None
 
 
+def test_what_is_served_follows_writes_key_changes_and_removals(
+    api: FakeApi, make_syncer: Callable[..., Syncer], tmp_path: Path
+) -> None:
+    for name in ("a", "b", "c"):
+        api.put(configmap(name, name))
+    syncer = make_syncer()
+    assert syncer.ready.wait(5)
+    api.put(configmap("a", "a2", "r2", key="a-new"))  # a key change
+    api.put(configmap("b", "b2", "r2"))
+    assert syncer.signal([("a", "r2"), ("b", "r2")]) == {"a": "r2", "b": "r2"}
+    del api.objects[wire.configmap_name("c", "r1")]
+    assert syncer.signal([("c", "")]) == {"c": None}
+    assert syncer.revisions() == {"a": "r2", "b": "r2"}
+    assert syncer.health_report()["files"] == 2
+    assert read(tmp_path, "a-new") == b"a2" and read(tmp_path, "a") is None
+    # A late signal for a's older revision is still known to be older.
+    api.gets.clear()
+    assert syncer.signal([("a", "r1")]) == {"a": "r2"}
+    assert read(tmp_path, "a-new") == b"a2"
+
+
 def test_two_prompts_with_one_key_serve_the_oldest_without_flapping(
     api: FakeApi, make_syncer: Callable[..., Syncer], tmp_path: Path
 ) -> None:
