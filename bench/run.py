@@ -394,8 +394,6 @@ def main(argv: list[str] | None = None) -> int:
         for p in procs:
             if isinstance(p, subprocess.Popen):
                 stop_process(p)
-        # One sidecar alone over many edits: its memory after the first sync and after.
-        soak.add_figures(figures, soak.soak(kc, sc_kc, NS, work, names, **soak.sizes(quick)))
 
         # -- P4: restart with many Prompts ------------------------------------------------
         for i in range(prompts, restart_prompts):
@@ -451,6 +449,8 @@ def main(argv: list[str] | None = None) -> int:
             prompts=restart_prompts,
             peak_mib=round(hwm / 1024, 1),
         )
+        # -- soak: one sidecar's memory over many edits, last and in its own namespace --
+        soak.add_figures(figures, soak.in_namespace(kc, work, **soak.sizes(quick)))
     finally:
         for p in procs:
             if isinstance(p, subprocess.Popen):

@@ -12,7 +12,8 @@ Prompts at once are one full list of every revision, which is the resync's
 job). It samples each sidecar's RSS after its first sync, every 1,000 edits
 and at the end, and prints them with the slope from the 1,000th edit on.
 
-``bench/run.py`` calls ``add_figures()`` on its own cluster and Prompts.
+``bench/run.py`` runs ``in_namespace()`` last, in a namespace of its own on its
+cluster, so the soak's revisions never weigh on the figures before it.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from prompt_cluster.api import Api
-from prompt_cluster.testing import SidecarProcess, kubectl, wait_for
+from prompt_cluster.testing import SidecarProcess, kubectl, sidecar_role, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_EVERY = 1000
@@ -222,8 +223,11 @@ def soak(
 
 
 def sizes(quick: bool) -> dict[str, Any]:
-    """The soak's sizes in ``bench/run.py``: 10,000 edits, or at most ~3.5 minutes of them."""
-    return {"edits": 1000 if quick else 10000, "max_seconds": 60.0 if quick else 210.0}
+    """The soak's sizes in ``bench/run.py``: 1,000 Prompts and 10,000 edits, or at
+    most 3.5 minutes of edits."""
+    if quick:
+        return {"files": 100, "edits": 1000, "max_seconds": 60.0}
+    return {"files": 1000, "edits": 10000, "max_seconds": 210.0}
 
 
 def add_figures(figures: Any, soaked: Soak) -> None:
@@ -269,9 +273,38 @@ class _Printed:
         print(f"  {name:<44} {value:>10.3f} {unit:<12} goal {goal}", flush=True)
 
 
+def in_namespace(
+    admin_kubeconfig: Path,
+    work: Path,
+    *,
+    files: int = 1000,
+    namespace: str = "soak",
+    **options: Any,
+) -> Soak:
+    """``soak()`` in a namespace of its own with ``files`` new Prompts of about 2 KiB,
+    on a cluster where the CRD is installed and the operator runs."""
+    kubectl(admin_kubeconfig, "create", "namespace", namespace)
+    sc_kc = sidecar_role(admin_kubeconfig, namespace, work / f"{namespace}-sidecar.kc")
+    api = Api(admin_kubeconfig)
+    names = [f"p{i}" for i in range(files)]
+    for name in names:
+        api.create_prompt(namespace, name, f"{name} v0 " + "x" * 2000)
+    wait_for(
+        lambda: (
+            sum(1 for p in api.prompts(namespace) if p.get("status", {}).get("revision"))
+            == len(names)
+        ),
+        timeout=900,
+        interval=1,
+        message="every Prompt has a revision",
+    )
+    api.close()
+    return soak(admin_kubeconfig, sc_kc, namespace, work, names, **options)
+
+
 def main(argv: list[str] | None = None) -> int:
     from prompt_cluster.cluster import LocalCluster
-    from prompt_cluster.testing import OperatorProcess, service_account_kubeconfig, sidecar_role
+    from prompt_cluster.testing import OperatorProcess, service_account_kubeconfig
 
     parser = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__)
     parser.add_argument("--edits", type=int, default=10000, help="edits in all (default 10000)")
@@ -284,7 +317,6 @@ def main(argv: list[str] | None = None) -> int:
         "--max-seconds", type=float, default=None, help="stop editing after this long"
     )
     args = parser.parse_args(argv)
-    namespace = "soak"
     work = Path(tempfile.mkdtemp(prefix="prompt-soak-"))
     print(f"soak: {args.edits} edits over {args.files} Prompts; work dir {work}", flush=True)
     cluster = LocalCluster(work / "cluster")
@@ -293,7 +325,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         kubectl(kc, "apply", "--server-side", "-f", str(REPO / "crds"))
         kubectl(kc, "wait", "--for=condition=Established", "crd/prompts.prompts.dev")
-        kubectl(kc, "create", "namespace", namespace)
         op_kc = service_account_kubeconfig(
             kc,
             "prompt-system",
@@ -303,26 +334,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         operator = OperatorProcess(op_kc, work / "operator.log")
         operator.start()
-        sc_kc = sidecar_role(kc, namespace, work / "sidecar.kc")
-        api = Api(kc)
-        names = [f"p{i}" for i in range(args.files)]
-        for name in names:
-            api.create_prompt(namespace, name, f"{name} v0 " + "x" * 2000)
-        wait_for(
-            lambda: (
-                sum(1 for p in api.prompts(namespace) if p.get("status", {}).get("revision"))
-                == len(names)
-            ),
-            timeout=900,
-            interval=1,
-            message="every Prompt has a revision",
-        )
-        soaked = soak(
+        soaked = in_namespace(
             kc,
-            sc_kc,
-            namespace,
             work,
-            names,
+            files=args.files,
             edits=args.edits,
             sidecars=args.sidecars,
             batch=args.batch,
