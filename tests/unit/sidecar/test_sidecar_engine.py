@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import http.client
 import json
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,7 +23,7 @@ from prompt_client.contract import choose_variant, read_meta
 from prompt_client.selector import parse_selector
 from prompt_sidecar.config import ConfigError, parse_config
 from prompt_sidecar.files import PromptFiles
-from prompt_sidecar.kubeapi import ApiError
+from prompt_sidecar.kubeapi import ApiError, load_kubeconfig
 from prompt_sidecar.server import SidecarServer
 from prompt_sidecar.sync import (
     Desired,
@@ -718,3 +720,40 @@ def test_rejected_signals_are_counted(server: tuple[SidecarServer, Syncer]) -> N
     srv, syncer = server
     request(srv, "POST", wire.SIGNAL_PATH, b"nope", JSON)
     assert syncer.metrics.value("signals_rejected_total") == 1
+
+
+# -- credentials ------------------------------------------------------------------------
+
+
+KUBECONFIG = {
+    "clusters": [{"name": "c", "cluster": {"server": "https://10.0.0.1:6443"}}],
+    "users": [{"name": "u", "user": {"token": "t0k"}}],
+    "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+    "current-context": "x",
+}
+
+
+def test_a_json_kubeconfig_is_read_without_the_yaml_parser(tmp_path: Path) -> None:
+    path = tmp_path / "kc.json"
+    path.write_text(json.dumps(KUBECONFIG))
+    code = (
+        "import sys; from prompt_sidecar.kubeapi import load_kubeconfig; "
+        f"auth = load_kubeconfig({str(path)!r}); "
+        "print(auth.server, auth.token, 'yaml' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["https://10.0.0.1:6443", "t0k", "False"]
+
+
+def test_a_yaml_kubeconfig_still_works_and_junk_is_refused(tmp_path: Path) -> None:
+    import yaml
+
+    path = tmp_path / "kc.yaml"
+    path.write_text(yaml.safe_dump(KUBECONFIG))
+    assert load_kubeconfig(str(path)).token == "t0k"
+    path.write_text("{flow: style, is: yaml}")  # starts like JSON, is not
+    with pytest.raises(ApiError, match="no server"):
+        load_kubeconfig(str(path))
+    path.write_text("- just\n- a list\n")
+    with pytest.raises(ApiError, match="not a mapping"):
+        load_kubeconfig(str(path))
