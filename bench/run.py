@@ -31,7 +31,7 @@ from prompt_cluster.testing import (
     wait_for,
 )
 
-from . import propagation, steady, trace
+from . import propagation, soak, steady, trace
 from .common import (
     OPERATOR_USER,
     REPO,
@@ -381,6 +381,8 @@ def main(argv: list[str] | None = None) -> int:
             prompts=restart_prompts,
             peak_mib=round(hwm / 1024, 1),
         )
+        # -- soak: one sidecar's memory over many edits, last and in its own namespace --
+        soak.add_figures(figures, soak.in_namespace(kc, work, **soak.sizes(quick)))
     finally:
         for pods in pod_sets:
             pods.stop()

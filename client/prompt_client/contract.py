@@ -24,7 +24,10 @@ import stat
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+
+TYPE_CHECKING = False  # typing costs every pod 0.4 MiB; annotations here are strings (PEP 563)
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "DEFAULT_EXT",

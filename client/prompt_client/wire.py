@@ -13,7 +13,10 @@ import hashlib
 import json
 import re
 from collections.abc import Collection, Iterable, Mapping
-from typing import Any
+
+TYPE_CHECKING = False  # typing costs every pod 0.4 MiB; annotations here are strings (PEP 563)
+if TYPE_CHECKING:
+    from typing import Any
 
 # -- the Prompt resource ---------------------------------------------------------------
 

@@ -14,6 +14,11 @@ files, and a reader that checks the text's hash against the metadata can tell
 when it caught the writer between steps 2 and 3. Should step 3 fail, the
 previous metadata is put back, so text and metadata still agree.
 
+``write`` does all three steps at once. ``stage`` (step 1) and ``commit``
+(steps 2 and 3) apart let a caller park many texts on disk and show them
+later: a full list stages each text as its page arrives and commits after
+the last page, so the texts wait in the page cache, not in the process.
+
 Symlinks: every operation goes through directory file descriptors, and
 nothing under the prompt directory is ever opened through a symlink
 (``O_NOFOLLOW``). A symlink (or a file) planted where ``.prompts``,
@@ -47,7 +52,7 @@ from prompt_client.contract import (
     text_sha256,
 )
 
-__all__ = ["DIR_MODE", "FILE_MODE", "FileWriteError", "PromptFiles", "ext_problem"]
+__all__ = ["DIR_MODE", "FILE_MODE", "FileWriteError", "PromptFiles", "Staged", "ext_problem"]
 
 FILE_MODE = 0o644  # the app container may run as another user; it only reads
 DIR_MODE = 0o755
@@ -63,6 +68,18 @@ class FileWriteError(OSError):
     """
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Staged:
+    """A prompt's metadata and text waiting in staging, where no reader looks.
+
+    ``PromptFiles.commit`` shows them; ``PromptFiles.discard`` drops them.
+    """
+
+    key: str
+    meta_tmp: str  # names inside the staging directory
+    text_tmp: str
+
+
 def ext_problem(ext: str) -> str | None:
     """Why ``ext`` cannot be the prompt files' extension, or ``None`` when it can."""
     if ext and not ext.startswith("."):
@@ -76,6 +93,14 @@ def _checked_key(key: str) -> str:
     problem = key_problem(key)
     if problem:
         raise ValueError(f"refusing prompt key {key!r}: {problem}")
+    return key
+
+
+def _checked_meta(meta: PromptMeta, data: bytes) -> str:
+    """``meta``'s key, once it can name a file and ``meta`` describes ``data``."""
+    key = _checked_key(meta.key)
+    if meta.sha256 != text_sha256(data):
+        raise ValueError(f"prompt key {key!r}: metadata sha256 does not match the text")
     return key
 
 
@@ -132,33 +157,71 @@ class PromptFiles:
         ``FileWriteError`` (previous text and metadata intact) when the disk is
         full or anything else fails.
         """
-        key = _checked_key(meta.key)
-        if meta.sha256 != text_sha256(data):
-            raise ValueError(f"prompt key {key!r}: metadata sha256 does not match the text")
+        key = _checked_meta(meta, data)
         name = key + self.ext
         meta_name = key + META_SUFFIX
         with self._dirs() as (target, meta_dir, staging):
             old_meta = _read_file(meta_dir, meta_name)
             if old_meta is not None and _same(old_meta, meta) and _has(target, name, data):
                 return False
-            meta_tmp = _stage(staging, meta.to_json(), self._shown(HIDDEN_DIR, "meta", meta_name))
-            try:
-                text_tmp = _stage(staging, data, self._shown(name))
-            except BaseException:
-                _discard(staging, meta_tmp)
-                raise
-            try:
-                _rename(staging, meta_tmp, meta_dir, meta_name, self._shown(HIDDEN_DIR, "meta"))
-            except BaseException:
-                _discard(staging, meta_tmp, text_tmp)
-                raise
-            try:
-                _rename(staging, text_tmp, target, name, self.directory)
-            except BaseException:
-                _discard(staging, text_tmp)
-                self._restore_meta(staging, meta_dir, meta_name, old_meta)
-                raise
+            staged = self._stage(staging, meta, data)
+            self._commit(staged, target, meta_dir, staging, old_meta)
         return True
+
+    def stage(self, meta: PromptMeta, data: bytes) -> Staged:
+        """Write ``meta`` and ``data`` into staging; nothing a reader sees changes.
+
+        Raises ``ValueError`` like ``write`` and ``FileWriteError`` (nothing left
+        behind) when the disk is full.
+        """
+        _checked_meta(meta, data)
+        with self._dirs() as (_, _, staging):
+            return self._stage(staging, meta, data)
+
+    def commit(self, staged: Staged) -> None:
+        """Rename staged metadata, then text, into place (steps 2 and 3 of ``write``).
+
+        Raises ``FileWriteError`` with the previous text and metadata intact and
+        the staged files removed.
+        """
+        try:
+            with self._dirs() as (target, meta_dir, staging):
+                old_meta = _read_file(meta_dir, staged.key + META_SUFFIX)
+                self._commit(staged, target, meta_dir, staging, old_meta)
+        except BaseException:
+            self.discard(staged)  # mostly gone already; not when the directories failed
+            raise
+
+    def discard(self, staged: Staged) -> None:
+        """Remove staged files that will not be committed (best effort)."""
+        with contextlib.suppress(OSError), self._dirs() as (_, _, staging):
+            _discard(staging, staged.meta_tmp, staged.text_tmp)
+
+    def _stage(self, staging: int, meta: PromptMeta, data: bytes) -> Staged:
+        meta_name = meta.key + META_SUFFIX
+        meta_tmp = _stage(staging, meta.to_json(), self._shown(HIDDEN_DIR, "meta", meta_name))
+        try:
+            text_tmp = _stage(staging, data, self._shown(meta.key + self.ext))
+        except BaseException:
+            _discard(staging, meta_tmp)
+            raise
+        return Staged(meta.key, meta_tmp, text_tmp)
+
+    def _commit(
+        self, staged: Staged, target: int, meta_dir: int, staging: int, old_meta: bytes | None
+    ) -> None:
+        meta_name = staged.key + META_SUFFIX
+        try:
+            _rename(staging, staged.meta_tmp, meta_dir, meta_name, self._shown(HIDDEN_DIR, "meta"))
+        except BaseException:
+            _discard(staging, staged.meta_tmp, staged.text_tmp)
+            raise
+        try:
+            _rename(staging, staged.text_tmp, target, staged.key + self.ext, self.directory)
+        except BaseException:
+            _discard(staging, staged.text_tmp)
+            self._restore_meta(staging, meta_dir, meta_name, old_meta)
+            raise
 
     def _restore_meta(self, staging: int, meta_dir: int, meta_name: str, old: bytes | None) -> None:
         """Put back the metadata that matches the text still in place (best effort)."""

@@ -24,11 +24,14 @@ import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, BinaryIO
 
 from prompt_client import hops, wire
 
 from .sync import Syncer
+
+TYPE_CHECKING = False  # typing costs every pod 0.4 MiB; annotations here are strings (PEP 563)
+if TYPE_CHECKING:
+    from typing import Any, BinaryIO
 
 logger = logging.getLogger(__name__)
 

@@ -19,15 +19,18 @@ import time
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
 
 from prompt_client import hops, wire
 from prompt_client.contract import PromptMeta, choose_variant, key_problem, text_sha256
 from prompt_client.selector import Selector
 
-from .files import FileWriteError, PromptFiles
+from .files import FileWriteError, PromptFiles, Staged
 from .kubeapi import ApiError, Expired, KubeClient, NotFound
 from .metrics import Metrics
+
+TYPE_CHECKING = False  # typing costs every pod 0.4 MiB; annotations here are strings (PEP 563)
+if TYPE_CHECKING:
+    from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -58,10 +61,17 @@ class Desired:
     uid: str = ""  # the Prompt object's uid: a Prompt deleted and made again starts over
     variant: str | None = None
     variants: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> weight, text
+    # The metadata and text already wait in the staging directory (a full list
+    # parks them there page by page); ``text`` and ``variants`` are then empty.
+    staged: Staged | None = None
 
     def without_text(self) -> Desired:
         """The same decision without the bytes, to remember during a long list."""
         return dataclasses.replace(self, text=b"", variants={})
+
+    def parked(self, staged: Staged) -> Desired:
+        """The same decision with its bytes in staging instead of memory."""
+        return dataclasses.replace(self, text=b"", variants={}, staged=staged)
 
 
 def _metadata(cm: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -215,6 +225,22 @@ def plan(wanted: Mapping[str, Desired], present: OnDisk, files: set[str]) -> Pla
 def up_to_date(item: Desired, present: OnDisk, on_disk: set[str]) -> bool:
     """True when the file for ``item`` already holds its revision (no text needed)."""
     return item.key in on_disk and present.get(item.key) == (item.prompt, item.revision)
+
+
+def meta_for(item: Desired, namespace: str, updated_at: str) -> PromptMeta:
+    """The metadata file's content for ``item`` (which must still hold its text)."""
+    return PromptMeta(
+        key=item.key,
+        prompt=f"{namespace}/{item.prompt}",
+        revision=item.revision,
+        sha256=text_sha256(item.text),
+        updated_at=updated_at,
+        variables=item.variables,
+        defaults=item.defaults,
+        format=item.format,
+        variant=item.variant,
+        variants=item.variants,
+    )
 
 
 def served_from(disk: OnDisk) -> dict[str, tuple[str, str]]:
@@ -630,37 +656,53 @@ class Syncer:
     def _full_sync_once(self, signalled: Mapping[str, float]) -> None:
         """List every revision selected, keep the highest per Prompt, then write and remove.
 
-        Nothing is written before the last page: a Prompt's current revision (and
+        Nothing is shown before the last page: a Prompt's current revision (and
         which Prompt keeps a contested key) is only known from the complete list,
         and writing an older revision first would show it to the app for a moment.
-        Only the text of revisions that must be written is held meanwhile, one per
-        Prompt. A failed or partial list writes and removes nothing.
+        The text of each revision that must be written goes to the staging
+        directory as its page arrives (a later page may still replace it), so the
+        sidecar holds one page at a time, never every text. A failed or partial
+        list shows, writes and removes nothing.
         """
         with self._cond:
             present = dict(self._disk)  # the writes below change the original
         on_disk = self._files.keys()
         current: dict[str, Desired] = {}  # Prompt -> its highest revision so far
+        staged: dict[str, Staged] = {}  # Prompt -> its staged files, until written or dropped
         self.metrics.inc("rereads_total")
-        for page in self._client.list_configmaps(self._namespace, self._label_selector):
-            for cm in page:
-                item = desired_from_configmap(cm, self._selector, self._pod)
-                if isinstance(item, str):
-                    name = (cm.get("metadata") or {}).get("name")
-                    logger.warning("skipping ConfigMap %s: %s", name, item)
-                elif newer(item, current.get(item.prompt)):
-                    fresh = up_to_date(item, present, on_disk)
-                    current[item.prompt] = item.without_text() if fresh else item
-            del page
-        wanted, warnings = by_key(current.values())
-        for warning in warnings:
-            logger.warning(warning)
-        todo = plan(wanted, present, on_disk)
-        failed = 0
-        for item in todo.writes:
-            try:
-                self._write(item, signalled.get(item.prompt))
-            except FileWriteError:
-                failed += 1
+        try:
+            for page in self._client.list_configmaps(self._namespace, self._label_selector):
+                for cm in page:
+                    item = desired_from_configmap(cm, self._selector, self._pod)
+                    if isinstance(item, str):
+                        name = (cm.get("metadata") or {}).get("name")
+                        logger.warning("skipping ConfigMap %s: %s", name, item)
+                    elif newer(item, current.get(item.prompt)):
+                        dropped = staged.pop(item.prompt, None)
+                        if dropped is not None:
+                            self._files.discard(dropped)
+                        if up_to_date(item, present, on_disk):
+                            item = item.without_text()
+                        else:
+                            item = self._park(item)
+                            if item.staged is not None:
+                                staged[item.prompt] = item.staged
+                        current[item.prompt] = item
+                del page
+            wanted, warnings = by_key(current.values())
+            for warning in warnings:
+                logger.warning(warning)
+            todo = plan(wanted, present, on_disk)
+            failed = 0
+            for item in todo.writes:
+                staged.pop(item.prompt, None)  # committed or discarded by the write
+                try:
+                    self._write(item, signalled.get(item.prompt))
+                except FileWriteError:
+                    failed += 1
+        finally:
+            for leftover in staged.values():  # lost its key to another Prompt, or the list failed
+                self._files.discard(leftover)
         for key in todo.removes:
             self._remove(key, present[key][0])
         with self._cond:
@@ -670,6 +712,15 @@ class Syncer:
         self._last_full = time.monotonic()
         self._full_due = self._last_full + self._resync
         self._succeeded()
+
+    def _park(self, item: Desired) -> Desired:
+        """``item`` with its text staged on disk; as it was if staging fails (its write
+        then fails again and says why, like any other failed write)."""
+        meta = meta_for(item, self._namespace, now_rfc3339())
+        try:
+            return item.parked(self._files.stage(meta, item.text))
+        except FileWriteError:
+            return item
 
     def _sync_one(self, name: str, revision: str, arrived: float) -> None:
         """Read the one revision a signal names; an empty revision lists everything."""
@@ -700,24 +751,19 @@ class Syncer:
         """Write one prompt's file; raises ``FileWriteError`` (old file intact)."""
         with self._cond:
             previous = self.served.get(item.prompt)
-        meta = PromptMeta(
-            key=item.key,
-            prompt=f"{self._namespace}/{item.prompt}",
-            revision=item.revision,
-            sha256=text_sha256(item.text),
-            updated_at=now_rfc3339(),
-            variables=item.variables,
-            defaults=item.defaults,
-            format=item.format,
-            variant=item.variant,
-            variants=item.variants,
-        )
         try:
-            changed = self._files.write(meta, item.text)
+            if item.staged is not None:  # parked by a full list: show it
+                self._files.commit(item.staged)
+                changed = True
+            else:
+                meta = meta_for(item, self._namespace, now_rfc3339())
+                changed = self._files.write(meta, item.text)
         except FileWriteError as exc:
             self.metrics.inc("write_failures_total")
             logger.error("prompt %s stays at its last good file: %s", item.prompt, exc)
             raise
+        if changed:
+            hops.mark(hops.RENAMED, f"{self._namespace}/{item.prompt}", item.revision, self._pod)
         with self._cond:
             self._forget_key(item.key, keep=item.prompt)  # its file is this Prompt's now
             self._disk[item.key] = (item.prompt, item.revision)
@@ -730,7 +776,6 @@ class Syncer:
                 self._remove(previous[0], item.prompt)
         if not changed:
             return
-        hops.mark(hops.RENAMED, meta.prompt, item.revision, self._pod)
         self.metrics.inc("files_written_total")
         if arrived is not None:
             self.metrics.observe_latency(time.monotonic() - arrived)

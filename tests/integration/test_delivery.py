@@ -153,8 +153,8 @@ def test_api_server_unreachable_keeps_files_and_reports_degraded(
     broken = tmp_path / "broken.kubeconfig"
     broken.write_text(
         re.sub(
-            r"server: https://127\.0\.0\.1:\d+",
-            "server: https://127.0.0.1:1",
+            r"https://127\.0\.0\.1:\d+",  # the one server URL
+            "https://127.0.0.1:1",
             app.kubeconfig.read_text(),
         )
     )

@@ -214,12 +214,12 @@ def test_api_server_unreachable_keeps_files_degrades_and_heals(
     apply(kubeconfig, configmap(namespace, "p", "kept", "r1"))
     app = sidecars("app", start=False, resync=0.5)
     text = app.kubeconfig.read_text()
-    found = re.search(r"server: https://127\.0\.0\.1:(\d+)", text)
+    found = re.search(r"https://127\.0\.0\.1:(\d+)", text)  # the one server URL
     assert found, text
     relay = Relay(("127.0.0.1", int(found.group(1))))
     relay.start()
     relayed = tmp_path / "relayed.kubeconfig"
-    relayed.write_text(text.replace(found.group(0), f"server: https://127.0.0.1:{relay.port}"))
+    relayed.write_text(text.replace(found.group(0), f"https://127.0.0.1:{relay.port}"))
     app.kubeconfig = relayed
     try:
         app.start()

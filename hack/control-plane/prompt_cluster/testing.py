@@ -279,7 +279,9 @@ def service_account_kubeconfig(
         ],
         "current-context": "local",
     }
-    out.write_text(yaml.safe_dump(config))
+    # JSON, which every YAML reader reads too: a sidecar then runs without the YAML
+    # parser, as it does in a pod (service account, no kubeconfig).
+    out.write_text(json.dumps(config, indent=2))
     out.chmod(0o600)
     return out
 

@@ -257,6 +257,53 @@ def test_failed_text_rename_puts_the_old_metadata_back(tmp_path: Path) -> None:
     assert files.current("q") is None
 
 
+def test_a_staged_text_is_shown_only_by_its_commit(tmp_path: Path) -> None:
+    files = PromptFiles(str(tmp_path))
+    files.write(meta("p", b"one"), b"one")
+    before = tree(tmp_path)
+    staged = files.stage(meta("p", b"two"), b"two")
+    staging = tmp_path / ".prompts" / "staging"
+    assert sorted(os.listdir(staging)) == sorted([staged.meta_tmp, staged.text_tmp])
+    assert {k: v for k, v in tree(tmp_path).items() if "staging/" not in k} == before
+    files.commit(staged)
+    assert (tmp_path / "p.txt").read_bytes() == b"two"
+    assert files.current("p") == meta("p", b"two")
+    assert os.listdir(staging) == []
+
+
+def test_a_discarded_stage_leaves_everything_as_it_was(tmp_path: Path) -> None:
+    files = PromptFiles(str(tmp_path))
+    files.write(meta("p", b"one"), b"one")
+    before = tree(tmp_path)
+    files.discard(files.stage(meta("p", b"two"), b"two"))
+    assert tree(tmp_path) == before
+
+
+def test_a_failed_commit_keeps_the_old_text_and_metadata_and_drops_the_staged_files(
+    tmp_path: Path,
+) -> None:
+    files = PromptFiles(str(tmp_path))
+    files.write(meta("p", b"one"), b"one")
+    old_meta = (tmp_path / ".prompts" / "meta" / "p.json").read_bytes()
+    staged = files.stage(meta("p", b"two"), b"two")
+    (tmp_path / "p.txt").unlink()
+    (tmp_path / "p.txt").mkdir()  # a rename cannot replace a directory
+    (tmp_path / "p.txt" / "keep").write_text("x")
+    with pytest.raises(FileWriteError):
+        files.commit(staged)
+    assert (tmp_path / ".prompts" / "meta" / "p.json").read_bytes() == old_meta
+    assert os.listdir(tmp_path / ".prompts" / "staging") == []
+
+
+def test_stage_refuses_what_write_refuses(tmp_path: Path) -> None:
+    files = PromptFiles(str(tmp_path))
+    with pytest.raises(ValueError, match="sha256"):
+        files.stage(meta("p", b"one"), b"other")
+    with pytest.raises(ValueError, match="refusing prompt key"):
+        files.stage(meta("../p", b"x"), b"x")
+    assert not (tmp_path / ".prompts").exists() or os.listdir(tmp_path / ".prompts/staging") == []
+
+
 def test_write_error_while_staging_leaves_everything_as_it_was(tmp_path: Path) -> None:
     """A real write error (the file-size limit: EFBIG) half way through staging."""
     files = PromptFiles(str(tmp_path))

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import http.client
 import json
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,6 +23,7 @@ from prompt_client.contract import choose_variant, read_meta
 from prompt_client.selector import parse_selector
 from prompt_sidecar.config import ConfigError, parse_config
 from prompt_sidecar.files import PromptFiles
+from prompt_sidecar.kubeapi import ApiError, load_kubeconfig
 from prompt_sidecar.server import SidecarServer
 from prompt_sidecar.sync import (
     Desired,
@@ -296,6 +299,95 @@ def test_start_writes_every_selected_file_before_ready(
     assert syncer.health_report()["status"] == "ok"
 
 
+def staging(tmp_path: Path) -> list[str]:
+    return sorted(p.name for p in (tmp_path / "prompts" / ".prompts" / "staging").iterdir())
+
+
+def texts_shown(tmp_path: Path) -> list[str]:
+    return sorted(p.name for p in (tmp_path / "prompts").glob("*.txt"))
+
+
+class PausingApi(FakeApi):
+    """Lists pages of 50 and notes, as each later page is asked for, what the
+    prompt directory held: the moment a full list is half done."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[tuple[list[str], list[str]]] = []
+        self.directory: Path | None = None
+        self.fail_after_first_page = False
+
+    def list_configmaps(
+        self, namespace: str, label_selector: str, page_size: int = 50
+    ) -> Iterator[list[dict[str, Any]]]:
+        for number, page in enumerate(super().list_configmaps(namespace, label_selector)):
+            if number and self.directory is not None:
+                self.seen.append((staging(self.directory), texts_shown(self.directory)))
+                if self.fail_after_first_page:
+                    raise ApiError("API server unreachable: connection reset")
+            yield page
+
+
+def test_a_full_list_parks_texts_in_staging_and_shows_them_after_the_last_page(
+    tmp_path: Path,
+) -> None:
+    api = PausingApi()
+    api.directory = tmp_path
+    for i in range(120):  # three pages
+        api.put(configmap(f"p{i:03}", f"text {i}"))
+    syncer = Syncer(api, PromptFiles(str(tmp_path / "prompts")), "ns", parse_selector(""))  # type: ignore[arg-type]
+    syncer.start()
+    try:
+        assert syncer.ready.wait(5)
+    finally:
+        syncer.stop()
+    # Half way, every text of the pages read so far waits on disk (metadata and
+    # text: two staged files each), none in the process and none shown yet.
+    (staged1, shown1), (staged2, shown2) = api.seen
+    assert (len(staged1), shown1) == (2 * 50, [])
+    assert (len(staged2), shown2) == (2 * 100, [])
+    assert len(texts_shown(tmp_path)) == 120 and staging(tmp_path) == []
+    assert read(tmp_path, "p042") == b"text 42"
+    assert read_meta(str(tmp_path / "prompts"), "p042").revision == "r1"  # type: ignore[union-attr]
+
+
+def test_a_list_that_fails_half_way_shows_nothing_and_leaves_no_staged_files(
+    tmp_path: Path,
+) -> None:
+    api = PausingApi()
+    api.directory = tmp_path
+    api.fail_after_first_page = True
+    for i in range(60):
+        api.put(configmap(f"p{i:03}", f"text {i}"))
+    syncer = Syncer(api, PromptFiles(str(tmp_path / "prompts")), "ns", parse_selector(""))  # type: ignore[arg-type]
+    syncer.start()
+    try:
+        wait_until(lambda: syncer.metrics.value("sync_failures_total") >= 1)
+        assert not syncer.ready.is_set()
+        assert texts_shown(tmp_path) == [] and staging(tmp_path) == []
+        api.fail_after_first_page = False
+        assert syncer.ready.wait(10)
+    finally:
+        syncer.stop()
+    assert len(texts_shown(tmp_path)) == 60 and staging(tmp_path) == []
+
+
+def test_staged_texts_of_superseded_revisions_and_lost_keys_are_dropped(
+    api: FakeApi, make_syncer: Callable[..., Syncer], tmp_path: Path
+) -> None:
+    api.put(configmap("p", "oldest", "r-c", number=1))  # staged, then replaced
+    api.put(configmap("p", "current", "r-d", number=7))
+    young = configmap("a-young", "young", key="k")  # loses key k to the older Prompt
+    young["metadata"]["creationTimestamp"] = "2026-02-01T00:00:00Z"
+    api.put(young)
+    api.put(configmap("b-old", "old", key="k"))
+    syncer = make_syncer()
+    assert syncer.ready.wait(5)
+    assert read(tmp_path, "p") == b"current" and read(tmp_path, "k") == b"old"
+    assert staging(tmp_path) == []
+    assert syncer.metrics.value("files_written_total") == 2
+
+
 def test_signal_updates_the_file_and_answers_with_the_new_revision(
     api: FakeApi, make_syncer: Callable[..., Syncer], tmp_path: Path
 ) -> None:
@@ -477,6 +569,27 @@ def test_key_change_moves_the_file(
     assert read(tmp_path, "new") == b"x" and read(tmp_path, "old") is None
 
 
+def test_what_is_served_follows_writes_key_changes_and_removals(
+    api: FakeApi, make_syncer: Callable[..., Syncer], tmp_path: Path
+) -> None:
+    for name in ("a", "b", "c"):
+        api.put(configmap(name, name))
+    syncer = make_syncer()
+    assert syncer.ready.wait(5)
+    api.put(configmap("a", "a2", "r2", key="a-new"))  # a key change
+    api.put(configmap("b", "b2", "r2"))
+    assert syncer.signal([("a", "r2"), ("b", "r2")]) == {"a": "r2", "b": "r2"}
+    del api.objects[wire.configmap_name("c", "r1")]
+    assert syncer.signal([("c", "")]) == {"c": None}
+    assert syncer.revisions() == {"a": "r2", "b": "r2"}
+    assert syncer.health_report()["files"] == 2
+    assert read(tmp_path, "a-new") == b"a2" and read(tmp_path, "a") is None
+    # A late signal for a's older revision is still known to be older.
+    api.gets.clear()
+    assert syncer.signal([("a", "r1")]) == {"a": "r2"}
+    assert read(tmp_path, "a-new") == b"a2"
+
+
 def test_two_prompts_with_one_key_serve_the_oldest_without_flapping(
     api: FakeApi, make_syncer: Callable[..., Syncer], tmp_path: Path
 ) -> None:
@@ -618,3 +731,40 @@ def test_rejected_signals_are_counted(server: tuple[SidecarServer, Syncer]) -> N
     srv, syncer = server
     request(srv, "POST", wire.SIGNAL_PATH, b"nope", JSON)
     assert syncer.metrics.value("signals_rejected_total") == 1
+
+
+# -- credentials ------------------------------------------------------------------------
+
+
+KUBECONFIG = {
+    "clusters": [{"name": "c", "cluster": {"server": "https://10.0.0.1:6443"}}],
+    "users": [{"name": "u", "user": {"token": "t0k"}}],
+    "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+    "current-context": "x",
+}
+
+
+def test_a_json_kubeconfig_is_read_without_the_yaml_parser(tmp_path: Path) -> None:
+    path = tmp_path / "kc.json"
+    path.write_text(json.dumps(KUBECONFIG))
+    code = (
+        "import sys; from prompt_sidecar.kubeapi import load_kubeconfig; "
+        f"auth = load_kubeconfig({str(path)!r}); "
+        "print(auth.server, auth.token, 'yaml' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["https://10.0.0.1:6443", "t0k", "False"]
+
+
+def test_a_yaml_kubeconfig_still_works_and_junk_is_refused(tmp_path: Path) -> None:
+    import yaml
+
+    path = tmp_path / "kc.yaml"
+    path.write_text(yaml.safe_dump(KUBECONFIG))
+    assert load_kubeconfig(str(path)).token == "t0k"
+    path.write_text("{flow: style, is: yaml}")  # starts like JSON, is not
+    with pytest.raises(ApiError, match="no server"):
+        load_kubeconfig(str(path))
+    path.write_text("- just\n- a list\n")
+    with pytest.raises(ApiError, match="not a mapping"):
+        load_kubeconfig(str(path))
