@@ -101,7 +101,7 @@ class NoDiffBase(kopf.DiffBaseStorage):
 KOPF_API_RETRIES = (0.2, 0.5, *(1.0,) * 60)
 
 
-# Memory at a restart (bench/restart_memory.py; docs/scaling.md). kopf lists every
+# Memory at a restart (bench/restart_memory.py, README). kopf lists every
 # Prompt in one request unless told otherwise: with 10,000 Prompts that answer was
 # 37 MB, held at once as bytes, as text and as 110 MB of parsed objects. In pages
 # of 200 (about 0.8 MB) only a few pages are in memory at a time.
@@ -109,7 +109,7 @@ KOPF_LIST_PAGE = 200
 # kopf keeps a worker per object alive this long after its last event, and the
 # worker holds that event's whole body meanwhile (kopf's default is 5 s: after a
 # restart that was every Prompt listed in the last 5 s, thousands of bodies). Our
-# handler keeps nothing of a body it has read, so the worker may go at once; the
+# handler copies what a reconcile needs, so the worker may go almost at once; the
 # next event of that Prompt starts a new one.
 KOPF_WORKER_IDLE = 0.1
 
