@@ -237,7 +237,6 @@ class KubeApi:
             if not cont:
                 return
             query["continue"] = cont
-            del page
 
     async def watch(
         self,
