@@ -151,7 +151,8 @@ def soak(
     def api() -> Api:
         if not hasattr(local, "api"):
             local.api = Api(admin_kubeconfig)
-        return local.api  # type: ignore[no-any-return]
+        result: Api = local.api
+        return result
 
     def sample(done: int) -> None:
         stats = [memory_kib(p.proc.pid) for p in pods if p.proc is not None]

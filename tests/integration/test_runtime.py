@@ -142,6 +142,30 @@ def test_a_metadata_only_informer_holds_selected_objects_and_hears_deletes(
     asyncio.run(scenario())
 
 
+def test_a_list_comes_page_by_page_and_every_object_once(kubeconfig: Path, namespace: str) -> None:
+    """An informer converts each page and drops it, so it never holds a whole list."""
+
+    async def scenario() -> None:
+        async with KubeApi(credentials(kubeconfig)) as api:
+            path = object_path("v1", "configmaps", namespace)
+            names = [f"page-{i}" for i in range(5)]
+            for name in names:
+                await api.request("POST", path, body=configmap(name, True))
+            pages = [
+                page
+                async for page in api.list_pages(
+                    path, {"labelSelector": "runtime-test=yes"}, limit=2
+                )
+            ]
+        assert [len(items) for items, _ in pages] == [2, 2, 1]
+        listed = [item["metadata"]["name"] for items, _ in pages for item in items]
+        assert sorted(listed) == names
+        versions = {version for _, version in pages}
+        assert len(versions) == 1 and versions != {""}  # one snapshot of the collection
+
+    asyncio.run(scenario())
+
+
 def test_one_leader_at_a_time_and_a_standby_takes_over_a_silent_lease(
     kubeconfig: Path, namespace: str
 ) -> None:

@@ -217,18 +217,25 @@ class KubeApi:
 
     # -- reads -----------------------------------------------------------------
 
-    async def list_all(
-        self, path: str, params: Mapping[str, str], *, accept: str = "application/json"
-    ) -> tuple[list[dict[str, Any]], str]:
-        """Every item (paginated) and the list's resourceVersion."""
-        items: list[dict[str, Any]] = []
-        query = {**params, "limit": "500"}
+    async def list_pages(
+        self,
+        path: str,
+        params: Mapping[str, str],
+        *,
+        accept: str = "application/json",
+        limit: int = 500,
+    ) -> AsyncIterator[tuple[list[dict[str, Any]], str]]:
+        """Each page of the list (``limit`` items at most) with the list's
+        resourceVersion. A caller that keeps only what it needs of each page never
+        holds the whole list: 10,000 objects' metadata, parsed, are about 50 MB."""
+        query = {**params, "limit": str(limit)}
         while True:
             page = await self.request("GET", path, params=query, accept=accept, timeout=60)
-            items.extend(page.get("items") or [])
-            cont = (page.get("metadata") or {}).get("continue")
+            meta = page.get("metadata") or {}
+            yield page.get("items") or [], str(meta.get("resourceVersion", ""))
+            cont = meta.get("continue")
             if not cont:
-                return items, str((page.get("metadata") or {}).get("resourceVersion", ""))
+                return
             query["continue"] = cont
 
     async def watch(

@@ -138,13 +138,12 @@ class Informer(Generic[T]):
     async def run(self) -> None:
         await asyncio.gather(*(self._follow(path) for path in self._paths))
 
-    def _listed_items(self, path: str, items: list[dict[str, Any]]) -> None:
+    def _listed_items(self, path: str, listed: list[tuple[Key, T | None]]) -> None:
         scope = None if len(self._paths) == 1 else path.split("/")[-2]
         seen: set[Key] = set()
-        for item in items:
-            key = key_of(item)
+        for key, value in listed:
             seen.add(key)
-            self._set(key, self._convert(item))
+            self._set(key, value)
         for key in [k for k in self._cache if k not in seen and scope in (None, k[0])]:
             self._set(key, None)  # gone while the watch was down
         self._listed.add(path)
@@ -155,10 +154,17 @@ class Informer(Generic[T]):
         attempt = 0
         while True:
             try:
-                items, version = await self._api.list_all(
+                # Each page is converted as it comes and dropped; the cache changes
+                # (and handlers hear of it) only once the whole list is in.
+                listed: list[tuple[Key, T | None]] = []
+                version = ""
+                async for items, list_version in self._api.list_pages(
                     path, self._params, accept=self._list_accept
-                )
-                self._listed_items(path, items)
+                ):
+                    listed += [(key_of(item), self._convert(item)) for item in items]
+                    version = list_version
+                self._listed_items(path, listed)
+                del listed
                 if attempt:
                     for recovered in self._recovered:
                         recovered()
