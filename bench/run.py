@@ -327,6 +327,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         figures.add("baseline watch sidecar RSS (median)", watch_rss, "MiB", "n/a", files=prompts)
         ours.stop()
+        # The pods are gone, not just their sidecars: an operator restarting
+        # among a hundred Pods whose sidecars never answer would time its
+        # retries, not its restart.
+        kubectl(kc, "delete", "pods", "--all", "-n", NS, "--force", "--grace-period=0")
 
         # -- P4: restart with many Prompts ------------------------------------------------
         for i in range(prompts, restart_prompts):
