@@ -52,6 +52,13 @@ def plot(results: Path) -> Path:
     _, requests = series(curve, "ours", "operator_requests_per_edit")
     _, reads = series(curve, "ours", "sidecar_requests_per_edit")
     cost.plot(pods, cpu, "o-", color="tab:red", label="operator CPU ms/edit")
+    for kind, style, label in (("ours", "-", "ours"), ("watch", "--", "watch-based")):
+        x, sidecars = series(curve, kind, "pods_cpu_ms_per_edit")
+        _, control = series(curve, kind, "control_plane_cpu_ms_per_edit")
+        cost.plot(
+            x, sidecars, "d" + style, color="tab:green", label=f"{label}: sidecars' CPU ms/edit"
+        )
+        cost.plot(x, control, "x" + style, color="tab:brown", label=f"{label}: control plane CPU")
     cost.set(
         xscale="log", xlabel="subscribed pods", ylabel="CPU ms per edit", title="Cost per edit"
     )
