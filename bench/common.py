@@ -9,7 +9,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prompt_cluster.testing import audit_line_count, wait_for
+from prompt_cluster.testing import (
+    OperatorProcess,
+    audit_line_count,
+    kubectl,
+    service_account_kubeconfig,
+    wait_for,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 OPERATOR_USER = "system:serviceaccount:prompt-system:prompt-operator"
@@ -59,7 +65,24 @@ def audit_counts(log: Path, since: int, user: str, verbs: set[str] | None) -> in
     return count
 
 
-def settle(audit: Path) -> int:
+def start_operator(kubeconfig: Path, work: Path, *args: str) -> OperatorProcess:
+    """The CRDs in place, then the operator running as its own service account
+    (``args``: extra flags), its log in ``work``."""
+    kubectl(kubeconfig, "apply", "--server-side", "-f", str(REPO / "crds"))
+    kubectl(kubeconfig, "wait", "--for=condition=Established", "crd/prompts.prompts.dev")
+    operator_kc = service_account_kubeconfig(
+        kubeconfig,
+        "prompt-system",
+        "prompt-operator",
+        work / "operator.kc",
+        cluster_role="cluster-admin",
+    )
+    operator = OperatorProcess(operator_kc, work / "operator.log", *args)
+    operator.start()
+    return operator
+
+
+def settle(audit: Path, timeout: float = 60) -> int:
     """Wait until the audit log stops growing; its line count then."""
     last = [-1]
 
@@ -70,5 +93,4 @@ def settle(audit: Path) -> int:
         last[0] = now
         return None
 
-    result: int = wait_for(stable, timeout=60, interval=0.5)
-    return result
+    return int(wait_for(stable, timeout=timeout, interval=0.5, message="a quiet audit log"))

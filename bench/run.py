@@ -26,7 +26,6 @@ from prompt_cluster.cluster import LocalCluster
 from prompt_cluster.testing import (
     OperatorProcess,
     kubectl,
-    service_account_kubeconfig,
     sidecar_role,
     wait_for,
 )
@@ -41,6 +40,7 @@ from .common import (
     rss_kib,
     settle,
     sha,
+    start_operator,
 )
 from .restart_memory import RssSampler
 
@@ -121,21 +121,11 @@ def main(argv: list[str] | None = None) -> int:
     operator: OperatorProcess | None = None
     pod_sets: list[propagation.Pods] = []
     try:
-        kubectl(kc, "apply", "--server-side", "-f", str(REPO / "crds"))
-        kubectl(kc, "wait", "--for=condition=Established", "crd/prompts.prompts.dev")
-        kubectl(kc, "create", "namespace", NS)
-        api = Api(kc)
-        op_kc = service_account_kubeconfig(
-            kc,
-            "prompt-system",
-            "prompt-operator",
-            work / "operator.kc",
-            cluster_role="cluster-admin",
-        )
         # Delivery counts refresh every 2 s here (10 s by default), so the rollout's
         # count updates are over before P2 starts counting.
-        operator = OperatorProcess(op_kc, work / "operator.log", "--delivery-refresh=2")
-        operator.start()
+        operator = start_operator(kc, work, "--delivery-refresh=2")
+        kubectl(kc, "create", "namespace", NS)
+        api = Api(kc)
         sc_kc = sidecar_role(kc, NS, work / "sidecar.kc")
 
         # The operator has started (its boot is P4's business): one Prompt through.

@@ -33,7 +33,8 @@ from typing import Any
 from prompt_cluster.api import Api
 from prompt_cluster.testing import SidecarProcess, kubectl, sidecar_role, wait_for
 
-REPO = Path(__file__).resolve().parent.parent
+from .common import start_operator
+
 SAMPLE_EVERY = 1000
 RESYNC = 300.0  # the sidecar's default
 SLOW_BATCH = 5.0  # seconds: a batch this slow waited for a resync, not for its signal
@@ -305,7 +306,6 @@ def in_namespace(
 
 def main(argv: list[str] | None = None) -> int:
     from prompt_cluster.cluster import LocalCluster
-    from prompt_cluster.testing import OperatorProcess, service_account_kubeconfig
 
     parser = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__)
     parser.add_argument("--edits", type=int, default=10000, help="edits in all (default 10000)")
@@ -324,17 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     kc = cluster.up().kubeconfig
     operator = None
     try:
-        kubectl(kc, "apply", "--server-side", "-f", str(REPO / "crds"))
-        kubectl(kc, "wait", "--for=condition=Established", "crd/prompts.prompts.dev")
-        op_kc = service_account_kubeconfig(
-            kc,
-            "prompt-system",
-            "prompt-operator",
-            work / "operator.kc",
-            cluster_role="cluster-admin",
-        )
-        operator = OperatorProcess(op_kc, work / "operator.log")
-        operator.start()
+        operator = start_operator(kc, work)
         soaked = in_namespace(
             kc,
             work,

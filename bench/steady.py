@@ -22,12 +22,10 @@ from prompt_cluster.api import Api
 from prompt_cluster.cluster import LocalCluster
 from prompt_cluster.testing import (
     OperatorProcess,
-    kubectl,
-    service_account_kubeconfig,
     wait_for,
 )
 
-from .common import OPERATOR_USER, REPO, WRITE_VERBS, Figures, settle
+from .common import OPERATOR_USER, WRITE_VERBS, Figures, settle, start_operator
 
 NAMESPACE = "bench-steady"
 NAME = "steady"
@@ -142,17 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     operator: OperatorProcess | None = None
     try:
         kc = state.kubeconfig
-        kubectl(kc, "apply", "--server-side", "-f", str(REPO / "crds"))
-        kubectl(kc, "wait", "--for=condition=Established", "crd/prompts.prompts.dev")
-        op_kc = service_account_kubeconfig(
-            kc,
-            "prompt-system",
-            "prompt-operator",
-            work / "operator.kc",
-            cluster_role="cluster-admin",
-        )
-        operator = OperatorProcess(op_kc, work / "operator.log")
-        operator.start()
+        operator = start_operator(kc, work)
         figures = Figures(quick=False)
         measure(Api(kc), state.audit_log, figures, edits=args.edits, limit=args.limit)
         item: dict[str, Any] = figures.items[-1]
