@@ -56,7 +56,7 @@ logger = logging.getLogger(__name__)
 MAX_ATTEMPTS_LOGGED = 5
 # A revision's name taken by a ConfigMap the operator did not make: seconds
 # between looks (one GET and one refused POST each) until its owner deletes it.
-TAKEN_RETRY_SECONDS = 30.0
+TAKEN_RETRY_SECONDS = 10.0
 Clock = Callable[[], datetime]
 
 

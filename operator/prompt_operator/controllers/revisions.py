@@ -189,7 +189,7 @@ class ConfigMapTaken(Exception):
             f"ConfigMap {namespace}/{name} has this revision's name but was not made "
             f"by prompt-operator for this Prompt ({why}); it is never adopted. Delete "
             f"it (kubectl -n {namespace} delete configmap {name}) and the revision is "
-            "written on the next try"
+            "written on the next try, within 10 s"
         )
         self.name = name
 
