@@ -396,7 +396,7 @@ def test_the_operator_never_adopts_a_configmap_it_did_not_create(
     wait_prompt(kubeconfig, namespace, "p", timeout=30)
     healed = time.monotonic() - started
     cm = kubectl_json(kubeconfig, "-n", namespace, "get", "cm", name)
-    assert cm["data"] == {wire.TEXT_DATA_KEY: "genuine"}
+    assert cm["data"][wire.TEXT_DATA_KEY] == "genuine" and "extra" not in cm["data"]
     assert cm["metadata"]["labels"][wire.MANAGED_BY_LABEL] == wire.MANAGED_BY_VALUE
     observed(
         f"Ready=False ConfigMapTaken with a Warning event; the squatter untouched; "
