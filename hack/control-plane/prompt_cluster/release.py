@@ -34,6 +34,7 @@ import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -229,12 +230,10 @@ Every key is checked by `values.schema.json`: a misspelt key fails
 
 
 def _schema_rows(
-    schema: dict[str, object], values: object, prefix: str = ""
+    schema: dict[str, Any], values: Any, prefix: str = ""
 ) -> list[tuple[str, str, str, str]]:
     rows = []
-    properties = schema.get("properties") or {}
-    assert isinstance(properties, dict)
-    for name, sub in properties.items():
+    for name, sub in (schema.get("properties") or {}).items():
         key = f"{prefix}{name}"
         default = values.get(name) if isinstance(values, dict) else None
         if sub.get("properties"):
@@ -253,8 +252,8 @@ def missing_descriptions(root: Path = REPO) -> list[str]:
     schema = json.loads((root / CHART_DIR / "values.schema.json").read_text())
     missing: list[str] = []
 
-    def walk(node: dict[str, object], prefix: str) -> None:
-        for name, sub in (node.get("properties") or {}).items():  # type: ignore[union-attr]
+    def walk(node: dict[str, Any], prefix: str) -> None:
+        for name, sub in (node.get("properties") or {}).items():
             if not sub.get("description"):
                 missing.append(prefix + name)
             walk(sub, f"{prefix}{name}.")
@@ -339,9 +338,7 @@ def _staged_chart(tmp: Path, repository: str, tag: str, version: str) -> Path:
     shutil.copytree(REPO / CHART_DIR, chart, ignore=shutil.ignore_patterns("*.tgz"))
     values = chart / "values.yaml"
     text = values.read_text()
-    text, count = re.subn(
-        r"(?m)^(  repository: ).*$", lambda m: m[1] + repository, text, count=1
-    )
+    text, count = re.subn(r"(?m)^(  repository: ).*$", lambda m: m[1] + repository, text, count=1)
     if count != 1:
         raise ReleaseError(f"{values}: no `  repository:` line under image")
     if tag != version:
@@ -518,6 +515,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("version", help="print VERSION")
     sub.add_parser("image", help="print the default image reference")
+    sub.add_parser("chart-repository", help="print the OCI repository the chart is pushed to")
     sub.add_parser("check", help="list copies of the version that disagree with VERSION")
     p = sub.add_parser("bump", help="write a new version everywhere, e.g. `bump 0.2.0`")
     p.add_argument("version")
@@ -539,6 +537,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(read_version())
         elif args.command == "image":
             print(default_image())
+        elif args.command == "chart-repository":
+            print(CHART_REPOSITORY)
         elif args.command == "check":
             problems = check()
             for problem in problems:
@@ -554,8 +554,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "actionlint":
             print(ensure_actionlint())
         elif args.command == "dist":
-            for path in dist(args.out.resolve(), args.image or None):
-                print(path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path)
+            for artifact in dist(args.out.resolve(), args.image or None):
+                print(artifact)
     except ReleaseError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
