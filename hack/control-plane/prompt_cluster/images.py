@@ -286,14 +286,23 @@ def demo_app_image() -> tuple[Path, str]:
     )
 
 
-def load_into_node(ctr_bin: Path, state_dir: Path) -> dict[str, str]:
+def load_into_node(
+    ctr_bin: Path, state_dir: Path, release_archive: Path | None = None
+) -> dict[str, str]:
     """Build (or reuse) the product and demo images and import them into the
-    node's containerd under their content tags and the names above."""
+    node's containerd under their content tags and the names above.
+
+    ``release_archive`` (``make dist``'s image archive, which carries its own
+    name) replaces the product image: imported as a user imports it (`ctr
+    images import`, which `kind load image-archive` runs), with no name given."""
     refs = {}
-    for (archive, tag), base, alias in (
-        (operator_image(), OPERATOR_IMAGE, CHART_DEFAULT_IMAGE),
-        (demo_app_image(), DEMO_APP_IMAGE, DEMO_APP_REF),
-    ):
+    builds = [(demo_app_image(), DEMO_APP_IMAGE, DEMO_APP_REF)]
+    if release_archive is None:
+        builds.insert(0, (operator_image(), OPERATOR_IMAGE, CHART_DEFAULT_IMAGE))
+    else:
+        node.import_image(ctr_bin, state_dir, release_archive, base_name=None)
+        refs[OPERATOR_IMAGE] = CHART_DEFAULT_IMAGE
+    for (archive, tag), base, alias in builds:
         node.import_image(ctr_bin, state_dir, archive, base)
         node.ctr(ctr_bin, state_dir, "images", "tag", "--force", f"{base}:{tag}", alias)
         refs[base] = f"{base}:{tag}"
