@@ -68,6 +68,18 @@ def test_bump_writes_every_copy_and_releases_the_changelog(tmp_path: Path) -> No
     assert (root / release.CHART_DIR / "README.md").read_text() == release.chart_readme(root)
 
 
+def test_bump_to_the_current_version_only_repairs_the_copies(tmp_path: Path) -> None:
+    root = _copy_release_files(tmp_path)
+    version = release.read_version(root)
+    chart = root / release.CHART_DIR / "Chart.yaml"
+    chart.write_text(chart.read_text().replace(f'appVersion: "{version}"', 'appVersion: "0.0.1"'))
+    changelog = (root / "CHANGELOG.md").read_text()
+    assert release.check(root) != []
+    release.bump(version, root)
+    assert release.check(root) == []
+    assert (root / "CHANGELOG.md").read_text() == changelog
+
+
 @pytest.mark.parametrize("bad", ["v1.2.3", "1.2", "1.2.3-rc.1", "01.2.3", ""])
 def test_bump_refuses_what_is_not_x_y_z(tmp_path: Path, bad: str) -> None:
     root = _copy_release_files(tmp_path)

@@ -172,6 +172,8 @@ def _changelog_release(text: str, old: str, new: str, today: datetime.date) -> s
     empty Unreleased goes on top, and the compare links follow."""
     if "## [Unreleased]" not in text:
         raise ReleaseError("CHANGELOG.md has no `## [Unreleased]` section to release")
+    if f"## [{new}] - " in text:  # already released: bump only rewrites the copies
+        return text
     text = text.replace(
         "## [Unreleased]", f"## [Unreleased]\n\n## [{new}] - {today.isoformat()}", 1
     )
@@ -463,7 +465,11 @@ def cached_dist(image: str | None = None) -> Path:
     if (dest / "SHA256SUMS").is_file():
         return dest
     staging = dest.with_name(f".{key}-{os.getpid()}")
-    dist(staging, image, isolated=False)
+    try:
+        dist(staging, image, isolated=False)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     shutil.rmtree(dest, ignore_errors=True)
     staging.rename(dest)
     for old in dest.parent.iterdir():
