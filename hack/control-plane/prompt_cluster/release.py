@@ -330,7 +330,7 @@ def python_dists(out: Path, *, isolated: bool = True) -> list[Path]:
 
 def twine_check(files: Iterable[Path]) -> str:
     return _run(
-        [sys.executable, "-m", "twine", "check", "--strict", *files], "twine check --strict"
+        [sys.executable, "-m", "twine", "--no-color", "check", "--strict", *files], "twine check --strict"
     )
 
 
@@ -348,6 +348,13 @@ def _staged_chart(tmp: Path, repository: str, tag: str, version: str) -> Path:
         if count != 1:
             raise ReleaseError(f'{values}: no `  tag: ""` line under image')
     values.write_text(text)
+    # Artifact Hub lists the image the chart installs.
+    meta = chart / "Chart.yaml"
+    meta.write_text(
+        meta.read_text().replace(
+            f"image: {IMAGE_REPOSITORY}:{version}", f"image: {repository}:{tag}"
+        )
+    )
     return chart
 
 
@@ -428,7 +435,8 @@ def dist(out: Path, image: str | None = None, *, isolated: bool = True) -> list[
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     _log(f"python distributions into {out}")
-    twine_check(python_dists(out, isolated=isolated))
+    for line in twine_check(python_dists(out, isolated=isolated)).splitlines():
+        _log(f"twine check --strict: {line.removeprefix('Checking ')}")
     _log("chart, install.yaml")
     package_chart(out, helm, image)
     install_yaml(out, helm, image)
