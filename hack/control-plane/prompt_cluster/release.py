@@ -330,7 +330,8 @@ def python_dists(out: Path, *, isolated: bool = True) -> list[Path]:
 
 def twine_check(files: Iterable[Path]) -> str:
     return _run(
-        [sys.executable, "-m", "twine", "--no-color", "check", "--strict", *files], "twine check --strict"
+        [sys.executable, "-m", "twine", "--no-color", "check", "--strict", *files],
+        "twine check --strict",
     )
 
 
