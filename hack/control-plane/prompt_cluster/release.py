@@ -518,6 +518,21 @@ def ensure_actionlint() -> Path:
     return binary
 
 
+def actionlint(paths: Sequence[Path] = ()) -> subprocess.CompletedProcess[str]:
+    """actionlint on the workflows, with the dev extras' shellcheck for their
+    `run:` scripts (passed explicitly: what is on PATH differs by machine)."""
+    shellcheck = Path(sys.executable).parent / "shellcheck"
+    if not shellcheck.is_file():
+        raise ReleaseError(f"no {shellcheck}: install the dev extras (`make venv`)")
+    files = list(paths) or sorted((REPO / ".github" / "workflows").glob("*.y*ml"))
+    return subprocess.run(
+        [str(ensure_actionlint()), "-shellcheck", str(shellcheck), *map(str, files)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
 def _log(message: str) -> None:
     print(f"[release] {message}", file=sys.stderr, flush=True)
 
@@ -537,7 +552,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = sub.add_parser("notes", help="print a version's CHANGELOG entry")
     p.add_argument("version")
     sub.add_parser("chart-readme", help="write charts/prompt-operator/README.md from the schema")
-    sub.add_parser("actionlint", help="build actionlint (cached) and print its path")
+    sub.add_parser("actionlint", help="check .github/workflows with actionlint (built once)")
     p = sub.add_parser("dist", help="build every release artifact")
     p.add_argument("--out", type=Path, default=REPO / "dist")
     p.add_argument(
@@ -567,7 +582,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "chart-readme":
             (REPO / CHART_DIR / "README.md").write_text(chart_readme())
         elif args.command == "actionlint":
-            print(ensure_actionlint())
+            result = actionlint()
+            sys.stdout.write(result.stdout + result.stderr)
+            return result.returncode
         elif args.command == "dist":
             for artifact in dist(args.out.resolve(), args.image or None):
                 print(artifact)
