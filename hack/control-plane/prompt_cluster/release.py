@@ -458,6 +458,9 @@ DIST_SOURCES = (
     "client",
     "crds",
     "charts",
+    # and how they are built
+    "hack/control-plane/prompt_cluster/release.py",
+    "hack/control-plane/prompt_cluster/manifests.py",
 )
 
 
