@@ -7,19 +7,21 @@ ARG BASE_IMAGE=python:3.12-slim
 
 FROM ${BASE_IMAGE} AS build
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml LICENSE ./
 COPY operator/ operator/
 COPY sidecar/ sidecar/
 COPY client/ client/
 COPY crds/ crds/
-# Wheels of the project and its dependencies; nothing of this stage ships.
-RUN python3 -m pip wheel --no-cache-dir --wheel-dir /wheels .
+# Wheels of both distributions (the operator's requires the client's, which
+# pip takes from ./client) and their dependencies; nothing of this stage ships.
+RUN python3 -m pip wheel --no-cache-dir --wheel-dir /wheels ./client .
 
 FROM ${BASE_IMAGE}
 LABEL org.opencontainers.image.title="prompt-operator" \
       org.opencontainers.image.description="Manage LLM prompts as Kubernetes resources and hot-reload them into running apps" \
       org.opencontainers.image.version="0.1.0" \
-      org.opencontainers.image.licenses="Apache-2.0"
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.source="https://github.com/prompt-operator/prompt-operator"
 COPY --from=build /wheels /wheels
 RUN python3 -m pip install --no-cache-dir --no-index /wheels/*.whl && rm -rf /wheels
 # Any non-root uid works; the chart runs as 65532 with a read-only root file system.

@@ -7,7 +7,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: help venv system-packages binaries demo demo-node demo-down test test-deps unit integration lint clean chart-crd manifests bench bench-quick reliability
+.PHONY: help venv system-packages binaries demo demo-node demo-down test test-deps unit integration lint clean chart-crd manifests bench bench-quick reliability dist bump chart-readme
 
 help:
 	@echo "make demo        run the whole chain on a local control plane"
@@ -17,13 +17,16 @@ help:
 	@echo "make demo-node   the same on a real node: image, helm install, injected pod (root)"
 	@echo "make demo-down   stop the demo's cluster"
 	@echo "make reliability run the reliability suite, regenerate docs/reliability.md"
+	@echo "make dist        every release artifact into dist/ (IMAGE=registry/name:tag)"
+	@echo "make bump VERSION=x.y.z   write a new version into every file that carries it"
 
-# The product (editable, with its dev tools) and the local cluster harness
-# (hack/control-plane, its own package and `prompt-cluster` command).
+# The product's two distributions (editable; the operator's requires the
+# client's, which pip takes from ./client), the dev tools, and the local
+# cluster harness (hack/control-plane, its own package and `prompt-cluster`).
 $(STAMP): pyproject.toml client/pyproject.toml hack/control-plane/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]' -e hack/control-plane
+	$(BIN)/pip install --quiet -e client -e '.[dev]' -e hack/control-plane
 	@touch $@
 
 venv: $(STAMP)
@@ -71,21 +74,45 @@ unit: $(STAMP)
 integration: binaries test-deps
 	$(BIN)/pytest tests/integration
 
+# The release workflow too: actionlint (built once from its Go module into
+# ~/.cache/prompt-operator/bin) with shellcheck on its scripts.
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	$(BIN)/python -m prompt_cluster.release check
+	$(BIN)/python -m prompt_cluster.release actionlint
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info dist
 
 # The chart ships crds/prompts.yaml; keep its copy and the static manifest current.
 chart-crd:
 	cp crds/prompts.yaml charts/prompt-operator/files/prompts.yaml
 
+# deploy/install.yaml takes its image from the chart (image.repository at
+# appVersion); IMAGE=registry/name:tag renders it for another image.
+IMAGE ?=
 manifests: binaries chart-crd
-	$(BIN)/python -m prompt_cluster.manifests > deploy/install.yaml
+	$(BIN)/python -m prompt_cluster.manifests $(if $(IMAGE),--image=$(IMAGE)) > deploy/install.yaml
+
+# Release artifacts into dist/: wheels and sdists of both distributions
+# (twine check --strict), the chart (helm package), the image as an OCI
+# archive, install.yaml for IMAGE (default: the chart's image at VERSION)
+# and SHA256SUMS. .github/workflows/release.yml publishes exactly these.
+dist: $(STAMP) system-packages
+	$(BIN)/python -m prompt_cluster.release dist --out dist $(if $(IMAGE),--image=$(IMAGE))
+
+# The version lives in VERSION; this writes it into every copy (pyprojects,
+# chart, Dockerfile, __version__, install.yaml, CHANGELOG, chart README).
+bump: $(STAMP)
+	@test -n "$(VERSION)" || { echo "usage: make bump VERSION=x.y.z"; exit 2; }
+	$(BIN)/python -m prompt_cluster.release bump $(VERSION)
+
+# charts/prompt-operator/README.md (`helm show readme`) from values.schema.json.
+chart-readme: $(STAMP)
+	$(BIN)/python -m prompt_cluster.release chart-readme
 
 # Benchmarks print their numbers and write bench/results/; they never fail on speed.
 BENCH_STAMP = $(VENV)/.bench-installed

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from prompt_client import wire
 
+from . import DEFAULT_IMAGE
 from .runtime.leader import LeaseConfig
 
 
@@ -143,7 +144,7 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--sidecar-image",
-        default=_env("PROMPT_OPERATOR_SIDECAR_IMAGE", "prompt-operator:0.1.0"),
+        default=_env("PROMPT_OPERATOR_SIDECAR_IMAGE", DEFAULT_IMAGE),
         help="image of the injected sidecar [PROMPT_OPERATOR_SIDECAR_IMAGE]",
     )
     p.add_argument(

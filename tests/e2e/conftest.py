@@ -1,6 +1,8 @@
 """End to end, as a user runs it: a real node (containerd, kubelet, CNI,
-kube-proxy, CoreDNS), the product image built from the Dockerfile, the chart
-installed with helm, and app pods that the webhook injects the sidecar into.
+kube-proxy, CoreDNS), what `make dist` builds for a release (the image
+imported from its OCI archive, the packaged chart installed with helm,
+install.yaml, the wheels in a clean virtualenv), and app pods that the
+webhook injects the sidecar into.
 
 The node needs root and is one per machine; the session owns it and
 ``prompt-cluster down`` semantics remove everything it made afterwards.
@@ -14,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from prompt_cluster import images, node
+from prompt_cluster import images, node, release
 from prompt_cluster.build import ensure_binaries
 from prompt_cluster.cluster import local_cluster
 
@@ -29,23 +31,36 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(scope="session")
-def built_images() -> None:
-    """The product and demo images, from their Dockerfiles (cached by content),
-    built before the node starts."""
-    images.operator_image()
+def dist() -> Path:
+    """The release artifacts, built by the code `make dist` runs for the
+    default image reference (cached by content: a second run builds nothing)."""
+    return release.cached_dist()
+
+
+@pytest.fixture(scope="session")
+def built_images(dist: Path) -> None:
+    """The demo image (cached by content), built before the node starts; the
+    product image is in ``dist``."""
     images.demo_app_image()
 
 
 @pytest.fixture(scope="session")
-def real_node(tmp_path_factory: pytest.TempPathFactory, built_images: None) -> Iterator[Node]:
+def real_node(
+    tmp_path_factory: pytest.TempPathFactory, dist: Path, built_images: None
+) -> Iterator[Node]:
     if os.geteuid() != 0:
         pytest.fail("the end-to-end layer runs a real node and needs root (CI runs as root)")
     helm = ensure_binaries().helm
+    version = release.read_version()
     with local_cluster(tmp_path_factory.mktemp("node-cluster"), node=True) as cluster:
         state = cluster.state
         assert state is not None
-        images.load_into_node(Path(state.binaries["ctr"]), cluster.state_dir)
-        yield Node(cluster, state.kubeconfig, helm)
+        ctr = Path(state.binaries["ctr"])
+        archive = dist / f"prompt-operator-image-{version}.tar"
+        images.load_into_node(ctr, cluster.state_dir, release_archive=archive)
+        names = node.ctr(ctr, cluster.state_dir, "images", "ls", "-q").split()
+        assert release.default_image() in names, f"{archive.name} named no image as {names}"
+        yield Node(cluster, state.kubeconfig, helm, dist / f"prompt-operator-{version}.tgz")
         pids = dict(state.pids)
     from prompt_cluster.cluster import _alive
 

@@ -13,7 +13,6 @@ from prompt_cluster.cluster import LocalCluster
 from prompt_cluster.testing import kubectl, kubectl_json
 
 REPO = Path(__file__).resolve().parents[2]
-CHART = REPO / "charts" / "prompt-operator"
 RELEASE = "prompt-operator"
 OPERATOR_NAMESPACE = "prompt-system"
 DEMO_IMAGE = images.DEMO_APP_REF
@@ -24,6 +23,7 @@ class Node:
     cluster: LocalCluster
     kubeconfig: Path
     helm: Path
+    chart: Path  # the packaged chart `make dist` built
 
     def helm_run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(

@@ -1,5 +1,6 @@
-"""The chart installed with helm on a real node, and an app that the webhook
-injects the sidecar into, driven the way a user drives them.
+"""The release installed on a real node, and an app that the webhook injects
+the sidecar into, driven the way a user drives them: the packaged chart with
+helm, the image from its archive, install.yaml, the CLI from the wheels.
 
 The tests share one release and one app Deployment (pods take seconds, not
 milliseconds) and run in file order; each sets up what it relies on (replica
@@ -12,6 +13,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,10 +21,10 @@ from typing import Any
 import pytest
 
 from prompt_cluster import node as node_mod
+from prompt_cluster import release as release_mod
 from prompt_cluster.testing import kubectl, kubectl_json, prompt_manifest, tool, wait_for
 
 from .helpers import (
-    CHART,
     DEMO_IMAGE,
     OPERATOR_NAMESPACE,
     RELEASE,
@@ -46,11 +48,51 @@ SIDECAR = "prompt-sidecar"
 
 
 @pytest.fixture(scope="module")
+def user_venv(dist: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A clean virtualenv with the two wheels `make dist` built and their
+    dependencies from the package index, as `pip install prompt-operator`
+    gives a user; its bin folder."""
+    venv = tmp_path_factory.mktemp("user-venv")
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    wheels = [str(w) for w in sorted(dist.glob("*.whl"))]
+    installed = subprocess.run(
+        [venv / "bin" / "pip", "install", "--quiet", "--disable-pip-version-check", *wheels],
+        capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert installed.returncode == 0, installed.stderr
+    return venv / "bin"
+
+
+def test_the_wheels_alone_install_the_cli_and_the_client(user_venv: Path) -> None:
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(user_venv / args[0]), *args[1:]],
+            capture_output=True, text=True, timeout=120, cwd=REPO, check=False,
+        )  # fmt: skip
+
+    validate = run("prompt-operator", "validate", "examples/")
+    assert validate.returncode == 0, validate.stdout + validate.stderr
+    versions = run(
+        "python", "-c",
+        "import prompt_client, prompt_operator, importlib.metadata as m;"
+        "print(prompt_operator.__version__, prompt_client.__version__,"
+        " m.distribution('prompt-operator-client').read_text('RECORD').count('prompt_client/'))",
+    )  # fmt: skip
+    version = release_mod.read_version()
+    # prompt_client belongs to the client's distribution, which pip knows of.
+    operator_version, client_version, owned = versions.stdout.split()
+    assert (operator_version, client_version) == (version, version), versions.stderr
+    assert int(owned) > 0
+    check = run("pip", "check")
+    assert check.returncode == 0, check.stdout
+
+
+@pytest.fixture(scope="module")
 def release(real_node: Node) -> Iterator[Node]:
     """`helm install` with the chart's defaults, plus the app's namespace."""
     kubectl(real_node.kubeconfig, "create", "namespace", APP_NAMESPACE)
     real_node.helm_run(
-        "install", RELEASE, str(CHART),
+        "install", RELEASE, str(real_node.chart),
         "--namespace", OPERATOR_NAMESPACE, "--create-namespace",
         "--set", f"sidecar.namespaces={{{APP_NAMESPACE}}}",
         "--wait", "--timeout=5m",
@@ -338,11 +380,11 @@ def test_ab_variants_split_across_replicas(app: Node) -> None:
     assert counts == expected
 
 
-def test_rollback_brings_back_an_earlier_revision(app: Node) -> None:
+def test_rollback_brings_back_an_earlier_revision(app: Node, user_venv: Path) -> None:
     name = app_pods(app.kubeconfig)[0]["metadata"]["name"]
     # The CLI a user runs from their machine, with their kubeconfig.
     result = subprocess.run(
-        [tool("prompt-operator"), "rollback", "system", "--to", "1",
+        [str(user_venv / "prompt-operator"), "rollback", "system", "--to", "1",
          "-n", APP_NAMESPACE, f"--kubeconfig={app.kubeconfig}"],
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
@@ -360,7 +402,7 @@ def test_helm_test_passes(release: Node) -> None:
 
 def test_helm_upgrade_with_a_changed_value(app: Node) -> None:
     app.helm_run(
-        "upgrade", RELEASE, str(CHART), "--namespace", OPERATOR_NAMESPACE,
+        "upgrade", RELEASE, str(app.chart), "--namespace", OPERATOR_NAMESPACE,
         "--reuse-values", "--set", "operator.deliveryRefresh=3", "--wait", "--timeout=5m",
     )  # fmt: skip
     deployment = kubectl_json(
@@ -428,7 +470,7 @@ def manual_sidecar_pod() -> dict[str, Any]:
             "initContainers": [
                 {
                     "name": "prompts",
-                    "image": "prompt-operator:0.1.0",
+                    "image": release_mod.default_image(),
                     "imagePullPolicy": "IfNotPresent",
                     "restartPolicy": "Always",
                     "args": ["sidecar", "--dir=/prompts"],
@@ -471,11 +513,15 @@ def manual_sidecar_pod() -> dict[str, Any]:
     }
 
 
-def test_static_manifest_installs_and_delivers_without_webhooks(real_node: Node) -> None:
-    """deploy/install.yaml, as the README documents it for people without Helm.
+def test_static_manifest_installs_and_delivers_without_webhooks(
+    real_node: Node, dist: Path
+) -> None:
+    """The release's install.yaml (the committed deploy/install.yaml, for the
+    default image), as the docs give it to people without Helm.
     Runs after the helm release is gone (same namespace)."""
     kubeconfig = real_node.kubeconfig
-    install = str(REPO / "deploy" / "install.yaml")
+    install = str(dist / "install.yaml")
+    assert (dist / "install.yaml").read_text() == (REPO / "deploy" / "install.yaml").read_text()
     kubectl(kubeconfig, "apply", "--server-side", "-f", install)
     wait_rollout(kubeconfig, OPERATOR_NAMESPACE, RELEASE)
     kubectl(kubeconfig, "create", "namespace", STATIC_NAMESPACE)

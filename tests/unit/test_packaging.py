@@ -70,12 +70,31 @@ def test_the_local_cluster_is_not_in_the_product_wheel_or_image() -> None:
     assert harness["project"]["scripts"]["prompt-cluster"] == "prompt_cluster.cli:main"
 
 
-def test_every_python_package_is_in_the_wheel() -> None:
+@pytest.mark.parametrize("project", [".", "client"])
+def test_every_python_package_is_in_the_wheel(project: str) -> None:
     """setuptools lists packages by hand here: a new subpackage left out would be
     missing from the image while an editable install still finds it."""
-    config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    root = REPO / project
+    config = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
     listed = set(config["packages"])
-    for package, folder in config["package-dir"].items():
-        for init in (REPO / folder).rglob("__init__.py"):
-            parts = init.parent.relative_to(REPO / folder).parts
+    folders = config.get("package-dir") or {p: p for p in listed if "." not in p}
+    for package, folder in folders.items():
+        for init in (root / folder).rglob("__init__.py"):
+            parts = init.parent.relative_to(root / folder).parts
             assert ".".join((package, *parts)) in listed, f"add {init.parent} to packages"
+
+
+def test_the_operator_requires_the_client_instead_of_shipping_it() -> None:
+    operator = tomllib.loads((REPO / "pyproject.toml").read_text())
+    client = tomllib.loads((REPO / "client" / "pyproject.toml").read_text())
+    setuptools = operator["tool"]["setuptools"]
+    assert not any(p.startswith("prompt_client") for p in setuptools["packages"])
+    assert "prompt_client" not in setuptools["package-dir"]
+    version = client["project"]["version"]
+    assert f"prompt-operator-client=={version}" in operator["project"]["dependencies"]
+    # The image builds both wheels, and dev installs both editable.
+    assert (
+        "pip wheel --no-cache-dir --wheel-dir /wheels ./client ."
+        in (REPO / "Dockerfile").read_text()
+    )
+    assert "-e client " in (REPO / "Makefile").read_text()

@@ -255,6 +255,11 @@ class NodeBinaries:
     coredns: Path
 
 
+def ensure_helm() -> Path:
+    """Only helm (`make dist` packages the chart without a cluster)."""
+    return _build(_HELM) / "helm"
+
+
 def ensure_node_binaries() -> NodeBinaries:
     """Return the real node's binaries, building what is missing."""
     node, containerd, pause = _build(_NODE), _build(_CONTAINERD), _build(_PAUSE)

@@ -26,15 +26,16 @@ from pathlib import Path
 
 from . import node
 from .build import PAUSE_VERSION, cache_root
+from .release import default_image, read_version
 
 REPO = Path(__file__).resolve().parents[3]
 PAUSE_BASE_NAME = "localhost/prompt-cluster/pause"
 OPERATOR_IMAGE = "localhost/prompt-operator"
 DEMO_APP_IMAGE = "localhost/prompt-demo-app"
-# Names the node also knows the images by: the chart's default image
-# (`prompt-operator:<appVersion>`, which the kubelet reads as docker.io/library/...),
-# so `helm install` needs no image values, and a stable name for the demo app.
-CHART_DEFAULT_IMAGE = "docker.io/library/prompt-operator:0.1.0"
+# Names the node also knows the images by: the chart's default image (the
+# release's, ghcr.io/...:<VERSION>), so `helm install` needs no image values
+# and pulls nothing, and a stable name for the demo app.
+CHART_DEFAULT_IMAGE = default_image()
 DEMO_APP_REF = "localhost/prompt-demo-app:dev"
 DEBIAN_SUITE = "bookworm"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
@@ -45,7 +46,7 @@ BASE_PACKAGES = ("python3", "python3-pip", "python-is-python3")
 OPERATOR_SOURCES = (
     "Dockerfile",
     "pyproject.toml",
-    "README.md",
+    "LICENSE",
     "operator",
     "sidecar",
     "client",
@@ -274,7 +275,7 @@ class Builder:
 def operator_image() -> tuple[Path, str]:
     """The product image built from the repository's Dockerfile."""
     return Builder().dockerfile_archive(
-        OPERATOR_IMAGE, REPO / "Dockerfile", REPO, OPERATOR_SOURCES, "0.1.0"
+        OPERATOR_IMAGE, REPO / "Dockerfile", REPO, OPERATOR_SOURCES, read_version()
     )
 
 
@@ -285,14 +286,23 @@ def demo_app_image() -> tuple[Path, str]:
     )
 
 
-def load_into_node(ctr_bin: Path, state_dir: Path) -> dict[str, str]:
+def load_into_node(
+    ctr_bin: Path, state_dir: Path, release_archive: Path | None = None
+) -> dict[str, str]:
     """Build (or reuse) the product and demo images and import them into the
-    node's containerd under their content tags and the names above."""
+    node's containerd under their content tags and the names above.
+
+    ``release_archive`` (``make dist``'s image archive, which carries its own
+    name) replaces the product image: imported as a user imports it (`ctr
+    images import`, which `kind load image-archive` runs), with no name given."""
     refs = {}
-    for (archive, tag), base, alias in (
-        (operator_image(), OPERATOR_IMAGE, CHART_DEFAULT_IMAGE),
-        (demo_app_image(), DEMO_APP_IMAGE, DEMO_APP_REF),
-    ):
+    builds = [(demo_app_image(), DEMO_APP_IMAGE, DEMO_APP_REF)]
+    if release_archive is None:
+        builds.insert(0, (operator_image(), OPERATOR_IMAGE, CHART_DEFAULT_IMAGE))
+    else:
+        node.import_image(ctr_bin, state_dir, release_archive, base_name=None)
+        refs[OPERATOR_IMAGE] = CHART_DEFAULT_IMAGE
+    for (archive, tag), base, alias in builds:
         node.import_image(ctr_bin, state_dir, archive, base)
         node.ctr(ctr_bin, state_dir, "images", "tag", "--force", f"{base}:{tag}", alias)
         refs[base] = f"{base}:{tag}"

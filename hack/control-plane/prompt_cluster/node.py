@@ -170,19 +170,11 @@ def wait_socket(state_dir: Path, ctr_bin: Path, alive: object, timeout: float = 
         time.sleep(0.2)
 
 
-def import_image(ctr_bin: Path, state_dir: Path, archive: Path, base_name: str) -> None:
-    """Load an OCI archive into the node's containerd (unpacked for overlayfs)."""
-    ctr(
-        ctr_bin,
-        state_dir,
-        "images",
-        "import",
-        "--snapshotter",
-        "overlayfs",
-        "--base-name",
-        base_name,
-        str(archive),
-    )
+def import_image(ctr_bin: Path, state_dir: Path, archive: Path, base_name: str | None) -> None:
+    """Load an OCI archive into the node's containerd (unpacked for overlayfs).
+    Without ``base_name`` the archive names its image (io.containerd.image.name)."""
+    naming = ["--base-name", base_name] if base_name else []
+    ctr(ctr_bin, state_dir, "images", "import", "--snapshotter", "overlayfs", *naming, str(archive))
 
 
 def _remove_containers(ctr_bin: Path, state_dir: Path) -> None:
