@@ -247,8 +247,8 @@ def served_revision(kubeconfig: Path, namespace: str, name: str) -> dict[str, An
 @pytest.mark.reliability(
     case="S-cm-finalizers",
     did="as a namespace user with every ConfigMap right: add a finalizer to the "
-    "operator's revision ConfigMap (it would keep a pruned revision alive), then change "
-    "the one it put there",
+    "operator's revision ConfigMap (it would keep a pruned revision alive), then "
+    "remove one that the operator put there",
 )
 def test_finalizers_of_managed_configmaps_are_the_operators(
     kubeconfig: Path, namespace: str, guarded: str, observed: Observed

@@ -680,7 +680,7 @@ def test_the_operator_reaches_nothing_but_the_api_server_and_sidecars(
 @pytest.mark.reliability(
     case="S-netpol-ingress",
     did="helm template with networkPolicy.enabled=true: every ingress rule of the "
-    "operator's policy, per port; webhookFromCIDRs, metricsFrom=[] and probeFromCIDRs",
+    "operator's policy, per port; webhookFromCIDRs, metricsFrom=null and probeFromCIDRs",
 )
 def test_only_the_api_server_monitoring_and_the_test_pod_reach_the_operator(
     observed: Observed,
