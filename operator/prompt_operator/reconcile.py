@@ -28,7 +28,7 @@ from . import history, metrics
 from .configmap import revision_labels
 from .controllers.accounting import DeliveryAccounting
 from .controllers.keyclaims import KeyClaims
-from .controllers.revisions import Outcome, Revisions
+from .controllers.revisions import ConfigMapTaken, Outcome, Revisions
 from .controllers.status_writer import GROUP_VERSION, PLURAL, StatusWriter
 from .controllers.subscribers import Subscribers
 from .events import post_event
@@ -54,6 +54,9 @@ from .status import (
 logger = logging.getLogger(__name__)
 
 MAX_ATTEMPTS_LOGGED = 5
+# A revision's name taken by a ConfigMap the operator did not make: seconds
+# between looks (one GET and one refused POST each) until its owner deletes it.
+TAKEN_RETRY_SECONDS = 10.0
 Clock = Callable[[], datetime]
 
 
@@ -323,6 +326,10 @@ class Reconciler:
         None when the namespace is being terminated."""
         try:
             return await self._revisions.apply(prompt, rendered, current, on_created)
+        except ConfigMapTaken as exc:
+            # No watch sees the squatter go (it has no label): look again later.
+            self._queue.add_after(prompt.ref, TAKEN_RETRY_SECONDS)
+            return Problem("ConfigMapTaken", str(exc))
         except ApiError as exc:
             if exc.retryable:
                 raise

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,15 +16,30 @@ import yaml
 
 from prompt_client import wire
 from prompt_cluster.build import ensure_binaries
-from prompt_cluster.testing import SidecarProcess, kubectl, prompt_manifest, wait_for
+from prompt_cluster.testing import (
+    SidecarProcess,
+    kubectl,
+    kubectl_json,
+    prompt_manifest,
+    wait_for,
+)
 from tests.reliability.report import Observed
 
-from .helpers import SidecarFactory, apply, configmap_text, current_configmap, wait_prompt
+from .helpers import (
+    SidecarFactory,
+    apply,
+    configmap_text,
+    current_configmap,
+    events_for,
+    wait_prompt,
+)
 
 pytestmark = pytest.mark.usefixtures("operator")
 
 CHART = Path(__file__).resolve().parents[2] / "charts" / "prompt-operator"
 USER = "mallory"  # a namespace user with every ConfigMap right
+# The operator as the policy knows it: the chart renders it for prompt-system.
+OPERATOR = "system:serviceaccount:prompt-system:prompt-operator"
 
 
 def policy_objects(namespace: str) -> list[dict[str, Any]]:
@@ -193,4 +209,196 @@ def test_only_the_operator_writes_managed_configmaps(
     observed(
         f"create refused ({said}); labelling its own ConfigMap, renumbering the operator's "
         "and removing its label: refused; the operator's edit served 'edited'"
+    )
+
+
+def policy_in_force(kubeconfig: Path, namespace: str) -> None:
+    """Wait until the policy refuses USER a ConfigMap with the managed-by label."""
+    probe = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": "policy-probe",
+            "labels": {wire.MANAGED_BY_LABEL: wire.MANAGED_BY_VALUE},
+        },
+    }
+
+    def refused() -> bool:
+        result = as_user(kubeconfig, namespace, "create", "-f", "-", input=json.dumps(probe))
+        if result.returncode == 0:  # not in force yet: take it away and try again
+            kubectl(kubeconfig, "-n", namespace, "delete", "configmap", "policy-probe")
+        return result.returncode != 0 and "written by prompt-operator" in result.stderr
+
+    wait_for(refused, timeout=30, message="the policy refuses a labelled ConfigMap")
+
+
+def ownership_refused(result: subprocess.CompletedProcess[str]) -> bool:
+    return result.returncode != 0 and "finalizers and ownerReferences" in result.stderr
+
+
+def served_revision(kubeconfig: Path, namespace: str, name: str) -> dict[str, Any]:
+    apply(kubeconfig, prompt_manifest(name, "genuine"), namespace)
+    wait_prompt(kubeconfig, namespace, name)
+    real = current_configmap(kubeconfig, namespace, name)
+    assert real is not None
+    return real
+
+
+@pytest.mark.reliability(
+    case="S-cm-finalizers",
+    did="as a namespace user with every ConfigMap right: add a finalizer to the "
+    "operator's revision ConfigMap (it would keep a pruned revision alive), then "
+    "remove one that the operator put there",
+)
+def test_finalizers_of_managed_configmaps_are_the_operators(
+    kubeconfig: Path, namespace: str, guarded: str, observed: Observed
+) -> None:
+    real = served_revision(kubeconfig, namespace, "p")
+    name = real["metadata"]["name"]
+    policy_in_force(kubeconfig, namespace)
+
+    def finalizers(who: list[str], patch: list[dict[str, Any]]) -> subprocess.CompletedProcess[str]:
+        return kubectl(
+            kubeconfig,
+            *who,
+            "-n",
+            namespace,
+            "patch",
+            "configmap",
+            name,
+            "--type=json",
+            "-p",
+            json.dumps(patch),
+            check=False,
+        )
+
+    mallory = [f"--as={USER}"]
+    # The operator's identity (with the rights of system:masters for RBAC).
+    operator = [f"--as={OPERATOR}", "--as-group=system:masters"]
+    add = [{"op": "add", "path": "/metadata/finalizers", "value": ["example.com/keep"]}]
+    remove = [{"op": "remove", "path": "/metadata/finalizers"}]
+    try:
+        added = finalizers(mallory, add)
+        assert ownership_refused(added), added.stderr
+        cm = kubectl_json(kubeconfig, "-n", namespace, "get", "cm", name)
+        assert "finalizers" not in cm["metadata"]
+        # Nor may it take away one that the operator put there.
+        assert finalizers(operator, add).returncode == 0
+        removed = finalizers(mallory, remove)
+        assert ownership_refused(removed), removed.stderr
+    finally:  # never leave a finalizer behind: the namespace could not go
+        cm = kubectl_json(kubeconfig, "-n", namespace, "get", "cm", name)
+        if cm["metadata"].get("finalizers"):
+            finalizers(operator, remove)
+    said = added.stderr.strip().split("denied request: ")[-1][:160]
+    observed(f"adding and removing a finalizer: refused ({said})")
+
+
+@pytest.mark.reliability(
+    case="S-cm-ownerrefs",
+    did="as a namespace user with every ConfigMap right: remove the owner reference of "
+    "the operator's revision ConfigMap (it would outlive its Prompt and stay served), "
+    "and point it at another object",
+)
+def test_owner_references_of_managed_configmaps_are_the_operators(
+    kubeconfig: Path, namespace: str, guarded: str, observed: Observed
+) -> None:
+    real = served_revision(kubeconfig, namespace, "p")
+    name = real["metadata"]["name"]
+    policy_in_force(kubeconfig, namespace)
+    remove = as_user(
+        kubeconfig,
+        namespace,
+        "patch",
+        "configmap",
+        name,
+        "--type=json",
+        "-p",
+        json.dumps([{"op": "remove", "path": "/metadata/ownerReferences"}]),
+    )
+    other = {**real["metadata"]["ownerReferences"][0], "uid": "00000000-0000-0000-0000-0000000000"}
+    replace = as_user(
+        kubeconfig,
+        namespace,
+        "patch",
+        "configmap",
+        name,
+        "--type=merge",
+        "-p",
+        json.dumps({"metadata": {"ownerReferences": [other]}}),
+    )
+    assert ownership_refused(remove), remove.stderr
+    assert ownership_refused(replace), replace.stderr
+    cm = kubectl_json(kubeconfig, "-n", namespace, "get", "cm", name)
+    assert cm["metadata"]["ownerReferences"] == real["metadata"]["ownerReferences"]
+    # Deleting the Prompt still deletes its revisions.
+    kubectl(kubeconfig, "-n", namespace, "delete", "prompt", "p")
+    wait_for(
+        lambda: (
+            kubectl(kubeconfig, "-n", namespace, "get", "cm", name, check=False).returncode != 0
+        ),
+        timeout=30,
+        message="the revision goes with its Prompt",
+    )
+    observed(
+        "removing and replacing the owner reference: refused; the revision went with its Prompt"
+    )
+
+
+@pytest.mark.reliability(
+    case="S-cm-squat",
+    did="as a namespace user: create, before the Prompt exists, an unlabelled ConfigMap "
+    "with the name of the revision the Prompt will have (its own key beside the text "
+    "key); apply the Prompt; then delete the squatter",
+)
+def test_the_operator_never_adopts_a_configmap_it_did_not_create(
+    kubeconfig: Path, namespace: str, guarded: str, observed: Observed
+) -> None:
+    # The revision's name, learned as an attacker would: from an earlier Prompt of
+    # the same spec (the name is the content hash).
+    name = served_revision(kubeconfig, namespace, "p")["metadata"]["name"]
+    kubectl(kubeconfig, "-n", namespace, "delete", "prompt", "p")
+    wait_for(
+        lambda: (
+            kubectl(kubeconfig, "-n", namespace, "get", "cm", name, check=False).returncode != 0
+        ),
+        timeout=30,
+        message="the old revision is gone",
+    )
+    squatter = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "annotations": {"planted-by": USER}},
+        "data": {wire.TEXT_DATA_KEY: "attacker text", "extra": "planted"},
+    }
+    made = as_user(kubeconfig, namespace, "create", "-f", "-", input=json.dumps(squatter))
+    assert made.returncode == 0, made.stderr  # no label: the policy does not match it
+    apply(kubeconfig, prompt_manifest("p", "genuine"), namespace)
+    prompt = wait_prompt(kubeconfig, namespace, "p", ready=False, reason="ConfigMapTaken")
+    ready = next(c for c in prompt["status"]["conditions"] if c["type"] == "Ready")
+    assert f"{namespace}/{name}" in ready["message"]
+    assert f"delete configmap {name}" in ready["message"]
+    events = wait_for(
+        lambda: [
+            e for e in events_for(kubeconfig, namespace, "p") if e["reason"] == "ConfigMapTaken"
+        ],
+        timeout=15,
+        message="a ConfigMapTaken event",
+    )
+    assert events[0]["type"] == "Warning"
+    cm = kubectl_json(kubeconfig, "-n", namespace, "get", "cm", name)
+    assert wire.MANAGED_BY_LABEL not in (cm["metadata"].get("labels") or {})
+    assert "ownerReferences" not in cm["metadata"]
+    assert cm["data"] == squatter["data"]
+    # Its owner deletes it: the operator writes its own on its next look.
+    started = time.monotonic()
+    kubectl(kubeconfig, "-n", namespace, "delete", "configmap", name)
+    wait_prompt(kubeconfig, namespace, "p", timeout=30)
+    healed = time.monotonic() - started
+    cm = kubectl_json(kubeconfig, "-n", namespace, "get", "cm", name)
+    assert cm["data"][wire.TEXT_DATA_KEY] == "genuine" and "extra" not in cm["data"]
+    assert cm["metadata"]["labels"][wire.MANAGED_BY_LABEL] == wire.MANAGED_BY_VALUE
+    observed(
+        f"Ready=False ConfigMapTaken with a Warning event; the squatter untouched; "
+        f"Ready {healed:.1f} s after it was deleted"
     )

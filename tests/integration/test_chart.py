@@ -13,6 +13,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -67,6 +68,30 @@ def helm(kubeconfig: Path, *args: str, check: bool = True) -> subprocess.Complet
     return result
 
 
+# The command values.yaml, NOTES.txt and the chart's refusal give for
+# networkPolicy.apiServerCIDRs.
+API_SERVER_ADDRESSES = (
+    "get",
+    "endpointslices",
+    "-n",
+    "default",
+    "-l",
+    "kubernetes.io/service-name=kubernetes",
+    "-o",
+    "jsonpath={.items[*].endpoints[*].addresses[*]}",
+)
+
+
+def api_server_cidrs(kubeconfig: Path) -> str:
+    """networkPolicy.apiServerCIDRs as --set takes it, found as the docs say; this
+    cluster without a node publishes no endpoints, so else the kubeconfig's server."""
+    addresses = kubectl(kubeconfig, *API_SERVER_ADDRESSES).stdout.split()
+    if not addresses:
+        server = yaml.safe_load(kubeconfig.read_text())["clusters"][0]["cluster"]["server"]
+        addresses = [urlsplit(server).hostname or ""]
+    return "networkPolicy.apiServerCIDRs={" + ",".join(f"{a}/32" for a in addresses) + "}"
+
+
 @pytest.fixture(scope="module")
 def installed(chart_cluster: Path) -> Path:
     kubectl(chart_cluster, "create", "namespace", APPS)
@@ -82,6 +107,8 @@ def installed(chart_cluster: Path) -> Path:
         f"sidecar.namespaces={{{APPS}}}",
         "--set",
         "networkPolicy.enabled=true",
+        "--set",
+        api_server_cidrs(chart_cluster),
         "--set",
         "networkPolicy.sidecars=true",
         "--wait=false",
@@ -128,6 +155,8 @@ def test_rendered_chart_is_accepted_by_the_api_server(chart_cluster: Path) -> No
         "sidecar.namespaces={default}",
         "--set",
         "networkPolicy.enabled=true",
+        "--set",
+        api_server_cidrs(chart_cluster),
         "--set",
         "networkPolicy.sidecars=true",
     ).stdout
@@ -364,7 +393,11 @@ def one(docs: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[
 def test_the_injected_port_is_the_port_the_policies_open(
     chart_cluster: Path, port: int | None, observed: Observed
 ) -> None:
-    sets = [f"sidecar.namespaces={{{APPS}}}"]
+    sets = [
+        f"sidecar.namespaces={{{APPS}}}",
+        "networkPolicy.enabled=true",
+        "networkPolicy.apiServerCIDRs={10.0.0.1/32}",
+    ]
     if port is not None:
         sets += [f"sidecar.port={port}", f"sidecar.probePort={port + 1}"]
     docs = rendered(chart_cluster, RELEASE, NS, *sets)
@@ -387,13 +420,13 @@ def test_the_injected_port_is_the_port_the_policies_open(
     tcp = [(p["port"], p["endPort"]) for p in everyone if p["protocol"] == "TCP"]
     assert all(not lo <= injected_port <= hi for lo, hi in tcp), tcp
     egress = one(docs, "NetworkPolicy", RELEASE)["spec"]["egress"]
-    to_pods = [rule for rule in egress if "to" in rule and "podSelector" in rule["to"][0]]
+    to_pods = [rule for rule in egress if "podSelector" in rule["to"][0]]
     assert [p["port"] for rule in to_pods for p in rule["ports"]] == [injected_port]
     assert injected_port == (port or wire.DEFAULT_PORT)
     observed(
         f"injected port {injected_port}; the sidecar policy opens it to the operator only "
         f"and the operator's egress policy allows it and the API server's ports "
-        f"{[p['port'] for rule in egress if 'to' not in rule for p in rule['ports']]}"
+        f"{[p['port'] for rule in egress if 'ipBlock' in rule['to'][0] for p in rule['ports']]}"
     )
 
 
@@ -482,3 +515,252 @@ def test_watching_some_namespaces_grants_configmap_and_event_rights_there_only(
     )
     assert result.stdout.strip() == ("yes" if allowed else "no")
     observed(f"can-i answered {result.stdout.strip()}")
+
+
+UNWATCHED_CASES = [
+    ("list", "pods", "team-b", True),
+    ("watch", "pods", "team-c", True),
+    ("patch", "prompts.prompts.dev/status", "team-b", True),
+    ("watch", "prompts.prompts.dev", "team-c", True),
+    ("list", "pods", "kube-system", False),
+    ("watch", "pods", "default", False),
+    ("list", "pods", APPS, False),
+    ("patch", "prompts.prompts.dev/status", "default", False),
+    ("patch", "prompts.prompts.dev/status", APPS, False),
+    ("list", "prompts.prompts.dev", "kube-system", False),
+]
+
+
+@pytest.mark.reliability(
+    case="S-rbac-unwatched-namespace",
+    did="kubectl auth can-i as an operator installed with operator.watchNamespaces="
+    "[team-b, team-c]: pods (every pod spec, env values included) and prompts/status, "
+    "in watched and unwatched namespaces",
+)
+@pytest.mark.parametrize(
+    ("verb", "resource", "namespace", "allowed"),
+    UNWATCHED_CASES,
+    ids=[f"{v} {r} in {n}: {'yes' if a else 'no'}" for v, r, n, a in UNWATCHED_CASES],
+)
+def test_watching_some_namespaces_reads_pods_and_writes_status_there_only(
+    chart_cluster: Path,
+    scoped: str,
+    verb: str,
+    resource: str,
+    namespace: str,
+    allowed: bool,
+    observed: Observed,
+) -> None:
+    resource, _, subresource = resource.partition("/")
+    args = ["auth", "can-i", verb, resource, f"--as={scoped}", "-n", namespace]
+    args += [f"--subresource={subresource}"] if subresource else []
+    result = kubectl(chart_cluster, *args, check=False)
+    assert result.stdout.strip() == ("yes" if allowed else "no")
+    observed(f"can-i answered {result.stdout.strip()}")
+
+
+def test_a_namespaced_operators_cluster_role_reads_crds_and_namespaces_only(
+    chart_cluster: Path,
+) -> None:
+    docs = rendered(
+        chart_cluster, SCOPED, SCOPED_NS, f"operator.watchNamespaces={{{','.join(WATCHED)}}}"
+    )
+    rules = one(docs, "ClusterRole")["rules"]
+    assert rules == [
+        {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]},
+        {
+            "apiGroups": ["apiextensions.k8s.io"],
+            "resources": ["customresourcedefinitions"],
+            "verbs": ["list", "watch"],
+        },
+    ]
+    roles = [d for d in docs if d["kind"] == "Role" and d["metadata"]["namespace"] in WATCHED]
+    assert len(roles) == len(WATCHED)
+
+
+def test_an_operator_watching_some_namespaces_works_with_those_rights(
+    installed: Path, scoped: str, tmp_path: Path
+) -> None:
+    """The scoped rights are enough: the operator (kopf's namespaced watches, the
+    pod and ConfigMap informers) serves a watched namespace without one 403."""
+    account = scoped.rsplit(":", 1)[1]
+    operator = OperatorProcess(
+        token_kubeconfig(installed, SCOPED_NS, account, tmp_path / "scoped.kubeconfig"),
+        tmp_path / "operator.log",
+        *(f"--namespace={ns}" for ns in WATCHED),
+    )
+    operator.start()
+    try:
+        apply(installed, prompt_manifest("scoped", "Hello from team-b"), WATCHED[0])
+        wait_prompt(installed, WATCHED[0], "scoped")
+        forbidden = [r for r in operator.log_records() if "403" in str(r.get("message", ""))]
+        assert forbidden == []
+    finally:
+        operator.stop()
+
+
+def template(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """`helm template` of the chart with no cluster (or `helm install --dry-run=client`
+    when args start with "install")."""
+    command = list(args) if args and args[0] == "install" else ["template", *args]
+    result = subprocess.run(
+        [str(ensure_binaries().helm), *command],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"helm {' '.join(command)}:\n{result.stderr}")
+    return result
+
+
+def docs_of(result: subprocess.CompletedProcess[str]) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(result.stdout) if d]
+
+
+def sets(*values: str) -> list[str]:
+    return [arg for value in values for arg in ("--set", value)]
+
+
+CIDRS = "networkPolicy.apiServerCIDRs={192.0.2.10/32,192.0.2.11/32}"
+
+
+def operator_policy(*values: str) -> dict[str, Any]:
+    docs = docs_of(
+        template(RELEASE, str(CHART), "-n", NS, *sets("networkPolicy.enabled=true", *values))
+    )
+    return one(docs, "NetworkPolicy", RELEASE)
+
+
+def notes(*values: str) -> str:
+    out = template("install", RELEASE, str(CHART), "-n", NS, "--dry-run=client", *sets(*values))
+    return out.stdout.split("NOTES:", 1)[1]
+
+
+@pytest.mark.reliability(
+    case="S-netpol-egress",
+    did="helm template: the defaults, networkPolicy.enabled=true without apiServerCIDRs, "
+    "and with them; every egress rule of the operator's policy against its peers",
+)
+def test_the_operator_reaches_nothing_but_the_api_server_and_sidecars(
+    observed: Observed,
+) -> None:
+    # Defaults: no policy for the operator, and NOTES says what that allows.
+    defaults = docs_of(template(RELEASE, str(CHART), "-n", NS))
+    assert not [d for d in defaults if d["kind"] == "NetworkPolicy"]
+    said = notes()
+    assert "may\nconnect to any address its node can reach" in said
+    assert "kubernetes.io/service-name=kubernetes" in said
+    # Enabled without the API server's addresses: refused, saying what to set and how.
+    refused = template(
+        RELEASE, str(CHART), "-n", NS, *sets("networkPolicy.enabled=true"), check=False
+    )
+    assert refused.returncode != 0
+    assert "networkPolicy.apiServerCIDRs" in refused.stderr
+    assert " ".join(API_SERVER_ADDRESSES[:6]) in refused.stderr
+    # Enabled: every egress rule names its peers; the only addresses are the API server's.
+    policy = operator_policy(CIDRS)
+    assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    egress = policy["spec"]["egress"]
+    assert all(rule.get("to") for rule in egress), egress
+    blocks = [peer["ipBlock"] for rule in egress for peer in rule["to"] if "ipBlock" in peer]
+    assert blocks == [{"cidr": "192.0.2.10/32"}, {"cidr": "192.0.2.11/32"}]
+    pods = [peer for rule in egress for peer in rule["to"] if "ipBlock" not in peer]
+    assert pods == [
+        {"namespaceSelector": {}, "podSelector": {"matchLabels": {wire.SUBSCRIBE_LABEL: "true"}}}
+    ]
+    observed(
+        "defaults: no operator policy, NOTES say it may connect anywhere; enabled without "
+        "apiServerCIDRs: refused; enabled: egress only to the given /32s on 443/6443 and "
+        "to subscribed pods on the signal port"
+    )
+
+
+@pytest.mark.reliability(
+    case="S-netpol-ingress",
+    did="helm template with networkPolicy.enabled=true: every ingress rule of the "
+    "operator's policy, per port; webhookFromCIDRs, metricsFrom=null and probeFromCIDRs",
+)
+def test_only_the_api_server_monitoring_and_the_test_pod_reach_the_operator(
+    observed: Observed,
+) -> None:
+    def by_port(policy: dict[str, Any]) -> dict[int, list[dict[str, Any]]]:
+        rules = policy["spec"]["ingress"]
+        assert all(rule.get("from") for rule in rules), rules  # no rule open to all
+        return {p["port"]: rule["from"] for rule in rules for p in rule["ports"]}
+
+    webhook, health, metrics = 9443, 8080, 9090
+    ports = by_port(operator_policy(CIDRS))
+    assert set(ports) == {webhook, health, metrics}
+    assert ports[webhook] == [
+        {"ipBlock": {"cidr": "192.0.2.10/32"}},
+        {"ipBlock": {"cidr": "192.0.2.11/32"}},
+    ]
+    assert ports[metrics] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    ]
+    [test_pod] = ports[health]
+    # The chart's `helm test` pod carries what the rule selects.
+    hook = one(docs_of(template(RELEASE, str(CHART), "-n", NS)), "Pod")
+    selected = test_pod["podSelector"]["matchLabels"]
+    assert selected.items() <= hook["metadata"]["labels"].items()
+    assert "namespaceSelector" not in test_pod  # the release's namespace only
+
+    other = by_port(
+        operator_policy(
+            CIDRS,
+            "networkPolicy.webhookFromCIDRs={198.51.100.0/28}",
+            "networkPolicy.metricsFrom=null",
+            "networkPolicy.probeFromCIDRs={203.0.113.0/24}",
+        )
+    )
+    assert set(other) == {webhook, health}  # metrics closed
+    assert other[webhook] == [{"ipBlock": {"cidr": "198.51.100.0/28"}}]
+    assert {"ipBlock": {"cidr": "203.0.113.0/24"}} in other[health]
+    no_webhooks = by_port(operator_policy(CIDRS, "webhooks.enabled=false"))
+    assert webhook not in no_webhooks
+    observed(
+        "webhook port only from apiServerCIDRs (or webhookFromCIDRs), metrics only from "
+        "the monitoring namespace (closed with metricsFrom=null), health only from the "
+        "chart's test pod and probeFromCIDRs; no rule without a peer"
+    )
+
+
+VAP = "admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy"
+
+
+@pytest.mark.reliability(
+    case="S-vap-old-kube",
+    did="helm template --kube-version 1.29.0 / 1.30.0, and with --api-versions as a "
+    "cluster without ValidatingAdmissionPolicy reports them, with the policy on and off",
+)
+def test_the_admission_policy_is_rendered_only_where_the_api_serves_it(
+    observed: Observed,
+) -> None:
+    def kinds(result: subprocess.CompletedProcess[str]) -> set[str]:
+        return {d["kind"] for d in docs_of(result)}
+
+    old = template(RELEASE, str(CHART), "-n", NS, "--kube-version", "1.29.0", check=False)
+    assert old.returncode != 0 and "kubeVersion: >=1.30.0-0" in old.stderr, old.stderr
+    assert "ValidatingAdmissionPolicy" in kinds(
+        template(RELEASE, str(CHART), "-n", NS, "--kube-version", "1.30.0")
+    )
+    # A cluster's capabilities list every kind it serves; this one lacks the policy.
+    without = ("--api-versions", "v1/ConfigMap", "--api-versions", "apps/v1/Deployment")
+    refused = template(RELEASE, str(CHART), "-n", NS, *without, check=False)
+    assert refused.returncode != 0
+    assert "admissionPolicy.enabled=false" in refused.stderr
+    assert "docs/security.md" in refused.stderr
+    off = template(RELEASE, str(CHART), "-n", NS, *without, *sets("admissionPolicy.enabled=false"))
+    assert not kinds(off) & {"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
+    served = template(RELEASE, str(CHART), "-n", NS, *without, "--api-versions", VAP)
+    assert {"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"} <= kinds(served)
+    warning = notes("admissionPolicy.enabled=false")
+    assert "WARNING: admissionPolicy.enabled=false" in warning
+    assert "serve text of\nits choosing" in warning
+    assert "WARNING" not in notes()
+    observed(
+        "1.29: refused by kubeVersion; 1.30: policy rendered; API without the policy: "
+        "refused unless admissionPolicy.enabled=false, then none rendered and NOTES warn"
+    )

@@ -39,16 +39,29 @@ app.kubernetes.io/component: operator
 {{- end -}}
 
 {{/*
-The operator's rights that write into a namespace: in the ClusterRole when it
+The operator's rights on namespaced resources: in the ClusterRole when it
 watches every namespace, else in a Role in each watched one.
 */}}
 {{- define "prompt-operator.namespacedRules" -}}
-# One immutable ConfigMap per revision: server-side apply creates it (create
-# and patch), a label patch renumbers it on rollback, a metadata-only
-# list/watch knows which exist, get reads the previous revision for the change
-# summary, deletecollection prunes history beyond its limit in one request (and
-# removes all of a deleted Prompt's revisions), delete one left by an earlier
-# Prompt of the same name.
+# Watch Prompts (kopf) and read one again when a peer's key frees up.
+- apiGroups: [prompts.dev]
+  resources: [prompts]
+  verbs: [get, list, watch]
+# Conditions, revision and delivery; never spec or metadata.
+- apiGroups: [prompts.dev]
+  resources: [prompts/status]
+  verbs: [patch]
+# Find subscribed pods (label-selected watch) to signal their sidecars.
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [list, watch]
+# One immutable ConfigMap per revision: created, never applied over one that
+# exists (the operator adopts no ConfigMap; get reads one that was there), a
+# label patch renumbers it on rollback, a metadata-only list/watch knows which
+# exist, get reads the previous revision for the change summary,
+# deletecollection prunes history beyond its limit in one request (and removes
+# all of a deleted Prompt's revisions), delete one left by an earlier Prompt of
+# the same name.
 - apiGroups: [""]
   resources: [configmaps]
   verbs: [get, list, watch, patch, create, delete, deletecollection]
@@ -57,3 +70,18 @@ watches every namespace, else in a Role in each watched one.
   resources: [events]
   verbs: [create]
 {{- end }}
+
+{{/*
+"true" when the API server serves ValidatingAdmissionPolicy, else "". Against a
+cluster (helm install, or helm template with --api-versions from one) the
+capabilities list every kind it serves; offline, Helm 4 knows group versions
+only (no "v1/ConfigMap"), and then the Kubernetes version decides (GA in 1.30).
+*/}}
+{{- define "prompt-operator.servesAdmissionPolicy" -}}
+{{- $apis := .Capabilities.APIVersions -}}
+{{- if $apis.Has "admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy" -}}
+true
+{{- else if and (not ($apis.Has "v1/ConfigMap")) (semverCompare ">=1.30.0-0" .Capabilities.KubeVersion.Version) -}}
+true
+{{- end -}}
+{{- end -}}

@@ -29,8 +29,8 @@ from ..inventory import Entry, Inventory, entry_from
 from ..logs import about
 from ..model import Prompt, PromptRef
 from ..render import Rendered
-from ..runtime.client import KubeApi, object_path
-from ..runtime.errors import ApiError
+from ..runtime.client import FIELD_MANAGER, KubeApi, object_path
+from ..runtime.errors import ApiError, Conflict
 
 logger = logging.getLogger(__name__)
 
@@ -178,6 +178,41 @@ def batch_of(
     return tuple(batch), selector, tuple(singles)
 
 
+class ConfigMapTaken(Exception):
+    """A ConfigMap with a revision's name exists and is not the one the operator
+    made. The operator never adopts it: a ConfigMap made in advance without the
+    managed-by label escapes the admission policy, so merging into it would serve
+    whatever its author left beside our fields."""
+
+    def __init__(self, namespace: str, name: str, why: str) -> None:
+        super().__init__(
+            f"ConfigMap {namespace}/{name} has this revision's name but was not made "
+            f"by prompt-operator for this Prompt ({why}); it is never adopted. Delete "
+            f"it (kubectl -n {namespace} delete configmap {name}) and the revision is "
+            "written on the next try, within 10 s"
+        )
+        self.name = name
+
+
+def not_ours(found: Mapping[str, Any], body: Mapping[str, Any], uid: str) -> str | None:
+    """Why ``found``, the ConfigMap at a new revision's name, is not the one the
+    operator creates as ``body`` for the Prompt of ``uid``; None when it is (a
+    create whose answer was lost, or one the inventory has not seen yet)."""
+    meta = found.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    if labels.get(wire.MANAGED_BY_LABEL) != wire.MANAGED_BY_VALUE:
+        return f"it lacks the label {wire.MANAGED_BY_LABEL}={wire.MANAGED_BY_VALUE}"
+    owners = meta.get("ownerReferences") or []
+    if not any(isinstance(o, Mapping) and o.get("uid") == uid for o in owners):
+        return f"no owner reference to this Prompt (uid {uid})"
+    want = body["metadata"]["annotations"][wire.REVISION_ANNOTATION]
+    if (meta.get("annotations") or {}).get(wire.REVISION_ANNOTATION) != want:
+        return f"its {wire.REVISION_ANNOTATION} annotation is not {want}"
+    if (found.get("data") or {}) != body["data"] or found.get("binaryData"):
+        return "its data differs from this revision's text"
+    return None
+
+
 def head_record(
     plan: RevisionPlan,
     rendered: Rendered,
@@ -222,12 +257,8 @@ class Revisions:
             await self._delete(ref, entry)
         wrote = False
         if plan.create is not None:
-            body = plan.create
-            result = await self._api.apply(
-                object_path("v1", "configmaps", ref.namespace, body["metadata"]["name"]), body
-            )
-            metrics.WRITES.labels("configmap").inc()
-            self._inventory.record(ref.namespace, entry_from((result or body)["metadata"]))
+            result = await self._create(ref, plan.create, prompt.uid)
+            self._inventory.record(ref.namespace, entry_from(result["metadata"]))
             wrote = True
             if on_created is not None:
                 on_created()
@@ -255,6 +286,28 @@ class Revisions:
             self._inventory.record(ref.namespace, entry_from(result["metadata"]))
             wrote = wrote or entry.revision == rendered.revision
         return Outcome(wrote, plan.number, kept, new)
+
+    async def _create(self, ref: PromptRef, body: dict[str, Any], uid: str) -> dict[str, Any]:
+        """Create a revision's ConfigMap (a POST, never an apply over one that is
+        there). One already there is accepted only if it is exactly ours."""
+        try:
+            created: dict[str, Any] = await self._api.request(
+                "POST",
+                object_path("v1", "configmaps", ref.namespace),
+                params={"fieldManager": FIELD_MANAGER},
+                body=body,
+            )
+        except Conflict:
+            name = body["metadata"]["name"]
+            found = await self._api.get(object_path("v1", "configmaps", ref.namespace, name))
+            if found is None:
+                raise  # deleted meanwhile: retried (409 is retryable)
+            why = not_ours(found, body, uid)
+            if why is not None:
+                raise ConfigMapTaken(ref.namespace, name, why) from None
+            return found
+        metrics.WRITES.labels("configmap").inc()
+        return created
 
     async def drop(self, ref: PromptRef) -> None:
         """Delete every revision ConfigMap of ``ref`` (one request per Prompt uid)."""
