@@ -69,9 +69,7 @@ def test_every_flag_of_a_daemon_says_its_environment_variable(name: str) -> None
     without = [
         a.option_strings[0]
         for a in PARSERS[name]._actions
-        if a.option_strings
-        and a.dest not in ("help", "verbose")
-        and "(env: " not in (a.help or "")
+        if a.option_strings and a.dest not in ("help", "verbose") and "(env: " not in (a.help or "")
     ]
     assert not without, f"{name}: flags whose help names no (env: ...): {without}"
 
