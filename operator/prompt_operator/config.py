@@ -160,7 +160,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--sidecar-image",
         default=_env("PROMPT_OPERATOR_SIDECAR_IMAGE", "prompt-operator:0.1.0"),
-        help="image of the injected sidecar (env: PROMPT_OPERATOR_SIDECAR_IMAGE)",
+        help="image of the injected sidecar (env: PROMPT_OPERATOR_SIDECAR_IMAGE; "
+        "the chart sets its own image)",
     )
     p.add_argument(
         "--leader-elect",
@@ -205,13 +206,15 @@ def parser() -> argparse.ArgumentParser:
         type=int,
         default=int(_env("PROMPT_OPERATOR_SIDECAR_PORT", str(wire.DEFAULT_PORT))),
         help="signal port of the injected sidecar; the chart passes the port its "
-        "NetworkPolicy opens (env: PROMPT_OPERATOR_SIDECAR_PORT)",
+        "NetworkPolicy opens (env: PROMPT_OPERATOR_SIDECAR_PORT; "
+        f"default: {wire.DEFAULT_PORT})",
     )
     p.add_argument(
         "--sidecar-probe-port",
         type=int,
         default=int(_env("PROMPT_OPERATOR_SIDECAR_PROBE_PORT", str(wire.DEFAULT_PROBE_PORT))),
-        help="probe port of the injected sidecar (env: PROMPT_OPERATOR_SIDECAR_PROBE_PORT)",
+        help="probe port of the injected sidecar "
+        f"(env: PROMPT_OPERATOR_SIDECAR_PROBE_PORT; default: {wire.DEFAULT_PROBE_PORT})",
     )
     p.add_argument(
         "--kubeconfig",

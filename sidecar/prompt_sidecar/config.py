@@ -103,7 +103,7 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         default=environ.get("PROMPT_SIDECAR_PROBE_PORT", str(wire.DEFAULT_PROBE_PORT)),
         help="port for /readyz, /healthz and /metrics alone, so that a flood on the signal "
         "port never fails the pod's probes; 0: none (env: PROMPT_SIDECAR_PROBE_PORT; "
-        f"default {wire.DEFAULT_PROBE_PORT})",
+        f"default: {wire.DEFAULT_PROBE_PORT})",
     )
     p.add_argument(
         "--ext",
