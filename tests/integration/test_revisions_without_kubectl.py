@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from prompt_cluster.testing import tool, wait_for
+from prompt_cluster.testing import kubectl, service_account_kubeconfig, tool, wait_for
 
 from .helpers import get
 from .test_revisions import edit
@@ -73,3 +73,36 @@ def test_a_missing_prompt_names_the_namespace_and_how_to_list(
     assert missing.returncode == 1
     assert f"Prompt {namespace}/nothing-here not found" in missing.stderr, missing.stderr
     assert "Traceback" not in missing.stderr
+
+
+def test_a_reader_sees_history_but_a_rollback_says_not_allowed(
+    kubeconfig: Path, namespace: str, tmp_path: Path
+) -> None:
+    """The user's own RBAC decides, and the namespace comes from their context."""
+    edit(kubeconfig, namespace, "p", "one\n")
+    edit(kubeconfig, namespace, "p", "two\n")
+    kubectl(
+        kubeconfig, "-n", namespace, "create", "role", "prompt-reader",
+        "--verb=get,list", "--resource=prompts.prompts.dev,configmaps",
+    )  # fmt: skip
+    reader = service_account_kubeconfig(kubeconfig, namespace, "reader", tmp_path / "reader")
+    kubectl(
+        kubeconfig, "-n", namespace, "create", "rolebinding", "reader",
+        "--role=prompt-reader", f"--serviceaccount={namespace}:reader",
+    )  # fmt: skip
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    env = {"PATH": str(empty), "HOME": str(tmp_path), "KUBECONFIG": str(reader)}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [tool("prompt-operator"), *args], env=env, capture_output=True, text=True,
+            timeout=60, check=False,
+        )  # fmt: skip
+
+    shown = run("history", "p")
+    assert shown.returncode == 0, shown.stderr
+    refused = run("rollback", "p", "--to", "1")
+    assert refused.returncode == 1
+    assert refused.stderr.startswith("error: not allowed:"), refused.stderr
+    assert (get(kubeconfig, namespace, "prompt", "p") or {})["spec"]["template"] == "two\n"
