@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import sys
 
+DISTRIBUTION = "prompt-operator"
+
 _USAGE = """\
 prompt-operator <command> [options]
+prompt-operator --version
 
 commands:
   run        run the operator (watches Prompts, writes ConfigMaps, signals sidecars)
@@ -17,8 +20,25 @@ commands:
   rollback   make an earlier revision current again (--to NUMBER)
   console    a local web console for Prompts (browse, diff, edit, roll back)
 
-`prompt-operator <command> --help` describes each command.
+`prompt-operator <command> --help` describes each command, its flags, the
+environment variable behind each flag (shown as "env: NAME") and an example.
+
+example:
+  prompt-operator validate prompts/
+  prompt-operator history support-agent -n team-a
 """
+
+
+def version() -> str:
+    """The installed distribution's version; a source tree that was never installed
+    (PYTHONPATH only) has no metadata, and says so rather than failing."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version(DISTRIBUTION)
+    except PackageNotFoundError:
+        return "unknown (not installed as a package)"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args or args[0] in ("-h", "--help", "help"):
         print(_USAGE)
         return 0 if args else 2
+    if args[0] in ("--version", "-V"):
+        print(f"prompt-operator {version()}")
+        return 0
     command, rest = args[0], args[1:]
     if command == "sidecar":
         from prompt_sidecar.main import run as run_sidecar

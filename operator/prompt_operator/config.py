@@ -43,12 +43,24 @@ def _env(name: str, default: str = "") -> str:
     return os.environ.get(name, default)
 
 
+EPILOG = """\
+example (outside a cluster, with your kubeconfig; the chart runs it in one):
+  prompt-operator run --kubeconfig ~/.kube/config --namespace team-a --log-format text
+
+It needs: Prompts (get, list, watch), prompts/status (patch), ConfigMaps (get,
+list, watch, create, patch, delete), Pods (list, watch), Events (create) and,
+with --leader-elect, its Lease (create, get, update).
+"""
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="prompt-operator run",
         description="Run the operator: reconcile Prompts into ConfigMaps, signal "
         "subscribed sidecars, and report status. Every flag has an environment "
-        "variable fallback, shown in brackets.",
+        "variable fallback, shown as (env: NAME).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
         "--namespace",
@@ -57,14 +69,14 @@ def parser() -> argparse.ArgumentParser:
         default=None,
         metavar="NS",
         help="watch only this namespace; repeat for several "
-        "[PROMPT_OPERATOR_NAMESPACES, comma-separated; default: all namespaces]",
+        "(env: PROMPT_OPERATOR_NAMESPACES, comma-separated; default: all namespaces)",
     )
     p.add_argument(
         "--log-format",
         choices=["auto", "json", "text"],
         default=_env("PROMPT_OPERATOR_LOG_FORMAT", "auto"),
         help="json in a cluster, text on a terminal (auto picks by whether stderr "
-        "is a terminal) [PROMPT_OPERATOR_LOG_FORMAT]",
+        "is a terminal) (env: PROMPT_OPERATOR_LOG_FORMAT)",
     )
     p.add_argument("--verbose", "-v", action="store_true", help="debug logging")
     p.add_argument(
@@ -72,80 +84,85 @@ def parser() -> argparse.ArgumentParser:
         default=_env("PROMPT_OPERATOR_TRACE_FILE") or None,
         help="append a timestamp for every hop of every edit to this file, as JSON lines "
         "(what `make bench` reads to show where an edit's time goes; off by default) "
-        "[PROMPT_OPERATOR_TRACE_FILE]",
+        "(env: PROMPT_OPERATOR_TRACE_FILE)",
     )
     p.add_argument(
         "--health-host",
         default=_env("PROMPT_OPERATOR_HEALTH_HOST", "0.0.0.0"),
-        help="address of the liveness endpoint [PROMPT_OPERATOR_HEALTH_HOST; default 0.0.0.0]",
+        help="address of the liveness endpoint "
+        "(env: PROMPT_OPERATOR_HEALTH_HOST; default: 0.0.0.0)",
     )
     p.add_argument(
         "--health-port",
         type=int,
         default=int(_env("PROMPT_OPERATOR_HEALTH_PORT", "8080")),
-        help="port of the liveness endpoint /healthz; 0 disables [PROMPT_OPERATOR_HEALTH_PORT; "
-        "default 8080]",
+        help="port of the liveness endpoint /healthz; 0 disables "
+        "(env: PROMPT_OPERATOR_HEALTH_PORT; default: 8080)",
     )
     p.add_argument(
         "--metrics-port",
         type=int,
         default=int(_env("PROMPT_OPERATOR_METRICS_PORT", "9090")),
         help="port of the Prometheus /metrics endpoint; 0 disables "
-        "[PROMPT_OPERATOR_METRICS_PORT; default 9090]",
+        "(env: PROMPT_OPERATOR_METRICS_PORT; default: 9090)",
     )
     p.add_argument(
         "--workers",
         type=int,
         default=int(_env("PROMPT_OPERATOR_WORKERS", "32")),
-        help="Prompts reconciled at once [PROMPT_OPERATOR_WORKERS; default 32]",
+        help="Prompts reconciled at once (env: PROMPT_OPERATOR_WORKERS; default: 32)",
     )
     p.add_argument(
         "--signal-timeout",
         type=float,
         default=float(_env("PROMPT_OPERATOR_SIGNAL_TIMEOUT", "2")),
-        help="seconds to wait for one sidecar's answer [PROMPT_OPERATOR_SIGNAL_TIMEOUT; default 2]",
+        help="seconds to wait for one sidecar's answer "
+        "(env: PROMPT_OPERATOR_SIGNAL_TIMEOUT; default: 2)",
     )
     p.add_argument(
         "--signal-concurrency",
         type=int,
         default=int(_env("PROMPT_OPERATOR_SIGNAL_CONCURRENCY", "64")),
-        help="signal requests in flight at once [PROMPT_OPERATOR_SIGNAL_CONCURRENCY; default 64]",
+        help="signal requests in flight at once "
+        "(env: PROMPT_OPERATOR_SIGNAL_CONCURRENCY; default: 64)",
     )
     p.add_argument(
         "--delivery-wait",
         type=float,
         default=float(_env("PROMPT_OPERATOR_DELIVERY_WAIT", "1")),
         help="after an edit, seconds to wait for sidecars' answers so the one status write "
-        "includes delivery [PROMPT_OPERATOR_DELIVERY_WAIT; default 1]",
+        "includes delivery (env: PROMPT_OPERATOR_DELIVERY_WAIT; default: 1)",
     )
     p.add_argument(
         "--delivery-refresh",
         type=float,
         default=float(_env("PROMPT_OPERATOR_DELIVERY_REFRESH", "10")),
         help="at most how often (seconds) one Prompt's status.delivery is rewritten when pods "
-        "come and go [PROMPT_OPERATOR_DELIVERY_REFRESH; default 10]",
+        "come and go (env: PROMPT_OPERATOR_DELIVERY_REFRESH; default: 10)",
     )
     p.add_argument(
         "--webhook-port",
         type=int,
         default=int(_env("PROMPT_OPERATOR_WEBHOOK_PORT", "0")),
         help="serve the admission webhooks (Prompt validation, sidecar injection) over TLS on "
-        "this port; 0 disables [PROMPT_OPERATOR_WEBHOOK_PORT; default 0, the chart sets 9443]",
+        "this port; 0 disables "
+        "(env: PROMPT_OPERATOR_WEBHOOK_PORT; default: 0, the chart sets 9443)",
     )
     p.add_argument(
         "--webhook-cert",
         default=_env("PROMPT_OPERATOR_WEBHOOK_CERT") or None,
-        help="PEM certificate for the webhook server [PROMPT_OPERATOR_WEBHOOK_CERT]",
+        help="PEM certificate for the webhook server (env: PROMPT_OPERATOR_WEBHOOK_CERT)",
     )
     p.add_argument(
         "--webhook-key",
         default=_env("PROMPT_OPERATOR_WEBHOOK_KEY") or None,
-        help="PEM private key for the webhook server [PROMPT_OPERATOR_WEBHOOK_KEY]",
+        help="PEM private key for the webhook server (env: PROMPT_OPERATOR_WEBHOOK_KEY)",
     )
     p.add_argument(
         "--sidecar-image",
         default=_env("PROMPT_OPERATOR_SIDECAR_IMAGE", DEFAULT_IMAGE),
-        help="image of the injected sidecar [PROMPT_OPERATOR_SIDECAR_IMAGE]",
+        help="image of the injected sidecar (env: PROMPT_OPERATOR_SIDECAR_IMAGE; "
+        "the chart sets its own image)",
     )
     p.add_argument(
         "--leader-elect",
@@ -153,24 +170,25 @@ def parser() -> argparse.ArgumentParser:
         default=_env("PROMPT_OPERATOR_LEADER_ELECT", "false").lower() in ("1", "true", "yes"),
         help="run as one of several replicas: only the holder of a Lease reconciles, "
         "signals and writes; the others keep their caches warm and serve the webhooks "
-        "[PROMPT_OPERATOR_LEADER_ELECT; default off, the chart turns it on]",
+        "(env: PROMPT_OPERATOR_LEADER_ELECT; default: off, the chart turns it on)",
     )
     p.add_argument(
         "--leader-election-namespace",
         default=_env("PROMPT_OPERATOR_LEADER_ELECTION_NAMESPACE")
         or _env("POD_NAMESPACE", "default"),
-        help="namespace of the Lease [PROMPT_OPERATOR_LEADER_ELECTION_NAMESPACE, then "
-        "POD_NAMESPACE; default 'default']",
+        help="namespace of the Lease (env: PROMPT_OPERATOR_LEADER_ELECTION_NAMESPACE, then "
+        "POD_NAMESPACE; default: 'default')",
     )
     p.add_argument(
         "--leader-election-id",
         default=_env("PROMPT_OPERATOR_LEADER_ELECTION_ID", "prompt-operator"),
-        help="name of the Lease [PROMPT_OPERATOR_LEADER_ELECTION_ID; default prompt-operator]",
+        help="name of the Lease "
+        "(env: PROMPT_OPERATOR_LEADER_ELECTION_ID; default: prompt-operator)",
     )
     p.add_argument(
         "--identity",
         default=_env("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}",
-        help="this replica's name on the Lease [POD_NAME; default host name and process id]",
+        help="this replica's name on the Lease (env: POD_NAME; default: host name and process id)",
     )
     for flag, default, what in (
         ("lease-duration", "10", "how long a standby waits after the leader's last renew"),
@@ -182,26 +200,28 @@ def parser() -> argparse.ArgumentParser:
             f"--{flag}",
             type=float,
             default=float(_env(env, default)),
-            help=f"{what}, seconds [{env}; default {default}]",
+            help=f"{what}, seconds (env: {env}; default: {default})",
         )
     p.add_argument(
         "--sidecar-port",
         type=int,
         default=int(_env("PROMPT_OPERATOR_SIDECAR_PORT", str(wire.DEFAULT_PORT))),
         help="signal port of the injected sidecar; the chart passes the port its "
-        "NetworkPolicy opens [PROMPT_OPERATOR_SIDECAR_PORT]",
+        "NetworkPolicy opens (env: PROMPT_OPERATOR_SIDECAR_PORT; "
+        f"default: {wire.DEFAULT_PORT})",
     )
     p.add_argument(
         "--sidecar-probe-port",
         type=int,
         default=int(_env("PROMPT_OPERATOR_SIDECAR_PROBE_PORT", str(wire.DEFAULT_PROBE_PORT))),
-        help="probe port of the injected sidecar [PROMPT_OPERATOR_SIDECAR_PROBE_PORT]",
+        help="probe port of the injected sidecar "
+        f"(env: PROMPT_OPERATOR_SIDECAR_PROBE_PORT; default: {wire.DEFAULT_PROBE_PORT})",
     )
     p.add_argument(
         "--kubeconfig",
         default=None,
-        help="kubeconfig file [KUBECONFIG; default: the in-cluster service account, "
-        "then ~/.kube/config]",
+        help="kubeconfig file (env: KUBECONFIG; default: the in-cluster service account, "
+        "then ~/.kube/config)",
     )
     return p
 

@@ -1,9 +1,12 @@
 """`prompt-operator history | diff | rollback`: a Prompt's revisions from the command line.
 
 Also a kubectl plugin: installed as `kubectl-prompt` (the package does that),
-`kubectl prompt history NAME` runs this. It talks to the cluster through
-`kubectl` itself, so the user's kubeconfig, context and namespace apply as
-they do everywhere else, and nothing here needs more rights than the user has.
+`kubectl prompt history NAME` runs this. It talks to the API server itself, as
+the console does, with the user's kubeconfig (context, namespace, token or
+client certificate), so nothing here needs `kubectl` on PATH or more rights
+than the user has. A kubeconfig whose user runs an exec or auth-provider
+plugin (EKS, GKE, OIDC helpers) is the one case handed to `kubectl`, which
+knows how to run those plugins; the error says so when it is missing.
 
 A rollback writes the Prompt's spec, as `kubectl rollout undo` writes a
 Deployment's: the old text, variables, format and key come back, and schedule
@@ -16,13 +19,15 @@ is a revert in git. The command says so when it sees a GitOps tool's marks.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import shutil
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from datetime import datetime, timezone
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
 
 from prompt_client import wire
 
@@ -126,75 +131,240 @@ def gitops_owner(prompt: Mapping[str, Any]) -> str | None:
     return None
 
 
-# -- kubectl ---------------------------------------------------------------------------
+# -- talking to the cluster -----------------------------------------------------------
+
+T = TypeVar("T")
 
 
-class Kubectl:
+class Cluster(Protocol):
+    """The three calls these commands make, in one namespace."""
+
+    namespace: str
+
+    def prompt(self, name: str) -> dict[str, Any]: ...
+
+    def configmap(self, name: str) -> dict[str, Any] | None: ...
+
+    def merge_patch_prompt(self, name: str, patch: Mapping[str, Any]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class ApiCluster:
+    """The API server through the console's client and kubeconfig reader."""
+
+    def __init__(self, target: Any, namespace: str | None) -> None:
+        from .console.api import ConsoleApi
+
+        self.namespace = namespace or target.namespace
+        self._loop = asyncio.new_event_loop()
+        self._api = ConsoleApi(target.credentials)
+
+    def _wait(self, call: Coroutine[Any, Any, T], missing: str = "") -> T:
+        from .console.api import ApiError, Unreachable
+
+        try:
+            return self._loop.run_until_complete(call)
+        except Unreachable as exc:
+            raise CliError(f"{exc}; check the kubeconfig's server and your network") from None
+        except ApiError as exc:
+            if exc.status == 404 and missing:
+                raise CliError(missing) from None
+            if exc.status == 403:
+                raise CliError(
+                    f"not allowed: {exc.message} (RBAC decides; ask for the right)"
+                ) from None
+            raise CliError(str(exc)) from None
+
+    def prompt(self, name: str) -> dict[str, Any]:
+        missing = (
+            f"Prompt {self.namespace}/{name} not found; `kubectl get prompts -n "
+            f"{self.namespace}` lists them, -n chooses another namespace"
+        )
+        return self._wait(self._api.prompt(self.namespace, name), missing)
+
+    def configmap(self, name: str) -> dict[str, Any] | None:
+        return self._wait(self._api.configmap(self.namespace, name))
+
+    def merge_patch_prompt(self, name: str, patch: Mapping[str, Any]) -> None:
+        self._wait(self._api.merge_patch(self.namespace, name, patch, dry_run=False))
+
+    def close(self) -> None:
+        self._loop.run_until_complete(self._api.close())
+        self._loop.close()
+
+
+class KubectlCluster:
+    """For kubeconfigs whose credentials come from an exec or auth-provider plugin."""
+
     def __init__(self, namespace: str | None, context: str | None, kubeconfig: str | None):
         binary = shutil.which("kubectl")
         if binary is None:
-            raise CliError("kubectl not found on PATH; install it to use this command")
+            raise CliError(
+                "this kubeconfig's user gets its credentials from an exec or auth-provider "
+                "plugin, which only kubectl runs: install kubectl (these commands then use "
+                "it), or use a context with a token or client certificate"
+            )
         self._base = [binary]
         for flag, value in (("--namespace", namespace), ("--context", context)):
             if value:
                 self._base += [flag, value]
         if kubeconfig:
             self._base += ["--kubeconfig", kubeconfig]
+        self.namespace = namespace or "(kubectl's namespace)"
 
-    def run(self, *args: str) -> str:
+    def _run(self, *args: str) -> str:
         done = subprocess.run([*self._base, *args], capture_output=True, text=True, check=False)
         if done.returncode != 0:
             raise CliError(done.stderr.strip() or f"kubectl {' '.join(args)} failed")
         return done.stdout
 
-    def get_json(self, *args: str) -> dict[str, Any]:
-        value = json.loads(self.run("get", *args, "-o", "json"))
+    def _get(self, *args: str) -> dict[str, Any]:
+        value = json.loads(self._run("get", *args, "-o", "json"))
         assert isinstance(value, dict)
         return value
 
+    def prompt(self, name: str) -> dict[str, Any]:
+        return self._get("prompt", name)
 
-def _revision_data(kubectl: Kubectl, name: str, record: history.Record) -> dict[str, str]:
-    cm_name = wire.configmap_name(name, record.revision)
+    def configmap(self, name: str) -> dict[str, Any] | None:
+        try:
+            return self._get("configmap", name)
+        except CliError:
+            return None
+
+    def merge_patch_prompt(self, name: str, patch: Mapping[str, Any]) -> None:
+        self._run("patch", "prompt", name, "--type", "merge", "-p", json.dumps(patch))
+
+    def close(self) -> None:
+        pass
+
+
+def connect(namespace: str | None, context: str | None, kubeconfig: str | None) -> Cluster:
+    from .console.kubeconfig import KubeconfigError, load
+
     try:
-        cm = kubectl.get_json("configmap", cm_name)
-    except CliError as exc:
+        target = load(Path(kubeconfig) if kubeconfig else None, context)
+    except KubeconfigError as exc:
+        if "plugin" in str(exc):
+            return KubectlCluster(namespace, context, kubeconfig)
+        raise CliError(str(exc)) from None
+    return ApiCluster(target, namespace)
+
+
+def _revision_data(cluster: Cluster, name: str, record: history.Record) -> dict[str, str]:
+    cm_name = wire.configmap_name(name, record.revision)
+    cm = cluster.configmap(cm_name)
+    if cm is None:
         raise CliError(
             f"revision {record.number} of Prompt {name} is listed but its ConfigMap "
-            f"{cm_name} is gone ({exc})"
-        ) from None
+            f"{cm_name} is gone"
+        )
     return dict(cm.get("data") or {})
 
 
-def _snapshot(kubectl: Kubectl, name: str, record: history.Record) -> history.Snapshot:
-    return history.snapshot_from_configmap(_revision_data(kubectl, name, record), name)
+def _snapshot(cluster: Cluster, name: str, record: history.Record) -> history.Snapshot:
+    return history.snapshot_from_configmap(_revision_data(cluster, name, record), name)
 
 
 # -- commands --------------------------------------------------------------------------
+
+_CONNECTION = """\
+connection: your kubeconfig ($KUBECONFIG, else ~/.kube/config), its current
+context and namespace unless -n/--context/--kubeconfig say otherwise; the API
+server is called directly, with your own credentials and RBAC. kubectl is
+needed only for a kubeconfig user that runs an exec or auth-provider plugin.
+"""
+
+HISTORY_EPILOG = (
+    """\
+example:
+  prompt-operator history support-agent -n team-a
+  kubectl prompt history support-agent -n team-a   # the same, as a kubectl plugin
+
+"""
+    + _CONNECTION
+)
+
+DIFF_EPILOG = (
+    """\
+example:
+  prompt-operator diff support-agent 3 4    # revision 3 against revision 4
+  prompt-operator diff support-agent 3      # revision 3 against the current one
+
+"""
+    + _CONNECTION
+)
+
+ROLLBACK_EPILOG = (
+    """\
+example:
+  prompt-operator rollback support-agent --to 3 --dry-run   # show the patch
+  prompt-operator rollback support-agent --to 3
+
+The old bytes come back under the same hash, as the next revision number.
+Under Argo CD or Flux this is drift that the next sync undoes: revert in git.
+
+"""
+    + _CONNECTION
+)
 
 
 def _parser(prog: str) -> argparse.ArgumentParser:
     # kubectl style: the connection flags go anywhere (`history NAME -n team`).
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("-n", "--namespace", help="the Prompt's namespace (default: kubectl's)")
-    common.add_argument("--context", help="kubeconfig context to use")
-    common.add_argument("--kubeconfig", help="kubeconfig file to use")
+    common.add_argument(
+        "-n", "--namespace", help="the Prompt's namespace (default: the context's namespace)"
+    )
+    common.add_argument("--context", help="kubeconfig context to use (default: the current one)")
+    common.add_argument(
+        "--kubeconfig",
+        help="kubeconfig file to use (env: KUBECONFIG; default: ~/.kube/config)",
+    )
     parser = argparse.ArgumentParser(
         prog=prog,
         description="A Prompt's revisions: list them, diff two, roll back to one. "
         "Also works as `kubectl prompt ...` (installed as kubectl-prompt).",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    show = sub.add_parser("history", parents=[common], help="list a Prompt's revisions")
-    show.add_argument("name")
-    diff = sub.add_parser("diff", parents=[common], help="unified diff between two revisions")
-    diff.add_argument("name")
-    diff.add_argument("rev1", type=int, help="revision number")
+    raw = argparse.RawDescriptionHelpFormatter
+    show = sub.add_parser(
+        "history",
+        parents=[common],
+        help="list a Prompt's revisions",
+        description="List a Prompt's retained revisions: number, content hash, time, "
+        "source (spec or a schedule entry) and a one-line summary; the current one is "
+        "marked.",
+        epilog=HISTORY_EPILOG,
+        formatter_class=raw,
+    )
+    show.add_argument("name", help="the Prompt's name (metadata.name)")
+    diff = sub.add_parser(
+        "diff",
+        parents=[common],
+        help="unified diff between two revisions",
+        description="Print a unified diff between two retained revisions of a Prompt "
+        "(text, variables, variants), read from their immutable ConfigMaps.",
+        epilog=DIFF_EPILOG,
+        formatter_class=raw,
+    )
+    diff.add_argument("name", help="the Prompt's name (metadata.name)")
+    diff.add_argument("rev1", type=int, help="revision number (from `history`)")
     diff.add_argument("rev2", type=int, nargs="?", help="revision number (default: current)")
     back = sub.add_parser(
-        "rollback", parents=[common], help="make an earlier revision current again"
+        "rollback",
+        parents=[common],
+        help="make an earlier revision current again",
+        description="Make an earlier revision current again: patch the Prompt's spec "
+        "with that revision's exact text, variables, format, key and variants; "
+        "schedule entries already past are removed.",
+        epilog=ROLLBACK_EPILOG,
+        formatter_class=raw,
     )
-    back.add_argument("name")
-    back.add_argument("--to", type=int, required=True, dest="to", help="revision number")
+    back.add_argument("name", help="the Prompt's name (metadata.name)")
+    back.add_argument(
+        "--to", type=int, required=True, dest="to", help="revision number (from `history`)"
+    )
     back.add_argument(
         "--dry-run", action="store_true", help="print the patch instead of applying it"
     )
@@ -204,49 +374,59 @@ def _parser(prog: str) -> argparse.ArgumentParser:
 def run(command: str, argv: Sequence[str]) -> int:
     args = _parser("prompt-operator").parse_args([command, *argv])
     try:
-        kubectl = Kubectl(args.namespace, args.context, args.kubeconfig)
-        prompt = kubectl.get_json("prompt", args.name)
-        status = prompt.get("status") or {}
-        if args.command == "history":
-            sys.stdout.write(history_table(args.name, status))
-        elif args.command == "diff":
-            records = history.records_from(status)
-            old = find_record(status, args.rev1, args.name)
-            new = (
-                find_record(status, args.rev2, args.name)
-                if args.rev2 is not None
-                else (records[-1] if records else old)
-            )
-            sys.stdout.write(
-                history.unified_diff(
-                    _snapshot(kubectl, args.name, old),
-                    _snapshot(kubectl, args.name, new),
-                    f"{args.name} revision {old.number}",
-                    f"{args.name} revision {new.number}",
-                )
-            )
-        else:
-            record = find_record(status, args.to, args.name)
-            patch = rollback_patch(
-                prompt, _revision_data(kubectl, args.name, record), datetime.now(timezone.utc)
-            )
-            if args.dry_run:
-                print(json.dumps(patch, indent=2, ensure_ascii=False))
-                return 0
-            owner = gitops_owner(prompt)
-            kubectl.run("patch", "prompt", args.name, "--type", "merge", "-p", json.dumps(patch))
-            print(
-                f"prompt/{args.name} rolled back to revision {record.number} "
-                f"({record.revision}); it becomes the next revision number"
-            )
-            if owner:
-                print(
-                    f"warning: Prompt {args.name} is managed by {owner}; this rollback is "
-                    "drift that its next sync undoes. To stay rolled back, revert the "
-                    "change in git.",
-                    file=sys.stderr,
-                )
+        cluster = connect(args.namespace, args.context, args.kubeconfig)
     except CliError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    try:
+        _command(cluster, args)
+    except CliError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        cluster.close()
     return 0
+
+
+def _command(cluster: Cluster, args: argparse.Namespace) -> None:
+    prompt = cluster.prompt(args.name)
+    status = prompt.get("status") or {}
+    if args.command == "history":
+        sys.stdout.write(history_table(args.name, status))
+    elif args.command == "diff":
+        records = history.records_from(status)
+        old = find_record(status, args.rev1, args.name)
+        new = (
+            find_record(status, args.rev2, args.name)
+            if args.rev2 is not None
+            else (records[-1] if records else old)
+        )
+        sys.stdout.write(
+            history.unified_diff(
+                _snapshot(cluster, args.name, old),
+                _snapshot(cluster, args.name, new),
+                f"{args.name} revision {old.number}",
+                f"{args.name} revision {new.number}",
+            )
+        )
+    else:
+        record = find_record(status, args.to, args.name)
+        patch = rollback_patch(
+            prompt, _revision_data(cluster, args.name, record), datetime.now(timezone.utc)
+        )
+        if args.dry_run:
+            print(json.dumps(patch, indent=2, ensure_ascii=False))
+            return
+        owner = gitops_owner(prompt)
+        cluster.merge_patch_prompt(args.name, patch)
+        print(
+            f"prompt/{args.name} rolled back to revision {record.number} "
+            f"({record.revision}); it becomes the next revision number"
+        )
+        if owner:
+            print(
+                f"warning: Prompt {args.name} is managed by {owner}; this rollback is "
+                "drift that its next sync undoes. To stay rolled back, revert the "
+                "change in git.",
+                file=sys.stderr,
+            )

@@ -45,21 +45,29 @@ def validate(arguments: Sequence[str]) -> tuple[list[Finding], int]:
     return findings, count
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
         prog="prompt-operator validate",
         description="Check Prompt manifests offline: the CRD schema, the API server's rules "
         "and the operator's template checks. Exit 0 when clean, 1 on problems, 2 when "
         "input cannot be read.",
+        epilog="example:\n"
+        "  prompt-operator validate prompts/           # every YAML file below prompts/\n"
+        "  kustomize build overlays/prod | prompt-operator validate -\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
+    p.add_argument(
         "paths",
         nargs="+",
         metavar="PATH",
         help="YAML/JSON files, directories (searched recursively), or - for stdin",
     )
-    parser.add_argument("--quiet", "-q", action="store_true", help="print problems only")
-    args = parser.parse_args(argv)
+    p.add_argument("--quiet", "-q", action="store_true", help="print problems only")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     try:
         findings, count = validate(args.paths)
     except InputError as exc:

@@ -31,6 +31,9 @@ are, /healthz says "degraded", and it retries with backoff.
 """
 
 EPILOG = f"""\
+example (what the chart's injection puts in a pod; flags may also come from env):
+  prompt-operator sidecar --dir /prompts --port 8470 --probe-port 8471
+
 environment set through the downward API:
   POD_NAME          the pod's name (metadata.name; required)
   POD_NAMESPACE     the pod's namespace (metadata.namespace; required); only
@@ -85,49 +88,51 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     p.add_argument(
         "--dir",
         default=environ.get("PROMPT_DIR", ""),
-        help="directory to write prompt files into, shared with the app [env PROMPT_DIR; required]",
+        help="directory to write prompt files into, shared with the app "
+        "(env: PROMPT_DIR; required)",
     )
     p.add_argument(
         "--port",
         default=environ.get("PROMPT_SIDECAR_PORT", str(wire.DEFAULT_PORT)),
         help="port for signals, health and metrics; must match the pod's "
-        f"{wire.PORT_ANNOTATION} annotation [env PROMPT_SIDECAR_PORT; default {wire.DEFAULT_PORT}]",
+        f"{wire.PORT_ANNOTATION} annotation "
+        f"(env: PROMPT_SIDECAR_PORT; default: {wire.DEFAULT_PORT})",
     )
     p.add_argument(
         "--probe-port",
         default=environ.get("PROMPT_SIDECAR_PROBE_PORT", str(wire.DEFAULT_PROBE_PORT)),
         help="port for /readyz, /healthz and /metrics alone, so that a flood on the signal "
-        "port never fails the pod's probes; 0: none [env PROMPT_SIDECAR_PROBE_PORT; "
-        f"default {wire.DEFAULT_PROBE_PORT}]",
+        "port never fails the pod's probes; 0: none (env: PROMPT_SIDECAR_PROBE_PORT; "
+        f"default: {wire.DEFAULT_PROBE_PORT})",
     )
     p.add_argument(
         "--ext",
         default=environ.get("PROMPT_EXT", DEFAULT_EXT),
-        help=f"extension of the prompt files [env PROMPT_EXT; default {DEFAULT_EXT}]",
+        help=f"extension of the prompt files (env: PROMPT_EXT; default: {DEFAULT_EXT})",
     )
     p.add_argument(
         "--resync",
         default=environ.get("PROMPT_RESYNC_SECONDS", str(int(DEFAULT_RESYNC))),
         help="seconds between full re-lists that heal a missed signal "
-        f"[env PROMPT_RESYNC_SECONDS; default {int(DEFAULT_RESYNC)}]",
+        f"(env: PROMPT_RESYNC_SECONDS; default: {int(DEFAULT_RESYNC)})",
     )
     p.add_argument(
         "--kubeconfig",
         default=environ.get("KUBECONFIG") or None,
-        help="kubeconfig file [env KUBECONFIG; default: the pod's service account]",
+        help="kubeconfig file (env: KUBECONFIG; default: the pod's service account)",
     )
     p.add_argument(
         "--log-format",
         choices=["auto", "json", "text"],
         default=environ.get("PROMPT_LOG_FORMAT", "auto"),
         help="log lines as JSON or text; auto: JSON unless stderr is a terminal "
-        "[env PROMPT_LOG_FORMAT; default auto]",
+        "(env: PROMPT_LOG_FORMAT; default: auto)",
     )
     p.add_argument(
         "--trace-file",
         default=environ.get("PROMPT_TRACE_FILE") or None,
         help="append a timestamp for every hop of every edit to this file, as JSON lines "
-        "(what `make bench` reads; off by default) [env PROMPT_TRACE_FILE]",
+        "(what `make bench` reads; off by default) (env: PROMPT_TRACE_FILE)",
     )
     return p
 

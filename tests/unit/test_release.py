@@ -48,8 +48,11 @@ def test_bump_writes_every_copy_and_releases_the_changelog(tmp_path: Path) -> No
     root = _copy_release_files(tmp_path)
     old = release.read_version(root)
     changelog = (root / "CHANGELOG.md").read_text()
+    # Whatever the repository's Unreleased section holds today, the copy's holds one entry.
+    head, rest = changelog.split("## [Unreleased]\n", 1)
+    released = rest[rest.index("\n## [") + 1 :]
     (root / "CHANGELOG.md").write_text(
-        changelog.replace("## [Unreleased]\n", "## [Unreleased]\n\n### Fixed\n\n- a bug\n", 1)
+        f"{head}## [Unreleased]\n\n### Fixed\n\n- a bug\n\n{released}"
     )
     changed = release.bump("1.2.3", root, today=datetime.date(2030, 1, 2))
     assert release.check(root) == []

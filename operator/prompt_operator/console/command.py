@@ -23,8 +23,14 @@ def parser() -> argparse.ArgumentParser:
         description="A local web console for Prompts: browse, compare revisions, edit with "
         "checks and a dry run, roll back. It acts with your own kubeconfig credentials, "
         "so your RBAC decides what you may see and change; it stores nothing.",
+        epilog="example:\n"
+        "  prompt-operator console                  # http://127.0.0.1:8471/, current context\n"
+        "  prompt-operator console -n team-a --prometheus http://prometheus:9090\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (default: 8471)")
+    p.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help="port to listen on (default: 8471)"
+    )
     p.add_argument(
         "--address",
         default="127.0.0.1",
@@ -32,7 +38,9 @@ def parser() -> argparse.ArgumentParser:
         "lets other machines act with your credentials",
     )
     p.add_argument("-n", "--namespace", help="namespace to open (default: the context's)")
-    p.add_argument("--kubeconfig", type=Path, help="kubeconfig file (default: $KUBECONFIG)")
+    p.add_argument(
+        "--kubeconfig", type=Path, help="kubeconfig file (env: KUBECONFIG; default: ~/.kube/config)"
+    )
     p.add_argument("--context", help="kubeconfig context (default: the current one)")
     p.add_argument(
         "--prometheus",
