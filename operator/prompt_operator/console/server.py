@@ -123,20 +123,32 @@ def _environment() -> jinja2.Environment:
     return env
 
 
-def render(request: web.Request, template: str, status: int = 200, **context: Any) -> web.Response:
+def _html(request: web.Request, template: str, context: Mapping[str, Any]) -> str:
     settings = request.app[SETTINGS]
-    namespace = request.match_info.get("ns", settings.namespace)
-    html = (
+    return (
         request.app[TEMPLATES]
         .get_template(template)
         .render(
             settings=settings,
-            namespace=namespace,
+            namespace=request.match_info.get("ns", settings.namespace),
             csrf=_csrf_token.get(),
             path=request.path,
             **context,
         )
     )
+
+
+def render(request: web.Request, template: str, status: int = 200, **context: Any) -> web.Response:
+    html = _html(request, template, context)
+    return web.Response(text=html, content_type="text/html", status=status)
+
+
+async def render_diffs(
+    request: web.Request, template: str, status: int = 200, **context: Any
+) -> web.Response:
+    """``render`` in a worker thread, for pages with diffs (up to MAX_CHANGED_ROWS rows
+    of each text); ``to_thread`` carries the request's CSRF token along."""
+    html = await _in_thread(request, lambda: _html(request, template, context))
     return web.Response(text=html, content_type="text/html", status=status)
 
 
@@ -532,7 +544,7 @@ async def revisions_page(request: web.Request) -> web.StreamResponse:
         else:
             summary, texts = await _compare(request, old_s, new_s)
             compare = {"old": old_r, "new": new_r, "summary": summary, "texts": texts}
-    return render(
+    return await render_diffs(
         request,
         "revisions.html",
         obj=obj,
@@ -581,7 +593,7 @@ async def rollback(request: web.Request) -> web.StreamResponse:
     )
     context["resource_version"] = obj["metadata"].get("resourceVersion", "")
     if request.method != "POST" or context["gitops"]:
-        return render(request, "rollback.html", **context)
+        return await render_diffs(request, "rollback.html", **context)
     from prompt_client import wire
 
     cm = await api.configmap(ns, wire.configmap_name(name, target.revision)) or {}
@@ -589,14 +601,15 @@ async def rollback(request: web.Request) -> web.StreamResponse:
         patch = rollback_patch(obj, cm.get("data") or {}, datetime.now(timezone.utc))
     except CliError as exc:
         context["error"] = str(exc)
-        return render(request, "rollback.html", 422, **context)
+        return await render_diffs(request, "rollback.html", 422, **context)
     # The resourceVersion the user confirmed on: a change since then is a conflict.
     patch["metadata"] = {"resourceVersion": str(form.get("resource_version") or "")}
     try:
         await api.merge_patch(ns, name, patch, dry_run=False)
     except ApiError as exc:
         context["error"] = _write_error(exc)
-        return render(request, "rollback.html", exc.status if exc.status < 500 else 502, **context)
+        status = exc.status if exc.status < 500 else 502
+        return await render_diffs(request, "rollback.html", status, **context)
     logger.info("rolled back Prompt %s/%s to revision %s", ns, name, target.number)
     return redirect(f"/ns/{ns}/prompts/{name}/revisions?rolledback={target.number}")
 
@@ -717,7 +730,7 @@ async def edit_submit(request: web.Request) -> web.StreamResponse:
             outcome = Outcome("forbidden", forbidden_message(exc))
         else:
             outcome = Outcome("refused", "Nothing was written. " + _write_error(exc))
-        return render(
+        return await render_diffs(
             request,
             "edit.html",
             exc.status if exc.status < 500 else 502,
