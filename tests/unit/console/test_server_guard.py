@@ -187,9 +187,7 @@ def test_a_request_for_another_host_name_is_refused(address: str, observed: Obse
         await console.log_in()
         port = console.port
         for host in (f"evil.example:{port}", "evil.example", f"localhost.evil.example:{port}"):
-            response = await console.client.get(
-                "/", headers={"Host": host}, allow_redirects=False
-            )
+            response = await console.client.get("/", headers={"Host": host}, allow_redirects=False)
             assert response.status == 421, host
         for host in (f"localhost:{port}", f"LOCALHOST:{port}", f"127.0.0.1:{port}"):
             response = await console.client.get("/", headers={"Host": host}, allow_redirects=False)
@@ -224,7 +222,9 @@ def test_a_non_loopback_address_needs_its_host_names_spelled_out() -> None:
     for bad in ("*", "*.example", "box:8080", "http://box", "", "0.0.0.0"):
         with pytest.raises(HostsError):
             allowed_hosts("0.0.0.0", 8471, [bad])
-    assert login_url("0.0.0.0", 8471, ["box.example"], "t") == "http://box.example:8471/login?token=t"
+    assert (
+        login_url("0.0.0.0", 8471, ["box.example"], "t") == "http://box.example:8471/login?token=t"
+    )
     assert login_url("::1", 8471, [], "t") == "http://[::1]:8471/login?token=t"
 
 
