@@ -36,7 +36,8 @@ def parser() -> argparse.ArgumentParser:
         prog="prompt-operator console",
         description="A local web console for Prompts: browse, compare revisions, edit with "
         "checks and a dry run, roll back. It acts with your own kubeconfig credentials, "
-        "so your RBAC decides what you may see and change; it stores nothing.",
+        "so your RBAC decides what you may see and change; it stores nothing. It prints a "
+        "one-time link to open; `kill -USR1 PID` prints another. See docs/console/security.md.",
     )
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (default: 8471)")
     p.add_argument(
