@@ -168,7 +168,9 @@ class WatchHub:
         return len(self._watches)
 
     def subscribe(self, namespace: str, label_selector: str) -> Subscription:
-        if self._open >= self.cap or self.closed:
+        if self.closed:
+            raise TooManyStreams("the console is stopping")
+        if self._open >= self.cap:
             raise TooManyStreams(
                 f"the console already serves {self._open} live views (at most {self.cap}); "
                 "close some of its tabs, then reload"
