@@ -8,9 +8,9 @@ in a long paragraph shows as that word, not as the whole paragraph.
 identical lines took 10 s), and a Prompt may hold 1 MB of text in each of 10
 variants. So every comparison spends from one ``Budget`` of matcher steps,
 counted before each step is taken: the common head and tail are cut off first
-(free, and most edits touch a few lines), a line diff that would overspend
-raises ``TooLarge`` (the page says "too large to compare"), and a word diff
-that would overspend shows its line pair whole. Long runs of unchanged lines
+(cheap, and most edits touch a few lines), a line diff that would overspend
+raises ``TooLarge`` (the page says "too large to compare"), and a line pair
+over 20,000 characters, or whose word diff would overspend, is shown whole. Long runs of unchanged lines
 are folded into one row, and at most ``MAX_CHANGED_ROWS`` changed rows are
 shown, so the page's size is bounded too.
 """
@@ -20,7 +20,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections import Counter
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -31,6 +31,9 @@ LINE_STEPS = 3_000_000
 WORD_STEPS = 3_000_000
 # One line pair's word diff may use at most this much of WORD_STEPS.
 PAIR_STEPS = 200_000
+# A line pair longer than this is shown whole: tokenizing it would hold the
+# interpreter (and so the event loop) for tens of milliseconds at a time.
+MAX_WORD_DIFF_CHARS = 20_000
 # More changed rows than this is not a comparison a person reads on a page.
 MAX_CHANGED_ROWS = 5_000
 # Texts with more rows than this fold runs of unchanged lines, keeping CONTEXT.
@@ -114,15 +117,24 @@ class _Matcher(difflib.SequenceMatcher):  # type: ignore[type-arg]
 Opcode = tuple[str, int, int, int, int]
 
 
+def _common(same: Callable[[int], bool], most: int) -> int:
+    """The largest k <= ``most`` with ``same(k)`` (a common head or tail length),
+    by bisection: each test is one slice comparison in C, not a Python loop."""
+    low, high = 0, most
+    while low < high:
+        mid = (low + high + 1) // 2
+        if same(mid):
+            low = mid
+        else:
+            high = mid - 1
+    return low
+
+
 def opcodes(a: Sequence[Hashable], b: Sequence[Hashable], budget: Steps) -> list[Opcode]:
     """``get_opcodes()`` of ``a`` and ``b``, the common head and tail cut off first."""
     n = min(len(a), len(b))
-    head = 0
-    while head < n and a[head] == b[head]:
-        head += 1
-    tail = 0
-    while tail < n - head and a[len(a) - 1 - tail] == b[len(b) - 1 - tail]:
-        tail += 1
+    head = _common(lambda k: a[:k] == b[:k], n)
+    tail = _common(lambda k: a[len(a) - k :] == b[len(b) - k :], n - head)
     out: list[Opcode] = [("equal", 0, head, 0, head)] if head else []
     a_mid, b_mid = a[head : len(a) - tail], b[head : len(b) - tail]
     if a_mid or b_mid:
@@ -135,6 +147,8 @@ def opcodes(a: Sequence[Hashable], b: Sequence[Hashable], budget: Steps) -> list
 
 def _words(old: str, new: str, budget: Steps) -> tuple[tuple[Segment, ...], tuple[Segment, ...]]:
     """The pair's word diff, or the pair whole when it costs more than is left."""
+    if len(old) + len(new) > MAX_WORD_DIFF_CHARS:
+        return (Segment(old, "del"),), (Segment(new, "ins"),)
     allowed = max(0, min(PAIR_STEPS, budget.left))
     pair = Steps(allowed)
     a, b = _TOKENS.findall(old), _TOKENS.findall(new)
