@@ -227,10 +227,10 @@ def login(request: web.Request, keys: Keys, sid: str | None) -> web.StreamRespon
     elif sid is not None:
         response = redirect("/")  # the link again, in a browser already signed in
     else:
-        return _short_page(
+        response = _short_page(
             403, "This link is spent", "It was used already or is not this console's. " + NO_SESSION
         )
-    # The token is in this URL: no Referer may carry it anywhere.
+    # A token is in this URL: no Referer may carry it anywhere.
     response.headers["Referrer-Policy"] = "no-referrer"
     return response
 

@@ -10,9 +10,9 @@ variants. So every comparison spends from one ``Budget`` of matcher steps,
 counted before each step is taken: the common head and tail are cut off first
 (cheap, and most edits touch a few lines), a line diff that would overspend
 raises ``TooLarge`` (the page says "too large to compare"), and a line pair
-over 20,000 characters, or whose word diff would overspend, is shown whole. Long runs of unchanged lines
-are folded into one row, and at most ``MAX_CHANGED_ROWS`` changed rows are
-shown, so the page's size is bounded too.
+over 20,000 characters, or whose word diff would overspend, is shown whole.
+Long runs of unchanged lines are folded into one row, and at most
+``MAX_CHANGED_ROWS`` changed rows are shown, so the page's size is bounded too.
 """
 
 from __future__ import annotations
