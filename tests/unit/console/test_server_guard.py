@@ -177,9 +177,8 @@ def test_the_csrf_token_is_the_servers_not_the_clients(observed: Observed) -> No
 
 @pytest.mark.reliability(
     case="C-host-rebinding",
-    did="send Host: evil.example (a DNS-rebinding page's name) to a console on "
-    "127.0.0.1, on 0.0.0.0 with --allow-host, and on a named address; start one on "
-    "0.0.0.0 without --allow-host",
+    did="send the Host names a DNS-rebinding page would (evil.example:PORT, evil.example, "
+    "localhost.evil.example:PORT) to a console on {address}",
 )
 @pytest.mark.parametrize("address", ["127.0.0.1", "0.0.0.0"])
 def test_a_request_for_another_host_name_is_refused(address: str, observed: Observed) -> None:
