@@ -225,3 +225,27 @@ def test_a_costly_comparison_says_too_large_and_the_console_stays_responsive(
     status, _, _ = call(running, "GET", f"/ns/{namespace}/prompts", cookie=cookie)
     assert status == 200
     observed(f"revisions page: 'too large to compare' in {took:.2f} s (was ~20 s of blocked loop)")
+
+
+def test_the_list_is_read_in_pages_and_capped(kubeconfig: Path, namespace: str) -> None:
+    import asyncio
+
+    from prompt_operator.console.api import BadName, ConsoleApi
+    from prompt_operator.console.kubeconfig import load
+
+    for name in ("a", "b", "c"):
+        apply(kubeconfig, prompt_manifest(name, "Hi."), namespace)
+
+    async def main() -> None:
+        api = ConsoleApi(load(kubeconfig).credentials)
+        try:
+            items, more = await api.prompts(namespace, cap=2)
+            assert [i["metadata"]["name"] for i in items] == ["a", "b"] and more
+            items, more = await api.prompts(namespace, cap=3)
+            assert len(items) == 3 and not more
+            with pytest.raises(BadName):
+                await api.prompts("..")
+        finally:
+            await api.close()
+
+    asyncio.run(main())

@@ -318,3 +318,23 @@ def test_a_kubeconfig_with_an_exec_plugin_is_refused_with_what_to_do(tmp_path: A
         load(path)
     with pytest.raises(KubeconfigError, match="cannot read"):
         load(tmp_path / "missing")
+
+
+def test_the_api_paths_refuse_what_is_not_a_kubernetes_name() -> None:
+    from prompt_operator.console.api import BadName, prompt_path
+
+    assert (
+        prompt_path("team", "a.b-c") == "/apis/prompts.dev/v1alpha1/namespaces/team/prompts/a.b-c"
+    )
+    for namespace, name in (
+        (".", None),
+        ("..", None),
+        ("a/b", None),
+        ("x" * 64, None),
+        ("team", ".."),
+        ("team", "A"),
+        ("team", "a..b"),
+        ("team", "x" * 254),
+    ):
+        with pytest.raises(BadName):
+            prompt_path(namespace, name)
