@@ -231,10 +231,10 @@ class ConsoleApi:
         items: list[dict[str, Any]] = []
         try:
             async for page, _ in self._api.list_pages(
-                prompt_path(namespace), params, limit=min(LIST_PAGE, cap)
+                prompt_path(namespace), params, limit=min(LIST_PAGE, cap + 1)
             ):
                 items += page
-                if len(items) >= cap:
+                if len(items) > cap:  # one past the cap says there are more
                     return items[:cap], True
         except Unavailable as exc:
             if exc.status:
