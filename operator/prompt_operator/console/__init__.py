@@ -5,8 +5,11 @@ API server's RBAC decides what each person may see and change; the console
 has no privileges and stores nothing. Modules:
 
 - ``kubeconfig``: the user's credentials from a kubeconfig file;
-- ``api``: the few API calls the pages make (reads, dry run, apply, rollback);
+- ``auth``: the one-time link, the signed session cookie, the derived CSRF token;
+- ``api``: the few API calls the pages make (reads, dry run, apply, rollback),
+  name checks, and the hub of shared watches behind the live views;
 - ``views``: pure functions from API objects to what a page shows;
 - ``worddiff``: the side-by-side, word-level comparison of two revisions;
-- ``server``: the aiohttp application (routes, CSRF, SSE, security headers).
+- ``server``: the aiohttp application (routes, guards, SSE, security headers);
+- ``command``: the flags, the printed link, the signals.
 """

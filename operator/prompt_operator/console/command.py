@@ -4,17 +4,31 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ipaddress
+import contextlib
 import logging
+import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from .api import ConsoleApi
+from .auth import Keys
 from .kubeconfig import KubeconfigError, load
-from .server import Settings, allowed_hosts, make_app, start
+from .server import (
+    WILDCARDS,
+    HostsError,
+    Settings,
+    allowed_hosts,
+    host_name,
+    is_loopback,
+    make_app,
+    start,
+)
 
 DEFAULT_PORT = 8471
+# SIGTERM to exit: the streams end at once, a running request gets the rest.
+STOP_SECONDS = 4.0
 
 
 def parser() -> argparse.ArgumentParser:
@@ -22,10 +36,12 @@ def parser() -> argparse.ArgumentParser:
         prog="prompt-operator console",
         description="A local web console for Prompts: browse, compare revisions, edit with "
         "checks and a dry run, roll back. It acts with your own kubeconfig credentials, "
-        "so your RBAC decides what you may see and change; it stores nothing.",
+        "so your RBAC decides what you may see and change; it stores nothing. It prints a "
+        "one-time link to open; `kill -USR1 PID` prints another. See docs/console/security.md.",
         epilog="example:\n"
-        "  prompt-operator console                  # http://127.0.0.1:8471/, current context\n"
-        "  prompt-operator console -n team-a --prometheus http://prometheus:9090\n",
+        "  prompt-operator console                  # prints http://127.0.0.1:8471/login?token=...\n"
+        "  prompt-operator console -n team-a --prometheus http://prometheus:9090\n"
+        "  prompt-operator console --address 0.0.0.0 --allow-host console.example\n",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
@@ -35,7 +51,16 @@ def parser() -> argparse.ArgumentParser:
         "--address",
         default="127.0.0.1",
         help="address to listen on (default: 127.0.0.1, loopback only); anything else "
-        "lets other machines act with your credentials",
+        "lets other machines reach the console (plain HTTP) and needs --allow-host",
+    )
+    p.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a host name (or IP address) the console answers to, besides loopback; "
+        "repeatable; required with a non-loopback --address. Requests naming any other "
+        "host get 421 (DNS rebinding)",
     )
     p.add_argument("-n", "--namespace", help="namespace to open (default: the context's)")
     p.add_argument(
@@ -51,47 +76,72 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def _loopback(address: str) -> bool:
-    try:
-        return ipaddress.ip_address(address).is_loopback
-    except ValueError:
-        return address == "localhost"
+def login_url(address: str, port: int, names: Sequence[str], token: str) -> str:
+    """The link to print: the address, or for a wildcard the first --allow-host name."""
+    host = host_name(names[0]) if address in WILDCARDS and names else host_name(address)
+    return f"http://{host}:{port}/login?token={token}"
+
+
+def _say(text: str) -> None:
+    # On the terminal only, never through logging: the link is the key to the console.
+    print(text, file=sys.stderr, flush=True)
 
 
 def run(argv: Sequence[str]) -> int:
     args = parser().parse_args(list(argv))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     try:
+        hosts = allowed_hosts(args.address, args.port, args.allow_host)
+    except HostsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
         target = load(args.kubeconfig, args.context)
     except KubeconfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    if not is_loopback(args.address):
+        _say(
+            f"warning: listening on {args.address}, not loopback: other machines can reach "
+            "this console, which acts with your credentials. Only the holder of the link "
+            "below gets in, but it travels as plain HTTP; answering to: " + ", ".join(sorted(hosts))
+        )
     settings = Settings(
         namespace=args.namespace or target.namespace,
         context=target.context,
         user=target.user,
-        allowed_hosts=allowed_hosts(args.address, args.port),
+        allowed_hosts=hosts,
+        port=args.port,
         prometheus=args.prometheus.rstrip("/") if args.prometheus else None,
     )
+    keys = Keys()
+
+    def new_link() -> None:
+        url = login_url(args.address, args.port, args.allow_host, keys.new_login_token())
+        _say(
+            f"console for context {target.context}: open {url}\n"
+            f"  (the link works once; `kill -USR1 {os.getpid()}` prints a new one; "
+            "Ctrl-C stops the console)"
+        )
 
     async def serve() -> None:
-        app = make_app(ConsoleApi(target.credentials), settings)
+        app = make_app(ConsoleApi(target.credentials), settings, keys)
         runner = await start(app, args.address, args.port)
-        host = f"[{args.address}]" if ":" in args.address else args.address
-        print(
-            f"console for context {target.context} at http://{host}:{args.port}/ (Ctrl-C stops it)",
-            file=sys.stderr,
-            flush=True,
-        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(signal.SIGUSR1, new_link)
+        new_link()
         try:
-            await asyncio.Event().wait()
+            await stop.wait()
         finally:
-            await runner.cleanup()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(runner.cleanup(), STOP_SECONDS)
+            _say("console stopped")
 
     try:
         asyncio.run(serve())
-    except KeyboardInterrupt:
-        pass
     except OSError as exc:
         print(
             f"error: cannot listen on {args.address}:{args.port}: {exc.strerror}", file=sys.stderr

@@ -8,12 +8,13 @@ pages the README shows.
 
 from __future__ import annotations
 
+import re
 import shutil
+import signal
 import subprocess
 import tempfile
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -32,16 +33,41 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+LINK = re.compile(r"open (http://\S+/login\?token=\S+)")
+
+
 @dataclass
 class Console:
-    """A running `prompt-operator console`: its base URL and its log file."""
+    """A running `prompt-operator console`: its base URL, its log file (where it
+    prints its one-time links, as on a terminal) and how many links were used."""
 
     url: str
     log: Path
     proc: subprocess.Popen[bytes]
+    used: int = 0
+    signed_in: set[int] = field(default_factory=set)  # id() of browsers with a session
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")
+
+    def links(self) -> list[str]:
+        return LINK.findall(self.log_text())
+
+    def link(self) -> str:
+        """An unused one-time link: the printed one, then new ones asked for with
+        SIGUSR1, as a user would."""
+        if len(self.links()) <= self.used:
+            printed = len(self.links())
+            self.proc.send_signal(signal.SIGUSR1)
+            wait_for(lambda: len(self.links()) > printed, timeout=10, message="a new link")
+        self.used += 1
+        return self.links()[self.used - 1]
+
+    def login(self, browser: object) -> None:
+        """Open a link in ``browser`` once (its session cookie does the rest)."""
+        if id(browser) not in self.signed_in:
+            browser.get(self.link())  # type: ignore[attr-defined]
+            self.signed_in.add(id(browser))
 
 
 def start_console(kubeconfig: Path, log: Path, namespace: str = "default", *extra: str) -> Console:
@@ -57,19 +83,15 @@ def start_console(kubeconfig: Path, log: Path, namespace: str = "default", *extr
         ],
         log=log,
     )
-    url = f"http://127.0.0.1:{port}"
+    running = Console(f"http://127.0.0.1:{port}", log, proc)
 
     def up() -> bool:
         if proc.poll() is not None:
             raise AssertionError(f"console exited:\n{log.read_text()}")
-        try:
-            with urllib.request.urlopen(url + "/static/console.css", timeout=2):
-                return True
-        except OSError:
-            return False
+        return bool(running.links())  # printed once it listens
 
     wait_for(up, timeout=30, message="console to listen")
-    return Console(url, log, proc)
+    return running
 
 
 @pytest.fixture(scope="session")

@@ -61,6 +61,7 @@ def type_into(element: WebElement, text: str) -> None:
 @pytest.fixture
 def page(browser: WebDriver, console: Console) -> Callable[[str], None]:
     def go(path: str) -> None:
+        console.login(browser)
         browser.get(console.url + path)
 
     return go
@@ -375,6 +376,7 @@ def test_a_user_whose_rbac_forbids_writes_is_told_not_allowed(
     )
     limited = start_console(reader, tmp_path / "reader-console.log", namespace)
     try:
+        limited.login(browser)
         browser.get(f"{limited.url}/ns/{namespace}/prompts/agent/edit")
         banner = css(browser, "[data-not-allowed]").text
         assert "Not allowed to change this Prompt" in banner
@@ -390,3 +392,33 @@ def test_a_user_whose_rbac_forbids_writes_is_told_not_allowed(
         assert token not in browser.page_source  # the user's token never reaches a page
     finally:
         stop_process(limited.proc)
+
+
+def test_the_printed_link_signs_a_browser_in_once_and_nothing_shows_without_it(
+    kubeconfig: Path, namespace: str, browser: WebDriver, tmp_path: Path, operator: object
+) -> None:
+    make(kubeconfig, namespace, "agent", "Private text.")
+    fresh = start_console(kubeconfig, tmp_path / "console.log", namespace)
+    try:
+        browser.get(f"{fresh.url}/ns/{namespace}/prompts")
+        assert "printed on its terminal" in css(browser, "body").text
+        assert "agent" not in browser.page_source
+        link = fresh.link()
+        browser.get(link)
+        until(lambda: texts(browser, "tbody a.name") == ["agent"], "the list after the link")
+        assert "token" not in browser.current_url  # redirected to the clean URL
+        cookies = {c["name"]: c for c in browser.get_cookies()}
+        session = cookies[f"prompt_console_session_{fresh.url.rsplit(':', 1)[1]}"]
+        assert session["httpOnly"] and session["sameSite"] == "Strict"
+        until(lambda: css(browser, "[data-live-status]").text == "Live", "the event stream")
+        browser.delete_cookie(session["name"])
+        browser.get(link)  # spent
+        assert "This link is spent" in css(browser, "body").text
+        fresh.login(browser)  # SIGUSR1 printed a new one
+        browser.get(f"{fresh.url}/ns/{namespace}/prompts/agent")
+        assert "Private text." in css(browser, "pre.template").text
+        # The terminal shows the token once; the access log line of /login does not.
+        assert fresh.log_text().count(link.split("token=")[1]) == 1
+        assert "GET /login 303" in fresh.log_text()
+    finally:
+        stop_process(fresh.proc)

@@ -126,6 +126,7 @@ def test_usage_per_variant_and_outcome_from_a_real_prometheus(
         console = start_console(
             kubeconfig, tmp_path / "console.log", namespace, "--prometheus", url
         )
+        console.login(browser)
         browser.get(f"{console.url}/ns/{namespace}/prompts/greeting")
         # Delivery: the pod and the variant its name hashes to, which its sidecar wrote.
         delivery = browser.find_element(By.CSS_SELECTOR, "[data-delivery]").text

@@ -26,7 +26,11 @@
       status.classList.toggle("on", live);
     };
     source.addEventListener("open", () => say("Live", true));
-    source.addEventListener("error", () => say("Reconnecting…", false));
+    source.addEventListener("error", () => {
+      // CLOSED: the console refused the stream (too many live views, no session).
+      if (source.readyState === EventSource.CLOSED) say("Live updates off: reload to retry", false);
+      else say("Reconnecting…", false);
+    });
     source.addEventListener("rows", (event) => {
       // Server-rendered, escaped HTML for the same filter the page shows.
       body.innerHTML = event.data;
