@@ -90,12 +90,12 @@ def main() -> None:
             [random_lines(rng, DISTINCT, BYTES_PER_TEXT) for _ in range(VARIANTS)],
         ),
         "interleaved distinct lines": tuple(  # type: ignore[dict-item]
-            list(t) for t in zip(*(interleaved(BYTES_PER_TEXT) for _ in range(VARIANTS)), strict=True)
+            list(t)
+            for t in zip(*(interleaved(BYTES_PER_TEXT) for _ in range(VARIANTS)), strict=True)
         ),
         "one line changed in 1 MB": (
             [random_lines(random.Random(1), 5_000, 1_000_000 // VARIANTS)] * VARIANTS,
-            [random_lines(random.Random(1), 5_000, 1_000_000 // VARIANTS) + "\nadded"]
-            * VARIANTS,
+            [random_lines(random.Random(1), 5_000, 1_000_000 // VARIANTS) + "\nadded"] * VARIANTS,
         ),
     }
     print(f"history summary of one edit ({VARIANTS} variants), CPU seconds, min of {args.repeat}")
