@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import functools
 import random
 import time
 from collections.abc import Callable
@@ -105,8 +106,8 @@ def main() -> None:
         old, new = snapshot(old_texts), snapshot(new_texts)
         # One pair times the variants: a whole edit took minutes before.
         one = (snapshot(old_texts[:1]), snapshot(new_texts[:1]))
-        before = cpu(lambda: difflib_summary(*one), 1) * VARIANTS
-        after = cpu(lambda: history.summarize(old, new), args.repeat)
+        before = cpu(functools.partial(difflib_summary, *one), 1) * VARIANTS
+        after = cpu(functools.partial(history.summarize, old, new), args.repeat)
         print(f"{name:34} {before:17.3f} {after:16.4f}")
         print(f"  summary: {history.summarize(old, new)[:110]}")
 

@@ -96,7 +96,8 @@ def test_operator_exits_soon_after_sigterm_and_releases_its_lease(
         spec = lease(kubeconfig, namespace, name)
         observed(
             f"exited {took:.1f} s after SIGTERM with code {code}; Lease holder afterwards "
-            f"{spec.get('holderIdentity')!r}, leaseDurationSeconds {spec.get('leaseDurationSeconds')}"
+            f"{spec.get('holderIdentity')!r}, "
+            f"leaseDurationSeconds {spec.get('leaseDurationSeconds')}"
         )
         assert took < EXIT_LIMIT, replica.log.read_text()[-3000:]
         assert code == 0
