@@ -61,7 +61,11 @@ def run(argv: Sequence[str] | None = None) -> int:
         from . import admission  # noqa: F401  (registers the webhooks)
 
     _configure_logging(config)
-    hops.enable(config.trace_file)
+    try:
+        hops.enable(config.trace_file)
+    except hops.TraceFileError as exc:
+        print(f"prompt-operator run: error: --trace-file: {exc}", file=sys.stderr)
+        return 2
     if config.metrics_port:
         from prometheus_client import start_http_server
 
