@@ -167,7 +167,10 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
 
         leader = LeaderElector(KubeApi(credentials, user_agent=agent), config.lease, on_lost=lost)
     # The fence: once the lease may have passed to another replica, writes are refused.
-    api = KubeApi(credentials, fence=leader.valid, user_agent=agent)
+    # and no write is awaited past the moment the Lease could pass on (leader.py).
+    api = KubeApi(
+        credentials, fence=leader.valid, write_budget=leader.write_budget, user_agent=agent
+    )
     clock = _utc_now
     inventory = Inventory(api, config.namespaces)
     subscribers = Subscribers(api, config.namespaces)
