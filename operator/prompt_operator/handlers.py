@@ -219,6 +219,9 @@ def _exit_after(seconds: float, code: Callable[[], int]) -> None:
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
     _exit_after(SHUTDOWN_GRACE, lambda: 1 if memo.get("lost_leadership") else 0)
+    # kopf waits for its threading stop flag in an executor thread and waits for
+    # that task when it stops: after a SIGTERM, unset, it kept the process alive.
+    memo["stop"].set()
     controllers: Controllers | None = memo.get("controllers")
     if controllers is None:
         return

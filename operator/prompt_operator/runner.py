@@ -91,8 +91,9 @@ def run(argv: Sequence[str] | None = None) -> int:
             )
         finally:
             # kopf waits for a threading stop flag in a thread of the default
-            # executor, and asyncio.run waits for that thread at its end: after a
-            # SIGTERM, unset, it kept the process alive until the SIGKILL.
+            # executor, and asyncio.run joins that thread at its end: unset (a
+            # SIGTERM, a failed start), it kept the process alive until SIGKILL.
+            # The cleanup handler sets it too, since kopf waits for it first.
             stop.set()
 
     asyncio.run(operate())

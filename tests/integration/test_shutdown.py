@@ -101,6 +101,7 @@ def test_operator_exits_soon_after_sigterm_and_releases_its_lease(
         )
         assert took < EXIT_LIMIT, replica.log.read_text()[-3000:]
         assert code == 0
+        assert "exiting now" not in replica.log.read_text()  # a clean stop, not the watchdog
         assert not spec.get("holderIdentity"), spec  # released: a standby takes it at once
     finally:
         replica.stop()
