@@ -44,7 +44,7 @@ def random_lines(rng: random.Random) -> str:
 
 
 def worst_case(rng: random.Random) -> dict[str, Any]:
-    manifest = prompt_manifest("big", "unused")
+    manifest: dict[str, Any] = prompt_manifest("big", "unused")
     spec = manifest["spec"]
     del spec["template"]
     spec["variants"] = [
@@ -140,9 +140,14 @@ def test_the_costliest_history_summary_stalls_neither_other_edits_nor_the_lease(
     big = wait_prompt(kubeconfig, namespace, "big", timeout=120)
     big_after = time.monotonic() - started
     first = max(renewals) if renewals else None
+
+    def renewed_twice_more() -> bool:
+        note_renewal()
+        return len([r for r in renewals if first and r > first]) >= 2
+
     # The Lease keeps being renewed (every retry period, 2 s): wait for two more.
     wait_for(
-        lambda: (note_renewal(), len([r for r in renewals if first and r > first]) >= 2)[1],
+        renewed_twice_more,
         timeout=30,
         interval=0.5,
         message="the leader renews its Lease",
