@@ -4,7 +4,9 @@ drawn independently; bench/history_cost.py measures its CPU) is reconciled while
 another Prompt's edit still becomes Ready and the leader keeps renewing its Lease.
 
 Before issue 23 the summary's line diff took ~4.5 s of CPU a variant on the
-event loop, ~45 s for this edit: the leader missed its renew deadline and quit.
+event loop, ~40 s for this edit, longer than the renew deadline: the fence then
+refused the big Prompt's status write, each retry ran the diff again, and the
+Prompt never became Ready (the small one waited ~40 s behind it).
 """
 
 from __future__ import annotations
