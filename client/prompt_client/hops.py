@@ -12,12 +12,22 @@ line up; `make bench` joins them with the times it takes itself (when the API
 call returned, when a separate reader saw the bytes) into a table per hop.
 Stamps are taken where each step ends, so the difference between two
 consecutive hops is what the step between them cost.
+
+PATH must be a regular file (created if missing): a symbolic link, a FIFO or a
+device is refused with ``TraceFileError``, so a trace file planted by someone
+else can neither redirect the writes nor block the process. The file grows to
+``MAX_TRACE_BYTES`` (64 MiB, about 500,000 hops) at most: past that, tracing
+stops with one warning (a sidecar stamps names from any signal it gets).
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
 import os
+import stat
+import threading
 import time
 
 # The hops of one edit, in order. "accepted" and "read" are stamped by the
@@ -36,17 +46,56 @@ HOPS = (ACCEPTED, SEEN, APPLIED, SIGNALLED, RECEIVED, FETCHED, RENAMED, READ)
 # edit: stamping each of its names would only slow the catch-up down.
 MAX_NAMES_STAMPED = 16
 
+MAX_TRACE_BYTES = 64 * 1024 * 1024
+
+logger = logging.getLogger(__name__)
+
 _fd: int | None = None
+_room = 0  # bytes the file may still grow by
+_cap = MAX_TRACE_BYTES
+_lock = threading.Lock()
 
 
-def enable(path: str | None) -> None:
-    """Append hops to ``path`` from now on; ``None`` turns tracing off."""
-    global _fd
-    if _fd is not None:
-        os.close(_fd)
-        _fd = None
-    if path:
-        _fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+class TraceFileError(ValueError):
+    """The trace file cannot be used; the message says why and what to give instead."""
+
+
+def _open_regular(path: str) -> int:
+    """``path`` opened for appending, refused unless it is (or becomes) a regular file."""
+    # O_NOFOLLOW: a symlink in the last component is refused, never followed.
+    # O_NONBLOCK: opening a FIFO never waits for a reader (it fails, or is
+    # refused by the check below); on a regular file it changes nothing.
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
+    hint = "give the path of a regular file (or of one to create)"
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise TraceFileError(f"trace file {path}: is a symbolic link; {hint}") from None
+        if exc.errno == errno.ENXIO:
+            raise TraceFileError(f"trace file {path}: is a FIFO; {hint}") from None
+        raise TraceFileError(f"trace file {path}: {exc.strerror}; {hint}") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        kind = "a FIFO" if stat.S_ISFIFO(mode) else "a device or other special file"
+        raise TraceFileError(f"trace file {path}: is {kind}; {hint}")
+    return fd
+
+
+def enable(path: str | None, max_bytes: int = MAX_TRACE_BYTES) -> None:
+    """Append hops to ``path`` from now on, until it holds ``max_bytes``; ``None``
+    turns tracing off. Raises ``TraceFileError`` unless ``path`` is a regular file."""
+    global _fd, _room, _cap
+    with _lock:
+        _cap = max_bytes
+        if _fd is not None:
+            os.close(_fd)
+            _fd = None
+        if path:
+            fd = _open_regular(path)
+            _room = max_bytes - os.fstat(fd).st_size
+            _fd = fd
 
 
 def enabled() -> bool:
@@ -55,9 +104,20 @@ def enabled() -> bool:
 
 def mark(hop: str, prompt: str, revision: str = "", pod: str = "") -> None:
     """Stamp ``hop`` for ``prompt`` ("namespace/name") now; free when tracing is off."""
+    global _fd, _room
     if _fd is None:
         return
     at = time.time()
     line = {"hop": hop, "at": round(at, 6), "prompt": prompt, "revision": revision, "pod": pod}
-    # One write of one short line with O_APPEND: lines from threads never interleave.
-    os.write(_fd, (json.dumps(line, separators=(",", ":")) + "\n").encode())
+    data = (json.dumps(line, separators=(",", ":")) + "\n").encode()
+    with _lock:
+        if _fd is None:
+            return
+        if len(data) > _room:
+            os.close(_fd)
+            _fd = None
+            logger.warning("trace file full (%d bytes at most): tracing stopped", _cap)
+            return
+        _room -= len(data)
+        # One write of one short line with O_APPEND: lines never interleave.
+        os.write(_fd, data)

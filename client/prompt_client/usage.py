@@ -6,12 +6,20 @@ variants, but only from a small set the app declares
 counts as ``other`` and no outcome as ``""``, so the number of series stays
 fixed whatever the app passes. The log record and callbacks get the value as
 given.
+
+The ``revision`` label changes with every edit, so a long-running app would
+add series for ever: only the series of the ``KEEP_REVISIONS`` revisions of each
+prompt used last are kept, and those of an older revision are removed from the
+counter when another one is first counted (Prometheus then sees that series
+end, as when a process restarts; a rate over it still works up to that point).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -27,9 +35,15 @@ UsageCallback = Callable[[dict[str, Any]], None]
 
 OTHER_OUTCOME = "other"  # the label of an outcome the app did not declare
 MAX_OUTCOMES = 20  # a label is for a handful of results, not for free text
+# The current revision, the one before (a session's snapshot may still serve it)
+# and one more for an edit rolled out while the previous one was current.
+KEEP_REVISIONS = 3
 
 _counter: Any = None
 _counter_lock = threading.Lock()
+# prompt -> its revisions counted, the least recently used first -> (variant, outcome)
+_series: dict[str, OrderedDict[str, set[tuple[str, str]]]] = {}
+_series_lock = threading.Lock()
 
 
 def _prometheus_counter() -> Any:
@@ -56,6 +70,22 @@ def _prometheus_counter() -> Any:
                 usage_logger.warning("metric prompt_usage_total already exists; not counting")
                 _counter = False
         return _counter
+
+
+def count_use(counter: Any, prompt: str, revision: str, variant: str, outcome: str) -> None:
+    """Add one to ``counter``'s series for these labels, removing the series of the
+    prompt's revisions beyond the ``KEEP_REVISIONS`` used last."""
+    with _series_lock:
+        revisions = _series.setdefault(prompt, OrderedDict())
+        revisions.setdefault(revision, set()).add((variant, outcome))
+        revisions.move_to_end(revision)
+        while len(revisions) > KEEP_REVISIONS:
+            old, label_sets = revisions.popitem(last=False)
+            for old_variant, old_outcome in label_sets:
+                # KeyError: removed already (or never made), nothing to drop
+                with contextlib.suppress(KeyError):
+                    counter.remove(prompt, old, old_variant, old_outcome)
+        counter.labels(prompt, revision, variant, outcome).inc()
 
 
 def declared_outcomes(outcomes: Iterable[str]) -> frozenset[str]:
@@ -124,5 +154,5 @@ class UsageLog:
             )
         counter = _prometheus_counter()
         if counter:
-            counter.labels(info.name, info.revision or "", info.variant or "", outcome).inc()
+            count_use(counter, info.name, info.revision or "", info.variant or "", outcome)
         return record

@@ -123,6 +123,16 @@ _PROMPT_NAME = re.compile(DNS_SUBDOMAIN)
 _REVISION = re.compile(r"[A-Za-z0-9._:-]*")
 
 
+def is_revision(value: object) -> bool:
+    """True for what a revision may be on the wire: a string of at most
+    ``MAX_REVISION_LENGTH`` characters from ``[A-Za-z0-9._:-]`` (empty: none)."""
+    return (
+        isinstance(value, str)
+        and len(value) <= MAX_REVISION_LENGTH
+        and _REVISION.fullmatch(value) is not None
+    )
+
+
 class SignalError(ValueError):
     """A signal request that does not follow the protocol; the message says why."""
 
@@ -195,16 +205,12 @@ def parse_signal(body: bytes) -> list[tuple[str, str]]:
             or not _PROMPT_NAME.fullmatch(name)
         ):
             raise SignalError(f"prompts[{i}].name must be a Prompt name (a DNS subdomain)")
-        if (
-            not isinstance(rev, str)
-            or len(rev) > MAX_REVISION_LENGTH
-            or not _REVISION.fullmatch(rev)
-        ):
+        if not is_revision(rev):
             raise SignalError(
                 f"prompts[{i}].revision must be a string of at most {MAX_REVISION_LENGTH} "
                 "characters from [A-Za-z0-9._:-]"
             )
-        pairs.append((name, rev))
+        pairs.append((name, str(rev)))
     return pairs
 
 
@@ -221,7 +227,8 @@ def parse_signal_response(
     With ``asked`` (the names the signal carried), every other name in the answer
     is dropped: a pod's answer is about what it was asked, and whatever else it
     says must not cost the operator memory. An answer over ``MAX_ANSWER_BYTES``
-    is refused whole.
+    is refused whole, and so is one whose revisions are not revisions as a
+    signal carries them (``is_revision``): the sidecar never serves another.
     """
     if len(body) > MAX_ANSWER_BYTES:
         raise SignalError(f"answer larger than {MAX_ANSWER_BYTES} bytes")
@@ -229,6 +236,12 @@ def parse_signal_response(
     served = data.get("served") if isinstance(data, dict) else None
     if not isinstance(served, dict):
         raise SignalError('answer must be {"pod": ..., "served": {...}}')
+    # The message names neither the Prompt nor the value: an answer is never logged.
+    if any(isinstance(rev, str) and not is_revision(rev) for rev in served.values()):
+        raise SignalError(
+            "a served revision is not a revision (a string of at most "
+            f"{MAX_REVISION_LENGTH} characters from [A-Za-z0-9._:-])"
+        )
     return {
         str(name): (rev if isinstance(rev, str) else None)
         for name, rev in served.items()

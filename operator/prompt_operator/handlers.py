@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import ssl
+import threading
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -66,7 +68,8 @@ def credentials_from(info: kopf.ConnectionInfo) -> Credentials:
     return Credentials(server=info.server, ssl=context, headers=info.as_http_headers())
 
 
-def _credentials(settings: kopf.OperatorSettings) -> kopf.ConnectionInfo | None:
+def find_credentials(settings: kopf.OperatorSettings) -> kopf.ConnectionInfo | None:
+    """The service account's credentials in a pod, else the kubeconfig's; None: neither."""
     return kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(
         settings=settings
     )
@@ -116,7 +119,7 @@ KOPF_WORKER_IDLE = 0.1
 
 @kopf.on.login()
 def login(settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInfo | None:
-    return _credentials(settings)
+    return find_credentials(settings)
 
 
 @kopf.on.startup()
@@ -146,7 +149,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         )
         settings.admission.managed = None
 
-    info = _credentials(settings)
+    info = find_credentials(settings)
     if info is None:
         raise kopf.PermanentError(
             "no Kubernetes credentials: run in a pod with a service account, "
@@ -164,7 +167,10 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
 
         leader = LeaderElector(KubeApi(credentials, user_agent=agent), config.lease, on_lost=lost)
     # The fence: once the lease may have passed to another replica, writes are refused.
-    api = KubeApi(credentials, fence=leader.valid, user_agent=agent)
+    # and no write is awaited past the moment the Lease could pass on (leader.py).
+    api = KubeApi(
+        credentials, fence=leader.valid, write_budget=leader.write_budget, user_agent=agent
+    )
     clock = _utc_now
     inventory = Inventory(api, config.namespaces)
     subscribers = Subscribers(api, config.namespaces)
@@ -189,8 +195,33 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     await asyncio.wait_for(inventory.synced.wait(), timeout=120)
 
 
+# How long the operator may take to stop once kopf begins its cleanup (after a
+# SIGTERM or a lost Lease): a pod's grace period is 30 s, and a rollout waits for
+# it. Past this the process ends anyway (the Lease, if not yet released, then
+# passes to a standby when it expires).
+SHUTDOWN_GRACE = 5.0
+LEASE_RELEASE_TIMEOUT = 2.0
+
+
+def _exit_after(seconds: float, code: Callable[[], int]) -> None:
+    """End the process after ``seconds``, whatever still runs (a daemon timer)."""
+
+    def end() -> None:
+        logger.warning("still stopping after %.0f s; exiting now", seconds)
+        logging.shutdown()
+        os._exit(code())
+
+    timer = threading.Timer(seconds, end)
+    timer.daemon = True
+    timer.start()
+
+
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
+    _exit_after(SHUTDOWN_GRACE, lambda: 1 if memo.get("lost_leadership") else 0)
+    # kopf waits for its threading stop flag in an executor thread and waits for
+    # that task when it stops: after a SIGTERM, unset, it kept the process alive.
+    memo["stop"].set()
     controllers: Controllers | None = memo.get("controllers")
     if controllers is None:
         return
@@ -200,7 +231,8 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
     # Nothing of ours writes any more: hand the Lease over at once.
-    await controllers.leader.release()
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(controllers.leader.release(), LEASE_RELEASE_TIMEOUT)
     await controllers.signals.close()
     await controllers.api.close()
 

@@ -30,19 +30,42 @@ def _configure_logging(config: OperatorConfig) -> None:
         logging.getLogger("kopf").setLevel(logging.WARNING)
 
 
+NO_CREDENTIALS = """\
+prompt-operator run: error: no Kubernetes credentials found.
+  In a cluster: run in a pod whose service account token is mounted (the chart's default;
+    KUBERNETES_SERVICE_HOST and /var/run/secrets/kubernetes.io/serviceaccount/token).
+  Elsewhere: pass --kubeconfig PATH, or set KUBECONFIG,
+    or create ~/.kube/config."""
+
+
 def run(argv: Sequence[str] | None = None) -> int:
     config = parse_config(argv)
     if config.kubeconfig:
         os.environ["KUBECONFIG"] = config.kubeconfig
     import kopf
 
-    from . import handlers  # noqa: F401  (registers the handlers)
+    from . import handlers  # (registers the handlers)
+
+    # kopf would log "failed permanently" and keep running without credentials:
+    # look for them first, as kopf's login will, and stop here if there are none.
+    try:
+        found = handlers.find_credentials(kopf.OperatorSettings())
+    except Exception as exc:  # a kubeconfig that exists but cannot be used
+        print(f"prompt-operator run: error: cannot use the credentials: {exc}", file=sys.stderr)
+        return 2
+    if found is None:
+        print(NO_CREDENTIALS, file=sys.stderr)
+        return 2
 
     if config.webhook_port:
         from . import admission  # noqa: F401  (registers the webhooks)
 
     _configure_logging(config)
-    hops.enable(config.trace_file)
+    try:
+        hops.enable(config.trace_file)
+    except hops.TraceFileError as exc:
+        print(f"prompt-operator run: error: --trace-file: {exc}", file=sys.stderr)
+        return 2
     if config.metrics_port:
         from prometheus_client import start_http_server
 
@@ -52,19 +75,28 @@ def run(argv: Sequence[str] | None = None) -> int:
     )
     stop = threading.Event()  # set when this replica lost the lease
     memo = kopf.Memo(config=config, stop=stop, lost_leadership=False)
-    asyncio.run(
-        kopf.operator(
-            clusterwide=not config.namespaces,
-            namespaces=list(config.namespaces),
-            # kopf's peering is active/standby by priority, and a standby kopf
-            # stops watching; our own Lease election (--leader-elect) keeps
-            # every replica's caches warm and its webhooks served instead.
-            standalone=True,
-            liveness_endpoint=liveness,
-            memo=memo,
-            stop_flag=stop,
-        )
-    )
+
+    async def operate() -> None:
+        try:
+            await kopf.operator(
+                clusterwide=not config.namespaces,
+                namespaces=list(config.namespaces),
+                # kopf's peering is active/standby by priority, and a standby kopf
+                # stops watching; our own Lease election (--leader-elect) keeps
+                # every replica's caches warm and its webhooks served instead.
+                standalone=True,
+                liveness_endpoint=liveness,
+                memo=memo,
+                stop_flag=stop,
+            )
+        finally:
+            # kopf waits for a threading stop flag in a thread of the default
+            # executor, and asyncio.run joins that thread at its end: unset (a
+            # SIGTERM, a failed start), it kept the process alive until SIGKILL.
+            # The cleanup handler sets it too, since kopf waits for it first.
+            stop.set()
+
+    asyncio.run(operate())
     # A replica that lost the lease exits non-zero, as controller-runtime's do,
     # and comes back as a standby.
     return 1 if memo.get("lost_leadership") else 0

@@ -58,7 +58,11 @@ def run(argv: Sequence[str] | None = None) -> int:
         print(f"prompt-operator sidecar: error: {exc}", file=sys.stderr)
         return 2
     configure_logging(config.log_format)
-    hops.enable(config.trace_file)
+    try:
+        hops.enable(config.trace_file)
+    except hops.TraceFileError as exc:
+        print(f"prompt-operator sidecar: error: --trace-file: {exc}", file=sys.stderr)
+        return 2
     return serve(config)
 
 

@@ -227,3 +227,61 @@ def test_redirects_are_not_followed_and_answers_not_logged(
         + f"; requests that reached the redirect target: {len(elsewhere.requests)}; "
         f"the answer's marker in the operator log: no; status.delivery {json.dumps(delivery)}"
     )
+
+
+def serves(revision: str) -> Answer:
+    def answer(handler: BaseHTTPRequestHandler) -> None:
+        body = json.dumps({"pod": "x", "served": {"p": revision}}).encode()
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
+
+    return answer
+
+
+@pytest.mark.reliability(
+    case="R-served-revision-long",
+    did="subscribed pods answer every signal with 200, saying they serve a revision of "
+    "60,000 characters, of 129 characters, and one outside the hash alphabet ('../é')",
+)
+def test_a_served_revision_no_sidecar_could_serve_is_a_failed_answer(
+    kubeconfig: Path,
+    namespace: str,
+    operator: OperatorProcess,
+    fake_pods: Callable[[Answer], FakePod],
+    observed: Observed,
+) -> None:
+    pods = {
+        "long-60000": fake_pods(serves("a" * 60_000)),
+        "long-129": fake_pods(serves("a" * 129)),
+        "alphabet": fake_pods(serves("../\u00e9")),
+    }
+    apply(kubeconfig, prompt_manifest("p", "v0"), namespace)
+    wait_prompt(kubeconfig, namespace, "p")
+    for name, pod in pods.items():
+        subscribe(kubeconfig, namespace, name, pod)
+    apply(kubeconfig, prompt_manifest("p", "v1"), namespace)
+
+    def refused(name: str) -> bool:
+        return any(
+            record.get("message", "").startswith(f"Pod {namespace}/{name}: unusable answer")
+            for record in operator.log_records()
+        )
+
+    # Refused answers are failed ones: each pod is logged and asked again.
+    wait_for(
+        lambda: all(refused(n) and len(p.requests) >= 2 for n, p in pods.items()),
+        timeout=30,
+        message="every answer refused and the signal retried",
+    )
+    prompt = wait_prompt(kubeconfig, namespace, "p")
+    delivery = prompt["status"].get("delivery") or {}
+    log = operator.log.read_text(errors="replace")
+    assert "a" * 129 not in log and "\u00e9" not in log  # the answer is still never logged
+    observed(
+        "each answer refused as not a revision and the signal retried ("
+        + ", ".join(f"{n}: {len(p.requests)} signals" for n, p in pods.items())
+        + f"); status.delivery {json.dumps(delivery)}"
+    )

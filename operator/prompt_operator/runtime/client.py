@@ -8,7 +8,11 @@ for metadata only, which kopf's watches cannot.
 
 Every failure leaves as an ``ApiError`` subclass (see ``errors``). A client
 may be given a fence: a function asked before every write, which refuses the
-write (``NotLeading``) once this replica may no longer be the leader.
+write (``NotLeading``) once this replica may no longer be the leader; and a
+write budget: the seconds a write may still take before the Lease could pass to
+another replica. A write then waits no longer than that for its answer, and
+tells the API server the same deadline (its ``timeout`` parameter), so neither
+side carries it on past the moment another leader may be writing.
 """
 
 from __future__ import annotations
@@ -54,12 +58,15 @@ class KubeApi:
         *,
         timeout: float = 10.0,
         fence: Callable[[], bool] | None = None,
+        write_budget: Callable[[], float | None] | None = None,
         user_agent: str | None = None,
     ) -> None:
         self._creds = credentials
+        self._default_timeout = timeout
         self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=5)
         self._session: aiohttp.ClientSession | None = None
         self._fence = fence
+        self._write_budget = write_budget
         self._user_agent = user_agent
 
     @property
@@ -132,6 +139,15 @@ class KubeApi:
         write = method not in _READS
         if write and self._fence is not None and not self._fence():
             raise NotLeading(f"refused {method} {path}: this replica is not the leader")
+        if write and self._write_budget is not None:
+            left = self._write_budget()
+            if left is not None:
+                if left <= 0:
+                    raise NotLeading(f"refused {method} {path}: the Lease may expire first")
+                timeout = min(self._default_timeout if timeout is None else timeout, left)
+                # The API server drops the request at the same deadline (it answers
+                # 504); only an etcd write already under way then can still commit.
+                params = {**(params or {}), "timeout": f"{timeout:.3f}s"}
         data = None if body is None else json.dumps(body, ensure_ascii=False).encode("utf-8")
         headers = {"Accept": accept}
         if data is not None:

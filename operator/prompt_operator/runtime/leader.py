@@ -14,6 +14,21 @@ called (controller-runtime exits the process there; so does the operator).
 renew is younger than ``renew_deadline``, on the monotonic clock, which keeps
 running while a process is paused (SIGSTOP), so a leader resumed after a
 partition refuses to write before it has even noticed that it lost.
+
+The fence alone is not enough: a write let through at the last moment of
+``renew_deadline`` could wait for its answer for the client's whole request
+timeout (10 s), past ``lease_duration`` (5 s later), when a standby may hold the
+Lease and write too. So every write of the leader carries a deadline,
+``write_budget()``: the time left until ``lease_duration`` after the last good
+renew (counted from before that renew was sent; the others' clocks start no
+earlier), less ``WRITE_MARGIN``. The client waits no longer than that and hands
+the same deadline to the API server (``?timeout=``), which abandons the request
+then. The bound: no write of ours is sent, or awaited, later than
+``lease_duration - WRITE_MARGIN`` after our last successful renew began; the one
+residual is an etcd transaction the API server had already sent at that
+instant (docs/high-availability.md). A renew attempt itself is cut off at
+``renew_deadline``, and on a failed renewal the replica stops leading at once:
+``on_lost`` stops the process, which cancels its work.
 """
 
 from __future__ import annotations
@@ -31,6 +46,11 @@ from .client import KubeApi, object_path
 from .errors import ApiError, Conflict
 
 logger = logging.getLogger(__name__)
+
+# Kept between the end of a leader's write deadline and the earliest moment a
+# standby may take the Lease: the API server's own handling after its deadline,
+# and clocks that run at slightly different rates on two machines.
+WRITE_MARGIN = 1.0
 
 
 @dataclass(frozen=True)
@@ -107,17 +127,37 @@ class LeaderElector:
             and self._clock() - self._renewed_at < self._config.renew_deadline
         )
 
+    def write_budget(self) -> float | None:
+        """Seconds a write may still take before the Lease could pass to another
+        replica (0 when none is left); see the module's docstring."""
+        if self._renewed_at is None or not self.valid():
+            return 0.0
+        expires = self._renewed_at + self._config.lease_duration - WRITE_MARGIN
+        return max(0.0, expires - self._clock())
+
+    async def _attempt(self) -> bool:
+        """``_try``, given up once the renew deadline has passed (a hung request
+        must not keep a replica that can no longer renew from stepping down)."""
+        budget = self._config.renew_deadline
+        if self.leading.is_set() and self._renewed_at is not None:
+            budget = self._renewed_at + self._config.renew_deadline - self._clock()
+        try:
+            return await asyncio.wait_for(self._try(), timeout=max(0.1, budget))
+        except asyncio.TimeoutError:
+            logger.warning("lease %s: no answer within the renew deadline", self._path)
+            return False
+
     async def run(self) -> None:
         config = self._config
         while not self.leading.is_set():
-            if await self._try():
+            if await self._attempt():
                 self.leading.set()
                 logger.info("became the leader (lease %s/%s)", config.namespace, config.name)
                 break
             await asyncio.sleep(config.retry_period)
         while True:
             await asyncio.sleep(config.retry_period)
-            if await self._try():
+            if await self._attempt():
                 continue
             assert self._renewed_at is not None
             if self._taken or self._clock() - self._renewed_at >= config.renew_deadline:
@@ -210,6 +250,8 @@ class Leadership(Protocol):
 
     def valid(self) -> bool: ...
 
+    def write_budget(self) -> float | None: ...
+
     async def run(self) -> None: ...
 
     async def release(self) -> None: ...
@@ -225,6 +267,9 @@ class AlwaysLeader:
 
     def valid(self) -> bool:
         return True
+
+    def write_budget(self) -> float | None:
+        return None  # no Lease: no deadline beyond the client's own timeout
 
     async def run(self) -> None:
         return None

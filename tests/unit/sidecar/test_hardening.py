@@ -23,6 +23,23 @@ def test_an_answer_over_64_kib_is_refused_whole() -> None:
         wire.parse_signal_response(body, {"p1": "r"})
 
 
+@pytest.mark.parametrize(
+    "revision",
+    ["a" * (wire.MAX_REVISION_LENGTH + 1), "a" * 60_000, "../etc", "r\u00e9v", "r v"],
+)
+def test_an_answer_with_a_revision_no_sidecar_serves_is_refused_whole(revision: str) -> None:
+    body = json.dumps({"pod": "x", "served": {"a": "r1", "b": revision}}).encode()
+    with pytest.raises(wire.SignalError, match="not a revision") as refused:
+        wire.parse_signal_response(body, {"a": "r1", "b": "r2"})
+    assert revision not in str(refused.value)  # an answer is never logged
+
+
+def test_a_revision_of_the_longest_length_is_accepted() -> None:
+    longest = "a" * wire.MAX_REVISION_LENGTH
+    body = json.dumps({"pod": "x", "served": {"a": longest, "b": ""}}).encode()
+    assert wire.parse_signal_response(body, {"a": "r1", "b": "r2"}) == {"a": longest, "b": ""}
+
+
 def test_dropping_a_prompt_never_served_is_free() -> None:
     served = {"mine": ("mine", "r1")}
     pairs = [("mine", ""), ("other", ""), ("other2", "r5"), ("mine", "r1")]
