@@ -17,10 +17,9 @@ import threading
 import time
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 
 from prompt_client import hops, wire
-from prompt_client.contract import PromptMeta
+from prompt_client.contract import PromptMeta, now_rfc3339
 from prompt_client.selector import Selector
 
 from .files import FileWriteError, PromptFiles, Staged
@@ -307,10 +306,6 @@ def single_action(
 def backoff_delay(attempt: int, jitter: float, base: float = 0.2, cap: float = 30.0) -> float:
     """Exponential backoff with jitter (``jitter`` in [0, 1)) so pods don't retry in step."""
     return min(cap, base * 2.0 ** min(attempt, 16)) * (0.5 + jitter / 2)
-
-
-def now_rfc3339() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class TokenBucket:
