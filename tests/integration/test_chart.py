@@ -372,7 +372,10 @@ def test_the_injected_port_is_the_port_the_policies_open(
     assert args[0] == "run"
     config = parse_config(args[1:])
     pod = injected(
-        {"metadata": {"name": "app"}, "spec": {"containers": [{"name": "app"}]}},
+        {
+            "metadata": {"name": "app", "namespace": APPS},
+            "spec": {"serviceAccountName": "prompt-sidecar", "containers": [{"name": "app"}]},
+        },
         injection_config(config),
     )
     assert pod is not None
