@@ -4,7 +4,7 @@ A drop-in for ``prompt-hot-reloading``::
 
     from prompt_client import create_prompt_registry
 
-    prompts = create_prompt_registry()          # PROMPT_DIR, as the sidecar sets it
+    prompts = create_prompt_registry(outcomes=("resolved", "escalated"))  # reads PROMPT_DIR
     system = prompts.render("support_agent", customer_name="Ada")
     prompts.log_usage("support_agent", outcome="resolved")
 
