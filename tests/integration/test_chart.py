@@ -436,7 +436,8 @@ def scoped(chart_cluster: Path) -> str:
         "-",
         input=json.dumps({"apiVersion": "v1", "kind": "List", "items": rbac}),
     )
-    account = one(rbac, "ServiceAccount")["metadata"]["name"]
+    # The operator's account (the chart's default sidecar.namespaces adds prompt-sidecar's).
+    account = one(rbac, "ServiceAccount", f"{SCOPED}-prompt-operator")["metadata"]["name"]
     return f"system:serviceaccount:{SCOPED_NS}:{account}"
 
 
