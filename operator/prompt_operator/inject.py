@@ -17,10 +17,9 @@ Injecting twice changes nothing: a pod that already has the sidecar is left alon
 A pod that already uses a name or path the injection adds (a volume called
 ``prompts``, a mount at the prompt directory, the sidecar's ports) is refused
 with a message saying what to rename: writing into the app's own volume, or
-leaving its mount read-write, would be silently wrong. So is a pod whose
-sidecar could not read its ConfigMaps (the namespace's ``default`` service
-account, or the chart's ``prompt-sidecar`` where the chart did not create it),
-with the value to set: it would otherwise never start.
+leaving its mount read-write, would be silently wrong. So is a pod on its
+namespace's ``default`` service account, whose sidecar could not read its
+ConfigMaps, with what to set: it would otherwise never start.
 """
 
 from __future__ import annotations
@@ -181,36 +180,32 @@ def service_account_problem(pod: Mapping[str, Any], config: InjectionConfig) -> 
     """Why the sidecar of ``pod`` could not read its prompts, and what to set; None: it can.
 
     All containers share the pod's service account, so the sidecar lists
-    ConfigMaps as that account. Without this check such a pod waits for its
-    sidecar's first sync (a 403 every second) and the app never starts.
+    ConfigMaps as that account. A pod on its namespace's ``default`` account
+    would wait for its sidecar's first sync (a 403 every second) and never
+    start. An account that does not exist never gets here: the API server's
+    own ServiceAccount admission refuses the pod first, naming the account.
     """
     if config.sidecar_namespaces is None:
         return None
     namespace = str((pod.get("metadata") or {}).get("namespace") or "default")
     spec = pod.get("spec") or {}
     account = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
+    if account != "default":
+        return None  # the chart's, or the app's own: its RoleBinding is the owner's business
     listed = list(config.sidecar_namespaces)
-    wanted = ",".join(listed if namespace in listed else [*listed, namespace])
-    add = (
-        f"the chart creates it only in its sidecar.namespaces ({', '.join(listed) or 'none'}): "
-        f"add {namespace} with `helm upgrade <release> <chart> --reuse-values "
-        f"--set 'sidecar.namespaces={{{wanted}}}'`"
+    message = (
+        f"the pod runs as service account 'default', and the sidecar reads the pod's prompts "
+        f"as the pod's service account: set spec.serviceAccountName: {SIDECAR_SERVICE_ACCOUNT} "
+        f"in the pod template (the chart's account that may only get and list ConfigMaps)"
     )
-    if account == "default":
-        where = "" if namespace in listed else f"; {add}"
-        return (
-            f"the pod runs as service account 'default', and the sidecar reads the pod's "
-            f"prompts as the pod's service account: set spec.serviceAccountName: "
-            f"{SIDECAR_SERVICE_ACCOUNT} in the pod template (the chart's account that may "
-            f"only get and list ConfigMaps){where}"
-        )
-    if account == SIDECAR_SERVICE_ACCOUNT and namespace not in listed:
-        return (
-            f"namespace {namespace} has no {SIDECAR_SERVICE_ACCOUNT} service account from the "
-            f"chart; {add}, or run the pod as a service account of your own that may get and "
-            f"list ConfigMaps in {namespace}"
-        )
-    return None  # the app's own account: its RoleBinding is the app owner's business
+    if namespace in listed:
+        return message
+    wanted = ",".join([*listed, namespace])
+    return (
+        f"{message}; the chart creates it only in its sidecar.namespaces "
+        f"({', '.join(listed) or 'none'}): add {namespace} with `helm upgrade <release> <chart> "
+        f"--reuse-values --set 'sidecar.namespaces={{{wanted}}}'`"
+    )
 
 
 def injected(pod: Mapping[str, Any], config: InjectionConfig) -> dict[str, Any] | None:

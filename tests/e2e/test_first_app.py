@@ -100,14 +100,15 @@ def test_the_first_app_runs_as_the_notes_say_and_sees_an_edit(default_install: N
     assert log.index(first) < log.index("Keep a friendly tone"), log
 
 
-def test_the_webhook_says_what_to_set_for_a_pod_that_could_not_read_its_prompts(
+def test_a_pod_that_could_not_read_its_prompts_is_refused_saying_what_to_set(
     default_install: Node,
 ) -> None:
     kubeconfig = default_install.kubeconfig
     template = yaml.safe_load(EXAMPLE_APP.read_text())["spec"]["template"]
     kubectl(kubeconfig, "create", "namespace", ELSEWHERE, check=False)
 
-    def refusal(namespace: str, pod_spec: dict[str, Any]) -> str | None:
+    def refusal(namespace: str, pod_spec: dict[str, Any]) -> str:
+        """kubectl's error for creating the pod (a server-side dry run: nothing is made)."""
         labels = template["metadata"]["labels"]
         metadata = {"name": "first-app-try", "labels": labels}
         manifest = {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": pod_spec}
@@ -115,16 +116,29 @@ def test_the_webhook_says_what_to_set_for_a_pod_that_could_not_read_its_prompts(
             kubeconfig, "-n", namespace, "create", "--dry-run=server", "-f", "-",
             input=json.dumps(manifest), check=False,
         )  # fmt: skip
-        # Until the webhook's Service answers, the API server says it cannot call it.
-        return result.stderr if "prompt sidecar not injected" in result.stderr else None
+        return result.stderr
 
-    elsewhere = wait_for(
-        lambda: refusal(ELSEWHERE, template["spec"]), timeout=60, interval=0.5,
-        message="the webhook to refuse the example in a namespace without prompt-sidecar",
-    )  # fmt: skip
-    assert f"--set 'sidecar.namespaces={{default,{ELSEWHERE}}}'" in elsewhere, elsewhere
+    def webhook_refusal(namespace: str, pod_spec: dict[str, Any]) -> str | None:
+        # Until the webhook's Service answers (and the namespace's default account
+        # exists), the API server answers instead.
+        answer = refusal(namespace, pod_spec)
+        return answer if "prompt sidecar not injected" in answer else None
+
+    # The example in a namespace without the chart's account: the API server's own
+    # ServiceAccount admission refuses it, naming the account (docs/first-app.md).
+    missing = refusal(ELSEWHERE, template["spec"])
+    assert missing and 'serviceaccount "prompt-sidecar" not found' in missing, missing
+    # Without serviceAccountName the pod would run as 'default' and never start:
+    # the webhook refuses it and says what to set.
     without_account = {k: v for k, v in template["spec"].items() if k != "serviceAccountName"}
-    message = wait_for(lambda: refusal(NAMESPACE, without_account), timeout=30, interval=0.5)
+    message = wait_for(
+        lambda: webhook_refusal(NAMESPACE, without_account), timeout=60, interval=0.5,
+        message="the webhook to refuse a pod on the default service account",
+    )  # fmt: skip
     assert "serviceAccountName: prompt-sidecar" in message, message
+    elsewhere = wait_for(
+        lambda: webhook_refusal(ELSEWHERE, without_account), timeout=30, interval=0.5
+    )
+    assert f"--set 'sidecar.namespaces={{default,{ELSEWHERE}}}'" in elsewhere, elsewhere
     # Nothing was created.
     assert kubectl_json(kubeconfig, "-n", ELSEWHERE, "get", "pods")["items"] == []

@@ -169,22 +169,13 @@ def test_a_pod_on_the_default_service_account_is_refused_with_what_to_set(
     observed(f"refused: {message}")
 
 
-@pytest.mark.reliability(
-    case="First app: namespace without the sidecar's account",
-    did="inject a pod running as prompt-sidecar in a namespace not in sidecar.namespaces",
-)
-def test_a_namespace_without_the_charts_account_is_refused_with_the_value_to_set(
-    observed: Observed,
-) -> None:
-    with pytest.raises(InjectionRefused) as caught:
-        injected(in_namespace("team-b", "prompt-sidecar"), CHART_CONFIG)
-    message = str(caught.value)
-    assert "namespace team-b has no prompt-sidecar service account" in message
-    assert "--set 'sidecar.namespaces={default,team-a,team-b}'" in message
+def test_a_namespace_the_chart_does_not_list_is_left_to_the_api_server() -> None:
+    # Without a prompt-sidecar account there, the API server's ServiceAccount
+    # admission refuses the pod before any webhook; one made by hand is fine.
+    assert injected(in_namespace("team-b", "prompt-sidecar"), CHART_CONFIG) is not None
     empty = InjectionConfig(image="x", sidecar_namespaces=())
     with pytest.raises(InjectionRefused, match=r"sidecar.namespaces=\{default\}"):
-        injected(in_namespace("default", "prompt-sidecar"), empty)
-    observed(f"refused: {message}")
+        injected(in_namespace("default"), empty)
 
 
 def test_the_sidecar_namespaces_flag_reaches_the_injection() -> None:
