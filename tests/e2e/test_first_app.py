@@ -41,6 +41,16 @@ def default_install(real_node: Node) -> Iterator[Node]:
     kubectl(kubeconfig, "-n", NAMESPACE, "delete", "prompt", "support-agent", check=False)
     kubectl(kubeconfig, "delete", "namespace", ELSEWHERE, "--wait=false", check=False)
     real_node.helm_run("uninstall", RELEASE, "--namespace", OPERATOR_NAMESPACE, "--wait")
+    # The garbage collector removes the pods after their Deployments: the next
+    # module counts the operator's pods, so wait until they are gone.
+    for namespace, selector in (
+        (OPERATOR_NAMESPACE, "app.kubernetes.io/name=prompt-operator"),
+        (NAMESPACE, "app=first-app"),
+    ):
+        kubectl(
+            kubeconfig, "-n", namespace, "wait", "--for=delete", "pod", "-l", selector,
+            "--timeout=120s", timeout=150,
+        )  # fmt: skip
 
 
 def heredocs(notes: str) -> list[dict[str, Any]]:
