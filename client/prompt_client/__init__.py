@@ -4,7 +4,7 @@ A drop-in for ``prompt-hot-reloading``::
 
     from prompt_client import create_prompt_registry
 
-    prompts = create_prompt_registry()          # PROMPT_DIR, as the sidecar sets it
+    prompts = create_prompt_registry(outcomes=("resolved", "escalated"))  # reads PROMPT_DIR
     system = prompts.render("support_agent", customer_name="Ada")
     prompts.log_usage("support_agent", outcome="resolved")
 
@@ -15,7 +15,7 @@ Reads never block and never return half a file; deleted prompts disappear;
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from .templates import (
     MissingVariableError,
@@ -28,7 +28,7 @@ TYPE_CHECKING = False  # typing costs every pod 0.4 MiB; annotations here are st
 if TYPE_CHECKING:
     from typing import Any
 
-    from .registry import PromptRegistry, PromptSnapshot, PromptSource
+    from .registry import PromptDirectoryError, PromptRegistry, PromptSnapshot, PromptSource
     from .scan import PromptInfo
     from .sources import FileSystemSource
 
@@ -36,7 +36,13 @@ if TYPE_CHECKING:
 def __getattr__(name: str) -> Any:
     # The registry loads on first use, so the sidecar, which imports only the
     # file contract from this package, stays small.
-    if name in ("PromptInfo", "PromptRegistry", "PromptSnapshot", "PromptSource"):
+    if name in (
+        "PromptDirectoryError",
+        "PromptInfo",
+        "PromptRegistry",
+        "PromptSnapshot",
+        "PromptSource",
+    ):
         from . import registry
 
         return getattr(registry, name)
@@ -50,6 +56,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "FileSystemSource",
     "MissingVariableError",
+    "PromptDirectoryError",
     "PromptInfo",
     "PromptRegistry",
     "PromptSnapshot",
@@ -62,11 +69,18 @@ __all__ = [
 __version__ = "0.1.0"
 
 
-def create_prompt_registry(*, defaults: Mapping[str, str] | None = None) -> PromptRegistry:
+def create_prompt_registry(
+    *,
+    defaults: Mapping[str, str] | None = None,
+    outcomes: Iterable[str] = (),
+    wait_for_directory: bool = False,
+) -> PromptRegistry:
     """A registry configured from the environment, like ``prompt-hot-reloading``'s.
 
     ``PROMPT_SOURCE``: ``fs`` (the default) reads ``PROMPT_DIR`` (default
-    ``prompts``), the directory the prompt-operator sidecar writes.
+    ``prompts``), the directory the prompt-operator sidecar writes. The other
+    arguments are ``PromptRegistry``'s; a directory that does not exist raises
+    ``PromptDirectoryError`` unless ``wait_for_directory`` is true.
     """
     source = os.getenv("PROMPT_SOURCE", "fs").lower()
     if source == "s3":
@@ -78,7 +92,18 @@ def create_prompt_registry(*, defaults: Mapping[str, str] | None = None) -> Prom
         )
     if source != "fs":
         raise ValueError(f"PROMPT_SOURCE={source!r} is unknown; use 'fs' (files in PROMPT_DIR)")
-    from .registry import PromptRegistry
+    from .registry import PromptRegistry, check_directory
     from .sources import FileSystemSource
 
-    return PromptRegistry(FileSystemSource(os.getenv("PROMPT_DIR", "prompts")), defaults=defaults)
+    directory = os.getenv("PROMPT_DIR")
+    if not wait_for_directory:
+        check_directory(
+            directory or "prompts",
+            f" (PROMPT_DIR={directory})" if directory else " (PROMPT_DIR is not set: the default)",
+        )
+    return PromptRegistry(
+        FileSystemSource(directory or "prompts"),
+        defaults=defaults,
+        outcomes=outcomes,
+        wait_for_directory=True,  # checked above, with where the path came from
+    )

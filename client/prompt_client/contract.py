@@ -41,6 +41,7 @@ __all__ = [
     "key_problem",
     "lookalike_problem",
     "meta_path",
+    "now_rfc3339",
     "read_meta",
     "read_regular",
     "text_path",
@@ -195,6 +196,13 @@ def lookalike_problem(key: str) -> str | None:
             )
         word = []
     return None
+
+
+def now_rfc3339() -> str:
+    """The time for ``PromptMeta.updated_at``: RFC 3339 in UTC with microseconds."""
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def text_sha256(data: bytes) -> str:

@@ -10,6 +10,7 @@ against the content hash in the sidecar's metadata before it publishes it.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import threading
@@ -18,12 +19,20 @@ from dataclasses import replace
 from types import MappingProxyType
 from typing import Any, Protocol
 
-from .contract import choose_variant, text_sha256
+from .contract import META_DIR, choose_variant, text_sha256
 from .scan import Entry, PromptInfo, _now, scan_directory
-from .templates import UnknownVariableError, render_template
+from .templates import MissingVariableError, UnknownVariableError, render_template
 from .usage import UsageCallback, UsageLog
 
-__all__ = ["ChangeCallback", "PromptInfo", "PromptRegistry", "PromptSnapshot", "PromptSource"]
+__all__ = [
+    "ChangeCallback",
+    "PromptDirectoryError",
+    "PromptInfo",
+    "PromptRegistry",
+    "PromptSnapshot",
+    "PromptSource",
+    "check_directory",
+]
 
 logger = logging.getLogger("prompt_client")
 
@@ -52,6 +61,32 @@ def _is_their_file_source(source: object) -> bool:
 
 def _default_info(name: str) -> PromptInfo:
     return PromptInfo(name, None, None, "default", _now(), None)
+
+
+class PromptDirectoryError(FileNotFoundError):
+    """The prompt directory does not exist; the message says how to get one."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])  # the message alone, without OSError's "[Errno 2] ..."
+
+
+def check_directory(directory: str, how: str = "") -> None:
+    """Raise ``PromptDirectoryError`` when ``directory`` is not a directory.
+
+    ``how`` says where the path came from (``PROMPT_DIR``, its default).
+    """
+    if os.path.isdir(directory):
+        return
+    shown = os.path.abspath(directory)
+    error = PromptDirectoryError(
+        f"prompt directory {shown}{how} does not exist. In a pod labelled "
+        "prompts.dev/inject=true the sidecar writes it and PROMPT_DIR points at it; on a "
+        "laptop, write it from your Prompt manifests with `prompt-operator files "
+        "MANIFESTS --out DIR` and set PROMPT_DIR=DIR. To start empty and wait for the "
+        "directory, pass wait_for_directory=True."
+    )
+    error.errno, error.filename = errno.ENOENT, directory
+    raise error
 
 
 class PromptSnapshot(Mapping[str, str]):
@@ -155,9 +190,21 @@ class PromptSnapshot(Mapping[str, str]):
                 )
             return text
         declared = info.variables if info.has_metadata else None
-        return render_template(
-            text, variables, defaults=info.defaults, prompt=name, declared=declared
-        )
+        try:
+            return render_template(
+                text, variables, defaults=info.defaults, prompt=name, declared=declared
+            )
+        except MissingVariableError as exc:
+            if info.has_metadata or info.source == "default":
+                raise
+            # A plain file: the defaults its Prompt declares travel in the metadata.
+            raise MissingVariableError(
+                f"{exc.message}; the file has no metadata ({META_DIR}/{name}.json), so the "
+                "defaults its Prompt declares are unknown here: pass every variable, or "
+                "write the directory from your manifests with `prompt-operator files "
+                "MANIFESTS --out DIR`, which writes the metadata as the sidecar does",
+                exc.missing,
+            ) from None
 
     def log_usage(
         self, name: str, /, *, variant_key: object = None, **metadata: Any
@@ -188,6 +235,11 @@ class PromptRegistry(Mapping[str, str]):
     ``outcomes`` is the small set of results ``log_usage(outcome=...)`` counts
     by name in Prometheus (any other value counts as ``"other"``).
 
+    A directory that does not exist raises ``PromptDirectoryError`` (a
+    ``FileNotFoundError``) saying how to get one, as ``prompt-hot-reloading``
+    raises ``FileNotFoundError``; ``wait_for_directory=True`` starts empty
+    instead and reads the directory once it appears.
+
     Reads (``registry[name]``, ``in``, ``len``, iteration, ``snapshot()``) are
     lock-free and safe from any thread or asyncio task. Callbacks run on the
     watcher thread; from asyncio, hand work over with
@@ -202,6 +254,7 @@ class PromptRegistry(Mapping[str, str]):
         watch: bool = True,
         rescan_interval: float = 2.0,
         outcomes: Iterable[str] = (),
+        wait_for_directory: bool = False,
     ) -> None:
         from .sources import FileSystemSource
 
@@ -211,6 +264,9 @@ class PromptRegistry(Mapping[str, str]):
             # prompt-hot-reloading's own FileSystemSource: read its directory our way,
             # so changing only the registry import already fixes its bugs.
             prompt_source = FileSystemSource(prompt_source.prompt_dir)  # type: ignore[attr-defined]
+        if isinstance(prompt_source, FileSystemSource) and not wait_for_directory:
+            # A wrong path would otherwise look like a directory with no prompts yet.
+            check_directory(prompt_source.prompt_dir)
         self.prompt_source = prompt_source
         self._defaults = dict(defaults or {})
         self._defaults_logged: set[str] = set()

@@ -48,6 +48,7 @@ def injection_config(config: OperatorConfig) -> InjectionConfig:
         image=config.sidecar_image,
         port=config.sidecar_port,
         probe_port=config.sidecar_probe_port,
+        sidecar_namespaces=config.sidecar_namespaces,
     )
 
 

@@ -15,6 +15,7 @@ commands:
   run        run the operator (watches Prompts, writes ConfigMaps, signals sidecars)
   sidecar    run the sidecar beside an app (writes prompt files into a shared volume)
   validate   check Prompt manifests offline, for CI pipelines
+  files      write the prompt files a sidecar would, from manifests (run an app locally)
   history    list a Prompt's revisions (number, hash, time, source, summary)
   diff       unified diff between two revisions of a Prompt
   rollback   make an earlier revision current again (--to NUMBER)
@@ -70,6 +71,10 @@ def main(argv: list[str] | None = None) -> int:
         from prompt_operator.validate import main as run_validate
 
         return run_validate(rest)
+    if command == "files":
+        from prompt_operator.files_cli import main as run_files
+
+        return run_files(rest)
     print(f"prompt-operator: unknown command {command!r}\n\n{_USAGE}", file=sys.stderr)
     return 2
 

@@ -37,6 +37,9 @@ class OperatorConfig:
     sidecar_port: int  # the injected sidecar's signal port: the chart's NetworkPolicy opens it
     sidecar_probe_port: int
     trace_file: str | None = None  # one JSON line per hop of every edit (the bench's trace)
+    # The chart's sidecar.namespaces: where the sidecar's service account exists
+    # (None: unknown, so injection does not check the pod's service account).
+    sidecar_namespaces: tuple[str, ...] | None = None
 
 
 def _env(name: str, default: str = "") -> str:
@@ -218,6 +221,15 @@ def parser() -> argparse.ArgumentParser:
         f"(env: PROMPT_OPERATOR_SIDECAR_PROBE_PORT; default: {wire.DEFAULT_PROBE_PORT})",
     )
     p.add_argument(
+        "--sidecar-namespaces",
+        default=os.environ.get("PROMPT_OPERATOR_SIDECAR_NAMESPACES"),
+        metavar="NS,NS",
+        help="namespaces where the sidecar's prompt-sidecar service account exists (the "
+        "chart passes its sidecar.namespaces); injection then refuses a pod elsewhere, or "
+        "one running as the 'default' service account, saying what to set "
+        "(env: PROMPT_OPERATOR_SIDECAR_NAMESPACES, comma-separated; default: not checked)",
+    )
+    p.add_argument(
         "--kubeconfig",
         default=None,
         help="kubeconfig file (env: KUBECONFIG; default: the in-cluster service account, "
@@ -274,4 +286,7 @@ def parse_config(argv: Sequence[str] | None) -> OperatorConfig:
         lease=lease,
         sidecar_port=args.sidecar_port,
         sidecar_probe_port=args.sidecar_probe_port,
+        sidecar_namespaces=None
+        if args.sidecar_namespaces is None
+        else tuple(ns.strip() for ns in args.sidecar_namespaces.split(",") if ns.strip()),
     )

@@ -17,7 +17,9 @@ Injecting twice changes nothing: a pod that already has the sidecar is left alon
 A pod that already uses a name or path the injection adds (a volume called
 ``prompts``, a mount at the prompt directory, the sidecar's ports) is refused
 with a message saying what to rename: writing into the app's own volume, or
-leaving its mount read-write, would be silently wrong.
+leaving its mount read-write, would be silently wrong. So is a pod on its
+namespace's ``default`` service account, whose sidecar could not read its
+ConfigMaps, with what to set: it would otherwise never start.
 """
 
 from __future__ import annotations
@@ -37,12 +39,18 @@ TOKEN_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
 DEFAULT_DIR = "/prompts"
 
 
+SIDECAR_SERVICE_ACCOUNT = "prompt-sidecar"  # the chart's, in each of sidecar.namespaces
+
+
 @dataclass(frozen=True)
 class InjectionConfig:
     image: str
     port: int = wire.DEFAULT_PORT
     probe_port: int = wire.DEFAULT_PROBE_PORT
     directory: str = DEFAULT_DIR
+    # Where the chart made the sidecar's service account (its sidecar.namespaces);
+    # None: not known (the operator run outside the chart), so not checked.
+    sidecar_namespaces: tuple[str, ...] | None = None
 
 
 class InjectionRefused(ValueError):
@@ -168,6 +176,38 @@ def collision(pod: Mapping[str, Any], config: InjectionConfig) -> str | None:
     return None
 
 
+def service_account_problem(pod: Mapping[str, Any], config: InjectionConfig) -> str | None:
+    """Why the sidecar of ``pod`` could not read its prompts, and what to set; None: it can.
+
+    All containers share the pod's service account, so the sidecar lists
+    ConfigMaps as that account. A pod on its namespace's ``default`` account
+    would wait for its sidecar's first sync (a 403 every second) and never
+    start. An account that does not exist never gets here: the API server's
+    own ServiceAccount admission refuses the pod first, naming the account.
+    """
+    if config.sidecar_namespaces is None:
+        return None
+    namespace = str((pod.get("metadata") or {}).get("namespace") or "default")
+    spec = pod.get("spec") or {}
+    account = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
+    if account != "default":
+        return None  # the chart's, or the app's own: its RoleBinding is the owner's business
+    listed = list(config.sidecar_namespaces)
+    message = (
+        f"the pod runs as service account 'default', and the sidecar reads the pod's prompts "
+        f"as the pod's service account: set spec.serviceAccountName: {SIDECAR_SERVICE_ACCOUNT} "
+        f"in the pod template (the chart's account that may only get and list ConfigMaps)"
+    )
+    if namespace in listed:
+        return message
+    wanted = ",".join([*listed, namespace])
+    return (
+        f"{message}; the chart creates it only in its sidecar.namespaces "
+        f"({', '.join(listed) or 'none'}): add {namespace} with `helm upgrade <release> <chart> "
+        f"--reuse-values --set 'sidecar.namespaces={{{wanted}}}'`"
+    )
+
+
 def injected(pod: Mapping[str, Any], config: InjectionConfig) -> dict[str, Any] | None:
     """The pod with the sidecar added, or None when it already has one.
 
@@ -176,7 +216,7 @@ def injected(pod: Mapping[str, Any], config: InjectionConfig) -> dict[str, Any] 
     spec = pod.get("spec") or {}
     if any(c.get("name") == SIDECAR_NAME for c in spec.get("initContainers") or []):
         return None
-    problem = collision(pod, config)
+    problem = collision(pod, config) or service_account_problem(pod, config)
     if problem is not None:
         raise InjectionRefused(problem)
     result = copy.deepcopy(dict(pod))

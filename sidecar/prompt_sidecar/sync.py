@@ -11,17 +11,15 @@ successful list or an explicit 404.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import random
 import threading
 import time
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 
 from prompt_client import hops, wire
-from prompt_client.contract import PromptMeta, choose_variant, key_problem, text_sha256
+from prompt_client.contract import PromptMeta, now_rfc3339
 from prompt_client.selector import Selector
 
 from .files import FileWriteError, PromptFiles, Staged
@@ -74,30 +72,6 @@ class Desired:
         return dataclasses.replace(self, text=b"", variants={}, staged=staged)
 
 
-def _metadata(cm: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The ConfigMap's metadata.json as a dict, or None when it is unreadable."""
-    try:
-        extra = json.loads((cm.get("data") or {}).get(wire.METADATA_DATA_KEY) or "{}")
-    except ValueError:
-        return None
-    return extra if isinstance(extra, dict) else None
-
-
-def variant_texts(data: Mapping[str, Any], listed: Any) -> dict[str, dict[str, Any]] | str:
-    """Every variant as name -> {"weight", "text"}, or why the ConfigMap's variants are unusable."""
-    if not isinstance(listed, list):
-        return "its variants are not a list"
-    variants: dict[str, dict[str, Any]] = {}
-    for entry in listed:
-        name = entry.get("name") if isinstance(entry, dict) else None
-        weight = entry.get("weight") if isinstance(entry, dict) else None
-        text = data.get(wire.variant_data_key(name)) if isinstance(name, str) else None
-        if not isinstance(name, str) or not isinstance(weight, int) or not isinstance(text, str):
-            return f"variant {name!r} lacks a weight or a text"
-        variants[name] = {"weight": weight, "text": text}
-    return variants
-
-
 def desired_from_configmap(
     cm: Mapping[str, Any], selector: Selector, pod: str = ""
 ) -> Desired | str:
@@ -105,27 +79,15 @@ def desired_from_configmap(
 
     With variants, ``pod`` (the pod's name, which a container restart keeps)
     chooses the variant: the same choice the operator counts in the Prompt's status.
+    What goes on disk is ``wire.file_content``'s, shared with `prompt-operator files`.
     """
     meta = cm.get("metadata") or {}
     labels = meta.get("labels") or {}
-    annotations = meta.get("annotations") or {}
-    data = cm.get("data") or {}
     if labels.get(wire.MANAGED_BY_LABEL) != wire.MANAGED_BY_VALUE:
         return "not written by prompt-operator"
     if not selector.matches(labels):
         return "not selected by this pod's prompts.dev/selector"
-    prompt, revision = (
-        annotations.get(wire.PROMPT_ANNOTATION),
-        annotations.get(wire.REVISION_ANNOTATION),
-    )
-    key = annotations.get(wire.KEY_ANNOTATION)
-    if not all(isinstance(v, str) and v for v in (prompt, revision, key)):
-        return "missing prompt, revision or key"
-    assert isinstance(prompt, str) and isinstance(revision, str) and isinstance(key, str)
-    problem = key_problem(key)
-    if problem:
-        return f"key {key!r} cannot name a file: {problem}"
-    extra = _metadata(cm)
+    extra = wire.configmap_metadata(cm)
     if extra is None:
         logger.warning(
             "ConfigMap %s: unreadable %s; serving the text without it",
@@ -133,39 +95,22 @@ def desired_from_configmap(
             wire.METADATA_DATA_KEY,
         )
         extra = {}
-    chosen: str | None = None
-    variants: dict[str, dict[str, Any]] = {}
-    if extra.get("variants"):
-        found = variant_texts(data, extra["variants"])
-        if isinstance(found, str):
-            return found
-        variants = found
-        chosen = choose_variant(pod, prompt, ((n, v["weight"]) for n, v in variants.items()))
-        if chosen is None:
-            return "no variant has a positive weight"
-        text = variants[chosen]["text"]
-    else:
-        text = data.get(wire.TEXT_DATA_KEY)
-        if not isinstance(text, str):
-            return "missing the text"
-    try:
-        variables = tuple(str(v) for v in extra.get("variables") or ())
-        defaults = {str(k): str(v) for k, v in (extra.get("defaults") or {}).items()}
-    except (AttributeError, TypeError):
-        variables, defaults = (), {}
+    content = wire.file_content(cm, pod, extra)
+    if isinstance(content, str):
+        return content
     return Desired(
-        prompt,
-        key,
-        revision,
-        text.encode("utf-8"),
+        content.prompt,
+        content.key,
+        content.revision,
+        content.text,
         created=str(meta.get("creationTimestamp", "")),
-        variables=variables,
-        defaults=defaults,
-        format=str(extra.get("format") or "python"),
+        variables=content.variables,
+        defaults=content.defaults,
+        format=content.format,
         number=wire.revision_number_of(cm),
         uid=str(labels.get(wire.PROMPT_UID_LABEL) or ""),
-        variant=chosen,
-        variants=variants,
+        variant=content.variant,
+        variants=content.variants,
     )
 
 
@@ -229,18 +174,17 @@ def up_to_date(item: Desired, present: OnDisk, on_disk: set[str]) -> bool:
 
 def meta_for(item: Desired, namespace: str, updated_at: str) -> PromptMeta:
     """The metadata file's content for ``item`` (which must still hold its text)."""
-    return PromptMeta(
-        key=item.key,
-        prompt=f"{namespace}/{item.prompt}",
-        revision=item.revision,
-        sha256=text_sha256(item.text),
-        updated_at=updated_at,
+    return wire.FileContent(
+        item.prompt,
+        item.key,
+        item.revision,
+        item.text,
         variables=item.variables,
         defaults=item.defaults,
         format=item.format,
         variant=item.variant,
         variants=item.variants,
-    )
+    ).meta(namespace, updated_at)
 
 
 def served_from(disk: OnDisk) -> dict[str, tuple[str, str]]:
@@ -362,10 +306,6 @@ def single_action(
 def backoff_delay(attempt: int, jitter: float, base: float = 0.2, cap: float = 30.0) -> float:
     """Exponential backoff with jitter (``jitter`` in [0, 1)) so pods don't retry in step."""
     return min(cap, base * 2.0 ** min(attempt, 16)) * (0.5 + jitter / 2)
-
-
-def now_rfc3339() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class TokenBucket:

@@ -405,7 +405,10 @@ def test_the_injected_port_is_the_port_the_policies_open(
     assert args[0] == "run"
     config = parse_config(args[1:])
     pod = injected(
-        {"metadata": {"name": "app"}, "spec": {"containers": [{"name": "app"}]}},
+        {
+            "metadata": {"name": "app", "namespace": APPS},
+            "spec": {"serviceAccountName": "prompt-sidecar", "containers": [{"name": "app"}]},
+        },
         injection_config(config),
     )
     assert pod is not None
@@ -466,7 +469,8 @@ def scoped(chart_cluster: Path) -> str:
         "-",
         input=json.dumps({"apiVersion": "v1", "kind": "List", "items": rbac}),
     )
-    account = one(rbac, "ServiceAccount")["metadata"]["name"]
+    # The operator's account (the chart's default sidecar.namespaces adds prompt-sidecar's).
+    account = one(rbac, "ServiceAccount", f"{SCOPED}-prompt-operator")["metadata"]["name"]
     return f"system:serviceaccount:{SCOPED_NS}:{account}"
 
 

@@ -247,3 +247,40 @@ def test_a_sidecar_that_starts_after_its_pod_is_counted_once_it_answers(
         timeout=30,
         message="delivery 1/1 once the late sidecar answers",
     )
+
+
+def test_prompt_operator_files_writes_what_the_real_sidecar_wrote(
+    kubeconfig: Path, namespace: str, sidecars: SidecarFactory, tmp_path: Path
+) -> None:
+    import json
+
+    from prompt_operator.files_cli import main as files_main
+
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    manifests = [str(examples / "support-agent.yaml"), str(examples / "greeting-ab-test.yaml")]
+    for manifest in manifests:
+        kubectl(kubeconfig, "-n", namespace, "apply", "-f", manifest)
+    for name in ("support-agent", "greeting"):
+        wait_prompt(kubeconfig, namespace, name)
+    app = sidecars("app")
+    out = tmp_path / "laptop"
+    # The pod's name chooses the A/B variant, in the pod and here.
+    assert files_main([*manifests, "--out", str(out), "-n", namespace, "--pod", "app"]) == 0
+
+    def tree(root: Path) -> dict[str, bytes]:
+        found = {}
+        for path in sorted(root.rglob("*")):
+            if path.is_file():
+                data = path.read_bytes()
+                if path.suffix == ".json":  # only the time of the write differs
+                    data = json.dumps({**json.loads(data), "updated_at": ""}).encode()
+                found[str(path.relative_to(root))] = data
+        return found
+
+    assert tree(out) == tree(app.dir)
+    assert sorted(tree(out)) == [
+        ".prompts/meta/greeting.json",
+        ".prompts/meta/support_agent.json",
+        "greeting.txt",
+        "support_agent.txt",
+    ]

@@ -111,7 +111,7 @@ def test_chart_readme_is_generated_from_the_schema() -> None:
     )
     committed = (REPO / release.CHART_DIR / "README.md").read_text()
     assert committed == release.chart_readme(), "run `make chart-readme`"
-    assert "| `sidecar.namespaces` | array | `[]` |" in committed
+    assert '| `sidecar.namespaces` | array | `["default"]` |' in committed
 
 
 def test_a_key_without_description_is_found(tmp_path: Path) -> None:

@@ -85,6 +85,13 @@ COPIES: tuple[Copy, ...] = (
     Copy("deploy/install.yaml", rf'app\.kubernetes\.io/version: "{_V}"', "version labels"),
     Copy("deploy/install.yaml", rf"{re.escape(IMAGE_REPOSITORY)}:{_V}", "image references"),
     Copy("CHANGELOG.md", rf"(?m)^## \[{_V}\] - \d{{4}}-\d{{2}}-\d{{2}}$", "top released entry"),
+    # The first app runs the image a default install pulls.
+    Copy("examples/app/deployment.yaml", rf"{re.escape(IMAGE_REPOSITORY)}:{_V}", "the image"),
+    Copy(
+        "charts/prompt-operator/files/first-app.yaml",
+        rf"{re.escape(IMAGE_REPOSITORY)}:{_V}",
+        "the image",
+    ),
 )
 
 

@@ -260,7 +260,7 @@ def test_watcher_restarts_after_an_error(
 
 def test_directory_created_after_the_registry(tmp_path: Path) -> None:
     late = tmp_path / "late"
-    with PromptRegistry(late) as reg:
+    with PromptRegistry(late, wait_for_directory=True) as reg:
         assert len(reg) == 0
         Writer(late).put("p", "here now")
         wait_for(lambda: reg.get("p") == "here now")
@@ -377,3 +377,25 @@ def test_usage_outcome_label_is_bounded_to_the_declared_set(
 def test_a_bad_outcome_set_is_refused_at_start(prompt_dir: Path, outcomes: tuple[str, ...]) -> None:
     with pytest.raises(ValueError, match="outcome"):
         PromptRegistry(str(prompt_dir), watch=False, outcomes=outcomes)
+
+
+def test_a_missing_directory_is_an_error_that_says_how_to_get_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Before, a wrong PROMPT_DIR looked like a directory with no prompts yet.
+    from prompt_client import PromptDirectoryError, create_prompt_registry
+
+    with pytest.raises(PromptDirectoryError) as caught:
+        PromptRegistry(tmp_path / "typo")
+    message = str(caught.value)
+    assert str(tmp_path / "typo") in message and "prompt-operator files" in message
+    assert isinstance(caught.value, FileNotFoundError)  # as prompt-hot-reloading raises
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("PROMPT_DIR", raising=False)
+    with pytest.raises(PromptDirectoryError, match="PROMPT_DIR is not set"):
+        create_prompt_registry()
+    monkeypatch.setenv("PROMPT_DIR", "elsewhere")
+    with pytest.raises(PromptDirectoryError, match="PROMPT_DIR=elsewhere"):
+        create_prompt_registry()
+    with create_prompt_registry(wait_for_directory=True) as reg:
+        assert len(reg) == 0

@@ -94,3 +94,16 @@ def test_file_without_metadata_declares_its_own_placeholders(prompt_dir: Path) -
         assert reg.render("d", v=1) == "default 1"
         with pytest.raises(KeyError):
             reg.render("nothing")
+
+
+def test_a_file_without_metadata_says_its_defaults_are_unknown(prompt_dir: Path) -> None:
+    # A plain file (no sidecar metadata): the Prompt's declared defaults never arrive.
+    (prompt_dir / "agent.txt").write_text("You support {product} for {customer}.")
+    with PromptRegistry(prompt_dir, watch=False) as reg:
+        with pytest.raises(MissingVariableError) as caught:
+            reg.render("agent", customer="Ada")
+        assert reg.render("agent", customer="Ada", product="Acme") == "You support Acme for Ada."
+    message = str(caught.value)
+    assert "missing value for variable(s) product" in message
+    assert "no metadata" in message and "prompt-operator files" in message
+    assert caught.value.missing == ("product",)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from prompt_operator import cli, config, revisions_cli, validate
+from prompt_operator import cli, config, files_cli, revisions_cli, validate
 from prompt_operator.console import command as console_command
 from prompt_sidecar import config as sidecar_config
 
@@ -27,6 +27,7 @@ PARSERS: dict[str, argparse.ArgumentParser] = {
     "sidecar": sidecar_config.build_parser({}),
     "validate": validate.parser(),
     "console": console_command.parser(),
+    "files": files_cli.parser(),
     **_revision_parsers(),
 }
 

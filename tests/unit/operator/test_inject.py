@@ -129,3 +129,60 @@ def test_the_configured_ports_are_injected_and_probes_use_the_probe_port() -> No
     assert out["metadata"]["annotations"]["prompts.dev/port"] == "9000"
     assert sidecar["readinessProbe"]["httpGet"]["port"] == 9001
     assert sidecar["startupProbe"]["httpGet"]["port"] == 9001
+
+
+CHART_CONFIG = InjectionConfig(image="x", sidecar_namespaces=("default", "team-a"))
+
+
+def in_namespace(namespace: str, account: str | None = None) -> dict[str, Any]:
+    p = pod(**({"serviceAccountName": account} if account else {}))
+    p["metadata"]["namespace"] = namespace
+    return p
+
+
+def test_a_pod_whose_sidecar_can_read_its_configmaps_is_injected() -> None:
+    for namespace in ("default", "team-a"):
+        assert injected(in_namespace(namespace, "prompt-sidecar"), CHART_CONFIG) is not None
+    # The app's own account (the owner bound a Role to it) is the owner's business.
+    assert injected(in_namespace("team-b", "helpdesk"), CHART_CONFIG) is not None
+    # Outside the chart (no --sidecar-namespaces) nothing is checked.
+    assert injected(in_namespace("team-b"), CONFIG) is not None
+
+
+@pytest.mark.reliability(
+    case="First app: default service account",
+    did="inject a pod that runs as its namespace's default service account",
+)
+def test_a_pod_on_the_default_service_account_is_refused_with_what_to_set(
+    observed: Observed,
+) -> None:
+    # Before, it started a sidecar that got a 403 every second and an app that never started.
+    with pytest.raises(InjectionRefused) as caught:
+        injected(in_namespace("default"), CHART_CONFIG)
+    message = str(caught.value)
+    assert "serviceAccountName: prompt-sidecar" in message
+    assert "sidecar.namespaces" not in message  # default has the chart's account
+    with pytest.raises(InjectionRefused) as caught:
+        injected(in_namespace("team-b"), CHART_CONFIG)
+    assert "serviceAccountName: prompt-sidecar" in str(caught.value)
+    assert "--set 'sidecar.namespaces={default,team-a,team-b}'" in str(caught.value)
+    observed(f"refused: {message}")
+
+
+def test_a_namespace_the_chart_does_not_list_is_left_to_the_api_server() -> None:
+    # Without a prompt-sidecar account there, the API server's ServiceAccount
+    # admission refuses the pod before any webhook; one made by hand is fine.
+    assert injected(in_namespace("team-b", "prompt-sidecar"), CHART_CONFIG) is not None
+    empty = InjectionConfig(image="x", sidecar_namespaces=())
+    with pytest.raises(InjectionRefused, match=r"sidecar.namespaces=\{default\}"):
+        injected(in_namespace("default"), empty)
+
+
+def test_the_sidecar_namespaces_flag_reaches_the_injection() -> None:
+    from prompt_operator.admission import injection_config
+    from prompt_operator.config import parse_config
+
+    assert injection_config(parse_config([])).sidecar_namespaces is None
+    assert injection_config(parse_config(["--sidecar-namespaces="])).sidecar_namespaces == ()
+    flag = ["--sidecar-namespaces=default, team-a"]
+    assert injection_config(parse_config(flag)).sidecar_namespaces == ("default", "team-a")
