@@ -18,7 +18,7 @@ import yaml
 
 from prompt_cluster.testing import kubectl, kubectl_json, wait_for
 
-from .helpers import CHART, OPERATOR_NAMESPACE, RELEASE, REPO, Node, logs, pods
+from .helpers import OPERATOR_NAMESPACE, RELEASE, REPO, Node, logs, pods
 
 pytestmark = pytest.mark.timeout(1800)
 
@@ -32,7 +32,7 @@ ELSEWHERE = "first-app-elsewhere"
 def default_install(real_node: Node) -> Iterator[Node]:
     """`helm install` with nothing set but the namespace, as the README says."""
     real_node.helm_run(
-        "install", RELEASE, str(CHART), "--namespace", OPERATOR_NAMESPACE,
+        "install", RELEASE, str(real_node.chart), "--namespace", OPERATOR_NAMESPACE,
         "--create-namespace", "--wait", "--timeout=5m",
     )  # fmt: skip
     yield real_node
