@@ -85,6 +85,7 @@ COPIES: tuple[Copy, ...] = (
     Copy("deploy/install.yaml", rf'app\.kubernetes\.io/version: "{_V}"', "version labels"),
     Copy("deploy/install.yaml", rf"{re.escape(IMAGE_REPOSITORY)}:{_V}", "image references"),
     Copy("CHANGELOG.md", rf"(?m)^## \[{_V}\] - \d{{4}}-\d{{2}}-\d{{2}}$", "top released entry"),
+    Copy("docs/gitops.md", rf"(?m)^    rev: v{_V}$", "the pre-commit hook's rev"),
     # The first app runs the image a default install pulls.
     Copy("examples/app/deployment.yaml", rf"{re.escape(IMAGE_REPOSITORY)}:{_V}", "the image"),
     Copy(
@@ -135,6 +136,7 @@ ADDRESSES: tuple[tuple[str, str], ...] = (
     ("charts/prompt-operator/values.yaml", f"repository: {IMAGE_REPOSITORY}"),
     ("operator/prompt_operator/__init__.py", f'IMAGE_REPOSITORY = "{IMAGE_REPOSITORY}"'),
     ("Dockerfile", f'org.opencontainers.image.source="{REPOSITORY_URL}"'),
+    ("docs/gitops.md", f"- repo: {REPOSITORY_URL}"),
 )
 
 
