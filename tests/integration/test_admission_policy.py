@@ -119,6 +119,25 @@ def as_user(
     return kubectl(kubeconfig, f"--as={USER}", "-n", namespace, *args, input=input, check=False)
 
 
+def patch_configmap(
+    kubeconfig: Path, who: list[str], namespace: str, name: str, kind: str, patch: object
+) -> subprocess.CompletedProcess[str]:
+    """`kubectl patch configmap` as ``who`` (``--as=...`` flags), a ``kind`` patch."""
+    return kubectl(
+        kubeconfig,
+        *who,
+        "-n",
+        namespace,
+        "patch",
+        "configmap",
+        name,
+        f"--type={kind}",
+        "-p",
+        json.dumps(patch),
+        check=False,
+    )
+
+
 @pytest.mark.reliability(
     case="S-configmap forged",
     did="as a namespace user with every ConfigMap right: create a ConfigMap with the "
@@ -258,19 +277,7 @@ def test_finalizers_of_managed_configmaps_are_the_operators(
     policy_in_force(kubeconfig, namespace)
 
     def finalizers(who: list[str], patch: list[dict[str, Any]]) -> subprocess.CompletedProcess[str]:
-        return kubectl(
-            kubeconfig,
-            *who,
-            "-n",
-            namespace,
-            "patch",
-            "configmap",
-            name,
-            "--type=json",
-            "-p",
-            json.dumps(patch),
-            check=False,
-        )
+        return patch_configmap(kubeconfig, who, namespace, name, "json", patch)
 
     mallory = [f"--as={USER}"]
     # The operator's identity (with the rights of system:masters for RBAC).
@@ -306,27 +313,12 @@ def test_owner_references_of_managed_configmaps_are_the_operators(
     real = served_revision(kubeconfig, namespace, "p")
     name = real["metadata"]["name"]
     policy_in_force(kubeconfig, namespace)
-    remove = as_user(
-        kubeconfig,
-        namespace,
-        "patch",
-        "configmap",
-        name,
-        "--type=json",
-        "-p",
-        json.dumps([{"op": "remove", "path": "/metadata/ownerReferences"}]),
-    )
+    mallory = [f"--as={USER}"]
+    unowned = [{"op": "remove", "path": "/metadata/ownerReferences"}]
+    remove = patch_configmap(kubeconfig, mallory, namespace, name, "json", unowned)
     other = {**real["metadata"]["ownerReferences"][0], "uid": "00000000-0000-0000-0000-0000000000"}
-    replace = as_user(
-        kubeconfig,
-        namespace,
-        "patch",
-        "configmap",
-        name,
-        "--type=merge",
-        "-p",
-        json.dumps({"metadata": {"ownerReferences": [other]}}),
-    )
+    owned_elsewhere = {"metadata": {"ownerReferences": [other]}}
+    replace = patch_configmap(kubeconfig, mallory, namespace, name, "merge", owned_elsewhere)
     assert ownership_refused(remove), remove.stderr
     assert ownership_refused(replace), replace.stderr
     cm = kubectl_json(kubeconfig, "-n", namespace, "get", "cm", name)

@@ -164,17 +164,24 @@ def test_a_huge_answer_does_not_grow_the_operator(
     assert peak - before < 24, (before, peak, after)
 
 
-def redirect_to(target: str, status: int, marker: str) -> Answer:
+def json_answer(status: int, body: bytes, **headers: str) -> Answer:
+    """Every signal is answered with ``status``, a JSON ``body`` and ``headers``."""
+
     def answer(handler: BaseHTTPRequestHandler) -> None:
-        body = f'{{"served": {{"p": "{marker}"}}, "note": "{marker}"}}'.encode()
         handler.send_response(status)
-        handler.send_header("Location", target)
+        for name, value in headers.items():
+            handler.send_header(name, value)
         handler.send_header("Content-Type", "application/json")
         handler.send_header("Content-Length", str(len(body)))
         handler.end_headers()
         handler.wfile.write(body)
 
     return answer
+
+
+def redirect_to(target: str, status: int, marker: str) -> Answer:
+    body = f'{{"served": {{"p": "{marker}"}}, "note": "{marker}"}}'.encode()
+    return json_answer(status, body, Location=target)
 
 
 @pytest.mark.reliability(
@@ -230,15 +237,7 @@ def test_redirects_are_not_followed_and_answers_not_logged(
 
 
 def serves(revision: str) -> Answer:
-    def answer(handler: BaseHTTPRequestHandler) -> None:
-        body = json.dumps({"pod": "x", "served": {"p": revision}}).encode()
-        handler.send_response(200)
-        handler.send_header("Content-Type", "application/json")
-        handler.send_header("Content-Length", str(len(body)))
-        handler.end_headers()
-        handler.wfile.write(body)
-
-    return answer
+    return json_answer(200, json.dumps({"pod": "x", "served": {"p": revision}}).encode())
 
 
 @pytest.mark.reliability(
