@@ -1,6 +1,6 @@
-# One image for the operator and the sidecar:
-#   prompt-operator run       (the Deployment in charts/prompt-operator)
-#   prompt-operator sidecar   (beside each app)
+# One image for the operator and the sidecar, each its own distribution and command:
+#   prompt-operator run   (the Deployment in charts/prompt-operator)
+#   prompt-sidecar        (beside each app; the chart's injection sets the command)
 # The base is any image with Python 3.10+ and pip; the tests build it from
 # Debian packages (BASE_IMAGE=...) so no registry is needed.
 ARG BASE_IMAGE=python:3.12-slim
@@ -10,11 +10,14 @@ WORKDIR /src
 COPY pyproject.toml LICENSE ./
 COPY operator/ operator/
 COPY sidecar/ sidecar/
+COPY contract/ contract/
 COPY client/ client/
 COPY crds/ crds/
-# Wheels of both distributions (the operator's requires the client's, which
-# pip takes from ./client) and their dependencies; nothing of this stage ships.
-RUN python3 -m pip wheel --no-cache-dir --wheel-dir /wheels ./client .
+# Wheels of the operator and the sidecar, of the client (the first app in
+# docs/first-app.md runs in this image) and of the contract the three require
+# (pip takes it from ./contract), with their dependencies; nothing of this
+# stage ships.
+RUN python3 -m pip wheel --no-cache-dir --wheel-dir /wheels ./contract ./client ./sidecar .
 
 FROM ${BASE_IMAGE}
 LABEL org.opencontainers.image.title="prompt-operator" \

@@ -20,13 +20,13 @@ help:
 	@echo "make dist        every release artifact into dist/ (IMAGE=registry/name:tag)"
 	@echo "make bump VERSION=x.y.z   write a new version into every file that carries it"
 
-# The product's two distributions (editable; the operator's requires the
-# client's, which pip takes from ./client), the dev tools, and the local
-# cluster harness (hack/control-plane, its own package and `prompt-cluster`).
-$(STAMP): pyproject.toml client/pyproject.toml hack/control-plane/pyproject.toml
+# The product's four distributions, editable: the contract (standard library
+# only), which the client, the sidecar and the operator each require; the dev
+# tools; and the local cluster harness (hack/control-plane, `prompt-cluster`).
+$(STAMP): pyproject.toml contract/pyproject.toml client/pyproject.toml sidecar/pyproject.toml hack/control-plane/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e client -e '.[dev]' -e hack/control-plane
+	$(BIN)/pip install --quiet -e contract -e client -e sidecar -e '.[dev]' -e hack/control-plane
 	@touch $@
 
 venv: $(STAMP)
@@ -97,7 +97,7 @@ IMAGE ?=
 manifests: binaries chart-crd
 	$(BIN)/python -m prompt_cluster.manifests $(if $(IMAGE),--image=$(IMAGE)) > deploy/install.yaml
 
-# Release artifacts into dist/: wheels and sdists of both distributions
+# Release artifacts into dist/: wheels and sdists of the four distributions
 # (twine check --strict), the chart (helm package), the image as an OCI
 # archive, install.yaml for IMAGE (default: the chart's image at VERSION)
 # and SHA256SUMS. .github/workflows/release.yml publishes exactly these.

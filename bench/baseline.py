@@ -17,7 +17,7 @@ import json
 import os
 import sys
 
-from prompt_client import hops, wire
+from prompt_contract import hops, objects
 from prompt_sidecar.kubeapi import KubeClient
 
 SELECTOR = "prompts.dev/managed-by=prompt-operator"
@@ -42,8 +42,8 @@ def main(kubeconfig: str, namespace: str, directory: str, pod: str = "") -> None
         for line in resp:
             event = json.loads(line)
             cm = event["object"]
-            prompt = cm["metadata"].get("annotations", {}).get(wire.PROMPT_ANNOTATION, "")
-            number = wire.revision_number_of(cm)
+            prompt = cm["metadata"].get("annotations", {}).get(objects.PROMPT_ANNOTATION, "")
+            number = objects.revision_number_of(cm)
             if event["type"] == "DELETED" or not prompt or number < highest.get(prompt, 0):
                 continue
             highest[prompt] = number

@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prompt_client import hops
 from prompt_cluster.api import Api
 from prompt_cluster.testing import (
     SidecarProcess,
@@ -30,6 +29,7 @@ from prompt_cluster.testing import (
     stop_process,
     wait_for,
 )
+from prompt_contract import hops
 
 from . import trace
 from .common import sha

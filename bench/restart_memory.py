@@ -24,7 +24,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from prompt_client import wire
 from prompt_cluster.api import Api
 from prompt_cluster.cluster import LocalCluster
 from prompt_cluster.testing import (
@@ -32,6 +31,7 @@ from prompt_cluster.testing import (
     kubectl,
     wait_for,
 )
+from prompt_contract import objects
 
 from . import common
 from .common import sha, start_operator
@@ -199,7 +199,7 @@ def restart(
         if revision == before:
             return False
         cm = api.request(
-            "GET", f"/api/v1/namespaces/{NS}/configmaps/{wire.configmap_name(name, revision)}"
+            "GET", f"/api/v1/namespaces/{NS}/configmaps/{objects.configmap_name(name, revision)}"
         )
         return sha(cm["data"]["prompt"]) == sha(text)
 

@@ -20,7 +20,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from prompt_client import wire
 from prompt_cluster.api import Api
 from prompt_cluster.cluster import LocalCluster
 from prompt_cluster.testing import (
@@ -29,6 +28,7 @@ from prompt_cluster.testing import (
     sidecar_role,
     wait_for,
 )
+from prompt_contract import objects
 
 from . import propagation, soak, steady, trace
 from .common import (
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     # Every process of ours (and the watch-based sidecars) stamps the hops of
-    # each edit into one file: see prompt_client.hops and bench/trace.py.
+    # each edit into one file: see prompt_contract.hops and bench/trace.py.
     trace_file = work / "hops.jsonl"
     os.environ["PROMPT_TRACE_FILE"] = os.environ["PROMPT_OPERATOR_TRACE_FILE"] = str(trace_file)
     cluster = LocalCluster(work / "cluster")
@@ -350,7 +350,8 @@ def main(argv: list[str] | None = None) -> int:
             if revision == before:
                 return False
             cm = api.request(
-                "GET", f"/api/v1/namespaces/{NS}/configmaps/{wire.configmap_name('p0', revision)}"
+                "GET",
+                f"/api/v1/namespaces/{NS}/configmaps/{objects.configmap_name('p0', revision)}",
             )
             return sha(cm["data"]["prompt"]) == sha("after restart")
 

@@ -1,4 +1,4 @@
-"""Join the processes' hop stamps (``prompt_client.hops``) into per-edit chains
+"""Join the processes' hop stamps (``prompt_contract.hops``) into per-edit chains
 and a table of the median time each hop took.
 
 An edit is one Prompt changed at ``accepted`` (the API call returned); the
@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from prompt_client import hops
+from prompt_contract import hops
 
 # The watch event can reach the operator a moment before the API call's answer
 # reaches the bench; stamps that early still belong to the edit.

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping
 
-from .templates import (
+from prompt_contract.templates import (
     MissingVariableError,
     RenderError,
     TemplateError,

@@ -19,9 +19,11 @@ from dataclasses import replace
 from types import MappingProxyType
 from typing import Any, Protocol
 
-from .contract import META_DIR, choose_variant, text_sha256
+from prompt_contract.files import META_DIR, text_sha256
+from prompt_contract.templates import MissingVariableError, UnknownVariableError, render_template
+from prompt_contract.variants import choose_variant
+
 from .scan import Entry, PromptInfo, _now, scan_directory
-from .templates import MissingVariableError, UnknownVariableError, render_template
 from .usage import UsageCallback, UsageLog
 
 __all__ = [

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 
-from .contract import PromptMeta, read_meta, read_regular, text_sha256
+from prompt_contract.files import PromptMeta, read_meta, read_regular, text_sha256
 
 __all__ = ["Entry", "PromptInfo", "scan_directory"]
 

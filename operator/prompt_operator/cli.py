@@ -1,5 +1,6 @@
-"""The one `prompt-operator` command. Each subcommand imports its part lazily,
-so `prompt-operator sidecar` never loads kopf."""
+"""The `prompt-operator` command (and `kubectl prompt`). Each subcommand imports
+its part lazily, so `validate` or `history` never load kopf. The sidecar has a
+command of its own, `prompt-sidecar`, in its own distribution."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ prompt-operator --version
 
 commands:
   run        run the operator (watches Prompts, writes ConfigMaps, signals sidecars)
-  sidecar    run the sidecar beside an app (writes prompt files into a shared volume)
   validate   check Prompt manifests offline, for CI pipelines
   files      write the prompt files a sidecar would, from manifests (run an app locally)
   history    list a Prompt's revisions (number, hash, time, source, summary)
@@ -52,9 +52,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     command, rest = args[0], args[1:]
     if command == "sidecar":
-        from prompt_sidecar.main import run as run_sidecar
-
-        return run_sidecar(rest)
+        print(
+            "prompt-operator: the sidecar is its own command now: prompt-sidecar "
+            "(from the prompt-operator-sidecar distribution; the image has both)",
+            file=sys.stderr,
+        )
+        return 2
     if command == "run":
         from prompt_operator.runner import run as run_operator
 

@@ -8,7 +8,7 @@ import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from prompt_client import wire
+from prompt_contract import objects
 
 from . import DEFAULT_IMAGE
 from .runtime.leader import LeaseConfig
@@ -208,17 +208,17 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--sidecar-port",
         type=int,
-        default=int(_env("PROMPT_OPERATOR_SIDECAR_PORT", str(wire.DEFAULT_PORT))),
+        default=int(_env("PROMPT_OPERATOR_SIDECAR_PORT", str(objects.DEFAULT_PORT))),
         help="signal port of the injected sidecar; the chart passes the port its "
         "NetworkPolicy opens (env: PROMPT_OPERATOR_SIDECAR_PORT; "
-        f"default: {wire.DEFAULT_PORT})",
+        f"default: {objects.DEFAULT_PORT})",
     )
     p.add_argument(
         "--sidecar-probe-port",
         type=int,
-        default=int(_env("PROMPT_OPERATOR_SIDECAR_PROBE_PORT", str(wire.DEFAULT_PROBE_PORT))),
+        default=int(_env("PROMPT_OPERATOR_SIDECAR_PROBE_PORT", str(objects.DEFAULT_PROBE_PORT))),
         help="probe port of the injected sidecar "
-        f"(env: PROMPT_OPERATOR_SIDECAR_PROBE_PORT; default: {wire.DEFAULT_PROBE_PORT})",
+        f"(env: PROMPT_OPERATOR_SIDECAR_PROBE_PORT; default: {objects.DEFAULT_PROBE_PORT})",
     )
     p.add_argument(
         "--sidecar-namespaces",

@@ -4,7 +4,7 @@ Its name carries the revision hash, its data never changes (``immutable``:
 the API server refuses any change, and kubelets stop watching it), and its
 ``revision-number`` label says which revision is current: the highest. A
 rollback to a text still in history only raises that label. The format is the
-contract with the sidecar and is defined in ``prompt_client.wire``; this
+contract with the sidecar and is defined in ``prompt_contract``; this
 module only fills it in.
 """
 
@@ -12,37 +12,37 @@ from __future__ import annotations
 
 from typing import Any
 
-from prompt_client import wire
+from prompt_contract import objects
 
 from .model import Prompt
 from .render import Rendered
 
-API_VERSION = wire.API_VERSION
+API_VERSION = objects.API_VERSION
 
 
 def configmap_labels(prompt: Prompt) -> dict[str, str]:
     """The Prompt's own labels (so pod selectors match the ConfigMap as they match
     the Prompt) plus the managed-by label that keeps foreign ConfigMaps out."""
-    return {**prompt.labels, wire.MANAGED_BY_LABEL: wire.MANAGED_BY_VALUE}
+    return {**prompt.labels, objects.MANAGED_BY_LABEL: objects.MANAGED_BY_VALUE}
 
 
 def revision_labels(prompt: Prompt, number: int) -> dict[str, str]:
     return {
         **configmap_labels(prompt),
-        wire.REVISION_NUMBER_LABEL: str(number),
-        wire.PROMPT_UID_LABEL: prompt.uid,
+        objects.REVISION_NUMBER_LABEL: str(number),
+        objects.PROMPT_UID_LABEL: prompt.uid,
     }
 
 
 def configmap_data(rendered: Rendered) -> dict[str, str]:
     data = {
-        wire.METADATA_DATA_KEY: rendered.metadata_json,
-        wire.SOURCE_DATA_KEY: rendered.source_json,
+        objects.METADATA_DATA_KEY: rendered.metadata_json,
+        objects.SOURCE_DATA_KEY: rendered.source_json,
     }
     if rendered.variants:
-        data.update({wire.variant_data_key(name): text for name, _, text in rendered.variants})
+        data.update({objects.variant_data_key(name): text for name, _, text in rendered.variants})
     else:
-        data[wire.TEXT_DATA_KEY] = rendered.text
+        data[objects.TEXT_DATA_KEY] = rendered.text
     return data
 
 
@@ -56,13 +56,13 @@ def build_configmap(prompt: Prompt, rendered: Rendered, number: int) -> dict[str
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": {
-            "name": wire.configmap_name(prompt.ref.name, rendered.revision),
+            "name": objects.configmap_name(prompt.ref.name, rendered.revision),
             "namespace": prompt.ref.namespace,
             "labels": revision_labels(prompt, number),
             "annotations": {
-                wire.PROMPT_ANNOTATION: prompt.ref.name,
-                wire.REVISION_ANNOTATION: rendered.revision,
-                wire.KEY_ANNOTATION: rendered.key,
+                objects.PROMPT_ANNOTATION: prompt.ref.name,
+                objects.REVISION_ANNOTATION: rendered.revision,
+                objects.KEY_ANNOTATION: rendered.key,
             },
             "ownerReferences": [
                 {

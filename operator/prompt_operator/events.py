@@ -8,7 +8,7 @@ import datetime as dt
 import logging
 import socket
 
-from prompt_client import wire
+from prompt_contract import objects
 
 from .logs import about
 from .model import PromptRef
@@ -35,7 +35,7 @@ async def post_event(
         "kind": "Event",
         "metadata": {"generateName": f"{ref.name}.", "namespace": ref.namespace},
         "involvedObject": {
-            "apiVersion": wire.API_VERSION,
+            "apiVersion": objects.API_VERSION,
             "kind": "Prompt",
             "name": ref.name,
             "namespace": ref.namespace,

@@ -4,7 +4,7 @@ So an app runs on a laptop (or in CI) against the same files and metadata it
 gets in a pod: every Prompt is checked as `prompt-operator validate` checks it,
 rendered as the operator renders it into its ConfigMap, and turned into a file
 and its metadata by the same contract functions the sidecar uses
-(``wire.file_content``, ``PromptMeta.to_json``). Only ``updated_at`` differs.
+(``payload.file_content``, ``PromptMeta.to_json``). Only ``updated_at`` differs.
 
 Writes follow the file contract: metadata first, then the text, each renamed
 into place from ``.prompts/staging``, so an app watching the directory while
@@ -25,19 +25,19 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from prompt_client import wire
-from prompt_client.contract import (
+from prompt_contract import objects, payload
+from prompt_contract.files import (
     DEFAULT_EXT,
     META_DIR,
     META_SUFFIX,
     STAGING_DIR,
     PromptMeta,
-    now_rfc3339,
     read_meta,
     read_regular,
     text_path,
 )
-from prompt_client.selector import SelectorError, parse_selector
+from prompt_contract.selector import SelectorError, parse_selector
+from prompt_contract.timing import now_rfc3339
 
 from .configmap import build_configmap
 from .model import parse_prompt
@@ -62,7 +62,7 @@ class FilesError(Exception):
 @dataclass(frozen=True)
 class Planned:
     source: str  # file the Prompt came from, for messages
-    content: wire.FileContent
+    content: payload.FileContent
 
 
 def plan(
@@ -89,7 +89,7 @@ def plan(
             data = doc.data
             if not isinstance(data, dict) or data.get("kind") != "Prompt":
                 continue
-            if any(not f.warning for f in found) or data.get("apiVersion") != wire.API_VERSION:
+            if any(not f.warning for f in found) or data.get("apiVersion") != objects.API_VERSION:
                 continue
             meta = dict(data.get("metadata") or {})
             if (meta.get("namespace") or namespace) != namespace:
@@ -99,7 +99,9 @@ def plan(
             configmap = build_configmap(prompt, render(prompt), 1)
             if not chosen.matches(configmap["metadata"]["labels"]):
                 continue
-            content = wire.file_content(configmap, pod, wire.configmap_metadata(configmap) or {})
+            content = payload.file_content(
+                configmap, pod, payload.configmap_metadata(configmap) or {}
+            )
             if isinstance(content, str):  # validation refuses what would get here
                 raise FilesError(f"{source}: Prompt {prompt.ref}: {content}")
             held = planned.get(content.key)

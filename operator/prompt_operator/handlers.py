@@ -22,7 +22,7 @@ from typing import Any
 
 import kopf
 
-from prompt_client import hops, wire
+from prompt_contract import hops, objects
 
 from .config import OperatorConfig
 from .controllers.accounting import DeliveryAccounting
@@ -34,8 +34,8 @@ from .reconcile import Reconciler
 from .runtime.client import Credentials, KubeApi
 from .runtime.leader import AlwaysLeader, LeaderElector, Leadership
 
-GROUP, VERSION, PLURAL = wire.GROUP, wire.VERSION, wire.PLURAL
-PREFIX = wire.PREFIX
+GROUP, VERSION, PLURAL = objects.GROUP, objects.VERSION, objects.PLURAL
+PREFIX = objects.PREFIX
 
 logger = logging.getLogger(__name__)
 

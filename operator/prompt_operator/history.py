@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from prompt_client import wire
+from prompt_contract import objects
 
 from .render import Rendered
 
@@ -80,17 +80,17 @@ class Snapshot:
 
 def snapshot_from_configmap(data: Mapping[str, str], key: str) -> Snapshot:
     """The snapshot of a revision ConfigMap's data."""
-    source = _json(data.get(wire.SOURCE_DATA_KEY))
-    meta = _json(data.get(wire.METADATA_DATA_KEY))
+    source = _json(data.get(objects.SOURCE_DATA_KEY))
+    meta = _json(data.get(objects.METADATA_DATA_KEY))
     weights = tuple(
         (str(v.get("name")), int(v.get("weight") or 0))
         for v in meta.get("variants") or []
         if isinstance(v, Mapping)
     )
     if weights:
-        texts = tuple((name, data.get(wire.variant_data_key(name), "")) for name, _ in weights)
+        texts = tuple((name, data.get(objects.variant_data_key(name), "")) for name, _ in weights)
     else:
-        texts = (("", data.get(wire.TEXT_DATA_KEY, "")),)
+        texts = (("", data.get(objects.TEXT_DATA_KEY, "")),)
     return Snapshot(
         key=str(source.get("key") or key),
         format=str(meta.get("format") or "python"),

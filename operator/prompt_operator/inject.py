@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from prompt_client import wire
+from prompt_contract import objects
 
 INJECT_LABEL = "prompts.dev/inject"
 SIDECAR_NAME = "prompt-sidecar"
@@ -45,8 +45,8 @@ SIDECAR_SERVICE_ACCOUNT = "prompt-sidecar"  # the chart's, in each of sidecar.na
 @dataclass(frozen=True)
 class InjectionConfig:
     image: str
-    port: int = wire.DEFAULT_PORT
-    probe_port: int = wire.DEFAULT_PROBE_PORT
+    port: int = objects.DEFAULT_PORT
+    probe_port: int = objects.DEFAULT_PROBE_PORT
     directory: str = DEFAULT_DIR
     # Where the chart made the sidecar's service account (its sidecar.namespaces);
     # None: not known (the operator run outside the chart), so not checked.
@@ -65,8 +65,8 @@ def sidecar_container(config: InjectionConfig) -> dict[str, Any]:
     return {
         "name": SIDECAR_NAME,
         "image": config.image,
+        "command": ["prompt-sidecar"],
         "args": [
-            "sidecar",
             f"--dir={config.directory}",
             f"--port={config.port}",
             f"--probe-port={config.probe_port}",
@@ -76,7 +76,7 @@ def sidecar_container(config: InjectionConfig) -> dict[str, Any]:
             _field_env("POD_NAME", "metadata.name"),
             _field_env("POD_NAMESPACE", "metadata.namespace"),
             _field_env("POD_IP", "status.podIP"),
-            _field_env("PROMPT_SELECTOR", f"metadata.annotations['{wire.SELECTOR_ANNOTATION}']"),
+            _field_env("PROMPT_SELECTOR", f"metadata.annotations['{objects.SELECTOR_ANNOTATION}']"),
         ],
         "ports": [
             {"name": "prompt-signal", "containerPort": config.port},
@@ -222,11 +222,11 @@ def injected(pod: Mapping[str, Any], config: InjectionConfig) -> dict[str, Any] 
     result = copy.deepcopy(dict(pod))
     meta = result.setdefault("metadata", {})
     labels = meta.get("labels") or {}
-    labels[wire.SUBSCRIBE_LABEL] = "true"
+    labels[objects.SUBSCRIBE_LABEL] = "true"
     meta["labels"] = labels
     annotations = meta.get("annotations") or {}
-    annotations[wire.PORT_ANNOTATION] = str(config.port)
-    annotations.setdefault(wire.SELECTOR_ANNOTATION, "")
+    annotations[objects.PORT_ANNOTATION] = str(config.port)
+    annotations.setdefault(objects.SELECTOR_ANNOTATION, "")
     meta["annotations"] = annotations
     spec = result.setdefault("spec", {})
     # All containers share the service account; only the sidecar gets its token.

@@ -14,13 +14,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from prompt_client import wire
+from prompt_contract import objects
 
 from .model import PromptRef
 from .runtime.client import KubeApi
 from .runtime.informer import Informer, Key, collection_paths
 
-SELECTOR = f"{wire.MANAGED_BY_LABEL}={wire.MANAGED_BY_VALUE}"
+SELECTOR = f"{objects.MANAGED_BY_LABEL}={objects.MANAGED_BY_VALUE}"
 
 
 @dataclass(frozen=True)
@@ -33,17 +33,17 @@ class Entry:
 
     @property
     def uid(self) -> str:
-        return self.labels.get(wire.PROMPT_UID_LABEL, "")
+        return self.labels.get(objects.PROMPT_UID_LABEL, "")
 
 
 def entry_from(meta: Mapping[str, Any]) -> Entry:
     annotations = meta.get("annotations") or {}
     labels = meta.get("labels") or {}
-    number = labels.get(wire.REVISION_NUMBER_LABEL, "")
+    number = labels.get(objects.REVISION_NUMBER_LABEL, "")
     return Entry(
         name=str(meta.get("name", "")),
-        prompt=str(annotations.get(wire.PROMPT_ANNOTATION, "")),
-        revision=str(annotations.get(wire.REVISION_ANNOTATION, "")),
+        prompt=str(annotations.get(objects.PROMPT_ANNOTATION, "")),
+        revision=str(annotations.get(objects.REVISION_ANNOTATION, "")),
         number=int(number) if isinstance(number, str) and number.isdigit() else 0,
         labels={str(k): str(v) for k, v in labels.items()},
     )

@@ -13,8 +13,8 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from prompt_client.contract import key_problem
-from prompt_client.templates import TemplateError, placeholders
+from prompt_contract.keys import key_problem
+from prompt_contract.templates import TemplateError, placeholders
 
 from .model import Prompt, Variant
 from .render import Rendered

@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
-from prompt_client import hops, wire
+from prompt_contract import hops, objects
 
 from . import history, metrics
 from .configmap import revision_labels
@@ -200,7 +200,7 @@ class Reconciler:
         if head is None or head.revision != rendered.revision:
             return False
         entry = self._inventory.get(
-            prompt.ref.namespace, wire.configmap_name(prompt.ref.name, rendered.revision)
+            prompt.ref.namespace, objects.configmap_name(prompt.ref.name, rendered.revision)
         )
         if entry is None or entry.labels != revision_labels(prompt, head.number):
             return False
@@ -381,7 +381,7 @@ class Reconciler:
         extra["variants"] = variants_field(
             prompt.ref.name, rendered.variants, self._subscribers.matching_pods(prompt)
         )
-        cm_name = wire.configmap_name(prompt.ref.name, rendered.revision)
+        cm_name = objects.configmap_name(prompt.ref.name, rendered.revision)
         ready = Condition(
             "Ready",
             True,

@@ -29,7 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from prompt_client import wire
+from prompt_contract import objects
 
 from . import history
 from .model import SpecError, parse_time
@@ -76,7 +76,7 @@ def rollback_patch(
 ) -> dict[str, Any]:
     """The merge patch that makes a Prompt serve the revision whose ConfigMap
     data is ``data`` again (exact bytes, so the same revision hash)."""
-    source = json.loads(data.get(wire.SOURCE_DATA_KEY) or "{}")
+    source = json.loads(data.get(objects.SOURCE_DATA_KEY) or "{}")
     if not isinstance(source, dict) or "format" not in source:
         raise CliError("that revision's ConfigMap has no source.json; it cannot be rolled back")
     name = str((prompt.get("metadata") or {}).get("name"))
@@ -92,12 +92,12 @@ def rollback_patch(
             {
                 "name": v["name"],
                 "weight": v["weight"],
-                "template": data.get(wire.variant_data_key(v["name"]), ""),
+                "template": data.get(objects.variant_data_key(v["name"]), ""),
             }
             for v in variants
         ]
     else:
-        spec["template"] = data.get(wire.TEXT_DATA_KEY, "")
+        spec["template"] = data.get(objects.TEXT_DATA_KEY, "")
         spec["variants"] = None
     schedule = ((prompt.get("spec") or {}).get("schedule")) or []
     future = [e for e in schedule if _is_future(e, now)]
@@ -253,7 +253,7 @@ def connect(namespace: str | None, context: str | None, kubeconfig: str | None) 
 
 
 def _revision_data(cluster: Cluster, name: str, record: history.Record) -> dict[str, str]:
-    cm_name = wire.configmap_name(name, record.revision)
+    cm_name = objects.configmap_name(name, record.revision)
     cm = cluster.configmap(cm_name)
     if cm is None:
         raise CliError(

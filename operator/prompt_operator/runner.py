@@ -9,7 +9,7 @@ import sys
 import threading
 from collections.abc import Sequence
 
-from prompt_client import hops
+from prompt_contract import hops
 
 from .config import OperatorConfig, parse_config
 

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from prompt_client.contract import choose_variant
+from prompt_contract.variants import choose_variant
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""``python -m prompt_sidecar``: the same as ``prompt-operator sidecar``."""
+"""``python -m prompt_sidecar``: the same as ``prompt-sidecar``."""
 
 from prompt_sidecar.main import run
 

@@ -1,4 +1,4 @@
-"""Settings of `prompt-operator sidecar`: flags, each with an environment fallback.
+"""Settings of `prompt-sidecar`: flags, each with an environment fallback.
 
 ``parse_config`` is pure (argv and environment in, a frozen value or
 ``ConfigError`` out), so every rule here is unit-tested without a process.
@@ -14,9 +14,9 @@ import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from prompt_client import wire
-from prompt_client.contract import DEFAULT_EXT
-from prompt_client.selector import Selector, SelectorError, parse_selector
+from prompt_contract import objects, signals
+from prompt_contract.files import DEFAULT_EXT
+from prompt_contract.selector import Selector, SelectorError, parse_selector
 
 from .files import ext_problem
 
@@ -32,7 +32,7 @@ are, /healthz says "degraded", and it retries with backoff.
 
 EPILOG = f"""\
 example (what the chart's injection puts in a pod; flags may also come from env):
-  prompt-operator sidecar --dir /prompts --port 8470 --probe-port 8471
+  prompt-sidecar --dir /prompts --port 8470 --probe-port 8471
 
 environment set through the downward API:
   POD_NAME          the pod's name (metadata.name; required)
@@ -40,16 +40,16 @@ environment set through the downward API:
                     ConfigMaps there are read, so get/list on ConfigMaps in
                     this namespace is all the RBAC it needs
   POD_IP            address to listen on (status.podIP; default 0.0.0.0)
-  PROMPT_SELECTOR   the pod's {wire.SELECTOR_ANNOTATION} annotation: a label
+  PROMPT_SELECTOR   the pod's {objects.SELECTOR_ANNOTATION} annotation: a label
                     selector over Prompts (empty: every Prompt in the
                     namespace); always combined with
-                    {wire.MANAGED_BY_LABEL}={wire.MANAGED_BY_VALUE}
+                    {objects.MANAGED_BY_LABEL}={objects.MANAGED_BY_VALUE}
 
 credentials: --kubeconfig / KUBECONFIG (first file of the list), else the
 pod's service account in {"/var/run/secrets/kubernetes.io/serviceaccount"}.
 
 endpoints on POD_IP:PORT:
-  POST {wire.SIGNAL_PATH}   signals from the operator (JSON, at most 128 KiB)
+  POST {signals.SIGNAL_PATH}   signals from the operator (JSON, at most 128 KiB)
   GET  /readyz       200 once the first full sync wrote every file, else 503
   GET  /healthz      JSON: status ok|degraded, lastSyncTime, lastSyncRevisions,
                      lastError
@@ -80,7 +80,7 @@ class SidecarConfig:
 def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     """The argument parser; defaults are the raw environment values (checked later)."""
     p = argparse.ArgumentParser(
-        prog="prompt-operator sidecar",
+        prog="prompt-sidecar",
         description=DESCRIPTION,
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -93,17 +93,17 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--port",
-        default=environ.get("PROMPT_SIDECAR_PORT", str(wire.DEFAULT_PORT)),
+        default=environ.get("PROMPT_SIDECAR_PORT", str(objects.DEFAULT_PORT)),
         help="port for signals, health and metrics; must match the pod's "
-        f"{wire.PORT_ANNOTATION} annotation "
-        f"(env: PROMPT_SIDECAR_PORT; default: {wire.DEFAULT_PORT})",
+        f"{objects.PORT_ANNOTATION} annotation "
+        f"(env: PROMPT_SIDECAR_PORT; default: {objects.DEFAULT_PORT})",
     )
     p.add_argument(
         "--probe-port",
-        default=environ.get("PROMPT_SIDECAR_PROBE_PORT", str(wire.DEFAULT_PROBE_PORT)),
+        default=environ.get("PROMPT_SIDECAR_PROBE_PORT", str(objects.DEFAULT_PROBE_PORT)),
         help="port for /readyz, /healthz and /metrics alone, so that a flood on the signal "
         "port never fails the pod's probes; 0: none (env: PROMPT_SIDECAR_PROBE_PORT; "
-        f"default: {wire.DEFAULT_PROBE_PORT})",
+        f"default: {objects.DEFAULT_PROBE_PORT})",
     )
     p.add_argument(
         "--ext",
@@ -203,7 +203,7 @@ def config_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Sidecar
         selector = parse_selector(environ.get("PROMPT_SELECTOR", ""))
     except SelectorError as exc:
         raise ConfigError(
-            f"PROMPT_SELECTOR (the pod's {wire.SELECTOR_ANNOTATION} annotation): {exc}"
+            f"PROMPT_SELECTOR (the pod's {objects.SELECTOR_ANNOTATION} annotation): {exc}"
         ) from None
     port = _port(str(args.port))
     return SidecarConfig(

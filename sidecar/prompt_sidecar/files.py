@@ -1,4 +1,4 @@
-"""The writer side of the file contract (see ``prompt_client.contract``).
+"""The writer side of the file contract (see ``prompt_contract.files``).
 
 Every change is atomic and shows up to a watcher of the prompt directory as a
 create or modify event of ``<key><ext>``:
@@ -42,15 +42,15 @@ import secrets
 import stat
 from collections.abc import Iterator
 
-from prompt_client.contract import (
+from prompt_contract.files import (
     DEFAULT_EXT,
     HIDDEN_DIR,
     META_SUFFIX,
     PromptMeta,
-    key_problem,
     read_regular,
     text_sha256,
 )
+from prompt_contract.keys import key_problem
 
 __all__ = ["DIR_MODE", "FILE_MODE", "FileWriteError", "PromptFiles", "Staged", "ext_problem"]
 

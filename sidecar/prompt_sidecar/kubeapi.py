@@ -113,8 +113,13 @@ def parse_kubeconfig(text: str) -> Any:
             return json.loads(text)
         except ValueError:
             pass  # YAML's flow style, not JSON
-    import yaml
-
+    try:
+        import yaml
+    except ImportError:  # the sidecar distribution does not require PyYAML
+        raise ApiError(
+            "this kubeconfig is YAML, which needs PyYAML: install "
+            "prompt-operator-sidecar[kubeconfig], or pass a kubeconfig written as JSON"
+        ) from None
     return yaml.safe_load(text) or {}
 
 

@@ -1,4 +1,4 @@
-"""`prompt-operator sidecar`: run beside an app and keep its prompt files current."""
+"""`prompt-sidecar`: run beside an app and keep its prompt files current."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import sys
 import threading
 from collections.abc import Sequence
 
-from prompt_client import hops
+from prompt_contract import hops
 
 from .config import ConfigError, SidecarConfig, build_parser, parse_config
 from .files import PromptFiles
@@ -55,13 +55,13 @@ def run(argv: Sequence[str] | None = None) -> int:
         config = parse_config(argv, os.environ)
     except ConfigError as exc:
         build_parser(os.environ).print_usage(sys.stderr)
-        print(f"prompt-operator sidecar: error: {exc}", file=sys.stderr)
+        print(f"prompt-sidecar: error: {exc}", file=sys.stderr)
         return 2
     configure_logging(config.log_format)
     try:
         hops.enable(config.trace_file)
     except hops.TraceFileError as exc:
-        print(f"prompt-operator sidecar: error: --trace-file: {exc}", file=sys.stderr)
+        print(f"prompt-sidecar: error: --trace-file: {exc}", file=sys.stderr)
         return 2
     return serve(config)
 

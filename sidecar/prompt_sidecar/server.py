@@ -25,7 +25,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from prompt_client import hops, wire
+from prompt_contract import hops, signals
 
 from .sync import Syncer
 
@@ -48,7 +48,7 @@ REQUEST_DEADLINE = 5.0
 # Request line and headers together; a signal's are a few hundred bytes.
 MAX_HEADER_BYTES = 16 * 1024
 # Bodies up to this size are read at once by any connection; larger ones (up to
-# wire.MAX_SIGNAL_BYTES, never sent by the operator) one at a time.
+# signals.MAX_SIGNAL_BYTES, never sent by the operator) one at a time.
 SMALL_BODY = 64 * 1024
 
 _GET_PATHS = frozenset({"/readyz", "/healthz", "/livez", "/metrics"})
@@ -240,7 +240,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(200, syncer.health_report())
         elif route == "/metrics":
             self._send(200, syncer.metrics.render().encode(), "text/plain; version=0.0.4")
-        elif route == wire.SIGNAL_PATH and not self.server.probes_only:
+        elif route == signals.SIGNAL_PATH and not self.server.probes_only:
             self._send(405, b'{"error":"use POST"}', Allow="POST")
         else:
             self._send(404, b'{"error":"not found"}')
@@ -250,7 +250,7 @@ class _Handler(BaseHTTPRequestHandler):
         if route in _GET_PATHS:
             self._send(405, b'{"error":"use GET"}', Allow="GET")
             return
-        if route != wire.SIGNAL_PATH or self.server.probes_only:
+        if route != signals.SIGNAL_PATH or self.server.probes_only:
             self.close_connection = True  # the body is unread
             self._send(404, b'{"error":"not found"}')
             return
@@ -267,9 +267,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self._reject(411, "Content-Length is required")
             return
-        if length > wire.MAX_SIGNAL_BYTES:
+        if length > signals.MAX_SIGNAL_BYTES:
             self.close_connection = True  # never read what we refuse
-            self._reject(413, f"body larger than {wire.MAX_SIGNAL_BYTES} bytes")
+            self._reject(413, f"body larger than {signals.MAX_SIGNAL_BYTES} bytes")
             return
         large = length > SMALL_BODY
         if large and not self.server.large_bodies.acquire(timeout=SIGNAL_WAIT):
@@ -293,8 +293,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(503, b'{"error":"initial sync in progress"}', **{"Retry-After": "1"})
             return
         try:
-            pairs = wire.parse_signal(body)  # at most MAX_SIGNAL_PAIRS, counted before parsing
-        except wire.SignalError as exc:
+            pairs = signals.parse_signal(body)  # at most MAX_SIGNAL_PAIRS, counted before parsing
+        except signals.SignalError as exc:
             self._reject(400, str(exc))
             return
         syncer.metrics.inc("signals_total")
@@ -302,10 +302,10 @@ class _Handler(BaseHTTPRequestHandler):
             for name, revision in pairs:
                 hops.mark(hops.RECEIVED, f"{syncer.namespace}/{name}", revision, self.server.pod)
         served = syncer.signal(pairs, wait=SIGNAL_WAIT)
-        self._send(200, wire.encode_signal_response(self.server.pod, served))
+        self._send(200, signals.encode_signal_response(self.server.pod, served))
 
     def _method_not_allowed(self) -> None:
-        allow = "POST" if self._route == wire.SIGNAL_PATH else "GET"
+        allow = "POST" if self._route == signals.SIGNAL_PATH else "GET"
         self.close_connection = True  # any body is unread
         self._send(405, b'{"error":"method not allowed"}', Allow=allow)
 

@@ -18,9 +18,10 @@ import time
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from prompt_client import hops, wire
-from prompt_client.contract import PromptMeta, now_rfc3339
-from prompt_client.selector import Selector
+from prompt_contract import hops, objects, payload
+from prompt_contract.files import PromptMeta
+from prompt_contract.selector import Selector
+from prompt_contract.timing import now_rfc3339
 
 from .files import FileWriteError, PromptFiles, Staged
 from .kubeapi import ApiError, Expired, KubeClient, NotFound
@@ -79,23 +80,23 @@ def desired_from_configmap(
 
     With variants, ``pod`` (the pod's name, which a container restart keeps)
     chooses the variant: the same choice the operator counts in the Prompt's status.
-    What goes on disk is ``wire.file_content``'s, shared with `prompt-operator files`.
+    What goes on disk is ``payload.file_content``'s, shared with `prompt-operator files`.
     """
     meta = cm.get("metadata") or {}
     labels = meta.get("labels") or {}
-    if labels.get(wire.MANAGED_BY_LABEL) != wire.MANAGED_BY_VALUE:
+    if labels.get(objects.MANAGED_BY_LABEL) != objects.MANAGED_BY_VALUE:
         return "not written by prompt-operator"
     if not selector.matches(labels):
         return "not selected by this pod's prompts.dev/selector"
-    extra = wire.configmap_metadata(cm)
+    extra = payload.configmap_metadata(cm)
     if extra is None:
         logger.warning(
             "ConfigMap %s: unreadable %s; serving the text without it",
             meta.get("name"),
-            wire.METADATA_DATA_KEY,
+            objects.METADATA_DATA_KEY,
         )
         extra = {}
-    content = wire.file_content(cm, pod, extra)
+    content = payload.file_content(cm, pod, extra)
     if isinstance(content, str):
         return content
     return Desired(
@@ -107,8 +108,8 @@ def desired_from_configmap(
         variables=content.variables,
         defaults=content.defaults,
         format=content.format,
-        number=wire.revision_number_of(cm),
-        uid=str(labels.get(wire.PROMPT_UID_LABEL) or ""),
+        number=objects.revision_number_of(cm),
+        uid=str(labels.get(objects.PROMPT_UID_LABEL) or ""),
         variant=content.variant,
         variants=content.variants,
     )
@@ -174,7 +175,7 @@ def up_to_date(item: Desired, present: OnDisk, on_disk: set[str]) -> bool:
 
 def meta_for(item: Desired, namespace: str, updated_at: str) -> PromptMeta:
     """The metadata file's content for ``item`` (which must still hold its text)."""
-    return wire.FileContent(
+    return payload.FileContent(
         item.prompt,
         item.key,
         item.revision,
@@ -408,7 +409,7 @@ class Syncer:
         self._numbers: dict[str, tuple[str, int]] = {}
         self._thread = threading.Thread(target=self._run, name="syncer", daemon=True)
         self._label_selector = ",".join(
-            filter(None, [f"{wire.MANAGED_BY_LABEL}={wire.MANAGED_BY_VALUE}", selector.text])
+            filter(None, [f"{objects.MANAGED_BY_LABEL}={objects.MANAGED_BY_VALUE}", selector.text])
         )
 
     # -- public ---------------------------------------------------------------------
@@ -671,7 +672,7 @@ class Syncer:
             return
         self.metrics.inc("rereads_total")
         try:
-            cm = self._client.get_configmap(self._namespace, wire.configmap_name(name, revision))
+            cm = self._client.get_configmap(self._namespace, objects.configmap_name(name, revision))
             hops.mark(hops.FETCHED, f"{self._namespace}/{name}", revision, self._pod)
             result: Desired | str | None = desired_from_configmap(cm, self._selector, self._pod)
         except NotFound:

@@ -473,7 +473,8 @@ def manual_sidecar_pod() -> dict[str, Any]:
                     "image": release_mod.default_image(),
                     "imagePullPolicy": "IfNotPresent",
                     "restartPolicy": "Always",
-                    "args": ["sidecar", "--dir=/prompts"],
+                    "command": ["prompt-sidecar"],
+                    "args": ["--dir=/prompts"],
                     "env": [
                         {"name": "POD_NAME", "valueFrom": field("metadata.name")},
                         {"name": "POD_NAMESPACE", "valueFrom": field("metadata.namespace")},

@@ -9,8 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from prompt_client import wire
 from prompt_cluster.testing import SidecarProcess, audit_line_count, kubectl, wait_for
+from prompt_contract import objects, signals
 
 SidecarFactory = Callable[..., SidecarProcess]
 """``sidecars(name, start=True, **SidecarProcess options)``: an app pod with a sidecar."""
@@ -80,13 +80,13 @@ def revision_configmaps(kubeconfig: Path, namespace: str, prompt: str) -> list[d
             "get",
             "configmaps",
             "-l",
-            f"{wire.MANAGED_BY_LABEL}={wire.MANAGED_BY_VALUE}",
+            f"{objects.MANAGED_BY_LABEL}={objects.MANAGED_BY_VALUE}",
             "-o",
             "json",
         ).stdout
     )
-    mine = [cm for cm in listed["items"] if wire.prompt_name_of(cm) == prompt]
-    return sorted(mine, key=wire.revision_number_of)
+    mine = [cm for cm in listed["items"] if objects.prompt_name_of(cm) == prompt]
+    return sorted(mine, key=objects.revision_number_of)
 
 
 def current_configmap(kubeconfig: Path, namespace: str, prompt: str) -> dict[str, Any] | None:
@@ -120,7 +120,7 @@ def post_signal(
 ) -> tuple[int, bytes]:
     """POST ``body`` to the sidecar's signal endpoint as anyone on the pod network could."""
     request = urllib.request.Request(
-        sidecar.url + wire.SIGNAL_PATH, data=body, method="POST", headers={"Content-Type": ctype}
+        sidecar.url + signals.SIGNAL_PATH, data=body, method="POST", headers={"Content-Type": ctype}
     )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as resp:

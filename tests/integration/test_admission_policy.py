@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 import yaml
 
-from prompt_client import wire
 from prompt_cluster.build import ensure_binaries
 from prompt_cluster.testing import (
     SidecarProcess,
@@ -23,6 +22,7 @@ from prompt_cluster.testing import (
     prompt_manifest,
     wait_for,
 )
+from prompt_contract import objects
 from tests.reliability.report import Observed
 
 from .helpers import (
@@ -161,11 +161,14 @@ def test_only_the_operator_writes_managed_configmaps(
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": {
-            "name": wire.configmap_name("p", "f0rged"),
-            "labels": {**labels, wire.REVISION_NUMBER_LABEL: "99"},
-            "annotations": {**real["metadata"]["annotations"], wire.REVISION_ANNOTATION: "f0rged"},
+            "name": objects.configmap_name("p", "f0rged"),
+            "labels": {**labels, objects.REVISION_NUMBER_LABEL: "99"},
+            "annotations": {
+                **real["metadata"]["annotations"],
+                objects.REVISION_ANNOTATION: "f0rged",
+            },
         },
-        "data": {**real["data"], wire.TEXT_DATA_KEY: "forged text"},
+        "data": {**real["data"], objects.TEXT_DATA_KEY: "forged text"},
     }
 
     def refused(result: subprocess.CompletedProcess[str]) -> bool:
@@ -195,7 +198,7 @@ def test_only_the_operator_writes_managed_configmaps(
         "label",
         "configmap",
         "mine",
-        f"{wire.MANAGED_BY_LABEL}={wire.MANAGED_BY_VALUE}",
+        f"{objects.MANAGED_BY_LABEL}={objects.MANAGED_BY_VALUE}",
     )
     change = as_user(
         kubeconfig,
@@ -206,7 +209,7 @@ def test_only_the_operator_writes_managed_configmaps(
         "--type=merge",
         "-p",
         # Its data is immutable, but a revision number picks what pods serve.
-        json.dumps({"metadata": {"labels": {wire.REVISION_NUMBER_LABEL: "99"}}}),
+        json.dumps({"metadata": {"labels": {objects.REVISION_NUMBER_LABEL: "99"}}}),
     )
     unlabel = as_user(
         kubeconfig,
@@ -214,7 +217,7 @@ def test_only_the_operator_writes_managed_configmaps(
         "label",
         "configmap",
         real["metadata"]["name"],
-        f"{wire.MANAGED_BY_LABEL}-",
+        f"{objects.MANAGED_BY_LABEL}-",
     )
     assert refused(label), label.stderr
     assert refused(change), change.stderr
@@ -238,7 +241,7 @@ def policy_in_force(kubeconfig: Path, namespace: str) -> None:
         "kind": "ConfigMap",
         "metadata": {
             "name": "policy-probe",
-            "labels": {wire.MANAGED_BY_LABEL: wire.MANAGED_BY_VALUE},
+            "labels": {objects.MANAGED_BY_LABEL: objects.MANAGED_BY_VALUE},
         },
     }
 
@@ -361,7 +364,7 @@ def test_the_operator_never_adopts_a_configmap_it_did_not_create(
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": {"name": name, "annotations": {"planted-by": USER}},
-        "data": {wire.TEXT_DATA_KEY: "attacker text", "extra": "planted"},
+        "data": {objects.TEXT_DATA_KEY: "attacker text", "extra": "planted"},
     }
     made = as_user(kubeconfig, namespace, "create", "-f", "-", input=json.dumps(squatter))
     assert made.returncode == 0, made.stderr  # no label: the policy does not match it
@@ -379,7 +382,7 @@ def test_the_operator_never_adopts_a_configmap_it_did_not_create(
     )
     assert events[0]["type"] == "Warning"
     cm = kubectl_json(kubeconfig, "-n", namespace, "get", "cm", name)
-    assert wire.MANAGED_BY_LABEL not in (cm["metadata"].get("labels") or {})
+    assert objects.MANAGED_BY_LABEL not in (cm["metadata"].get("labels") or {})
     assert "ownerReferences" not in cm["metadata"]
     assert cm["data"] == squatter["data"]
     # Its owner deletes it: the operator writes its own on its next look.
@@ -388,8 +391,8 @@ def test_the_operator_never_adopts_a_configmap_it_did_not_create(
     wait_prompt(kubeconfig, namespace, "p", timeout=30)
     healed = time.monotonic() - started
     cm = kubectl_json(kubeconfig, "-n", namespace, "get", "cm", name)
-    assert cm["data"][wire.TEXT_DATA_KEY] == "genuine" and "extra" not in cm["data"]
-    assert cm["metadata"]["labels"][wire.MANAGED_BY_LABEL] == wire.MANAGED_BY_VALUE
+    assert cm["data"][objects.TEXT_DATA_KEY] == "genuine" and "extra" not in cm["data"]
+    assert cm["metadata"]["labels"][objects.MANAGED_BY_LABEL] == objects.MANAGED_BY_VALUE
     observed(
         f"Ready=False ConfigMapTaken with a Warning event; the squatter untouched; "
         f"Ready {healed:.1f} s after it was deleted"

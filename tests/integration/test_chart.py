@@ -18,7 +18,6 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from prompt_client import wire
 from prompt_cluster.build import ensure_binaries
 from prompt_cluster.cluster import LocalCluster
 from prompt_cluster.manifests import render as render_manifest
@@ -29,6 +28,7 @@ from prompt_cluster.testing import (
     prompt_manifest,
     wait_for,
 )
+from prompt_contract import objects
 from prompt_operator.admission import injection_config
 from prompt_operator.config import parse_config
 from prompt_operator.inject import injected
@@ -412,7 +412,7 @@ def test_the_injected_port_is_the_port_the_policies_open(
         injection_config(config),
     )
     assert pod is not None
-    injected_port = int(pod["metadata"]["annotations"][wire.PORT_ANNOTATION])
+    injected_port = int(pod["metadata"]["annotations"][objects.PORT_ANNOTATION])
     sidecar = pod["spec"]["initContainers"][-1]
     assert sidecar["ports"][0]["containerPort"] == injected_port
     signal = one(docs, "NetworkPolicy", "prompt-sidecar-signal")
@@ -425,7 +425,7 @@ def test_the_injected_port_is_the_port_the_policies_open(
     egress = one(docs, "NetworkPolicy", RELEASE)["spec"]["egress"]
     to_pods = [rule for rule in egress if "podSelector" in rule["to"][0]]
     assert [p["port"] for rule in to_pods for p in rule["ports"]] == [injected_port]
-    assert injected_port == (port or wire.DEFAULT_PORT)
+    assert injected_port == (port or objects.DEFAULT_PORT)
     observed(
         f"injected port {injected_port}; the sidecar policy opens it to the operator only "
         f"and the operator's egress policy allows it and the API server's ports "
@@ -679,7 +679,7 @@ def test_the_operator_reaches_nothing_but_the_api_server_and_sidecars(
     assert blocks == [{"cidr": "192.0.2.10/32"}, {"cidr": "192.0.2.11/32"}]
     pods = [peer for rule in egress for peer in rule["to"] if "ipBlock" not in peer]
     assert pods == [
-        {"namespaceSelector": {}, "podSelector": {"matchLabels": {wire.SUBSCRIBE_LABEL: "true"}}}
+        {"namespaceSelector": {}, "podSelector": {"matchLabels": {objects.SUBSCRIBE_LABEL: "true"}}}
     ]
     observed(
         "defaults: no operator policy, NOTES say it may connect anywhere; enabled without "

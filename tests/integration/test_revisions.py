@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 
-from prompt_client.contract import read_meta
 from prompt_cluster.testing import (
     OperatorProcess,
     SidecarProcess,
@@ -23,6 +22,7 @@ from prompt_cluster.testing import (
     tool,
     wait_for,
 )
+from prompt_contract.files import read_meta
 from prompt_operator.controllers.revisions import prune_margin
 
 from .helpers import apply, events_for, get, revision_configmaps, settle_audit, wait_prompt

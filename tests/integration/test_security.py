@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from prompt_client import wire
 from prompt_cluster.testing import OperatorProcess, prompt_manifest, wait_for
+from prompt_contract import signals
 from tests.reliability.report import Observed
 
 from .helpers import SidecarFactory, apply, get, metric, post_signal, wait_prompt
@@ -60,7 +60,7 @@ def test_forged_and_malformed_signals_change_nothing(
         "prompts not a list": post_signal(app, b'{"prompts": "all"}')[0],
         "no revision": post_signal(app, b'{"prompts": [{"name": "p"}]}')[0],
         "text/plain": post_signal(app, b"{}", ctype="text/plain")[0],
-        "128 KiB + 1": post_signal(app, b"x" * (wire.MAX_SIGNAL_BYTES + 1))[0],
+        "128 KiB + 1": post_signal(app, b"x" * (signals.MAX_SIGNAL_BYTES + 1))[0],
     }
     assert answers == {
         "garbage bytes": 400,

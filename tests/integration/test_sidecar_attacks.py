@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from prompt_client import wire
 from prompt_cluster.testing import SidecarProcess, audit_line_count, prompt_manifest, wait_for
+from prompt_contract import objects, signals
 from prompt_sidecar.sync import EARLY_RESYNC_SECONDS
 from tests.reliability.report import Observed
 
@@ -99,8 +99,8 @@ def test_probes_answer_while_slow_senders_hold_the_signal_port(
     ends = time.monotonic() + 8
     try:
         while time.monotonic() < ends:
-            answers.append(probe(app, wire.DEFAULT_PROBE_PORT, "/readyz"))
-            answers.append(probe(app, wire.DEFAULT_PROBE_PORT, "/healthz"))
+            answers.append(probe(app, objects.DEFAULT_PROBE_PORT, "/readyz"))
+            answers.append(probe(app, objects.DEFAULT_PROBE_PORT, "/healthz"))
             signal_port_readyz[probe(app, app.port)[0]] += 1
             time.sleep(0.2)
     finally:
@@ -192,13 +192,13 @@ def test_big_bodies_keep_the_sidecar_under_its_limit(
     before = proc_status(app, "VmRSS")
     if shape.startswith("128"):
         pairs = [(f"{i:05d}" + "n" * 248, "r" * 16) for i in range(2000)]
-        while len(wire.encode_signal(pairs)) > wire.MAX_SIGNAL_BYTES:
+        while len(signals.encode_signal(pairs)) > signals.MAX_SIGNAL_BYTES:
             pairs.pop()
     elif shape.startswith("2,000"):
-        pairs = [(f"n{i}", "r" * 16) for i in range(wire.MAX_SIGNAL_PAIRS)]
+        pairs = [(f"n{i}", "r" * 16) for i in range(signals.MAX_SIGNAL_PAIRS)]
     else:
         pairs = [(f"n{i}", "r") for i in range(32_000)]
-    body = wire.encode_signal(pairs)
+    body = signals.encode_signal(pairs)
     head = (
         f"POST /v1/signal HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\n\r\n"
@@ -252,7 +252,7 @@ def test_forged_names_cost_gets_and_rarely_a_list(
     for i in range(300):
         pairs = [(f"forged-{i}-{j}", "" if j % 2 else f"rev{i}") for j in range(8)]
         names += sum(1 for _, rev in pairs if rev)
-        status, _ = post_signal(app, wire.encode_signal(pairs))
+        status, _ = post_signal(app, signals.encode_signal(pairs))
         assert status == 200
     took = time.monotonic() - started
     # Settle: the rate limit may still be reading what was signalled.

@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
-from prompt_client import wire
 from prompt_cluster.testing import SidecarProcess, kubectl, wait_for
+from prompt_contract import objects, signals
 
 from .helpers import SidecarFactory, post_signal
 
@@ -43,26 +43,26 @@ def configmap(
     """Revision ``revision`` of ``prompt`` as the operator writes it; "rN" is number N."""
     all_labels = dict(labels or {})
     if managed:
-        all_labels[wire.MANAGED_BY_LABEL] = wire.MANAGED_BY_VALUE
+        all_labels[objects.MANAGED_BY_LABEL] = objects.MANAGED_BY_VALUE
     if number is None:
         number = int(revision[1:]) if revision[1:].isdigit() else 1
-    all_labels[wire.REVISION_NUMBER_LABEL] = str(number)
+    all_labels[objects.REVISION_NUMBER_LABEL] = str(number)
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": {
-            "name": wire.configmap_name(prompt, revision),
+            "name": objects.configmap_name(prompt, revision),
             "namespace": namespace,
             "labels": all_labels,
             "annotations": {
-                wire.PROMPT_ANNOTATION: prompt,
-                wire.REVISION_ANNOTATION: revision,
-                wire.KEY_ANNOTATION: key or prompt,
+                objects.PROMPT_ANNOTATION: prompt,
+                objects.REVISION_ANNOTATION: revision,
+                objects.KEY_ANNOTATION: key or prompt,
             },
         },
         "data": {
-            wire.TEXT_DATA_KEY: text,
-            wire.METADATA_DATA_KEY: json.dumps(
+            objects.TEXT_DATA_KEY: text,
+            objects.METADATA_DATA_KEY: json.dumps(
                 {"variables": ["user"], "defaults": {"user": "you"}, "format": "python"}
             ),
         },
@@ -180,13 +180,13 @@ def test_signal_updates_the_file_and_answers_with_what_is_served(
     apply(kubeconfig, configmap(namespace, "greeting", "Hello v1", "r1"))
     app = sidecars("app")
     apply(kubeconfig, configmap(namespace, "greeting", "Hello v2", "r2"))
-    status, answer = post(app, wire.encode_signal([("greeting", "r2")]))
+    status, answer = post(app, signals.encode_signal([("greeting", "r2")]))
     assert status == 200 and answer["pod"] == "app"
     wait_for(lambda: app.file("greeting") == b"Hello v2", timeout=10, message="updated file")
-    assert post(app, wire.encode_signal([("greeting", "r2")]))[1]["served"] == {"greeting": "r2"}
-    gone = [wire.configmap_name("greeting", rev) for rev in ("r1", "r2")]
+    assert post(app, signals.encode_signal([("greeting", "r2")]))[1]["served"] == {"greeting": "r2"}
+    gone = [objects.configmap_name("greeting", rev) for rev in ("r1", "r2")]
     kubectl(kubeconfig, "-n", namespace, "delete", "configmap", *gone)
-    post(app, wire.encode_signal([("greeting", "")]))
+    post(app, signals.encode_signal([("greeting", "")]))
     wait_for(lambda: app.file("greeting") is None, timeout=10, message="removed file")
 
 
@@ -196,7 +196,7 @@ def test_forged_signals_change_nothing_and_garbage_gets_4xx(
     apply(kubeconfig, configmap(namespace, "p", "genuine", "r1"))
     app = sidecars("app")
     before = (app.dir / "p.txt").stat()
-    status, answer = post(app, wire.encode_signal([("p", "forged"), ("nope", "x")]))
+    status, answer = post(app, signals.encode_signal([("p", "forged"), ("nope", "x")]))
     assert (status, answer["served"]) == (200, {"p": "r1", "nope": None})
     after = (app.dir / "p.txt").stat()
     assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
@@ -226,8 +226,10 @@ def test_api_server_unreachable_keeps_files_degrades_and_heals(
         relay.cut()  # the API server is gone for this sidecar
         wait_for(lambda: app.health()["status"] == "degraded", timeout=20, message="degraded")
         apply(kubeconfig, configmap(namespace, "p", "edited meanwhile", "r2"))
-        kubectl(kubeconfig, "-n", namespace, "delete", "configmap", wire.configmap_name("p", "r1"))
-        status, answer = post(app, wire.encode_signal([("p", "")]))
+        kubectl(
+            kubeconfig, "-n", namespace, "delete", "configmap", objects.configmap_name("p", "r1")
+        )
+        status, answer = post(app, signals.encode_signal([("p", "")]))
         assert (status, answer["served"]) == (200, {"p": "r1"})  # never removed on a failure
         assert app.file("p") == b"kept" and app.ready()
         apply(kubeconfig, configmap(namespace, "p", "after the outage", "r3"))

@@ -19,9 +19,9 @@ import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from prompt_client import wire
-from prompt_client.selector import parse_selector
-from prompt_client.templates import TemplateError, parse_template, render_template
+from prompt_contract import signals
+from prompt_contract.selector import parse_selector
+from prompt_contract.templates import TemplateError, parse_template, render_template
 from prompt_operator.model import SpecError, parse_prompt
 from prompt_operator.policies import evaluate
 from prompt_operator.render import render
@@ -59,8 +59,8 @@ templates = st.text(
 @given(st.binary(max_size=300) | json_values.map(lambda v: json.dumps(v).encode()))
 def test_signal_bodies_parse_or_are_refused_with_a_signal_error(body: bytes) -> None:
     try:
-        pairs = wire.parse_signal(body)
-    except wire.SignalError:
+        pairs = signals.parse_signal(body)
+    except signals.SignalError:
         return
     assert all(isinstance(name, str) and isinstance(rev, str) for name, rev in pairs)
 
@@ -76,7 +76,7 @@ def test_signal_bodies_parse_or_are_refused_with_a_signal_error(body: bytes) -> 
     )
 )
 def test_signals_we_send_are_signals_we_read(pairs: list[tuple[str, str]]) -> None:
-    assert wire.parse_signal(wire.encode_signal(pairs)) == pairs
+    assert signals.parse_signal(signals.encode_signal(pairs)) == pairs
 
 
 @pytest.mark.reliability(

@@ -70,7 +70,7 @@ def test_the_local_cluster_is_not_in_the_product_wheel_or_image() -> None:
     assert harness["project"]["scripts"]["prompt-cluster"] == "prompt_cluster.cli:main"
 
 
-@pytest.mark.parametrize("project", [".", "client"])
+@pytest.mark.parametrize("project", [".", "client", "contract", "sidecar"])
 def test_every_python_package_is_in_the_wheel(project: str) -> None:
     """setuptools lists packages by hand here: a new subpackage left out would be
     missing from the image while an editable install still finds it."""
@@ -84,17 +84,25 @@ def test_every_python_package_is_in_the_wheel(project: str) -> None:
             assert ".".join((package, *parts)) in listed, f"add {init.parent} to packages"
 
 
-def test_the_operator_requires_the_client_instead_of_shipping_it() -> None:
-    operator = tomllib.loads((REPO / "pyproject.toml").read_text())
-    client = tomllib.loads((REPO / "client" / "pyproject.toml").read_text())
-    setuptools = operator["tool"]["setuptools"]
-    assert not any(p.startswith("prompt_client") for p in setuptools["packages"])
-    assert "prompt_client" not in setuptools["package-dir"]
-    version = client["project"]["version"]
-    assert f"prompt-operator-client=={version}" in operator["project"]["dependencies"]
-    # The image builds both wheels, and dev installs both editable.
+PROJECTS = {".": "prompt_operator", "client": "prompt_client", "sidecar": "prompt_sidecar"}
+
+
+@pytest.mark.parametrize("project", sorted(PROJECTS))
+def test_each_distribution_ships_its_own_package_and_requires_the_contract(project: str) -> None:
+    """No wheel ships another distribution's code: the contract, which all three
+    share, is a distribution of its own that each requires at the same version."""
+    pyproject = tomllib.loads((REPO / project / "pyproject.toml").read_text())
+    contract = tomllib.loads((REPO / "contract" / "pyproject.toml").read_text())
+    packages = pyproject["tool"]["setuptools"]["packages"]
+    assert {p.split(".")[0] for p in packages} == {PROJECTS[project]}
+    version = contract["project"]["version"]
+    assert f"prompt-operator-contract=={version}" in pyproject["project"]["dependencies"]
+    assert contract["project"]["dependencies"] == []  # the standard library only
+
+
+def test_the_image_and_the_dev_install_build_every_distribution_from_its_folder() -> None:
     assert (
-        "pip wheel --no-cache-dir --wheel-dir /wheels ./client ."
+        "pip wheel --no-cache-dir --wheel-dir /wheels ./contract ./client ./sidecar ."
         in (REPO / "Dockerfile").read_text()
     )
-    assert "-e client " in (REPO / "Makefile").read_text()
+    assert "-e contract -e client -e sidecar " in (REPO / "Makefile").read_text()

@@ -98,11 +98,12 @@ def test_release_notes_are_the_changelog_entry() -> None:
         release.release_notes("0.0.9")
 
 
-def test_license_is_the_apache_text_and_the_client_ships_the_same() -> None:
+def test_license_is_the_apache_text_and_every_distribution_ships_the_same() -> None:
     text = (REPO / "LICENSE").read_text()
     assert text.lstrip().startswith("Apache License\n                           Version 2.0")
     assert "END OF TERMS AND CONDITIONS" in text
-    assert (REPO / "client" / "LICENSE").read_bytes() == (REPO / "LICENSE").read_bytes()
+    for project in ("client", "contract", "sidecar"):
+        assert (REPO / project / "LICENSE").read_bytes() == (REPO / "LICENSE").read_bytes()
 
 
 def test_chart_readme_is_generated_from_the_schema() -> None:
@@ -189,32 +190,40 @@ def test_the_image_archive_is_named_for_containerd_and_oci_tools(tmp_path: Path)
     }
 
 
-def test_both_wheels_split_the_packages_and_pass_twine(tmp_path: Path) -> None:
-    """The issue's trap: two wheels shipped prompt_client, so uninstalling the
-    client left the operator importing a copy pip did not know about."""
+def test_each_wheel_ships_only_its_own_package_and_passes_twine(tmp_path: Path) -> None:
+    """The trap: two wheels shipped prompt_client, so uninstalling the client
+    left the operator importing a copy pip did not know about."""
     files = release.python_dists(tmp_path, isolated=False)
     names = sorted(p.name for p in files)
     version = release.read_version()
-    assert names == [
-        f"prompt_operator-{version}-py3-none-any.whl",
-        f"prompt_operator-{version}.tar.gz",
-        f"prompt_operator_client-{version}-py3-none-any.whl",
-        f"prompt_operator_client-{version}.tar.gz",
-    ]
+    dists = ("prompt_operator", "prompt_operator_client", "prompt_operator_contract")
+    dists += ("prompt_operator_sidecar",)
+    assert names == sorted(
+        f"{dist}-{version}{suffix}" for dist in dists for suffix in ("-py3-none-any.whl", ".tar.gz")
+    )
     import zipfile
 
     def wheel(name: str) -> zipfile.ZipFile:
         return zipfile.ZipFile(tmp_path / f"{name}-{version}-py3-none-any.whl")
 
-    operator, client = wheel("prompt_operator"), wheel("prompt_operator_client")
-    top = lambda z: {n.split("/", 1)[0] for n in z.namelist()}  # noqa: E731
-    assert "prompt_client" not in top(operator)
-    assert {"prompt_operator", "prompt_sidecar"} <= top(operator)
-    assert "prompt_client" in top(client) and "prompt_operator" not in top(client)
-    assert "prompt_operator/crd.yaml" in operator.namelist()
-    metadata = operator.read(f"prompt_operator-{version}.dist-info/METADATA").decode()
-    assert f"Requires-Dist: prompt-operator-client=={version}\n" in metadata
-    for z, dist in ((operator, "prompt_operator"), (client, "prompt_operator_client")):
+    packages = {
+        "prompt_operator": "prompt_operator",
+        "prompt_operator_client": "prompt_client",
+        "prompt_operator_contract": "prompt_contract",
+        "prompt_operator_sidecar": "prompt_sidecar",
+    }
+    for dist, package in packages.items():
+        z = wheel(dist)
+        assert {n.split("/", 1)[0] for n in z.namelist()} == {
+            package,
+            f"{dist}-{version}.dist-info",
+        }
+        metadata = z.read(f"{dist}-{version}.dist-info/METADATA").decode()
+        required = f"Requires-Dist: prompt-operator-contract=={version}\n" in metadata
+        assert required == (dist != "prompt_operator_contract"), dist
+    assert "prompt_operator/crd.yaml" in wheel("prompt_operator").namelist()
+    for dist in packages:
+        z = wheel(dist)
         assert (
             z.read(f"{dist}-{version}.dist-info/licenses/LICENSE")
             == (REPO / "LICENSE").read_bytes()
@@ -223,7 +232,7 @@ def test_both_wheels_split_the_packages_and_pass_twine(tmp_path: Path) -> None:
         assert "License-Expression: Apache-2.0" in meta
         assert f"Project-URL: Repository, {release.REPOSITORY_URL}" in meta
     out = release.twine_check(files)
-    assert out.count("PASSED") == 4, out
+    assert out.count("PASSED") == 8, out
 
 
 def test_the_release_workflow_publishes_what_dist_builds() -> None:

@@ -50,9 +50,10 @@ OPERATOR_SOURCES = (
     "operator",
     "sidecar",
     "client",
+    "contract",
     "crds",
 )
-DEMO_SOURCES = ("hack/demo/Dockerfile", "hack/demo/app.py", "client")
+DEMO_SOURCES = ("hack/demo/Dockerfile", "hack/demo/app.py", "client", "contract")
 
 
 class ImageError(RuntimeError):

@@ -67,9 +67,15 @@ class Copy:
 
 COPIES: tuple[Copy, ...] = (
     Copy("pyproject.toml", rf'(?m)^version = "{_V}"$', "[project] version"),
-    Copy("pyproject.toml", rf'"prompt-operator-client=={_V}"', "the client dependency"),
+    Copy("pyproject.toml", rf'"prompt-operator-contract=={_V}"', "the contract dependency"),
+    Copy("contract/pyproject.toml", rf'(?m)^version = "{_V}"$', "[project] version"),
+    Copy("contract/prompt_contract/__init__.py", rf'(?m)^__version__ = "{_V}"$', "__version__"),
     Copy("client/pyproject.toml", rf'(?m)^version = "{_V}"$', "[project] version"),
+    Copy("client/pyproject.toml", rf'"prompt-operator-contract=={_V}"', "the contract dependency"),
     Copy("client/prompt_client/__init__.py", rf'(?m)^__version__ = "{_V}"$', "__version__"),
+    Copy("sidecar/pyproject.toml", rf'(?m)^version = "{_V}"$', "[project] version"),
+    Copy("sidecar/pyproject.toml", rf'"prompt-operator-contract=={_V}"', "the contract dependency"),
+    Copy("sidecar/prompt_sidecar/__init__.py", rf'(?m)^__version__ = "{_V}"$', "__version__"),
     Copy("operator/prompt_operator/__init__.py", rf'(?m)^__version__ = "{_V}"$', "__version__"),
     Copy("charts/prompt-operator/Chart.yaml", rf"(?m)^version: {_V}$", "chart version"),
     Copy("charts/prompt-operator/Chart.yaml", rf'(?m)^appVersion: "{_V}"$', "appVersion"),
@@ -318,11 +324,16 @@ def _run(args: Sequence[str | Path], what: str, cwd: Path | None = None) -> str:
     return result.stdout
 
 
+# The four Python distributions, each built from its own folder; only the
+# contract is required by the other three (at exactly this version).
+PROJECTS = (REPO / "contract", REPO / "client", REPO / "sidecar", REPO)
+
+
 def python_dists(out: Path, *, isolated: bool = True) -> list[Path]:
-    """Wheel and sdist of the client and of the operator into ``out``."""
+    """Wheel and sdist of each distribution (contract, client, sidecar, operator) into ``out``."""
     before = set(out.glob("*"))
     flags = [] if isolated else ["--no-isolation"]
-    for project in (REPO / "client", REPO):
+    for project in PROJECTS:
         # setuptools puts every file a stale SOURCES.txt names into the sdist
         # (an older layout's, from an editable install); it is rebuilt.
         for stale in project.glob("*.egg-info"):
@@ -332,7 +343,7 @@ def python_dists(out: Path, *, isolated: bool = True) -> list[Path]:
             f"python -m build {project.relative_to(REPO.parent)}",
         )
     # setuptools leaves build/ and *.egg-info beside the sources.
-    for leftover in (REPO / "build", REPO / "client" / "build"):
+    for leftover in (project / "build" for project in PROJECTS):
         shutil.rmtree(leftover, ignore_errors=True)
     return sorted(set(out.glob("*")) - before)
 
@@ -465,6 +476,7 @@ DIST_SOURCES = (
     "operator",
     "sidecar",
     "client",
+    "contract",
     "crds",
     "charts",
     # and how they are built

@@ -427,7 +427,7 @@ def sidecar_role(admin_kubeconfig: Path | str, namespace: str, out: Path) -> Pat
 
 class SidecarProcess(_Managed):
     """An app pod without a kubelet: the Pod object (subscribed, Running, with a
-    loopback IP) plus `prompt-operator sidecar` as a real process bound to that IP."""
+    loopback IP) plus `prompt-sidecar` as a real process bound to that IP."""
 
     def __init__(
         self,
@@ -472,8 +472,7 @@ class SidecarProcess(_Managed):
     def start(self, *, wait_ready: bool = True, timeout: float = 30.0) -> None:
         self.proc = start_process(
             [
-                tool("prompt-operator"),
-                "sidecar",
+                tool("prompt-sidecar"),
                 f"--dir={self.dir}",
                 f"--port={self.port}",
                 f"--resync={self.resync}",

@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from prompt_client import wire
+from prompt_contract import objects
 
 from ..configmap import API_VERSION as PROMPTS
 from ..runtime.client import Credentials, KubeApi, object_path
@@ -278,7 +278,7 @@ class ConsoleApi:
             page = await self._call(
                 "GET",
                 object_path("v1", "pods", _checked(namespace)),
-                params={"labelSelector": f"{wire.SUBSCRIBE_LABEL}=true"},
+                params={"labelSelector": f"{objects.SUBSCRIBE_LABEL}=true"},
             )
         except ApiError as exc:
             if exc.status == 403:

@@ -448,9 +448,9 @@ async def preview_fragment(request: web.Request) -> web.StreamResponse:
 async def _snapshot(
     api: ConsoleApi, ns: str, name: str, record: history.Record
 ) -> history.Snapshot | None:
-    from prompt_client import wire
+    from prompt_contract import objects
 
-    cm = await api.configmap(ns, wire.configmap_name(name, record.revision))
+    cm = await api.configmap(ns, objects.configmap_name(name, record.revision))
     if cm is None:
         return None
     return history.snapshot_from_configmap(cm.get("data") or {}, name)
@@ -594,9 +594,9 @@ async def rollback(request: web.Request) -> web.StreamResponse:
     context["resource_version"] = obj["metadata"].get("resourceVersion", "")
     if request.method != "POST" or context["gitops"]:
         return await render_diffs(request, "rollback.html", **context)
-    from prompt_client import wire
+    from prompt_contract import objects
 
-    cm = await api.configmap(ns, wire.configmap_name(name, target.revision)) or {}
+    cm = await api.configmap(ns, objects.configmap_name(name, target.revision)) or {}
     try:
         patch = rollback_patch(obj, cm.get("data") or {}, datetime.now(timezone.utc))
     except CliError as exc:

@@ -16,10 +16,10 @@ from typing import Any
 
 import yaml
 
-from prompt_client import wire
-from prompt_client.contract import choose_variant
-from prompt_client.selector import SelectorError, parse_selector
-from prompt_client.templates import RenderError, TemplateError, render_template
+from prompt_contract import objects
+from prompt_contract.selector import SelectorError, parse_selector
+from prompt_contract.templates import RenderError, TemplateError, render_template
+from prompt_contract.variants import choose_variant
 
 from .. import history, validate
 from ..configmap import API_VERSION
@@ -333,7 +333,7 @@ def delivery(obj: Mapping[str, Any], pods: Iterable[Mapping[str, Any]]) -> list[
         pmeta = pod.get("metadata") or {}
         try:
             selector = parse_selector(
-                (pmeta.get("annotations") or {}).get(wire.SELECTOR_ANNOTATION)
+                (pmeta.get("annotations") or {}).get(objects.SELECTOR_ANNOTATION)
             )
         except SelectorError:
             continue

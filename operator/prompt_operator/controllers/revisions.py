@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from prompt_client import wire
+from prompt_contract import objects
 
 from .. import history, metrics
 from ..configmap import build_configmap, label_patch, revision_labels
@@ -158,22 +158,22 @@ def batch_of(
     and the revision numbers, so it cannot reach another Prompt's ConfigMaps, even
     one whose name starts with this one's."""
     staying = [e for e in mine if e not in prune]
-    taken = {e.labels.get(wire.REVISION_NUMBER_LABEL) for e in staying}
+    taken = {e.labels.get(objects.REVISION_NUMBER_LABEL) for e in staying}
     batch: list[Entry] = []
     singles: list[Entry] = []
     for entry in prune:
-        value = entry.labels.get(wire.REVISION_NUMBER_LABEL, "")
-        shared = sum(1 for e in prune if e.labels.get(wire.REVISION_NUMBER_LABEL) == value)
+        value = entry.labels.get(objects.REVISION_NUMBER_LABEL, "")
+        shared = sum(1 for e in prune if e.labels.get(objects.REVISION_NUMBER_LABEL) == value)
         if value.isdigit() and value not in taken and shared == 1 and uid:
             batch.append(entry)
         else:
             singles.append(entry)
     if not batch:
         return (), None, tuple(singles)
-    values = ",".join(sorted((e.labels[wire.REVISION_NUMBER_LABEL] for e in batch), key=int))
+    values = ",".join(sorted((e.labels[objects.REVISION_NUMBER_LABEL] for e in batch), key=int))
     selector = (
-        f"{wire.MANAGED_BY_LABEL}={wire.MANAGED_BY_VALUE},{wire.PROMPT_UID_LABEL}={uid},"
-        f"{wire.REVISION_NUMBER_LABEL} in ({values})"
+        f"{objects.MANAGED_BY_LABEL}={objects.MANAGED_BY_VALUE},{objects.PROMPT_UID_LABEL}={uid},"
+        f"{objects.REVISION_NUMBER_LABEL} in ({values})"
     )
     return tuple(batch), selector, tuple(singles)
 
@@ -200,14 +200,14 @@ def not_ours(found: Mapping[str, Any], body: Mapping[str, Any], uid: str) -> str
     create whose answer was lost, or one the inventory has not seen yet)."""
     meta = found.get("metadata") or {}
     labels = meta.get("labels") or {}
-    if labels.get(wire.MANAGED_BY_LABEL) != wire.MANAGED_BY_VALUE:
-        return f"it lacks the label {wire.MANAGED_BY_LABEL}={wire.MANAGED_BY_VALUE}"
+    if labels.get(objects.MANAGED_BY_LABEL) != objects.MANAGED_BY_VALUE:
+        return f"it lacks the label {objects.MANAGED_BY_LABEL}={objects.MANAGED_BY_VALUE}"
     owners = meta.get("ownerReferences") or []
     if not any(isinstance(o, Mapping) and o.get("uid") == uid for o in owners):
         return f"no owner reference to this Prompt (uid {uid})"
-    want = body["metadata"]["annotations"][wire.REVISION_ANNOTATION]
-    if (meta.get("annotations") or {}).get(wire.REVISION_ANNOTATION) != want:
-        return f"its {wire.REVISION_ANNOTATION} annotation is not {want}"
+    want = body["metadata"]["annotations"][objects.REVISION_ANNOTATION]
+    if (meta.get("annotations") or {}).get(objects.REVISION_ANNOTATION) != want:
+        return f"its {objects.REVISION_ANNOTATION} annotation is not {want}"
     if (found.get("data") or {}) != body["data"] or found.get("binaryData"):
         return "its data differs from this revision's text"
     return None
@@ -317,7 +317,7 @@ class Revisions:
                 if entry.uid == uid:
                     self._inventory.forget(ref.namespace, entry.name)
             if uid:
-                await self._api.delete_collection(path, f"{wire.PROMPT_UID_LABEL}={uid}")
+                await self._api.delete_collection(path, f"{objects.PROMPT_UID_LABEL}={uid}")
             metrics.WRITES.labels("configmap").inc()
             logger.info("Prompt %s: removed its revision ConfigMaps", ref, extra=about(ref))
 
@@ -352,7 +352,7 @@ class Revisions:
 
     async def _snapshot(self, ref: PromptRef, record: history.Record) -> history.Snapshot | None:
         """What apps read at ``record`` (one GET of its ConfigMap), for the summary."""
-        name = wire.configmap_name(ref.name, record.revision)
+        name = objects.configmap_name(ref.name, record.revision)
         try:
             cm = await self._api.get(object_path("v1", "configmaps", ref.namespace, name))
         except ApiError:
@@ -361,5 +361,5 @@ class Revisions:
             return None
         annotations = (cm.get("metadata") or {}).get("annotations") or {}
         return history.snapshot_from_configmap(
-            cm.get("data") or {}, str(annotations.get(wire.KEY_ANNOTATION, ""))
+            cm.get("data") or {}, str(annotations.get(objects.KEY_ANNOTATION, ""))
         )

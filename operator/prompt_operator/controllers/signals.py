@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from prompt_client import hops, wire
+from prompt_contract import hops, signals
 
 from .. import metrics
 from ..config import OperatorConfig
@@ -217,7 +217,7 @@ class Signals:
         started = time.monotonic()
         served: dict[str, str | None] = {}
         # A sidecar takes at most MAX_SIGNAL_PAIRS pairs a signal: more go as several.
-        for chunk in wire.signal_chunks(batch.items()):
+        for chunk in signals.signal_chunks(batch.items()):
             answer = await self._signal_once(pod, dict(chunk))
             if isinstance(answer, _Failed):
                 return answer
@@ -239,8 +239,8 @@ class Signals:
                 # Never follow a redirect: a pod's answer must not make the operator
                 # connect anywhere else. A 3xx is a refused signal like any non-200.
                 async with self._http.post(
-                    f"http://{pod.address}{wire.SIGNAL_PATH}",
-                    data=wire.encode_signal(batch.items()),
+                    f"http://{pod.address}{signals.SIGNAL_PATH}",
+                    data=signals.encode_signal(batch.items()),
                     headers={"Content-Type": "application/json"},
                     allow_redirects=False,
                 ) as resp:
@@ -258,9 +258,9 @@ class Signals:
                             extra=where,
                         )
                         return _Failed.ANSWERED
-                    body = await read_bounded(resp.content, wire.MAX_ANSWER_BYTES)
-                    served = wire.parse_signal_response(body, batch)
-            except wire.SignalError as exc:
+                    body = await read_bounded(resp.content, signals.MAX_ANSWER_BYTES)
+                    served = signals.parse_signal_response(body, batch)
+            except signals.SignalError as exc:
                 metrics.SIGNALS.labels("rejected").inc()
                 logger.warning(
                     "Pod %s/%s: unusable answer to a signal: %s",

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from prompt_client import wire
+from prompt_contract import objects
 
 from .. import metrics
 from ..events import now_rfc3339, post_event
@@ -35,8 +35,8 @@ from .subscribers import Subscribers
 
 logger = logging.getLogger(__name__)
 
-GROUP_VERSION = wire.API_VERSION
-PLURAL = wire.PLURAL
+GROUP_VERSION = objects.API_VERSION
+PLURAL = objects.PLURAL
 
 
 @dataclass

@@ -13,8 +13,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from prompt_client import wire
-from prompt_client.selector import Selector, SelectorError, parse_selector
+from prompt_contract import objects
+from prompt_contract.selector import Selector, SelectorError, parse_selector
 
 from .. import metrics
 from ..logs import about
@@ -24,7 +24,7 @@ from ..runtime.informer import Informer, Key, collection_paths
 
 logger = logging.getLogger(__name__)
 
-POD_SELECTOR = f"{wire.SUBSCRIBE_LABEL}=true"
+POD_SELECTOR = f"{objects.SUBSCRIBE_LABEL}=true"
 PodKey = Key  # (namespace, pod name)
 
 
@@ -49,8 +49,8 @@ def subscriber_from_pod(pod: Mapping[str, Any]) -> Subscriber | None:
         return None
     annotations = meta.get("annotations") or {}
     try:
-        port = int(annotations.get(wire.PORT_ANNOTATION) or wire.DEFAULT_PORT)
-        selector = parse_selector(annotations.get(wire.SELECTOR_ANNOTATION))
+        port = int(annotations.get(objects.PORT_ANNOTATION) or objects.DEFAULT_PORT)
+        selector = parse_selector(annotations.get(objects.SELECTOR_ANNOTATION))
     except (ValueError, SelectorError) as exc:
         logger.warning(
             "Pod %s/%s: bad subscription annotations: %s",

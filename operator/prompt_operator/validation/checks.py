@@ -14,8 +14,8 @@ from typing import Any
 
 import yaml
 
-from prompt_client import wire
-from prompt_client.contract import key_problem
+from prompt_contract import objects
+from prompt_contract.keys import key_problem
 
 from ..model import SpecError, parse_prompt
 from ..notices import admission_warnings
@@ -23,8 +23,8 @@ from ..policies import evaluate
 from ..render import render
 from .reading import Document
 
-GROUP = wire.GROUP
-_DNS_SUBDOMAIN = re.compile(rf"^{wire.DNS_SUBDOMAIN}$")
+GROUP = objects.GROUP
+_DNS_SUBDOMAIN = re.compile(rf"^{objects.DNS_SUBDOMAIN}$")
 MAX_TEMPLATE_BYTES = 1_000_000
 
 
@@ -231,13 +231,13 @@ def check_document(doc: Document) -> list[Finding]:
     meta: dict[str, Any] = raw_meta if isinstance(raw_meta, dict) else {}
     name = str(meta.get("name") or "<unnamed>")
     prompt = f"{meta['namespace']}/{name}" if meta.get("namespace") else name
-    if api != wire.API_VERSION:
+    if api != objects.API_VERSION:
         return [
             Finding(
                 doc.source,
                 doc.line(["apiVersion"]),
                 prompt,
-                f"apiVersion {api} is not served; use {wire.API_VERSION}",
+                f"apiVersion {api} is not served; use {objects.API_VERSION}",
             )
         ]
     findings = _schema_findings(doc, prompt) + _rule_findings(doc, prompt)

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from bench import trace
-from prompt_client import hops
+from prompt_contract import hops
 
 
 def stamp(hop: str, at: float, prompt: str = "ns/a", pod: str = "") -> trace.Stamp:

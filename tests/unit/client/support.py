@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from prompt_client.contract import PromptMeta, text_sha256
+from prompt_contract.files import PromptMeta, text_sha256
 from prompt_sidecar.files import PromptFiles
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from prompt_client import hops
+from prompt_contract import hops
 from tests.reliability.report import Observed
 
 
@@ -101,7 +101,7 @@ def test_the_trace_stops_once_at_its_cap_with_one_warning(
 ) -> None:
     trace = tmp_path / "hops.jsonl"
     hops.enable(str(trace), max_bytes=1000)
-    with caplog.at_level(logging.WARNING, logger="prompt_client.hops"):
+    with caplog.at_level(logging.WARNING, logger="prompt_contract.hops"):
         for i in range(100):
             hops.mark(hops.RECEIVED, f"ns/p{i}", "r", "pod")
     assert 900 < trace.stat().st_size <= 1000

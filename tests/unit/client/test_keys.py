@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from prompt_client.contract import key_problem
+from prompt_contract.keys import key_problem
 from prompt_operator.validate import validate
 from tests.corpus.keys import KeyCase, key_cases
 from tests.reliability.report import Observed

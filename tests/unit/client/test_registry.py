@@ -13,8 +13,8 @@ import pytest
 
 import prompt_client.registry
 from prompt_client import PromptRegistry
-from prompt_client.contract import META_DIR, text_sha256
 from prompt_client.usage import OTHER_OUTCOME
+from prompt_contract.files import META_DIR, text_sha256
 
 from .support import Writer, meta_for, wait_for
 

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 import prompt_sidecar.files
-from prompt_client.contract import PromptMeta, key_problem, text_sha256
+from prompt_contract.files import PromptMeta, text_sha256
+from prompt_contract.keys import key_problem
 from prompt_sidecar.files import FileWriteError, PromptFiles
 from tests.reliability.report import Observed
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from prompt_client import wire
+from prompt_contract import objects
 from prompt_operator.configmap import build_configmap
 from prompt_operator.controllers.revisions import ConfigMapTaken, not_ours
 from prompt_operator.model import parse_prompt
@@ -37,7 +37,7 @@ def test_the_configmap_the_operator_would_create_is_its_own() -> None:
 
 
 def _unlabelled(cm: dict[str, Any]) -> None:
-    del cm["metadata"]["labels"][wire.MANAGED_BY_LABEL]
+    del cm["metadata"]["labels"][objects.MANAGED_BY_LABEL]
 
 
 def _other_owner(cm: dict[str, Any]) -> None:
@@ -49,11 +49,11 @@ def _no_owner(cm: dict[str, Any]) -> None:
 
 
 def _other_hash(cm: dict[str, Any]) -> None:
-    cm["metadata"]["annotations"][wire.REVISION_ANNOTATION] = "f0rged"
+    cm["metadata"]["annotations"][objects.REVISION_ANNOTATION] = "f0rged"
 
 
 def _other_text(cm: dict[str, Any]) -> None:
-    cm["data"][wire.TEXT_DATA_KEY] = "Hello, and send me your password"
+    cm["data"][objects.TEXT_DATA_KEY] = "Hello, and send me your password"
 
 
 def _extra_data(cm: dict[str, Any]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from prompt_client import wire
+from prompt_contract import objects
 from prompt_operator import history
 from prompt_operator.configmap import revision_labels
 from prompt_operator.controllers.keyclaims import KeyClaims
@@ -171,7 +171,7 @@ def test_a_rollback_to_a_configmap_beyond_the_limit_keeps_and_relabels_it() -> N
     cleanup = plan_cleanup(prompt, kept, entries)
     assert cleanup.pruned == ()  # 7 ConfigMaps: within the margin
     assert [(e.name, patch) for e, patch in cleanup.relabel] == [
-        ("cm-1", {wire.REVISION_NUMBER_LABEL: str(last + 1)})
+        ("cm-1", {objects.REVISION_NUMBER_LABEL: str(last + 1)})
     ]
 
 
@@ -179,7 +179,7 @@ def test_a_number_shared_with_a_kept_configmap_is_deleted_by_name() -> None:
     prompt = parse_prompt(body_with(1))
     kept, entries = history_of(1, 1 + prune_margin(1) + 1)
     clash = Entry("cm-x", "greeter", "rx", 7, revision_labels(prompt, 7))  # same as the head
-    unlabelled = Entry("cm-y", "greeter", "ry", 0, {wire.PROMPT_UID_LABEL: "uid-1"})
+    unlabelled = Entry("cm-y", "greeter", "ry", 0, {objects.PROMPT_UID_LABEL: "uid-1"})
     cleanup = plan_cleanup(prompt, kept, [*entries, clash, unlabelled])
     assert {e.name for e in cleanup.singles} == {"cm-x", "cm-y"}
     assert [e.number for e in cleanup.prune] == [1, 2, 3, 4, 5, 6]

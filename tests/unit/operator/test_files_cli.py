@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from prompt_client import PromptRegistry
-from prompt_client.selector import parse_selector
+from prompt_contract.selector import parse_selector
 from prompt_operator.cli import main as cli_main
 from prompt_operator.configmap import build_configmap
 from prompt_operator.files_cli import plan, write_prompt

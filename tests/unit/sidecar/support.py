@@ -8,8 +8,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from prompt_client import wire
-from prompt_client.selector import parse_selector
+from prompt_contract import objects
+from prompt_contract.selector import parse_selector
 from prompt_sidecar.kubeapi import ApiError, NotFound
 from prompt_sidecar.server import SidecarServer
 from prompt_sidecar.sync import Syncer
@@ -28,20 +28,20 @@ def configmap(
         number = int(revision[1:]) + 1 if revision[1:].isdigit() else 1
     return {
         "metadata": {
-            "name": wire.configmap_name(name, revision),
+            "name": objects.configmap_name(name, revision),
             "creationTimestamp": "2026-01-01T00:00:00Z",
             "labels": {
-                wire.MANAGED_BY_LABEL: wire.MANAGED_BY_VALUE,
-                wire.REVISION_NUMBER_LABEL: str(number),
+                objects.MANAGED_BY_LABEL: objects.MANAGED_BY_VALUE,
+                objects.REVISION_NUMBER_LABEL: str(number),
                 **labels,
             },
             "annotations": {
-                wire.PROMPT_ANNOTATION: name,
-                wire.REVISION_ANNOTATION: revision,
-                wire.KEY_ANNOTATION: key or name,
+                objects.PROMPT_ANNOTATION: name,
+                objects.REVISION_ANNOTATION: revision,
+                objects.KEY_ANNOTATION: key or name,
             },
         },
-        "data": {wire.TEXT_DATA_KEY: text, wire.METADATA_DATA_KEY: "{}"},
+        "data": {objects.TEXT_DATA_KEY: text, objects.METADATA_DATA_KEY: "{}"},
     }
 
 

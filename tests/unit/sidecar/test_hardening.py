@@ -6,38 +6,38 @@ import json
 
 import pytest
 
-from prompt_client import wire
+from prompt_contract import signals
 from prompt_sidecar.sync import plan_reads, stale_names
 
 
 def test_an_answer_keeps_only_the_names_signalled() -> None:
     body = json.dumps({"pod": "x", "served": {"a": "r1", "b": None, "extra": "r9"}}).encode()
-    assert wire.parse_signal_response(body, {"a": "r1", "b": "r2"}) == {"a": "r1", "b": None}
+    assert signals.parse_signal_response(body, {"a": "r1", "b": "r2"}) == {"a": "r1", "b": None}
 
 
 def test_an_answer_over_64_kib_is_refused_whole() -> None:
     served = {f"p{i}": "r" for i in range(10_000)}
     body = json.dumps({"pod": "x", "served": served}).encode()
-    assert len(body) > wire.MAX_ANSWER_BYTES
-    with pytest.raises(wire.SignalError, match="larger than 65536"):
-        wire.parse_signal_response(body, {"p1": "r"})
+    assert len(body) > signals.MAX_ANSWER_BYTES
+    with pytest.raises(signals.SignalError, match="larger than 65536"):
+        signals.parse_signal_response(body, {"p1": "r"})
 
 
 @pytest.mark.parametrize(
     "revision",
-    ["a" * (wire.MAX_REVISION_LENGTH + 1), "a" * 60_000, "../etc", "r\u00e9v", "r v"],
+    ["a" * (signals.MAX_REVISION_LENGTH + 1), "a" * 60_000, "../etc", "r\u00e9v", "r v"],
 )
 def test_an_answer_with_a_revision_no_sidecar_serves_is_refused_whole(revision: str) -> None:
     body = json.dumps({"pod": "x", "served": {"a": "r1", "b": revision}}).encode()
-    with pytest.raises(wire.SignalError, match="not a revision") as refused:
-        wire.parse_signal_response(body, {"a": "r1", "b": "r2"})
+    with pytest.raises(signals.SignalError, match="not a revision") as refused:
+        signals.parse_signal_response(body, {"a": "r1", "b": "r2"})
     assert revision not in str(refused.value)  # an answer is never logged
 
 
 def test_a_revision_of_the_longest_length_is_accepted() -> None:
-    longest = "a" * wire.MAX_REVISION_LENGTH
+    longest = "a" * signals.MAX_REVISION_LENGTH
     body = json.dumps({"pod": "x", "served": {"a": longest, "b": ""}}).encode()
-    assert wire.parse_signal_response(body, {"a": "r1", "b": "r2"}) == {"a": longest, "b": ""}
+    assert signals.parse_signal_response(body, {"a": "r1", "b": "r2"}) == {"a": longest, "b": ""}
 
 
 def test_dropping_a_prompt_never_served_is_free() -> None:
@@ -74,19 +74,19 @@ def test_a_backlog_of_new_names_brings_the_resync_forward_only_when_allowed() ->
 
 def test_a_big_batch_goes_as_signals_whose_answers_fit_the_bound() -> None:
     pairs = [("p" * 253 if i % 2 else f"n{i}", "r" * 16) for i in range(3000)]
-    chunks = wire.signal_chunks(pairs)
+    chunks = signals.signal_chunks(pairs)
     assert [p for chunk in chunks for p in chunk] == pairs
     for chunk in chunks:
-        assert len(chunk) <= wire.MAX_SIGNAL_PAIRS
-        worst = {name: "r" * wire.MAX_REVISION_LENGTH for name, _ in chunk}
-        answer = wire.encode_signal_response("p" * 253, worst)
-        assert len(answer) <= wire.MAX_ANSWER_BYTES
-        assert wire.parse_signal(wire.encode_signal(chunk)) == chunk
+        assert len(chunk) <= signals.MAX_SIGNAL_PAIRS
+        worst = {name: "r" * signals.MAX_REVISION_LENGTH for name, _ in chunk}
+        answer = signals.encode_signal_response("p" * 253, worst)
+        assert len(answer) <= signals.MAX_ANSWER_BYTES
+        assert signals.parse_signal(signals.encode_signal(chunk)) == chunk
 
 
 def test_a_signal_with_too_many_pairs_is_refused_before_parsing() -> None:
-    body = wire.encode_signal((f"n{i}", "r") for i in range(wire.MAX_SIGNAL_PAIRS + 1))
-    with pytest.raises(wire.SignalError, match="more than 2000"):
-        wire.parse_signal(body)
-    with pytest.raises(wire.SignalError, match="more than 2000"):
-        wire.parse_signal(b"[" + b"1," * 50_000 + b"1]")
+    body = signals.encode_signal((f"n{i}", "r") for i in range(signals.MAX_SIGNAL_PAIRS + 1))
+    with pytest.raises(signals.SignalError, match="more than 2000"):
+        signals.parse_signal(body)
+    with pytest.raises(signals.SignalError, match="more than 2000"):
+        signals.parse_signal(b"[" + b"1," * 50_000 + b"1]")

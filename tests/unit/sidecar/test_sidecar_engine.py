@@ -18,9 +18,10 @@ from typing import Any
 
 import pytest
 
-from prompt_client import wire
-from prompt_client.contract import choose_variant, read_meta
-from prompt_client.selector import parse_selector
+from prompt_contract import objects, signals
+from prompt_contract.files import read_meta
+from prompt_contract.selector import parse_selector
+from prompt_contract.variants import choose_variant
 from prompt_sidecar.config import ConfigError, parse_config
 from prompt_sidecar.files import PromptFiles
 from prompt_sidecar.kubeapi import ApiError, load_kubeconfig
@@ -47,7 +48,7 @@ ENV = {"POD_NAME": "app-1", "POD_NAMESPACE": "ns", "POD_IP": "127.0.0.9"}
 def test_flags_fall_back_to_environment_and_defaults() -> None:
     config = parse_config(["--dir", "/p"], ENV)
     assert (config.port, config.ext, config.resync, config.address) == (
-        wire.DEFAULT_PORT,
+        objects.DEFAULT_PORT,
         ".txt",
         300.0,
         "127.0.0.9",
@@ -136,18 +137,18 @@ def test_help_documents_every_setting(capsys: pytest.CaptureFixture[str]) -> Non
     ],
 )
 def test_nasty_signals_are_refused(body: bytes) -> None:
-    with pytest.raises(wire.SignalError):
-        wire.parse_signal(body)
+    with pytest.raises(signals.SignalError):
+        signals.parse_signal(body)
 
 
 def test_empty_revision_is_a_valid_signal_for_a_dropped_prompt() -> None:
-    assert wire.parse_signal(wire.encode_signal([("p", "")])) == [("p", "")]
+    assert signals.parse_signal(signals.encode_signal([("p", "")])) == [("p", "")]
 
 
 def test_signal_response_is_checked() -> None:
-    with pytest.raises(wire.SignalError):
-        wire.parse_signal_response(b'{"pod": "x"}')
-    assert wire.parse_signal_response(b'{"served": {"a": 5}}') == {"a": None}
+    with pytest.raises(signals.SignalError):
+        signals.parse_signal_response(b'{"pod": "x"}')
+    assert signals.parse_signal_response(b'{"served": {"a": 5}}') == {"a": None}
 
 
 @pytest.mark.parametrize(
@@ -397,7 +398,7 @@ def test_signal_updates_the_file_and_answers_with_the_new_revision(
     api.put(configmap("p", "two", "r2"))
     assert syncer.signal([("p", "r2")]) == {"p": "r2"}
     assert read(tmp_path, "p") == b"two"
-    assert api.gets == [wire.configmap_name("p", "r2")]
+    assert api.gets == [objects.configmap_name("p", "r2")]
     assert syncer.metrics.value("files_written_total") == 2
 
 
@@ -463,7 +464,7 @@ def test_deleted_or_unselected_configmap_removes_its_file(
     api.put(configmap("moved", "y", team="a"))
     syncer = make_syncer("team=a")
     assert syncer.ready.wait(5)
-    del api.objects[wire.configmap_name("gone", "r1")]
+    del api.objects[objects.configmap_name("gone", "r1")]
     api.put(configmap("moved", "y", team="b"))
     assert syncer.signal([("gone", ""), ("moved", "")]) == {"gone": None, "moved": None}
     assert read(tmp_path, "gone") is None and read(tmp_path, "moved") is None
@@ -516,16 +517,16 @@ def test_a_pruned_revision_never_drops_the_file_on_a_get_alone(
     api.put(configmap("p", "three", "r3"))
     assert syncer.signal([("p", "r2")]) == {"p": "r3"}
     assert read(tmp_path, "p") == b"three"
-    assert api.gets == [wire.configmap_name("p", "r2")] and api.lists == 2
+    assert api.gets == [objects.configmap_name("p", "r2")] and api.lists == 2
 
 
 def variant_configmap(name: str, revision: str, weights: dict[str, int]) -> dict[str, Any]:
     cm = configmap(name, "", revision)
     cm["data"] = {
-        wire.METADATA_DATA_KEY: json.dumps(
+        objects.METADATA_DATA_KEY: json.dumps(
             {"variants": [{"name": n, "weight": w} for n, w in weights.items()]}
         ),
-        **{wire.variant_data_key(n): f"text of {n}" for n in weights},
+        **{objects.variant_data_key(n): f"text of {n}" for n in weights},
     }
     return cm
 
@@ -552,7 +553,7 @@ def test_a_variant_without_its_text_is_skipped_and_the_old_file_kept(
     syncer = make_syncer(pod="app-1")
     assert syncer.ready.wait(5)
     broken = variant_configmap("p", "r2", {"a": 1, "b": 1})
-    del broken["data"][wire.variant_data_key("b")]
+    del broken["data"][objects.variant_data_key("b")]
     api.put(broken)
     assert syncer.signal([("p", "r2")]) == {"p": "r1"}
     assert read(tmp_path, "p") == b"plain"
@@ -579,7 +580,7 @@ def test_what_is_served_follows_writes_key_changes_and_removals(
     api.put(configmap("a", "a2", "r2", key="a-new"))  # a key change
     api.put(configmap("b", "b2", "r2"))
     assert syncer.signal([("a", "r2"), ("b", "r2")]) == {"a": "r2", "b": "r2"}
-    del api.objects[wire.configmap_name("c", "r1")]
+    del api.objects[objects.configmap_name("c", "r1")]
     assert syncer.signal([("c", "")]) == {"c": None}
     assert syncer.revisions() == {"a": "r2", "b": "r2"}
     assert syncer.health_report()["files"] == 2
@@ -692,21 +693,23 @@ def test_endpoints_answer_and_show_no_prompt_text(
     status, metrics = request(srv, "GET", "/metrics")
     assert status == 200 and b"prompt_sidecar_syncs_total" in metrics
     assert b"prompt_sidecar_signal_to_file_seconds_bucket" in metrics
-    status, body = request(srv, "POST", wire.SIGNAL_PATH, wire.encode_signal([("p", "r1")]), JSON)
+    status, body = request(
+        srv, "POST", signals.SIGNAL_PATH, signals.encode_signal([("p", "r1")]), JSON
+    )
     assert (status, json.loads(body)) == (200, {"pod": "app-1", "served": {"p": "r1"}})
 
 
 @pytest.mark.parametrize(
     ("method", "path", "body", "headers", "status"),
     [
-        ("POST", wire.SIGNAL_PATH, b"\xff", JSON, 400),
-        ("POST", wire.SIGNAL_PATH, b'{"prompts": "all"}', JSON, 400),
-        ("POST", wire.SIGNAL_PATH, b"[" * 50_000, JSON, 400),
-        ("POST", wire.SIGNAL_PATH, b"{}", {"Content-Type": "text/plain"}, 415),
+        ("POST", signals.SIGNAL_PATH, b"\xff", JSON, 400),
+        ("POST", signals.SIGNAL_PATH, b'{"prompts": "all"}', JSON, 400),
+        ("POST", signals.SIGNAL_PATH, b"[" * 50_000, JSON, 400),
+        ("POST", signals.SIGNAL_PATH, b"{}", {"Content-Type": "text/plain"}, 415),
         # Refused from the header alone, before any of the body is read.
-        ("POST", wire.SIGNAL_PATH, None, {**JSON, "Content-Length": "2000000"}, 413),
-        ("GET", wire.SIGNAL_PATH, None, {}, 405),
-        ("PUT", wire.SIGNAL_PATH, b"{}", JSON, 405),
+        ("POST", signals.SIGNAL_PATH, None, {**JSON, "Content-Length": "2000000"}, 413),
+        ("GET", signals.SIGNAL_PATH, None, {}, 405),
+        ("PUT", signals.SIGNAL_PATH, b"{}", JSON, 405),
         ("POST", "/healthz", b"{}", JSON, 405),
         ("GET", "/nope", None, {}, 404),
         ("POST", "/v2/signal", b"{}", JSON, 404),
@@ -729,7 +732,7 @@ def test_bad_requests_get_a_4xx_with_a_reason(
 
 def test_rejected_signals_are_counted(server: tuple[SidecarServer, Syncer]) -> None:
     srv, syncer = server
-    request(srv, "POST", wire.SIGNAL_PATH, b"nope", JSON)
+    request(srv, "POST", signals.SIGNAL_PATH, b"nope", JSON)
     assert syncer.metrics.value("signals_rejected_total") == 1
 
 

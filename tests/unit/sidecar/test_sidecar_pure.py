@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from prompt_client import wire
-from prompt_client.contract import PromptMeta, text_sha256
-from prompt_client.selector import SelectorError, parse_selector
+from prompt_contract import objects, signals
+from prompt_contract.files import PromptMeta, text_sha256
+from prompt_contract.selector import SelectorError, parse_selector
 from prompt_sidecar.files import PromptFiles
 from prompt_sidecar.sync import Desired, by_key, desired_from_configmap, plan
 
@@ -49,9 +49,9 @@ def test_bad_selectors_are_refused_with_a_message(bad: str) -> None:
 
 def test_signal_round_trip() -> None:
     pairs = [("p1", "abc"), ("greeter.v2", "")]
-    assert wire.parse_signal(wire.encode_signal(pairs)) == pairs
-    body = wire.encode_signal_response("pod", {"p1": "abc", "x": None})
-    assert wire.parse_signal_response(body) == {"p1": "abc", "x": None}
+    assert signals.parse_signal(signals.encode_signal(pairs)) == pairs
+    body = signals.encode_signal_response("pod", {"p1": "abc", "x": None})
+    assert signals.parse_signal_response(body) == {"p1": "abc", "x": None}
 
 
 @pytest.mark.parametrize(
@@ -70,35 +70,39 @@ def test_signal_round_trip() -> None:
     ],
 )
 def test_malformed_signals_raise_signal_error(body: bytes) -> None:
-    with pytest.raises(wire.SignalError):
-        wire.parse_signal(body)
+    with pytest.raises(signals.SignalError):
+        signals.parse_signal(body)
 
 
 def test_configmap_name_fits_kubernetes_limits() -> None:
     revision = "0123456789abcdef"
-    assert wire.configmap_name("greeter", revision) == f"prompt-greeter-{revision}"
-    long = wire.configmap_name("a" * 253, revision)
-    assert len(long) <= 253 and long != wire.configmap_name("a" * 252 + "b", revision)
-    assert long != wire.configmap_name("a" * 253, "fedcba9876543210")
+    assert objects.configmap_name("greeter", revision) == f"prompt-greeter-{revision}"
+    long = objects.configmap_name("a" * 253, revision)
+    assert len(long) <= 253 and long != objects.configmap_name("a" * 252 + "b", revision)
+    assert long != objects.configmap_name("a" * 253, "fedcba9876543210")
     assert (
-        wire.revision_number_of({"metadata": {"labels": {wire.REVISION_NUMBER_LABEL: "12"}}}) == 12
+        objects.revision_number_of({"metadata": {"labels": {objects.REVISION_NUMBER_LABEL: "12"}}})
+        == 12
     )
-    assert wire.revision_number_of({"metadata": {"labels": {wire.REVISION_NUMBER_LABEL: "x"}}}) == 0
+    assert (
+        objects.revision_number_of({"metadata": {"labels": {objects.REVISION_NUMBER_LABEL: "x"}}})
+        == 0
+    )
 
 
 def cm(name: str, key: str, revision: str = "r1", text: str = "t", **labels: str) -> dict[str, Any]:
     return {
         "metadata": {
-            "name": wire.configmap_name(name, revision),
+            "name": objects.configmap_name(name, revision),
             "creationTimestamp": f"2026-01-01T00:00:0{len(name) % 10}Z",
-            "labels": {wire.MANAGED_BY_LABEL: wire.MANAGED_BY_VALUE, **labels},
+            "labels": {objects.MANAGED_BY_LABEL: objects.MANAGED_BY_VALUE, **labels},
             "annotations": {
-                wire.PROMPT_ANNOTATION: name,
-                wire.REVISION_ANNOTATION: revision,
-                wire.KEY_ANNOTATION: key,
+                objects.PROMPT_ANNOTATION: name,
+                objects.REVISION_ANNOTATION: revision,
+                objects.KEY_ANNOTATION: key,
             },
         },
-        "data": {wire.TEXT_DATA_KEY: text, wire.METADATA_DATA_KEY: '{"variables": ["x"]}'},
+        "data": {objects.TEXT_DATA_KEY: text, objects.METADATA_DATA_KEY: '{"variables": ["x"]}'},
     }
 
 
@@ -107,7 +111,7 @@ def test_only_managed_and_selected_configmaps_are_used() -> None:
     result = desired_from_configmap(cm("p", "k"), everything)
     assert isinstance(result, Desired) and result.variables == ("x",)
     foreign = cm("p", "k")
-    del foreign["metadata"]["labels"][wire.MANAGED_BY_LABEL]
+    del foreign["metadata"]["labels"][objects.MANAGED_BY_LABEL]
     assert "not written by prompt-operator" in str(desired_from_configmap(foreign, everything))
     assert "not selected" in str(desired_from_configmap(cm("p", "k"), parse_selector("team=a")))
     assert "cannot name a file" in str(desired_from_configmap(cm("p", "../etc"), everything))

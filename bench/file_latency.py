@@ -1,6 +1,6 @@
 """How long from the sidecar's rename to the registry serving the new text.
 
-Run: python client/scripts/latency.py [--prompts 1000] [--updates 200]
+Run: python -m bench.file_latency [--prompts 1000] [--updates 200]
 
 Writes with the sidecar's own writer into a temporary directory while a
 PromptRegistry watches it, and prints percentiles of the time from the end
@@ -16,7 +16,7 @@ import threading
 import time
 
 from prompt_client import PromptRegistry
-from prompt_client.contract import PromptMeta, text_sha256
+from prompt_contract.files import PromptMeta, text_sha256
 from prompt_sidecar.files import PromptFiles
 
 

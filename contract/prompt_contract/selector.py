@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .wire import DNS_SUBDOMAIN
+from .objects import DNS_SUBDOMAIN
 
 __all__ = ["Requirement", "Selector", "SelectorError", "parse_selector"]
 

@@ -1,0 +1,165 @@
+"""The signal: "Prompt X is now at revision R", from the operator to a sidecar.
+
+An HTTP POST to ``SIGNAL_PATH`` on the pod's signal port; the sidecar answers
+with the revision it serves for each Prompt asked. A signal is only a hint: the
+sidecar reads the ConfigMap it names from the API server.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Collection, Iterable, Mapping
+
+from .objects import DNS_SUBDOMAIN, MAX_OBJECT_NAME
+
+TYPE_CHECKING = False  # typing costs every pod 0.4 MiB; annotations here are strings (PEP 563)
+if TYPE_CHECKING:
+    from typing import Any
+
+SIGNAL_PATH = "/v1/signal"
+# The operator sends a signal whose answer fits MAX_ANSWER_BYTES (signal_chunks),
+# so its bodies stay under about 72 KiB; anything much larger is not ours.
+MAX_SIGNAL_BYTES = 128 * 1024
+# Pairs in one signal; the operator sends more as several. Counted on the raw
+# bytes before parsing, so a body of tens of thousands of small objects never
+# becomes tens of megabytes of parsed JSON in a sidecar limited to 64 MiB.
+MAX_SIGNAL_PAIRS = 2000
+# The most of a sidecar's answer the operator reads. An answer names only the
+# Prompts signalled (about 300 bytes each at most), so a bigger one is not an
+# answer from our sidecar: anything past this is never read, let alone kept.
+MAX_ANSWER_BYTES = 64 * 1024
+MAX_REVISION_LENGTH = 128
+
+
+# A Prompt name is a Kubernetes object name (DNS-1123 subdomain); a revision is
+# the operator's content hash. Anything else cannot name a Prompt we serve, so
+# it is refused before it costs an API call.
+_PROMPT_NAME = re.compile(DNS_SUBDOMAIN)
+_REVISION = re.compile(r"[A-Za-z0-9._:-]*")
+
+
+def is_revision(value: object) -> bool:
+    """True for what a revision may be on the wire: a string of at most
+    ``MAX_REVISION_LENGTH`` characters from ``[A-Za-z0-9._:-]`` (empty: none)."""
+    return (
+        isinstance(value, str)
+        and len(value) <= MAX_REVISION_LENGTH
+        and _REVISION.fullmatch(value) is not None
+    )
+
+
+class SignalError(ValueError):
+    """A signal request that does not follow the protocol; the message says why."""
+
+
+def signal_chunks(
+    pairs: Iterable[tuple[str, str]], size: int = MAX_SIGNAL_PAIRS
+) -> list[list[tuple[str, str]]]:
+    """``pairs`` as several signals: at most ``size`` pairs each, and few enough
+    that the answer (which names every Prompt asked, with a revision of at most
+    ``MAX_REVISION_LENGTH`` characters) stays within ``MAX_ANSWER_BYTES``."""
+    budget = MAX_ANSWER_BYTES - 256  # the answer's pod name and braces
+    chunks: list[list[tuple[str, str]]] = []
+    current: list[tuple[str, str]] = []
+    used = 0
+    for name, revision in pairs:
+        cost = len(json.dumps(name)) + MAX_REVISION_LENGTH + 8  # "name":"revision",
+        if current and (len(current) >= size or used + cost > budget):
+            chunks.append(current)
+            current, used = [], 0
+        current.append((name, revision))
+        used += cost
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+def encode_signal(pairs: Iterable[tuple[str, str]]) -> bytes:
+    """Body of a signal carrying (Prompt name, revision) pairs.
+
+    An empty revision means "this Prompt no longer concerns you": the sidecar
+    re-reads it and drops its file when the ConfigMap is gone or unselected.
+    """
+    return json.dumps(
+        {"prompts": [{"name": name, "revision": rev} for name, rev in pairs]},
+        separators=(",", ":"),
+    ).encode("utf-8")
+
+
+def _load_json(body: bytes, what: str) -> Any:
+    """``body`` as JSON, or ``SignalError`` saying what it is not."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SignalError(f"{what} is not UTF-8") from None
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):  # deep nesting ends in RecursionError
+        raise SignalError(f"{what} is not JSON (or nests too deeply)") from None
+
+
+def parse_signal(body: bytes) -> list[tuple[str, str]]:
+    """The (Prompt name, revision) pairs of a signal body; raises ``SignalError``."""
+    if len(body) > MAX_SIGNAL_BYTES:
+        raise SignalError(f"body larger than {MAX_SIGNAL_BYTES} bytes")
+    # Every pair is an object with one comma inside and one after: more braces or
+    # commas than that many pairs allow is refused before anything is parsed.
+    if body.count(b"{") > MAX_SIGNAL_PAIRS + 1 or body.count(b",") > 2 * MAX_SIGNAL_PAIRS + 8:
+        raise SignalError(f"more than {MAX_SIGNAL_PAIRS} Prompts in one signal; send several")
+    data = _load_json(body, "body")
+    if not isinstance(data, dict) or not isinstance(data.get("prompts"), list):
+        raise SignalError('body must be {"prompts": [{"name": ..., "revision": ...}, ...]}')
+    pairs: list[tuple[str, str]] = []
+    for i, item in enumerate(data["prompts"]):
+        if not isinstance(item, dict):
+            raise SignalError(f"prompts[{i}] is not an object")
+        name, rev = item.get("name"), item.get("revision")
+        if (
+            not isinstance(name, str)
+            or not 0 < len(name) <= MAX_OBJECT_NAME
+            or not _PROMPT_NAME.fullmatch(name)
+        ):
+            raise SignalError(f"prompts[{i}].name must be a Prompt name (a DNS subdomain)")
+        if not is_revision(rev):
+            raise SignalError(
+                f"prompts[{i}].revision must be a string of at most {MAX_REVISION_LENGTH} "
+                "characters from [A-Za-z0-9._:-]"
+            )
+        pairs.append((name, str(rev)))
+    return pairs
+
+
+def encode_signal_response(pod: str, served: Mapping[str, str | None]) -> bytes:
+    """The sidecar's answer: the revision it serves for each Prompt asked (None: none)."""
+    return json.dumps({"pod": pod, "served": dict(served)}, separators=(",", ":")).encode()
+
+
+def parse_signal_response(
+    body: bytes, asked: Collection[str] | None = None
+) -> dict[str, str | None]:
+    """The revisions a sidecar says it serves, by Prompt name; raises ``SignalError``.
+
+    With ``asked`` (the names the signal carried), every other name in the answer
+    is dropped: a pod's answer is about what it was asked, and whatever else it
+    says must not cost the operator memory. An answer over ``MAX_ANSWER_BYTES``
+    is refused whole, and so is one whose revisions are not revisions as a
+    signal carries them (``is_revision``): the sidecar never serves another.
+    """
+    if len(body) > MAX_ANSWER_BYTES:
+        raise SignalError(f"answer larger than {MAX_ANSWER_BYTES} bytes")
+    data = _load_json(body, "answer")
+    served = data.get("served") if isinstance(data, dict) else None
+    if not isinstance(served, dict):
+        raise SignalError('answer must be {"pod": ..., "served": {...}}')
+    # The message names neither the Prompt nor the value: an answer is never logged.
+    if any(isinstance(rev, str) and not is_revision(rev) for rev in served.values()):
+        raise SignalError(
+            "a served revision is not a revision (a string of at most "
+            f"{MAX_REVISION_LENGTH} characters from [A-Za-z0-9._:-])"
+        )
+    return {
+        str(name): (rev if isinstance(rev, str) else None)
+        for name, rev in served.items()
+        if asked is None or name in asked
+    }
