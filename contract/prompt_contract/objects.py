@@ -9,6 +9,7 @@ defined once, here or in the neighbouring modules of ``prompt_contract``.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping
 
 TYPE_CHECKING = False  # typing costs every pod 0.4 MiB; annotations here are strings (PEP 563)
@@ -29,6 +30,32 @@ PREFIX = GROUP  # every label, annotation and finalizer the project writes start
 DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 DNS_SUBDOMAIN = rf"{DNS_LABEL}(\.{DNS_LABEL})*"
 MAX_OBJECT_NAME = 253
+MAX_NAMESPACE_NAME = 63  # a namespace name is one DNS label
+_DNS_LABEL = re.compile(DNS_LABEL)
+_DNS_SUBDOMAIN = re.compile(DNS_SUBDOMAIN)
+
+
+def namespace_problem(namespace: str) -> str | None:
+    """Why ``namespace`` is not a namespace name (a DNS-1123 label), or None. A name
+    like ``..`` must never reach a URL: the path would lose its namespace part."""
+    if len(namespace) <= MAX_NAMESPACE_NAME and _DNS_LABEL.fullmatch(namespace):
+        return None
+    return (
+        f"{namespace[:80]!r} is not a namespace name: use at most {MAX_NAMESPACE_NAME} "
+        "lower-case letters, digits and '-', starting and ending with a letter or digit"
+    )
+
+
+def name_problem(name: str) -> str | None:
+    """Why ``name`` is not an object name such as a Prompt's (a DNS-1123 subdomain), or None."""
+    if len(name) <= MAX_OBJECT_NAME and _DNS_SUBDOMAIN.fullmatch(name):
+        return None
+    return (
+        f"{name[:80]!r} is not a Prompt name: use at most {MAX_OBJECT_NAME} lower-case "
+        "letters, digits, '-' and '.', each dot-separated part starting and ending with "
+        "a letter or digit"
+    )
+
 
 # -- the ConfigMaps the operator writes for each Prompt ------------------------------
 #
@@ -89,6 +116,7 @@ def prompt_name_of(configmap: Mapping[str, Any]) -> str | None:
 # -- what a pod says about itself ---------------------------------------------------
 
 SUBSCRIBE_LABEL = "prompts.dev/subscribe"  # "true" opts the pod in
+INJECT_LABEL = "prompts.dev/inject"  # "true": the chart's webhook adds the sidecar
 PORT_ANNOTATION = "prompts.dev/port"  # the sidecar's signal port
 SELECTOR_ANNOTATION = "prompts.dev/selector"  # label selector over Prompts; empty: all
 DEFAULT_PORT = 8470

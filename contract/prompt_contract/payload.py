@@ -82,6 +82,36 @@ def variant_texts(data: Mapping[str, Any], listed: Any) -> dict[str, dict[str, A
     return variants
 
 
+def _identity(annotations: Mapping[str, Any]) -> tuple[str, str, str] | str:
+    """The (Prompt name, revision, key) a revision ConfigMap is annotated with, or why not."""
+    found = [
+        annotations.get(name) for name in (PROMPT_ANNOTATION, REVISION_ANNOTATION, KEY_ANNOTATION)
+    ]
+    prompt, revision, key = (v if isinstance(v, str) else "" for v in found)
+    if not (prompt and revision and key):
+        return "missing prompt, revision or key"
+    problem = key_problem(key)
+    if problem:
+        return f"key {key!r} cannot name a file: {problem}"
+    return prompt, revision, key
+
+
+def _served_text(
+    data: Mapping[str, Any], extra: Mapping[str, Any], pod: str, prompt: str
+) -> tuple[str, str | None, dict[str, dict[str, Any]]] | str:
+    """(text, chosen variant, every variant) this pod is served, or why none."""
+    if not extra.get("variants"):
+        text = data.get(TEXT_DATA_KEY)
+        return (text, None, {}) if isinstance(text, str) else "missing the text"
+    variants = variant_texts(data, extra["variants"])
+    if isinstance(variants, str):
+        return variants
+    chosen = choose_variant(pod, prompt, ((n, v["weight"]) for n, v in variants.items()))
+    if chosen is None:
+        return "no variant has a positive weight"
+    return variants[chosen]["text"], chosen, variants
+
+
 def file_content(
     configmap: Mapping[str, Any], pod: str, extra: Mapping[str, Any]
 ) -> FileContent | str:
@@ -91,36 +121,18 @@ def file_content(
     served without it). With variants, ``pod`` (the pod's name; any stable name
     off the cluster) chooses the variant, as the operator counts it in status.
     """
-    annotations = (configmap.get("metadata") or {}).get("annotations") or {}
-    data = configmap.get("data") or {}
-    prompt = annotations.get(PROMPT_ANNOTATION)
-    revision = annotations.get(REVISION_ANNOTATION)
-    key = annotations.get(KEY_ANNOTATION)
-    if not all(isinstance(v, str) and v for v in (prompt, revision, key)):
-        return "missing prompt, revision or key"
-    assert isinstance(prompt, str) and isinstance(revision, str) and isinstance(key, str)
-    problem = key_problem(key)
-    if problem:
-        return f"key {key!r} cannot name a file: {problem}"
-    chosen: str | None = None
-    variants: dict[str, dict[str, Any]] = {}
-    if extra.get("variants"):
-        found = variant_texts(data, extra["variants"])
-        if isinstance(found, str):
-            return found
-        variants = found
-        chosen = choose_variant(pod, prompt, ((n, v["weight"]) for n, v in variants.items()))
-        if chosen is None:
-            return "no variant has a positive weight"
-        text = variants[chosen]["text"]
-    else:
-        text = data.get(TEXT_DATA_KEY)
-        if not isinstance(text, str):
-            return "missing the text"
+    identity = _identity((configmap.get("metadata") or {}).get("annotations") or {})
+    if isinstance(identity, str):
+        return identity
+    prompt, revision, key = identity
+    served = _served_text(configmap.get("data") or {}, extra, pod, prompt)
+    if isinstance(served, str):
+        return served
+    text, chosen, variants = served
     try:
         variables = tuple(str(v) for v in extra.get("variables") or ())
         defaults = {str(k): str(v) for k, v in (extra.get("defaults") or {}).items()}
-    except (AttributeError, TypeError):
+    except (AttributeError, TypeError):  # garbled metadata: the text is served without it
         variables, defaults = (), {}
     return FileContent(
         prompt,

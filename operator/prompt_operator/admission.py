@@ -11,9 +11,10 @@ from typing import Any
 
 import kopf
 
+from prompt_contract import objects
+
 from .config import OperatorConfig
-from .handlers import GROUP, PLURAL, VERSION
-from .inject import INJECT_LABEL, InjectionConfig, InjectionRefused, injected
+from .inject import InjectionConfig, InjectionRefused, injected
 from .model import SpecError, parse_prompt
 from .notices import admission_warnings
 from .policies import evaluate
@@ -32,7 +33,13 @@ def admission_problem(body: Any) -> str | None:
     return None if problem is None else f"{where}: {problem.reason}: {problem.message}"
 
 
-@kopf.on.validate(GROUP, VERSION, PLURAL, id="validate-prompt", operations=["CREATE", "UPDATE"])
+@kopf.on.validate(
+    objects.GROUP,
+    objects.VERSION,
+    objects.PLURAL,
+    id="validate-prompt",
+    operations=["CREATE", "UPDATE"],
+)
 def validate_prompt(body: kopf.Body, warnings: list[str], **_: Any) -> None:
     """Refuse at `kubectl apply` what would make the Prompt not Ready, with the same
     message its status would show."""
@@ -53,7 +60,12 @@ def injection_config(config: OperatorConfig) -> InjectionConfig:
 
 
 @kopf.on.mutate(
-    "", "v1", "pods", id="inject-sidecar", operations=["CREATE"], labels={INJECT_LABEL: "true"}
+    "",
+    "v1",
+    "pods",
+    id="inject-sidecar",
+    operations=["CREATE"],
+    labels={objects.INJECT_LABEL: "true"},
 )
 def inject_pod(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
     config: OperatorConfig = memo["config"]

@@ -31,7 +31,6 @@ from typing import Any
 
 from prompt_contract import objects
 
-INJECT_LABEL = "prompts.dev/inject"
 SIDECAR_NAME = "prompt-sidecar"
 PROMPTS_VOLUME = "prompts"
 TOKEN_VOLUME = "prompt-sidecar-api-token"

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 from collections.abc import Mapping
 from typing import Any
 
 from prompt_contract import objects
+from prompt_contract.objects import name_problem, namespace_problem
 
 from ..configmap import API_VERSION as PROMPTS
 from ..runtime.client import Credentials, KubeApi, object_path
@@ -31,10 +31,6 @@ LIST_PAGE = 250
 # Live views (server-sent event streams) open at once.
 MAX_STREAMS = 32
 
-_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
-_DNS_LABEL = re.compile(_LABEL)
-_DNS_SUBDOMAIN = re.compile(rf"{_LABEL}(\.{_LABEL})*")
-
 
 class Unreachable(Exception):
     """The API server could not be reached (network, TLS, timeout)."""
@@ -42,27 +38,6 @@ class Unreachable(Exception):
 
 class BadName(ValueError):
     """A namespace or object name that Kubernetes could not have made."""
-
-
-def namespace_problem(namespace: str) -> str | None:
-    """Why ``namespace`` is not a namespace name (a DNS-1123 label), or None. A name
-    like ``..`` must never reach a URL: the path would lose its namespace part."""
-    if len(namespace) <= 63 and _DNS_LABEL.fullmatch(namespace):
-        return None
-    return (
-        f"{namespace[:80]!r} is not a namespace name: use at most 63 lower-case letters, "
-        "digits and '-', starting and ending with a letter or digit"
-    )
-
-
-def name_problem(name: str) -> str | None:
-    """Why ``name`` is not a Prompt name (a DNS-1123 subdomain), or None."""
-    if len(name) <= 253 and _DNS_SUBDOMAIN.fullmatch(name):
-        return None
-    return (
-        f"{name[:80]!r} is not a Prompt name: use at most 253 lower-case letters, digits, "
-        "'-' and '.', each dot-separated part starting and ending with a letter or digit"
-    )
 
 
 def _checked(namespace: str) -> str:

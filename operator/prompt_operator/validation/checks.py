@@ -143,7 +143,7 @@ _LABEL_PREFIX = _DNS_SUBDOMAIN
 
 def _label_problem(label: str, value: object) -> str | None:
     prefix, _, name = label.rpartition("/")
-    if prefix and (len(prefix) > 253 or not _LABEL_PREFIX.match(prefix)):
+    if prefix and (len(prefix) > objects.MAX_OBJECT_NAME or not _LABEL_PREFIX.match(prefix)):
         return f"{label!r}: the prefix must be a lowercase DNS subdomain"
     if not name or len(name) > 63 or not _LABEL_NAME.match(name):
         return (
@@ -174,7 +174,7 @@ def _rule_findings(doc: Document, prompt: str) -> list[Finding]:
         add(["metadata"], "metadata.name is required")
     elif not isinstance(name, str):
         add(["metadata", "name"], f"metadata.name must be a string (quote it: {str(name)!r})")
-    elif len(name) > 253 or not _DNS_SUBDOMAIN.match(name):
+    elif len(name) > objects.MAX_OBJECT_NAME or not _DNS_SUBDOMAIN.match(name):
         add(["metadata", "name"], f"metadata.name {name!r} must be a lowercase DNS subdomain")
     labels = _mapping(meta.get("labels"))
     for label, value in labels.items():
