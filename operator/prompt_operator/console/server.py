@@ -49,8 +49,6 @@ from .api import (
     ConsoleApi,
     TooManyStreams,
     Unreachable,
-    name_problem,
-    namespace_problem,
 )
 from .auth import Keys, session_cookie_name
 
@@ -449,6 +447,7 @@ async def _snapshot(
     api: ConsoleApi, ns: str, name: str, record: history.Record
 ) -> history.Snapshot | None:
     from prompt_contract import objects
+from prompt_contract.objects import name_problem, namespace_problem
 
     cm = await api.configmap(ns, objects.configmap_name(name, record.revision))
     if cm is None:
