@@ -38,6 +38,8 @@ import jinja2
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
+from prompt_contract.objects import name_problem, namespace_problem
+
 from .. import history
 from ..revisions_cli import CliError, rollback_patch
 from . import views, worddiff
@@ -447,7 +449,6 @@ async def _snapshot(
     api: ConsoleApi, ns: str, name: str, record: history.Record
 ) -> history.Snapshot | None:
     from prompt_contract import objects
-from prompt_contract.objects import name_problem, namespace_problem
 
     cm = await api.configmap(ns, objects.configmap_name(name, record.revision))
     if cm is None:
