@@ -185,6 +185,8 @@ def shown_default(flag: Flag) -> str:
         return "on" if flag.default else "off"
     if isinstance(flag.default, float):
         return f"{flag.default:g}"
+    if isinstance(flag.default, tuple):
+        return ", ".join(flag.default)
     return "" if flag.default is None else str(flag.default)
 
 
