@@ -202,7 +202,9 @@ FLAGS: tuple[Flag, ...] = (
         shown_default="host name and process id",
     ),
     _lease_timing("lease-duration", 10.0, "how long a standby waits after the leader's last renew"),
-    _lease_timing("renew-deadline", 7.0, "how long the leader keeps trying to renew before it stops"),
+    _lease_timing(
+        "renew-deadline", 7.0, "how long the leader keeps trying to renew before it stops"
+    ),
     _lease_timing("retry-period", 2.0, "how often every replica tries to take or renew the Lease"),
     Flag(
         "--sidecar-port",

@@ -35,11 +35,11 @@ def generated(page: str) -> str:
     """``page`` with each command's table replaced by the one its flags make."""
     for command, flags in COMMANDS.items():
         begin, end = _markers(command)
-        between = re.compile(re.escape(begin) + r"\n.*?" + re.escape(end), re.DOTALL)
-        if not between.search(page):
+        found = re.search(re.escape(begin) + r"\n.*?" + re.escape(end), page, re.DOTALL)
+        if not found:
             raise ValueError(f"{PAGE.name} has no markers for {command}: {begin} ... {end}")
-        table = markdown_table(flags)
-        page = between.sub(lambda _, b=begin, t=table, e=end: f"{b}\n{t}{e}", page)
+        table = f"{begin}\n{markdown_table(flags)}{end}"
+        page = page[: found.start()] + table + page[found.end() :]
     return page
 
 

@@ -10,7 +10,6 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from prompt_client.flags import Flag, FlagError, build_parser, parse
 
