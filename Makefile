@@ -7,7 +7,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: help venv system-packages binaries demo demo-node demo-down test test-deps unit integration lint clean chart-crd manifests bench bench-quick reliability dist bump chart-readme
+.PHONY: help venv system-packages binaries demo demo-node demo-down test test-deps unit integration lint clean chart-crd manifests bench bench-quick reliability dist bump chart-readme flags-doc
 
 help:
 	@echo "make demo        run the whole chain on a local control plane"
@@ -113,6 +113,10 @@ bump: $(STAMP)
 # charts/prompt-operator/README.md (`helm show readme`) from values.schema.json.
 chart-readme: $(STAMP)
 	$(BIN)/python -m prompt_cluster.release chart-readme
+
+# docs/configuration.md's flag tables from the commands' FLAGS declarations.
+flags-doc: $(STAMP)
+	$(BIN)/python -m prompt_cluster.flagdocs
 
 # Benchmarks print their numbers and write bench/results/; they never fail on speed.
 BENCH_STAMP = $(VENV)/.bench-installed

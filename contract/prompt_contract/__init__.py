@@ -12,6 +12,9 @@ name, rule and limit is defined once:
 - ``templates``, ``variants``: how a text is rendered and which A/B variant a
   pod or user gets;
 - ``timing``: the shared clock format and retry backoff;
+- ``flags``: each command's flags and environment variables, declared once
+  (the chart and the processes agree on them; the sidecar cannot import the
+  operator's code, so the builder lives here);
 - ``hops``: the optional hop trace (off unless a process is started with a
   trace file).
 

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 from prompt_contract import objects, signals
 from prompt_contract.files import DEFAULT_EXT
+from prompt_contract.flags import Flag, FlagError, fill, parse
+from prompt_contract.flags import build_parser as build
 from prompt_contract.selector import Selector, SelectorError, parse_selector
 
 from .files import ext_problem
@@ -77,84 +79,81 @@ class SidecarConfig:
     trace_file: str | None = None  # one JSON line per hop of every edit (the bench's trace)
 
 
-def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
-    """The argument parser; defaults are the raw environment values (checked later)."""
-    p = argparse.ArgumentParser(
-        prog="prompt-sidecar",
-        description=DESCRIPTION,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument(
+FLAGS: tuple[Flag, ...] = (
+    Flag(
         "--dir",
-        default=environ.get("PROMPT_DIR", ""),
-        help="directory to write prompt files into, shared with the app "
-        "(env: PROMPT_DIR; required)",
-    )
-    p.add_argument(
+        "directory to write prompt files into, shared with the app",
+        env="PROMPT_DIR",
+        required=True,
+        dest="directory",
+    ),
+    Flag(
         "--port",
-        default=environ.get("PROMPT_SIDECAR_PORT", str(objects.DEFAULT_PORT)),
-        help="port for signals, health and metrics; must match the pod's "
-        f"{objects.PORT_ANNOTATION} annotation "
-        f"(env: PROMPT_SIDECAR_PORT; default: {objects.DEFAULT_PORT})",
-    )
-    p.add_argument(
+        f"port for signals, health and metrics; must match the pod's {objects.PORT_ANNOTATION} "
+        "annotation",
+        env="PROMPT_SIDECAR_PORT",
+        kind="int",
+        default=objects.DEFAULT_PORT,
+    ),
+    Flag(
         "--probe-port",
-        default=environ.get("PROMPT_SIDECAR_PROBE_PORT", str(objects.DEFAULT_PROBE_PORT)),
-        help="port for /readyz, /healthz and /metrics alone, so that a flood on the signal "
-        "port never fails the pod's probes; 0: none (env: PROMPT_SIDECAR_PROBE_PORT; "
-        f"default: {objects.DEFAULT_PROBE_PORT})",
-    )
-    p.add_argument(
+        "port for /readyz, /healthz, /livez and /metrics alone, so that a flood on the signal port "
+        "never fails the pod's probes; 0: none",
+        env="PROMPT_SIDECAR_PROBE_PORT",
+        kind="int",
+        default=objects.DEFAULT_PROBE_PORT,
+    ),
+    Flag(
         "--ext",
-        default=environ.get("PROMPT_EXT", DEFAULT_EXT),
-        help=f"extension of the prompt files (env: PROMPT_EXT; default: {DEFAULT_EXT})",
-    )
-    p.add_argument(
+        "extension of the prompt files; empty: none",
+        env="PROMPT_EXT",
+        default=DEFAULT_EXT,
+        empty_is_value=True,
+    ),
+    Flag(
         "--resync",
-        default=environ.get("PROMPT_RESYNC_SECONDS", str(int(DEFAULT_RESYNC))),
-        help="seconds between full re-lists that heal a missed signal "
-        f"(env: PROMPT_RESYNC_SECONDS; default: {int(DEFAULT_RESYNC)})",
-    )
-    p.add_argument(
+        "seconds between full re-lists that heal a missed signal",
+        env="PROMPT_RESYNC_SECONDS",
+        kind="float",
+        default=DEFAULT_RESYNC,
+    ),
+    Flag(
         "--kubeconfig",
-        default=environ.get("KUBECONFIG") or None,
-        help="kubeconfig file (env: KUBECONFIG; default: the pod's service account)",
-    )
-    p.add_argument(
+        "kubeconfig file; of a list in KUBECONFIG, the first",
+        env="KUBECONFIG",
+        shown_default="the pod's service account",
+    ),
+    Flag(
         "--log-format",
-        choices=["auto", "json", "text"],
-        default=environ.get("PROMPT_LOG_FORMAT", "auto"),
-        help="log lines as JSON or text; auto: JSON unless stderr is a terminal "
-        "(env: PROMPT_LOG_FORMAT; default: auto)",
-    )
-    p.add_argument(
+        "log lines as JSON or text; auto: JSON unless stderr is a terminal",
+        env="PROMPT_LOG_FORMAT",
+        choices=("auto", "json", "text"),
+        default="auto",
+    ),
+    Flag(
         "--trace-file",
-        default=environ.get("PROMPT_TRACE_FILE") or None,
-        help="append a timestamp for every hop of every edit to this file, as JSON lines "
-        "(what `make bench` reads; off by default) (env: PROMPT_TRACE_FILE)",
-    )
-    return p
+        "append a timestamp for every hop of every edit to this file, as JSON lines "
+        "(what `make bench` reads)",
+        env="PROMPT_TRACE_FILE",
+        shown_default="off",
+    ),
+)
 
 
-def _port(raw: str) -> int:
-    try:
-        port = int(raw)
-    except ValueError:
-        port = 0
+def build_parser() -> argparse.ArgumentParser:
+    return build(FLAGS, prog="prompt-sidecar", description=DESCRIPTION, epilog=EPILOG)
+
+
+def _port(port: int) -> int:
     if not 0 < port < 65536:
-        raise ConfigError(f"--port / PROMPT_SIDECAR_PORT {raw!r}: must be a number from 1 to 65535")
+        raise ConfigError(f"--port / PROMPT_SIDECAR_PORT {port}: must be a number from 1 to 65535")
     return port
 
 
-def _probe_port(raw: str, port: int) -> int:
-    try:
-        probe = int(raw)
-    except ValueError:
-        probe = -1
+def _probe_port(probe: int, port: int) -> int:
     if not 0 <= probe < 65536:
         raise ConfigError(
-            f"--probe-port / PROMPT_SIDECAR_PROBE_PORT {raw!r}: must be a number from 0 to 65535"
+            f"--probe-port / PROMPT_SIDECAR_PROBE_PORT {probe}: must be a number from 0 to 65535"
         )
     if probe == port:
         raise ConfigError(
@@ -163,14 +162,10 @@ def _probe_port(raw: str, port: int) -> int:
     return probe
 
 
-def _resync(raw: str) -> float:
-    try:
-        seconds = float(raw)
-    except ValueError:
-        seconds = 0.0
+def _resync(seconds: float) -> float:
     if not 0 < seconds < 7 * 24 * 3600:  # also refuses nan and inf
         raise ConfigError(
-            f"--resync / PROMPT_RESYNC_SECONDS {raw!r}: must be a positive number of seconds"
+            f"--resync / PROMPT_RESYNC_SECONDS {seconds}: must be a positive number of seconds"
         )
     return seconds
 
@@ -189,10 +184,8 @@ def _address(raw: str) -> str:
         raise ConfigError(f"POD_IP {raw!r}: must be an IP address (status.podIP)") from None
 
 
-def config_from(args: argparse.Namespace, environ: Mapping[str, str]) -> SidecarConfig:
-    """Check parsed flags and the downward-API environment; raise ``ConfigError``."""
-    if not args.dir:
-        raise ConfigError("--dir (or PROMPT_DIR) is required: the directory shared with the app")
+def config_from(values: argparse.Namespace, environ: Mapping[str, str]) -> SidecarConfig:
+    """Check typed flag values and the downward-API environment; raise ``ConfigError``."""
     missing = [n for n in ("POD_NAME", "POD_NAMESPACE") if not environ.get(n)]
     if missing:
         raise ConfigError(
@@ -205,25 +198,26 @@ def config_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Sidecar
         raise ConfigError(
             f"PROMPT_SELECTOR (the pod's {objects.SELECTOR_ANNOTATION} annotation): {exc}"
         ) from None
-    port = _port(str(args.port))
-    return SidecarConfig(
-        directory=args.dir,
+    port = _port(values.port)
+    return fill(
+        SidecarConfig,
+        values,
         port=port,
-        probe_port=_probe_port(str(args.probe_port), port),
-        ext=_ext(args.ext),
-        resync=_resync(str(args.resync)),
-        kubeconfig=args.kubeconfig,
+        probe_port=_probe_port(values.probe_port, port),
+        ext=_ext(values.ext),
+        resync=_resync(values.resync),
         pod=environ["POD_NAME"],
         namespace=environ["POD_NAMESPACE"],
         address=_address(environ.get("POD_IP") or "0.0.0.0"),
         selector=selector,
-        log_format=args.log_format,
-        trace_file=args.trace_file,
     )
 
 
 def parse_config(argv: Sequence[str] | None, environ: Mapping[str, str]) -> SidecarConfig:
     """Parse flags with environment fallbacks; argparse exits on --help and on
     unknown flags, everything else raises ``ConfigError``."""
-    args = build_parser(environ).parse_args(argv)
-    return config_from(args, environ)
+    try:
+        values = parse(FLAGS, build_parser(), argv, environ)
+    except FlagError as exc:
+        raise ConfigError(str(exc)) from None
+    return config_from(values, environ)

@@ -54,7 +54,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     try:
         config = parse_config(argv, os.environ)
     except ConfigError as exc:
-        build_parser(os.environ).print_usage(sys.stderr)
+        build_parser().print_usage(sys.stderr)
         print(f"prompt-sidecar: error: {exc}", file=sys.stderr)
         return 2
     configure_logging(config.log_format)

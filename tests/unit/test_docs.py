@@ -1,6 +1,7 @@
 """The README stays short, and no link in it or in docs/ points nowhere: every
 relative link names a file that exists, and every #anchor a heading there.
-docs/configuration.md lists every flag the commands define."""
+docs/configuration.md lists every flag the commands define, in the tables
+generated from their declarations."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from prompt_cluster import flagdocs
 from prompt_operator import config
 from prompt_operator.console import command as console_command
 from prompt_sidecar import config as sidecar_config
@@ -68,7 +70,7 @@ def test_the_readmes_two_setup_commands_are_the_ones_ci_runs() -> None:
 
 @pytest.mark.parametrize(
     "parser",
-    [config.parser(), sidecar_config.build_parser({}), console_command.parser()],
+    [config.parser(), sidecar_config.build_parser(), console_command.parser()],
     ids=["run", "sidecar", "console"],
 )
 def test_configuration_page_lists_every_flag(parser: argparse.ArgumentParser) -> None:
@@ -81,3 +83,10 @@ def test_configuration_page_lists_every_flag(parser: argparse.ArgumentParser) ->
         if f"`{option}`" not in page
     ]
     assert not missing, f"docs/configuration.md does not list {missing}"
+
+
+def test_configuration_page_tables_are_the_generated_ones() -> None:
+    committed = flagdocs.PAGE.read_text(encoding="utf-8")
+    assert committed == flagdocs.generated(committed), (
+        "docs/configuration.md's flag tables differ from the commands' FLAGS: run `make flags-doc`"
+    )

@@ -10,7 +10,8 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
-from pathlib import Path
+
+from prompt_contract.flags import Flag, FlagError, build_parser, parse
 
 from .api import ConsoleApi
 from .auth import Keys
@@ -31,8 +32,47 @@ DEFAULT_PORT = 8471
 STOP_SECONDS = 4.0
 
 
+FLAGS: tuple[Flag, ...] = (
+    Flag("--port", "port to listen on", kind="int", default=DEFAULT_PORT),
+    Flag(
+        "--address",
+        "address to listen on (loopback only by default); anything else lets other machines "
+        "reach the console (plain HTTP) and needs --allow-host",
+        default="127.0.0.1",
+    ),
+    Flag(
+        "--allow-host",
+        "a host name (or IP address) the console answers to, besides loopback; required "
+        "with a non-loopback --address. Requests naming any other host get 421 "
+        "(DNS rebinding)",
+        many="repeat",
+        default=(),
+        shown_default="none",
+        metavar="NAME",
+    ),
+    Flag("--namespace", "namespace to open", short="-n", shown_default="the context's"),
+    Flag(
+        "--kubeconfig",
+        "kubeconfig file",
+        env="KUBECONFIG",
+        env_read_later=True,  # the loader takes the first file of the list
+        kind="path",
+        shown_default="~/.kube/config",
+    ),
+    Flag("--context", "kubeconfig context", shown_default="the current one"),
+    Flag(
+        "--prometheus",
+        "a Prometheus that scrapes your apps' prompt_usage_total, for usage per revision, "
+        "variant and outcome",
+        metavar="URL",
+        shown_default="off",
+    ),
+)
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    return build_parser(
+        FLAGS,
         prog="prompt-operator console",
         description="A local web console for Prompts: browse, compare revisions, edit with "
         "checks and a dry run, roll back. It acts with your own kubeconfig credentials, "
@@ -42,38 +82,7 @@ def parser() -> argparse.ArgumentParser:
         "  prompt-operator console                  # prints http://127.0.0.1:8471/login?token=...\n"
         "  prompt-operator console -n team-a --prometheus http://prometheus:9090\n"
         "  prompt-operator console --address 0.0.0.0 --allow-host console.example\n",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument(
-        "--port", type=int, default=DEFAULT_PORT, help="port to listen on (default: 8471)"
-    )
-    p.add_argument(
-        "--address",
-        default="127.0.0.1",
-        help="address to listen on (default: 127.0.0.1, loopback only); anything else "
-        "lets other machines reach the console (plain HTTP) and needs --allow-host",
-    )
-    p.add_argument(
-        "--allow-host",
-        action="append",
-        default=[],
-        metavar="NAME",
-        help="a host name (or IP address) the console answers to, besides loopback; "
-        "repeatable; required with a non-loopback --address. Requests naming any other "
-        "host get 421 (DNS rebinding)",
-    )
-    p.add_argument("-n", "--namespace", help="namespace to open (default: the context's)")
-    p.add_argument(
-        "--kubeconfig", type=Path, help="kubeconfig file (env: KUBECONFIG; default: ~/.kube/config)"
-    )
-    p.add_argument("--context", help="kubeconfig context (default: the current one)")
-    p.add_argument(
-        "--prometheus",
-        metavar="URL",
-        help="a Prometheus that scrapes your apps' prompt_usage_total, for usage per "
-        "revision, variant and outcome",
-    )
-    return p
 
 
 def login_url(address: str, port: int, names: Sequence[str], token: str) -> str:
@@ -88,7 +97,11 @@ def _say(text: str) -> None:
 
 
 def run(argv: Sequence[str]) -> int:
-    args = parser().parse_args(list(argv))
+    p = parser()
+    try:
+        args = parse(FLAGS, p, argv, os.environ)
+    except FlagError as exc:
+        p.error(str(exc))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     try:
         hosts = allowed_hosts(args.address, args.port, args.allow_host)

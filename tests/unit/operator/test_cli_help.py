@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from prompt_contract.flags import Flag, help_line
 from prompt_operator import cli, config, files_cli, revisions_cli, validate
 from prompt_operator.console import command as console_command
 from prompt_sidecar import config as sidecar_config
@@ -25,7 +26,7 @@ def _revision_parsers() -> dict[str, argparse.ArgumentParser]:
 
 PARSERS: dict[str, argparse.ArgumentParser] = {
     "run": config.parser(),
-    "sidecar": sidecar_config.build_parser({}),  # its own command: prompt-sidecar
+    "sidecar": sidecar_config.build_parser(),  # its own command: prompt-sidecar
     "validate": validate.parser(),
     "console": console_command.parser(),
     "files": files_cli.parser(),
@@ -77,6 +78,13 @@ def test_environment_variables_are_named_one_way(name: str) -> None:
         assert match.group(1), f"{name}: write (env: NAME), not {match.group(0)!r}"
 
 
+TABLES: dict[str, tuple[Flag, ...]] = {
+    "run": config.FLAGS,
+    "sidecar": sidecar_config.FLAGS,
+    "console": console_command.FLAGS,
+}
+
+
 @pytest.mark.parametrize("name", ["run", "sidecar"])
 def test_every_flag_of_a_daemon_says_its_environment_variable(name: str) -> None:
     without = [
@@ -85,6 +93,21 @@ def test_every_flag_of_a_daemon_says_its_environment_variable(name: str) -> None
         if a.option_strings and a.dest not in ("help", "verbose") and "(env: " not in (a.help or "")
     ]
     assert not without, f"{name}: flags whose help names no (env: ...): {without}"
+    undeclared = [f.name for f in TABLES[name] if not f.env and f.name != "--verbose"]
+    assert not undeclared, f"{name}: flags declared without a variable: {undeclared}"
+
+
+@pytest.mark.parametrize("name", sorted(TABLES))
+def test_the_parser_is_made_from_the_flag_table_alone(name: str) -> None:
+    """No flag is added by hand beside the table, and each help line ends the one way."""
+    actions = [a for a in PARSERS[name]._actions if not isinstance(a, argparse._HelpAction)]
+    assert [a.option_strings for a in actions] == [
+        [f.name, f.short] if f.short else f.option_strings() for f in TABLES[name]
+    ]
+    for action, flag in zip(actions, TABLES[name], strict=True):
+        assert action.help == help_line(flag).replace("%", "%%")
+        if flag.env:
+            assert f"(env: {flag.env}" in (action.help or ""), action.help
 
 
 @pytest.mark.parametrize("flag", ["--version", "-V"])
