@@ -17,8 +17,7 @@ from dataclasses import dataclass
 from prompt_contract import objects, signals
 from prompt_contract.files import DEFAULT_EXT
 from prompt_contract.selector import Selector, SelectorError, parse_selector
-
-from .files import ext_problem
+from prompt_contract.writer import ext_problem
 
 DEFAULT_RESYNC = 300.0
 

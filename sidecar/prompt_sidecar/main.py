@@ -11,9 +11,9 @@ import threading
 from collections.abc import Sequence
 
 from prompt_contract import hops
+from prompt_contract.writer import PromptFiles
 
 from .config import ConfigError, SidecarConfig, build_parser, parse_config
-from .files import PromptFiles
 from .kubeapi import ApiError, KubeClient
 from .server import Deadlines, SidecarServer
 from .sync import Syncer
