@@ -1,17 +1,24 @@
-"""The syncer's machinery, which knows nothing about Prompts.
+"""The syncer's machinery: it knows names and revisions, nothing of Prompts.
 
 A token bucket bounds the reads signals cost; ``Pending`` holds the names
 signalled and the tickets of the signals waiting for them; ``Pacer`` says
 when the next read may start (work, a free token, the resync timer, the
-retry backoff). Time is passed in, so tests need no clock. None of it is
-thread-safe on its own: the syncer uses it under its condition.
+retry backoff); time is passed in, so tests need no clock. ``WorkLoop``
+puts them under one condition: server threads submit signalled names and
+wait (bounded) for their read, the syncer thread takes one read's worth of
+work at a time and reports how it went.
 """
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
 from prompt_contract.timing import backoff_delay
+
+from .planning import EARLY_RESYNC_SECONDS, plan_reads
 
 # The retry backoff after a failed sync: full jitter, from 0.4 s up to 30 s.
 RETRY_BASE_SECONDS = 0.2
@@ -149,3 +156,111 @@ class Pacer:
     def succeeded(self) -> None:
         self._attempt = 0
         self._retry_at = 0.0
+
+
+@dataclass(frozen=True)
+class Work:
+    """One read's worth: a full list or the names to get, and the ticket it answers."""
+
+    full: bool
+    names: dict[str, Entry]
+    ticket: int
+
+
+class WorkLoop:
+    """Signalled names, the resync timer, the rate limit and the backoff, under one
+    condition built on ``lock`` (the disk's, so a signal sees what is served and
+    what is pending at once)."""
+
+    def __init__(
+        self,
+        lock: threading.RLock,
+        *,
+        resync_seconds: float,
+        reads_per_second: float,
+        burst: int,
+    ) -> None:
+        self.cond = threading.Condition(lock)
+        bucket = TokenBucket(reads_per_second, burst, time.monotonic())
+        self.pacer = Pacer(bucket, resync_seconds, EARLY_RESYNC_SECONDS)
+        self.pending = Pending()
+        self.stopped = False
+
+    def submit(self, pairs: Iterable[tuple[str, str]], arrived: float, deadline: float) -> None:
+        """Mark ``pairs`` for reading and wait until they are read or ``deadline``
+        (monotonic) passes. Call with ``cond`` held (the caller decided under it)."""
+        with self.cond:
+            for name, revision in pairs:
+                self.pending.add(name, revision, arrived)
+            self.pacer.signalled()
+            ticket = self.pending.ticket()
+            self.cond.notify_all()
+            while self.pending.done < ticket and not self.stopped:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self.cond.wait(left)
+
+    def take(self, known: Collection[str]) -> Work | None:
+        """Wait for work, a token and the end of any backoff; then take what one read
+        covers (``known``: the names served, see ``plan_reads``). None once stopped."""
+        with self.cond:
+            while not self.stopped:
+                now = time.monotonic()
+                at = self.pacer.next_at(now, bool(self.pending.names))
+                if at <= now:
+                    break
+                # Signals wake us early; the loop recomputes, so they never cut the
+                # rate limit short, and pile up in the pending set.
+                self.cond.wait(at - now)
+            if self.stopped:
+                return None
+            now = time.monotonic()
+            reads = plan_reads(
+                self.pending.names,
+                known,
+                self.pacer.resync_due(now),
+                self.pacer.bucket.available(now),
+                early_resync_allowed=self.pacer.early_resync_allowed(now),
+            )
+            names, ticket = self.pending.take(reads.later)
+            self.pacer.started()
+            self.pacer.bucket.take(now, reads.cost)
+            return Work(reads.full, names, ticket)
+
+    def charge(self) -> None:
+        """One more read than planned (a get that turned into a list)."""
+        with self.cond:
+            self.pacer.bucket.take(time.monotonic(), 1)
+
+    def done(self, work: Work) -> None:
+        """``work`` was read: answer the signals that waited for it."""
+        with self.cond:
+            self.pending.finish(work.ticket)
+            self.cond.notify_all()
+
+    def failed(self, work: Work | None = None) -> float:
+        """A read failed: back off, and its names wait again. Returns when to retry."""
+        with self.cond:
+            self.pacer.failed(time.monotonic())
+            if work is not None:
+                self.pending.put_back(work.names)
+            return self.pacer.retry_at()
+
+    def succeeded(self, listed: bool = False) -> None:
+        with self.cond:
+            if listed:
+                self.pacer.listed(time.monotonic())
+            self.pacer.succeeded()
+
+    def sleep_until(self, at: float) -> None:
+        """Wait until ``at`` (monotonic) or ``stop()``."""
+        with self.cond:
+            seconds = at - time.monotonic()
+            if not self.stopped and seconds > 0:
+                self.cond.wait(seconds)
+
+    def stop(self) -> None:
+        with self.cond:
+            self.stopped = True
+            self.cond.notify_all()

@@ -23,7 +23,6 @@ from .disk import PromptDisk
 from .kubeapi import ApiError, Expired, KubeClient, NotFound
 from .metrics import Metrics
 from .planning import (
-    EARLY_RESYNC_SECONDS,
     MAX_PENDING_NEW,
     Desired,
     admitted,
@@ -31,11 +30,10 @@ from .planning import (
     desired_from_configmap,
     newer,
     plan,
-    plan_reads,
     single_action,
     up_to_date,
 )
-from .runtime import Entry, Health, Pacer, Pending, TokenBucket
+from .runtime import Health, Work, WorkLoop
 
 logger = logging.getLogger(__name__)
 
@@ -75,12 +73,12 @@ class Syncer:
         self._selector = selector
         self._pod = pod
         self.metrics = metrics or Metrics()
-        bucket = TokenBucket(reads_per_second, burst, time.monotonic())
-        self._pacer = Pacer(bucket, resync_seconds, EARLY_RESYNC_SECONDS)
-        self._pending = Pending()
-        # One lock for the dirty set and the disk's records: a signal sees both at once.
-        self._cond = threading.Condition(self._disk.lock)
-        self._stop = False
+        self._loop = WorkLoop(
+            self._disk.lock,
+            resync_seconds=resync_seconds,
+            reads_per_second=reads_per_second,
+            burst=burst,
+        )
         self.health = Health()
         self.ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name="syncer", daemon=True)
@@ -101,9 +99,7 @@ class Syncer:
         self._thread.start()
 
     def stop(self) -> None:
-        with self._cond:
-            self._stop = True
-            self._cond.notify_all()
+        self._loop.stop()
         # At most 3 s (a read in flight times out after 10): with the server's 0.5 s
         # poll the sidecar exits within 5 s of SIGTERM; the thread is a daemon.
         self._thread.join(timeout=3)
@@ -128,34 +124,23 @@ class Syncer:
         """Note signalled revisions; wait (bounded) until they are read; say what is served."""
         pairs = list(pairs)
         arrived = time.monotonic()
-        with self._cond:
+        with self._loop.cond:
             served = self._disk.served
-            new = admitted(pairs, served, self._pending.names, MAX_PENDING_NEW)
+            new = admitted(pairs, served, self._loop.pending.names, MAX_PENDING_NEW)
             if new is not None:
-                for name, revision in new:
-                    self._pending.add(name, revision, arrived)
-                self._pacer.signalled()
-                ticket = self._pending.ticket()
-                self._cond.notify_all()
-                deadline = arrived + wait
-                while self._pending.done < ticket and not self._stop:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        break
-                    self._cond.wait(left)
+                self._loop.submit(new, arrived, arrived + wait)
             return {name: served.get(name, ("", None))[1] for name, _ in pairs}
 
     # -- the loop ---------------------------------------------------------------------
 
     def _run(self) -> None:
-        while not self._stop:
+        while not self._loop.stopped:
             try:
                 self._full_sync()
                 break
             except Exception as exc:  # never let the thread die: retry after backoff
-                self._failed(exc)
-                self._sleep(self._pacer.retry_at() - time.monotonic())
-        if self._stop:
+                self._loop.sleep_until(self._failed(exc))
+        if self._loop.stopped:
             return
         self.health.ready = True
         self.ready.set()
@@ -167,63 +152,28 @@ class Syncer:
         while self._cycle():
             pass
 
-    def _take_work(self) -> tuple[bool, dict[str, Entry], int] | None:
-        """Wait for work, a token and the end of any backoff; then take what one read
-        covers: (a full list?, the names it reads, the ticket it answers). None once stopped."""
-        with self._cond:
-            while not self._stop:
-                now = time.monotonic()
-                at = self._pacer.next_at(now, bool(self._pending.names))
-                if at <= now:
-                    break
-                # Signals wake us early; the loop recomputes, so they never cut the
-                # rate limit short, and pile up in the dirty set.
-                self._cond.wait(at - now)
-            if self._stop:
-                return None
-            now = time.monotonic()
-            reads = plan_reads(
-                self._pending.names,
-                self._disk.served,
-                self._pacer.resync_due(now),
-                self._pacer.bucket.available(now),
-                early_resync_allowed=self._pacer.early_resync_allowed(now),
-            )
-            taken, ticket = self._pending.take(reads.later)
-            self._pacer.started()
-            self._pacer.bucket.take(now, reads.cost)
-            return reads.full, taken, ticket
-
     def _cycle(self) -> bool:
         """Wait for work, then do one read; False once stopped."""
-        work = self._take_work()
+        with self._loop.cond:  # the disk's records are read under the lock
+            work = self._loop.take(self._disk.served)
         if work is None:
             return False
-        full, taken, ticket = work
         try:
-            if full:
-                self._full_sync({name: arrived for name, (arrived, _) in taken.items()})
+            if work.full:
+                self._full_sync({name: arrived for name, (arrived, _) in work.names.items()})
             else:
-                for name, (arrived, revision) in taken.items():
+                for name, (arrived, revision) in work.names.items():
                     self._sync_one(name, revision, arrived)
                 self._succeeded()
         except Exception as exc:
-            self._failed(exc)
-            with self._cond:
-                self._pending.put_back(taken)
+            self._failed(exc, work)
             return True
-        with self._cond:
-            self._pending.finish(ticket)
-            self._cond.notify_all()
+        self._loop.done(work)
         return True
 
-    def _sleep(self, seconds: float) -> None:
-        with self._cond:
-            if not self._stop and seconds > 0:
-                self._cond.wait(seconds)
-
-    def _failed(self, exc: Exception) -> None:
-        self._pacer.failed(time.monotonic())
+    def _failed(self, exc: Exception, work: Work | None = None) -> float:
+        """Back off (``work``'s names wait again); returns when to retry."""
+        retry_at = self._loop.failed(work)
         self.metrics.inc("sync_failures_total")
         self.health.degraded = True
         self.health.last_error = str(exc)
@@ -232,9 +182,10 @@ class Syncer:
             logger.warning("sync failed, keeping the files as they are: %s", exc)
         else:  # a bug or the file system: say where
             logger.error("sync failed, keeping the files as they are", exc_info=exc)
+        return retry_at
 
-    def _succeeded(self) -> None:
-        self._pacer.succeeded()
+    def _succeeded(self, listed: bool = False) -> None:
+        self._loop.succeeded(listed)
         self.metrics.inc("syncs_total")
         self.health.degraded = False
         self.health.last_error = None
@@ -286,8 +237,7 @@ class Syncer:
         self._disk.set_numbers(wanted)
         if failed:
             raise SyncIncomplete(f"{failed} prompt files could not be written (see above)")
-        self._pacer.listed(time.monotonic())
-        self._succeeded()
+        self._succeeded(listed=True)
 
     def _list_current(
         self, present: Mapping[str, tuple[str, str]], on_disk: set[str], staged: dict[str, Staged]
@@ -327,13 +277,13 @@ class Syncer:
             result: Desired | str | None = desired_from_configmap(cm, self._selector, self._pod)
         except NotFound:
             result = None
-        with self._cond:  # only this thread changes them; the lock is for the server's reads
+        with self._loop.cond:  # only this thread changes them; the lock is for the server's reads
             action = single_action(name, result, *self._disk.records())
         if action.kind == "list":
             logger.info("prompt %s: %s; listing everything", name, action.reason)
             # A second read for this signal: it costs a token too, or forged
             # revisions of a served Prompt would read twice the rate.
-            self._pacer.bucket.take(time.monotonic(), 1)
+            self._loop.charge()
             self._full_sync({name: arrived})
         elif action.kind == "write" and action.desired is not None:
             self._write(action.desired, arrived)

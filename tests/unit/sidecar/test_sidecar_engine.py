@@ -25,9 +25,9 @@ from prompt_contract.variants import choose_variant
 from prompt_contract.writer import PromptFiles
 from prompt_sidecar.config import ConfigError, parse_config
 from prompt_sidecar.kubeapi import ApiError, load_kubeconfig
-from prompt_sidecar.server import SidecarServer
 from prompt_sidecar.planning import Desired, newer, single_action, stale_names, use_list
 from prompt_sidecar.runtime import TokenBucket
+from prompt_sidecar.server import SidecarServer
 from prompt_sidecar.sync import Syncer
 
 from .support import FakeApi, configmap, serving
@@ -414,14 +414,14 @@ def test_a_burst_of_signals_ends_in_one_read_of_the_latest(
     api.put(configmap("p", "v1", "r1"))
     first = threading.Thread(target=syncer.signal, args=([("p", "r1")],))
     first.start()
-    wait_until(lambda: syncer._pending.names == {})  # the syncer took it and waits at the gate
+    wait_until(lambda: syncer._loop.pending.names == {})  # the syncer took it and waits at the gate
     threads = []
     for i in range(2, 11):
         api.put(configmap("p", f"v{i}", f"r{i}"))
         thread = threading.Thread(target=syncer.signal, args=([("p", f"r{i}")],))
         thread.start()
         threads.append(thread)
-    wait_until(lambda: "p" in syncer._pending.names)
+    wait_until(lambda: "p" in syncer._loop.pending.names)
     api.gate.set()
     for thread in [first, *threads]:
         thread.join(5)
