@@ -1,4 +1,4 @@
-"""What the sidecar should fetch, write and remove: pure decisions, no I/O.
+"""What the sidecar should fetch, write and remove: pure decisions, no file or network I/O.
 
 Given what the API server says (revision ConfigMaps, signals) and what is on
 disk, these functions decide which ConfigMap is ours, which reads a cycle
@@ -137,7 +137,7 @@ def by_key(desired: Iterable[Desired]) -> tuple[dict[str, Desired], list[str]]:
     return chosen, warnings
 
 
-# What is on disk, by key: (Prompt name, revision). Kept in memory from the
+# What is on disk, by key: (Prompt name, revision). ``PromptDisk`` keeps it from the
 # writes themselves (read from the metadata once at start), so a resync reads
 # no metadata files and holds no PromptMeta objects.
 OnDisk = Mapping[str, tuple[str, str]]

@@ -124,11 +124,11 @@ class Syncer:
         """Note signalled revisions; wait (bounded) until they are read; say what is served."""
         pairs = list(pairs)
         arrived = time.monotonic()
-        with self._loop.cond:
-            served = self._disk.served
-            new = admitted(pairs, served, self._loop.pending.names, MAX_PENDING_NEW)
+        with self._loop.cond:  # the disk's lock: what is served and pending, at once
+            new = admitted(pairs, self._disk.served, self._loop.pending.names, MAX_PENDING_NEW)
             if new is not None:
                 self._loop.submit(new, arrived, arrived + wait)
+            served = self._disk.served
             return {name: served.get(name, ("", None))[1] for name, _ in pairs}
 
     # -- the loop ---------------------------------------------------------------------
