@@ -17,7 +17,7 @@ import time
 
 from prompt_client import PromptRegistry
 from prompt_contract.files import PromptMeta, text_sha256
-from prompt_sidecar.files import PromptFiles
+from prompt_contract.writer import PromptFiles
 
 
 def meta(key: str, data: bytes) -> PromptMeta:

@@ -6,9 +6,10 @@ rendered as the operator renders it into its ConfigMap, and turned into a file
 and its metadata by the same contract functions the sidecar uses
 (``payload.file_content``, ``PromptMeta.to_json``). Only ``updated_at`` differs.
 
-Writes follow the file contract: metadata first, then the text, each renamed
-into place from ``.prompts/staging``, so an app watching the directory while
-the command runs again never reads half a file. A file whose text and
+Writes go through the sidecar's own writer (``prompt_contract.writer``):
+metadata first, then the text, each renamed into place from
+``.prompts/staging``, never through a symlink, so an app watching the
+directory while the command runs again never reads half a file. A file whose text and
 metadata are already current is not touched; a prompt this command (or a
 sidecar) wrote earlier whose Prompt is gone from the manifests is removed.
 """
@@ -16,37 +17,23 @@ sidecar) wrote earlier whose Prompt is gone from the manifests is removed.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import dataclasses
 import os
 import socket
 import sys
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from prompt_contract import objects, payload
-from prompt_contract.files import (
-    DEFAULT_EXT,
-    META_DIR,
-    META_SUFFIX,
-    STAGING_DIR,
-    PromptMeta,
-    read_meta,
-    read_regular,
-    text_path,
-)
+from prompt_contract.files import DEFAULT_EXT
 from prompt_contract.selector import SelectorError, parse_selector
 from prompt_contract.timing import now_rfc3339
+from prompt_contract.writer import FileWriteError, PromptFiles, ext_problem
 
 from .configmap import build_configmap
 from .model import parse_prompt
 from .render import render
 from .validation.checks import Finding, check_document
 from .validation.reading import InputError, documents, files
-
-FILE_MODE = 0o644  # the sidecar's: an app running as another user can read them
-DIR_MODE = 0o755
 
 _EXAMPLE = """\
 example:
@@ -115,59 +102,26 @@ def plan(
     return [planned[key] for key in sorted(planned)], findings
 
 
-def _stage(directory: str, data: bytes) -> str:
-    """A new file in the staging directory holding ``data``; returns its path."""
-    staging = os.path.join(directory, STAGING_DIR)
-    os.makedirs(staging, mode=DIR_MODE, exist_ok=True)
-    fd, path = tempfile.mkstemp(dir=staging, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-        os.chmod(path, FILE_MODE)
-    except BaseException:
-        os.unlink(path)
-        raise
-    return path
+def write_directory(
+    directory: str, planned: Sequence[Planned], namespace: str, ext: str = DEFAULT_EXT
+) -> tuple[list[str], list[str]]:
+    """Write ``planned`` into ``directory`` through the contract's writer, the
+    sidecar's own; remove the prompts recorded there that are not planned.
 
-
-def _current(directory: str, meta: PromptMeta, data: bytes, ext: str) -> bool:
-    """Whether the directory already holds ``data`` and ``meta`` (``updated_at`` aside)."""
-    old = read_meta(directory, meta.key)
-    if old is None or old != dataclasses.replace(meta, updated_at=old.updated_at):
-        return False
-    found = read_regular(text_path(directory, meta.key, ext))
-    return found is not None and found[0] == data
-
-
-def write_prompt(directory: str, meta: PromptMeta, data: bytes, ext: str = DEFAULT_EXT) -> bool:
-    """Put ``meta`` and then ``data`` in place, each by rename; False when both were current."""
-    if _current(directory, meta, data, ext):
-        return False
-    os.makedirs(os.path.join(directory, META_DIR), mode=DIR_MODE, exist_ok=True)
-    meta_file = os.path.join(directory, META_DIR, meta.key + META_SUFFIX)
-    os.replace(_stage(directory, meta.to_json()), meta_file)
-    os.replace(_stage(directory, data), text_path(directory, meta.key, ext))
-    return True
-
-
-def remove_others(directory: str, keep: set[str], ext: str = DEFAULT_EXT) -> list[str]:
-    """Remove the prompts recorded in the metadata whose key is not in ``keep``:
-    the text first, then its metadata, as the sidecar does. Returns their keys."""
-    meta_dir = os.path.join(directory, META_DIR)
-    try:
-        names = sorted(os.listdir(meta_dir))
-    except FileNotFoundError:
-        return []
-    removed = []
-    for name in names:
-        key = name[: -len(META_SUFFIX)]
-        if not name.endswith(META_SUFFIX) or key in keep or read_meta(directory, key) is None:
-            continue
-        for path in (text_path(directory, key, ext), os.path.join(meta_dir, name)):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
-        removed.append(key)
-    return removed
+    Returns the keys written (those already current are not) and removed.
+    Raises ``FileWriteError`` (the previous file intact) when a write fails.
+    """
+    files = PromptFiles(directory, ext)
+    updated_at = now_rfc3339()
+    written = [
+        item.content.key
+        for item in planned
+        if files.write(item.content.meta(namespace, updated_at), item.content.text)
+    ]
+    keep = {item.content.key for item in planned}
+    # all_meta() also clears what an interrupted run left in staging.
+    removed = [key for key in sorted(files.all_meta()) if key not in keep and files.remove(key)]
+    return written, removed
 
 
 def parser() -> argparse.ArgumentParser:
@@ -225,8 +179,9 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     p = parser()
     args = p.parse_args(argv)
-    if not args.ext.startswith(".") or "/" in args.ext or "\x00" in args.ext:
-        p.error(f"--ext {args.ext!r}: give an extension that starts with '.', such as .txt")
+    problem = ext_problem(args.ext)
+    if problem:
+        p.error(f"--ext {args.ext!r}: {problem}")
     try:
         planned, findings = plan(args.paths, args.namespace, args.pod, args.selector)
     except (InputError, FilesError) as exc:
@@ -238,15 +193,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("error: nothing written; fix the problems above", file=sys.stderr)
         return 1
     directory = os.path.abspath(args.out)
-    updated_at = now_rfc3339()
-    written = [
-        item.content.key
-        for item in planned
-        if write_prompt(
-            directory, item.content.meta(args.namespace, updated_at), item.content.text, args.ext
-        )
-    ]
-    removed = remove_others(directory, {item.content.key for item in planned}, args.ext)
+    try:
+        written, removed = write_directory(directory, planned, args.namespace, args.ext)
+    except FileWriteError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(
         f"{len(planned)} prompt(s) in {directory}: {len(written)} written, "
         f"{len(planned) - len(written)} unchanged, {len(removed)} removed",

@@ -19,8 +19,7 @@ from prompt_contract.files import DEFAULT_EXT
 from prompt_contract.flags import Flag, FlagError, fill, parse
 from prompt_contract.flags import build_parser as build
 from prompt_contract.selector import Selector, SelectorError, parse_selector
-
-from .files import ext_problem
+from prompt_contract.writer import ext_problem
 
 DEFAULT_RESYNC = 300.0
 

@@ -11,9 +11,9 @@ import threading
 from collections.abc import Sequence
 
 from prompt_contract import hops
+from prompt_contract.writer import PromptFiles
 
 from .config import ConfigError, SidecarConfig, build_parser, parse_config
-from .files import PromptFiles
 from .kubeapi import ApiError, KubeClient
 from .server import Deadlines, SidecarServer
 from .sync import Syncer
@@ -66,21 +66,9 @@ def run(argv: Sequence[str] | None = None) -> int:
     return serve(config)
 
 
-def serve(config: SidecarConfig) -> int:
-    try:
-        client = KubeClient.from_environment(config.kubeconfig)
-    except (ApiError, OSError, ValueError) as exc:
-        logger.error("cannot use the Kubernetes credentials: %s", exc)
-        return 2
-    files = PromptFiles(config.directory, config.ext)
-    syncer = Syncer(
-        client,
-        files,
-        config.namespace,
-        config.selector,
-        pod=config.pod,
-        resync_seconds=config.resync,
-    )
+def listen(config: SidecarConfig, syncer: Syncer) -> list[SidecarServer]:
+    """The signal server first, then the probes-only one (when it has a port);
+    none when a port cannot be had (the reason is logged)."""
     deadlines = Deadlines()
     servers: list[SidecarServer] = []
     for port, probes_only in ((config.port, False), (config.probe_port, True)):
@@ -100,7 +88,29 @@ def serve(config: SidecarConfig) -> int:
             logger.error("cannot listen on %s port %d: %s", config.address, port, exc)
             for made in servers:
                 made.server_close()
-            return 2
+            return []
+    return servers
+
+
+def serve(config: SidecarConfig) -> int:
+    try:
+        client = KubeClient.from_environment(config.kubeconfig)
+    except (ApiError, OSError, ValueError) as exc:
+        logger.error("cannot use the Kubernetes credentials: %s", exc)
+        return 2
+    files = PromptFiles(config.directory, config.ext)
+    syncer = Syncer(
+        client,
+        files,
+        config.namespace,
+        config.selector,
+        pod=config.pod,
+        resync_seconds=config.resync,
+    )
+    servers = listen(config, syncer)
+    if not servers:
+        client.close()
+        return 2
     server, probes = servers[0], servers[1:]
 
     def shutdown(signum: int, _frame: object) -> None:

@@ -22,7 +22,7 @@ import pytest
 
 from prompt_cluster.testing import SidecarProcess, audit_line_count, prompt_manifest, wait_for
 from prompt_contract import objects, signals
-from prompt_sidecar.sync import EARLY_RESYNC_SECONDS
+from prompt_sidecar.planning import EARLY_RESYNC_SECONDS
 from tests.reliability.report import Observed
 
 from .helpers import SidecarFactory, apply, metric, post_signal, wait_prompt

@@ -22,11 +22,11 @@ from hypothesis import strategies as st
 from prompt_contract import signals
 from prompt_contract.selector import parse_selector
 from prompt_contract.templates import TemplateError, parse_template, render_template
+from prompt_contract.writer import PromptFiles
 from prompt_operator.model import SpecError, parse_prompt
 from prompt_operator.policies import evaluate
 from prompt_operator.render import render
 from prompt_operator.validate import Document, InputError, _documents, check_document
-from prompt_sidecar.files import PromptFiles
 from prompt_sidecar.server import SidecarServer
 from prompt_sidecar.sync import Syncer
 from tests.unit.sidecar.support import FakeApi, configmap, serving

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from prompt_contract.files import PromptMeta, text_sha256
-from prompt_sidecar.files import PromptFiles
+from prompt_contract.writer import PromptFiles
 
 
 def wait_for(predicate: Callable[[], object], timeout: float = 5.0, what: str = "") -> None:

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-import prompt_sidecar.files
+import prompt_contract.writer
 from prompt_contract.files import PromptMeta, text_sha256
 from prompt_contract.keys import key_problem
-from prompt_sidecar.files import FileWriteError, PromptFiles
+from prompt_contract.writer import FileWriteError, PromptFiles
 from tests.reliability.report import Observed
 
 
@@ -136,7 +136,7 @@ def test_every_write_is_a_rename_and_metadata_goes_first(
         renames.append(dst)
         real_rename(src, dst, **kwargs)
 
-    monkeypatch.setattr(prompt_sidecar.files.os, "rename", recording_rename)
+    monkeypatch.setattr(prompt_contract.writer.os, "rename", recording_rename)
     files.write(meta("p", b"two"), b"two")
     assert renames == ["p.json", "p.txt"]
     assert os.stat(tmp_path / "p.txt").st_ino != inode  # replaced, never written in place

@@ -13,7 +13,7 @@ import pytest
 
 from prompt_client.scan import scan_directory
 from prompt_contract.files import MAX_FILE_BYTES, META_DIR, read_meta, read_regular
-from prompt_sidecar.files import PromptFiles
+from prompt_contract.writer import PromptFiles
 from tests.reliability.report import Observed
 
 

@@ -5,22 +5,25 @@ builds is the reference: the command must write the same bytes."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import stat
 from pathlib import Path
 
 import pytest
 
 from prompt_client import PromptRegistry
+from prompt_contract.files import PromptMeta
 from prompt_contract.selector import parse_selector
+from prompt_contract.writer import PromptFiles
 from prompt_operator.cli import main as cli_main
 from prompt_operator.configmap import build_configmap
-from prompt_operator.files_cli import plan, write_prompt
+from prompt_operator.files_cli import plan, write_directory
 from prompt_operator.model import parse_prompt
 from prompt_operator.render import render
 from prompt_operator.validation.reading import documents
-from prompt_sidecar.files import PromptFiles
-from prompt_sidecar.sync import desired_from_configmap, meta_for
+from prompt_sidecar.planning import desired_from_configmap, meta_for
 
 REPO = Path(__file__).resolve().parents[3]
 EXAMPLES = REPO / "examples"
@@ -52,13 +55,21 @@ def sidecar_wrote(directory: Path, namespace: str, pod: str) -> dict[str, bytes]
     return tree(directory)
 
 
+def _rewrite_updated_at(directory: Path) -> None:
+    """Give every metadata file the reference's ``updated_at`` (the write's own time)."""
+    for path in (directory / ".prompts" / "meta").glob("*.json"):
+        meta = PromptMeta.from_json(path.read_bytes())
+        path.write_bytes(dataclasses.replace(meta, updated_at=WHEN).to_json())
+
+
 @pytest.mark.parametrize("pod", ["helpdesk-7d9f-abcde", "laptop"])
 def test_files_are_byte_identical_to_what_the_sidecar_writes(tmp_path: Path, pod: str) -> None:
     planned, findings = plan([str(EXAMPLES)], "team-a", pod)
     assert not [f for f in findings if not f.warning], findings
     ours = tmp_path / "ours"
-    for item in planned:
-        assert write_prompt(str(ours), item.content.meta("team-a", WHEN), item.content.text)
+    written, _ = write_directory(str(ours), planned, "team-a")
+    assert len(written) == len(planned)
+    _rewrite_updated_at(ours)
     theirs = sidecar_wrote(tmp_path / "sidecar", "team-a", pod)
     assert tree(ours) == theirs
     # The A/B example chose its variant by the pod name, as in a pod.
@@ -141,3 +152,44 @@ def test_two_prompts_with_one_key_are_refused(
     )
     assert cli_main(["files", str(twice), "--out", str(tmp_path / "p")]) == 2
     assert "both use key 'same'" in capsys.readouterr().err
+
+
+def test_the_command_never_writes_through_planted_symlinks(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The sidecar's hardening holds for the command: it writes through the same writer."""
+    out, outside = tmp_path / "prompts", tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret").write_bytes(b"keep me")
+    (out / ".prompts").mkdir(parents=True)
+    (out / ".prompts" / "meta").symlink_to(outside)  # planted where our directory belongs
+    (out / "support_agent.txt").symlink_to(outside / "secret")
+    assert cli_main(["files", str(EXAMPLES), "--out", str(out)]) == 0
+    assert sorted(p.name for p in outside.iterdir()) == ["secret"]
+    assert (outside / "secret").read_bytes() == b"keep me"
+    meta_dir = out / ".prompts" / "meta"
+    assert meta_dir.is_dir() and not meta_dir.is_symlink()
+    text = out / "support_agent.txt"
+    assert not text.is_symlink() and b"support agent" in text.read_bytes()
+
+
+def test_the_command_makes_files_an_app_of_another_user_can_read(tmp_path: Path) -> None:
+    out = tmp_path / "prompts"
+    old = os.umask(0o077)
+    try:
+        assert cli_main(["files", str(EXAMPLES), "--out", str(out)]) == 0
+    finally:
+        os.umask(old)
+    for path in [out, out / ".prompts", out / ".prompts" / "meta", *out.rglob("*")]:
+        want = 0o755 if path.is_dir() else 0o644
+        assert stat.S_IMODE(path.stat().st_mode) == want, path
+
+
+def test_a_fifo_planted_as_metadata_does_not_hang_the_command(tmp_path: Path) -> None:
+    out = tmp_path / "prompts"
+    (out / ".prompts" / "meta").mkdir(parents=True)
+    os.mkfifo(out / ".prompts" / "meta" / "support_agent.json")
+    os.mkfifo(out / ".prompts" / "meta" / "stray.json")
+    assert cli_main(["files", str(EXAMPLES / "support-agent.yaml"), "--out", str(out)]) == 0
+    meta = PromptMeta.from_json((out / ".prompts" / "meta" / "support_agent.json").read_bytes())
+    assert meta.key == "support_agent"

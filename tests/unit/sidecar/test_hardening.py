@@ -7,7 +7,7 @@ import json
 import pytest
 
 from prompt_contract import signals
-from prompt_sidecar.sync import plan_reads, stale_names
+from prompt_sidecar.planning import plan_reads, stale_names
 
 
 def test_an_answer_keeps_only_the_names_signalled() -> None:

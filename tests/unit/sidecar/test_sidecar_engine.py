@@ -22,20 +22,13 @@ from prompt_contract import objects, signals
 from prompt_contract.files import read_meta
 from prompt_contract.selector import parse_selector
 from prompt_contract.variants import choose_variant
+from prompt_contract.writer import PromptFiles
 from prompt_sidecar.config import ConfigError, parse_config
-from prompt_sidecar.files import PromptFiles
 from prompt_sidecar.kubeapi import ApiError, load_kubeconfig
+from prompt_sidecar.planning import Desired, newer, single_action, stale_names, use_list
+from prompt_sidecar.runtime import TokenBucket
 from prompt_sidecar.server import SidecarServer
-from prompt_sidecar.sync import (
-    Desired,
-    Syncer,
-    TokenBucket,
-    backoff_delay,
-    newer,
-    single_action,
-    stale_names,
-    use_list,
-)
+from prompt_sidecar.sync import Syncer
 
 from .support import FakeApi, configmap, serving
 
@@ -226,12 +219,6 @@ def test_the_highest_revision_number_is_current() -> None:
     old = desired("a", number=4, uid="old", created="2026-01-01T00:00:00Z")
     new = desired("a", number=1, uid="new", created="2026-01-01T00:05:00Z")
     assert newer(new, old) and not newer(old, new)
-
-
-def test_backoff_grows_is_capped_and_jittered() -> None:
-    delays = [backoff_delay(n, 0.999) for n in range(1, 12)]
-    assert delays == sorted(delays) and delays[-1] <= 30.0
-    assert backoff_delay(3, 0.0) == pytest.approx(backoff_delay(3, 0.999) / 1.999, rel=1e-3)
 
 
 def test_token_bucket_allows_a_burst_then_the_rate() -> None:
@@ -427,14 +414,14 @@ def test_a_burst_of_signals_ends_in_one_read_of_the_latest(
     api.put(configmap("p", "v1", "r1"))
     first = threading.Thread(target=syncer.signal, args=([("p", "r1")],))
     first.start()
-    wait_until(lambda: syncer._dirty == {})  # the syncer took it and waits at the gate
+    wait_until(lambda: syncer._loop.pending.names == {})  # the syncer took it and waits at the gate
     threads = []
     for i in range(2, 11):
         api.put(configmap("p", f"v{i}", f"r{i}"))
         thread = threading.Thread(target=syncer.signal, args=([("p", f"r{i}")],))
         thread.start()
         threads.append(thread)
-    wait_until(lambda: "p" in syncer._dirty)
+    wait_until(lambda: "p" in syncer._loop.pending.names)
     api.gate.set()
     for thread in [first, *threads]:
         thread.join(5)

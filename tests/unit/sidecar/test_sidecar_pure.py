@@ -11,8 +11,8 @@ import pytest
 from prompt_contract import objects, signals
 from prompt_contract.files import PromptMeta, text_sha256
 from prompt_contract.selector import SelectorError, parse_selector
-from prompt_sidecar.files import PromptFiles
-from prompt_sidecar.sync import Desired, by_key, desired_from_configmap, plan
+from prompt_contract.writer import PromptFiles
+from prompt_sidecar.planning import Desired, by_key, desired_from_configmap, plan
 
 
 @pytest.mark.parametrize(

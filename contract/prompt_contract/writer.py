@@ -1,5 +1,10 @@
 """The writer side of the file contract (see ``prompt_contract.files``).
 
+The one implementation of the prompt directory's writer: the sidecar and
+`prompt-operator files` both write through it. Import it as
+``prompt_contract.writer``; ``prompt_contract`` itself imports nothing, so an
+app that only reads files never loads it.
+
 Every change is atomic and shows up to a watcher of the prompt directory as a
 create or modify event of ``<key><ext>``:
 
