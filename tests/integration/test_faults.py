@@ -242,6 +242,25 @@ def test_r2_sidecar_killed_and_started_again(
 
 # -- R3: the API server stopped and started again -------------------------------------
 
+# The LISTs one restart may cost, per user and resource (every LIST the restarted
+# server answered counts, refused ones too). A restarted API server answers for a
+# second or more before it is ready: 403 until its RBAC cache is filled, 429 until
+# its watch cache is. Each watch that broke is retried from its last
+# resourceVersion, which costs no read; once the server accepts it, it answers
+# 410 (the version is older than its new watch cache) and the watcher lists once.
+# The operator's informers used to list again on every failed retry instead:
+# a list per second of refusals, four on a loaded CI run (issue #25).
+RESTART_LISTS = {
+    "prompt-operator configmaps": 1,  # the inventory informer: one path, all namespaces
+    "prompt-operator pods": 1,  # the subscribed-pod informer: one path
+    "prompt-operator prompts": 1,  # kopf's watch (kopf resumes the same way)
+    "prompt-operator customresourcedefinitions": 1,  # kopf's CRD watch
+    # No watch: it reads what a signal names, one list instead when more than
+    # LIST_THRESHOLD (4) names are due at once (up to 3 edits from before the
+    # outage still unread, and the 3 after); that list leaves nothing due.
+    "prompt-sidecar configmaps": 1,
+}
+
 
 @pytest.mark.reliability(
     case="R3",
@@ -292,8 +311,8 @@ def test_r3_api_server_restart(
     assert (operator.proc.pid, app.proc.pid) == pids  # recovered without a restart
     assert operator.proc.poll() is None and app.proc.poll() is None
     lists = list_requests(audit_log, since, {OPERATOR_USER, sidecar_user(namespace)})
-    storm = {what: n for what, n in lists.items() if n > 3}
-    assert storm == {}, f"re-list storm after the restart: {dict(lists)}"
+    over = {what: n for what, n in lists.items() if n > RESTART_LISTS.get(what, 0)}
+    assert over == {}, f"more LISTs than {RESTART_LISTS} after the restart: {dict(lists)}"
     observed(
         f"all 6 edits in the files {delivered:.2f} s after the API server was ready again; "
         f"operator and sidecar kept their processes; LISTs afterwards: "
