@@ -79,7 +79,11 @@ def sidecar_user(namespace: str) -> str:
 
 
 def list_requests(audit_log: Path, since_line: int, users: set[str]) -> Counter[str]:
-    """LIST requests (not watches) per "user resource" in the audit log after a line."""
+    """LISTs (not watches) per "user resource" in the audit log after a line.
+
+    A list of more than a page (500 objects: the session's earlier tests leave
+    that many revision ConfigMaps) is one LIST in several requests; the pages
+    after the first carry ``continue`` and are not counted again."""
     counts: Counter[str] = Counter()
     with open(audit_log, encoding="utf-8") as handle:
         for number, line in enumerate(handle):
@@ -88,7 +92,8 @@ def list_requests(audit_log: Path, since_line: int, users: set[str]) -> Counter[
             event = json.loads(line)
             user = event.get("user", {}).get("username")
             complete = event.get("stage") == "ResponseComplete"
-            if user in users and event.get("verb") == "list" and complete:
+            first_page = "continue=" not in event.get("requestURI", "")
+            if user in users and event.get("verb") == "list" and complete and first_page:
                 short = user.rsplit(":", 1)[-1]
                 counts[f"{short} {event.get('objectRef', {}).get('resource')}"] += 1
     return counts
@@ -242,6 +247,28 @@ def test_r2_sidecar_killed_and_started_again(
 
 # -- R3: the API server stopped and started again -------------------------------------
 
+# The LISTs one restart may cost, per user and resource (every LIST the restarted
+# server answered counts, refused ones too; a list of several pages once). A
+# restarted API server answers for a second or more before it is ready: 403 until
+# its RBAC cache is filled, 429 until its watch cache is. Each watch that broke is
+# retried from its last resourceVersion, which costs no read; once the server
+# accepts it, it answers 410 (the version is older than its new watch cache) and
+# the watcher lists once, or resumes without a list (0). The operator's informers
+# used to list again on every refused retry instead, one per second of refusals,
+# and this count took each page of a list as a LIST: with R1's ConfigMaps in the
+# session the inventory's list has two pages, so one refusal already made three
+# and a second made the four of the failed CI run (issue #25).
+RESTART_LISTS = {
+    "prompt-operator configmaps": 1,  # the inventory informer: one path, all namespaces
+    "prompt-operator pods": 1,  # the subscribed-pod informer: one path
+    "prompt-operator prompts": 1,  # kopf's watch (kopf resumes the same way)
+    "prompt-operator customresourcedefinitions": 1,  # kopf's CRD watch
+    # No watch: it reads what a signal names, one list instead when more than
+    # LIST_THRESHOLD (4) names are due at once (up to 3 edits from before the
+    # outage still unread, and the 3 after); that list leaves nothing due.
+    "prompt-sidecar configmaps": 1,
+}
+
 
 @pytest.mark.reliability(
     case="R3",
@@ -292,8 +319,8 @@ def test_r3_api_server_restart(
     assert (operator.proc.pid, app.proc.pid) == pids  # recovered without a restart
     assert operator.proc.poll() is None and app.proc.poll() is None
     lists = list_requests(audit_log, since, {OPERATOR_USER, sidecar_user(namespace)})
-    storm = {what: n for what, n in lists.items() if n > 3}
-    assert storm == {}, f"re-list storm after the restart: {dict(lists)}"
+    over = {what: n for what, n in lists.items() if n > RESTART_LISTS.get(what, 0)}
+    assert over == {}, f"more LISTs than {RESTART_LISTS} after the restart: {dict(lists)}"
     observed(
         f"all 6 edits in the files {delivered:.2f} s after the API server was ready again; "
         f"operator and sidecar kept their processes; LISTs afterwards: "

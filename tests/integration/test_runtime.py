@@ -4,6 +4,7 @@ metadata-only informer, and leader election on a real Lease."""
 from __future__ import annotations
 
 import asyncio
+import json
 import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
+from prompt_cluster.testing import audit_line_count, kubectl, service_account_kubeconfig
 from prompt_operator.runtime.client import Credentials, KubeApi, object_path
 from prompt_operator.runtime.errors import Conflict, Invalid, NotFound, NotLeading, Unavailable
 from prompt_operator.runtime.informer import Informer, Key, collection_paths
@@ -138,6 +140,100 @@ def test_a_metadata_only_informer_holds_selected_objects_and_hears_deletes(
         deleted = [key for key, old, new in changes if old is not None and new is None]
         assert deleted == [(namespace, "before")]
         assert all(key[1] != "unlabelled" for key, _, _ in changes)
+
+    asyncio.run(scenario())
+
+
+def token_credentials(kubeconfig: Path) -> Credentials:
+    """A service account's kubeconfig (``service_account_kubeconfig``) as credentials."""
+    config = yaml.safe_load(kubeconfig.read_text())
+    cluster = config["clusters"][0]["cluster"]
+    token = config["users"][0]["user"]["token"]
+    context = ssl.create_default_context(cafile=cluster["certificate-authority"])
+    return Credentials(cluster["server"], context, {"Authorization": f"Bearer {token}"})
+
+
+def requests_of(audit_log: Path, since_line: int, agent: str) -> list[tuple[str, int]]:
+    """(verb, HTTP status) of each request ``agent`` made after a line of the audit log."""
+    seen = []
+    with open(audit_log, encoding="utf-8") as handle:
+        for number, line in enumerate(handle):
+            event = json.loads(line) if number >= since_line else {}
+            if event.get("userAgent") == agent and event.get("stage") == "ResponseComplete":
+                seen.append((event["verb"], event.get("responseStatus", {}).get("code", 0)))
+    return seen
+
+
+@pytest.mark.fault
+@pytest.mark.slow
+def test_an_informer_lists_once_after_a_restart_however_long_the_server_refuses_it(
+    cluster: Any, kubeconfig: Path, namespace: str, audit_log: Path, tmp_path: Path
+) -> None:
+    """The R3 flake made deterministic. A restarted API server answers before its
+    RBAC cache is filled and refuses (403) a service account for as long as that
+    takes; here the account's RoleBinding is gone across the restart, so the
+    refusals last until the test gives it back. The informer retries meanwhile,
+    and must retry its watch (a refused watch reads nothing), not list once per
+    retry; it lists again only when the server accepts the watch and says 410."""
+    sa = f"--serviceaccount={namespace}:reader"
+
+    def bind(verb: str) -> None:
+        args = ["rolebinding", "reader"] + (["--role=reader", sa] if verb == "create" else [])
+        kubectl(kubeconfig, "-n", namespace, verb, *args)
+
+    kubectl(
+        kubeconfig,
+        "-n",
+        namespace,
+        "create",
+        "role",
+        "reader",
+        "--verb=list,watch",
+        "--resource=configmaps",
+    )
+    bind("create")
+    account = service_account_kubeconfig(kubeconfig, namespace, "reader", tmp_path / "kubeconfig")
+    agent = f"informer-restart-test/{namespace}"
+
+    async def scenario() -> None:
+        recovered: list[None] = []
+        async with (
+            KubeApi(credentials(kubeconfig)) as admin,
+            KubeApi(token_credentials(account), user_agent=agent) as api,
+        ):
+            path = object_path("v1", "configmaps", namespace)
+            await admin.request("POST", path, body=configmap("before", True))
+            informer: Informer[dict[str, Any]] = Informer(
+                api,
+                collection_paths("v1", "configmaps", [namespace]),
+                dict,
+                what="ConfigMap",
+                on_recovered=lambda: recovered.append(None),
+            )
+            async with running(informer.run()):
+                await asyncio.wait_for(informer.synced.wait(), 30)
+                assert informer.get((namespace, "before")) is not None
+                # An open watch is not authorised again: it runs on until the restart.
+                await asyncio.to_thread(bind, "delete")
+                await asyncio.to_thread(cluster.stop_component, "kube-apiserver")
+                since = audit_line_count(audit_log)
+                await asyncio.to_thread(cluster.start_component, "kube-apiserver")
+                await admin.delete(f"{path}/before")  # missed by the informer's watch
+
+                def refused() -> int:
+                    return sum(code == 403 for _, code in requests_of(audit_log, since, agent))
+
+                await until(lambda: refused() >= 3, 30, "three refused retries")
+                await asyncio.to_thread(bind, "create")
+                await admin.request("POST", path, body=configmap("after", True))
+                await until(lambda: informer.get((namespace, "after")) is not None, 30, "after")
+                assert informer.get((namespace, "before")) is None
+        seen = requests_of(audit_log, since, agent)
+        lists = [code for verb, code in seen if verb == "list"]
+        # At most one list (0 if the old version happened to still be in the new
+        # watch cache), and not while refused: each refused retry was a watch.
+        assert lists in ([], [200]), seen
+        assert recovered, "the recovered handlers were not told the server answers again"
 
     asyncio.run(scenario())
 

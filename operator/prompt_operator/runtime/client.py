@@ -262,8 +262,11 @@ class KubeApi:
         *,
         accept: str = "application/json",
         timeout_seconds: int = 300,
+        on_open: Callable[[], None] | None = None,
     ) -> AsyncIterator[dict[str, Any]]:
-        """Yield watch events from ``resource_version``; raise ``Expired`` on 410."""
+        """Yield watch events from ``resource_version``; raise ``Expired`` on 410.
+        ``on_open()`` is called once the API server has accepted the watch (before
+        any event: a quiet watch sends none for minutes)."""
         query = {
             **params,
             "watch": "true",
@@ -278,6 +281,8 @@ class KubeApi:
             ) as resp:
                 if resp.status >= 400:
                     raise _error(resp.status, await resp.read())
+                if on_open is not None:
+                    on_open()
                 async for line in resp.content:
                     if not line.strip():
                         continue

@@ -1,12 +1,13 @@
 """An informer: list, then watch from the list's resourceVersion, into a keyed cache.
 
 client-go's shared informer in miniature. Each path (the whole cluster, or
-one per watched namespace) is listed and then watched; an expired watch lists
-again, other failures back off briefly and retry. The cache holds, per object,
+one per watched namespace) is listed and then watched; a failed watch backs
+off briefly and resumes from the last resourceVersion seen, and only an expired
+one (410) lists again. The cache holds, per object,
 only what ``convert`` makes of it (a small frozen value), so a metadata-only
 informer of ten thousand ConfigMaps holds no text at all. ``on_change`` hears
 every change of a cached value, including objects that vanished while the
-watch was down (found missing by the next list).
+watch was down (a resumed watch says DELETED; a list finds them missing).
 
 It knows nothing about what it watches; the operator's ConfigMap inventory
 and its subscribed-pod view are two instances.
@@ -107,7 +108,8 @@ class Informer(Generic[T]):
         self._handlers.append(on_change)
 
     def add_recovered_handler(self, on_recovered: Callable[[], None]) -> None:
-        """Call ``on_recovered()`` when a list succeeds after failures."""
+        """Call ``on_recovered()`` when the API server answers again after failures
+        (a list succeeds, or a watch is accepted)."""
         self._recovered.append(on_recovered)
 
     def store(self, key: Key, value: T | None) -> T | None:
@@ -150,39 +152,73 @@ class Informer(Generic[T]):
         if len(self._listed) == len(self._paths):
             self.synced.set()
 
+    async def _list(self, path: str) -> str:
+        """Replace the cache's view of ``path`` with a list; the list's resourceVersion."""
+        # Each page is converted as it comes and dropped; the cache changes
+        # (and handlers hear of it) only once the whole list is in.
+        listed: list[tuple[Key, T | None]] = []
+        version = ""
+        async for items, list_version in self._api.list_pages(
+            path, self._params, accept=self._list_accept
+        ):
+            listed += [(key_of(item), self._convert(item)) for item in items]
+            version = list_version
+        self._listed_items(path, listed)
+        return version
+
     async def _follow(self, path: str) -> None:
-        attempt = 0
+        """List once, then watch, resuming every failed watch from the last version seen.
+
+        Only a 410 lists again. A restarted API server answers before it is ready:
+        403 until its RBAC cache is filled, 429 until its watch cache is, for a
+        second or more on a loaded machine; a list per retry made one LIST per
+        retry of that (the R3 flake: four after one restart). A watch refused
+        costs the server no read. Once it accepts one, a version older than its new
+        watch cache gets 410, so one restart costs each path one list, sent to a
+        server that has just authorised this watch. (client-go's reflector resumes
+        its watch the same way after a refused connection or a 429.)"""
+        version = ""  # where the next watch starts; "" until listed, and after a 410
+        retries = _Retries(self._recovered)
         while True:
             try:
-                # Each page is converted as it comes and dropped; the cache changes
-                # (and handlers hear of it) only once the whole list is in.
-                listed: list[tuple[Key, T | None]] = []
-                version = ""
-                async for items, list_version in self._api.list_pages(
-                    path, self._params, accept=self._list_accept
+                if not version:
+                    version = await self._list(path)
+                    retries.answered()
+                async for event in self._api.watch(
+                    path,
+                    self._params,
+                    version,
+                    accept=self._watch_accept,
+                    on_open=retries.answered,
                 ):
-                    listed += [(key_of(item), self._convert(item)) for item in items]
-                    version = list_version
-                self._listed_items(path, listed)
-                del listed
-                if attempt:
-                    for recovered in self._recovered:
-                        recovered()
-                attempt = 0
-                while True:
-                    async for event in self._api.watch(
-                        path, self._params, version, accept=self._watch_accept
-                    ):
-                        obj = event.get("object") or {}
-                        meta = obj.get("metadata") or {}
-                        version = str(meta.get("resourceVersion") or version)
-                        kind = event.get("type")
-                        if kind == "BOOKMARK":
-                            continue
+                    obj = event.get("object") or {}
+                    version = str((obj.get("metadata") or {}).get("resourceVersion") or version)
+                    kind = event.get("type")
+                    if kind != "BOOKMARK":
                         self._set(key_of(obj), None if kind == "DELETED" else self._convert(obj))
             except Expired:
                 logger.info("%s watch on %s expired; listing again", self._what, path)
+                version = ""
             except ApiError as exc:
                 logger.warning("%s watch on %s failed: %s; retrying", self._what, path, exc)
-                await backoff_sleep(attempt, cap=WATCH_RETRY_CAP)
-                attempt += 1
+                await backoff_sleep(retries.failed(), cap=WATCH_RETRY_CAP)
+
+
+class _Retries:
+    """Failures in a row on one path; the recovered handlers hear when the API
+    server answers again (a list came, or a watch was accepted)."""
+
+    def __init__(self, recovered: Sequence[Callable[[], None]]) -> None:
+        self._recovered = recovered
+        self._failures = 0
+
+    def failed(self) -> int:
+        """Count a failure; the number of failures before it (the backoff attempt)."""
+        self._failures += 1
+        return self._failures - 1
+
+    def answered(self) -> None:
+        if self._failures:
+            self._failures = 0
+            for recovered in self._recovered:
+                recovered()
