@@ -24,7 +24,7 @@ from typing import Any
 
 from prompt_client import hops, wire
 
-from . import history, metrics
+from . import history
 from .configmap import revision_labels
 from .controllers.accounting import DeliveryAccounting
 from .controllers.keyclaims import KeyClaims
@@ -226,7 +226,6 @@ class Reconciler:
             except asyncio.CancelledError:
                 raise
             except ApiError as exc:
-                metrics.RECONCILE_ERRORS.inc()
                 level = (
                     logging.WARNING
                     if self._queue.failures(ref) < MAX_ATTEMPTS_LOGGED
@@ -237,7 +236,6 @@ class Reconciler:
                 )
                 self._queue.add_rate_limited(ref)
             except Exception:
-                metrics.RECONCILE_ERRORS.inc()
                 logger.exception("Prompt %s: unexpected error, will retry", ref, extra=about(ref))
                 self._queue.add_rate_limited(ref)
             finally:
@@ -251,7 +249,6 @@ class Reconciler:
         return await self._api.get(object_path(GROUP_VERSION, PLURAL, ref.namespace, ref.name))
 
     async def reconcile(self, ref: PromptRef) -> None:
-        metrics.RECONCILES.inc()
         body = await self._read(ref)
         if body is None:
             await self._deleted(ref)
