@@ -11,8 +11,9 @@ from typing import Any
 
 import kopf
 
+from prompt_client import wire
+
 from .config import OperatorConfig
-from .handlers import GROUP, PLURAL, VERSION
 from .inject import INJECT_LABEL, InjectionConfig, InjectionRefused, injected
 from .model import SpecError, parse_prompt
 from .notices import admission_warnings
@@ -32,7 +33,9 @@ def admission_problem(body: Any) -> str | None:
     return None if problem is None else f"{where}: {problem.reason}: {problem.message}"
 
 
-@kopf.on.validate(GROUP, VERSION, PLURAL, id="validate-prompt", operations=["CREATE", "UPDATE"])
+@kopf.on.validate(
+    wire.GROUP, wire.VERSION, wire.PLURAL, id="validate-prompt", operations=["CREATE", "UPDATE"]
+)
 def validate_prompt(body: kopf.Body, warnings: list[str], **_: Any) -> None:
     """Refuse at `kubectl apply` what would make the Prompt not Ready, with the same
     message its status would show."""

@@ -15,7 +15,7 @@ import logging
 import os
 import ssl
 import threading
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -25,17 +25,16 @@ import kopf
 from prompt_client import hops, wire
 
 from .config import OperatorConfig
-from .controllers.accounting import DeliveryAccounting
+from .controllers import prompts
+from .controllers.delivery import Delivery
+from .controllers.prompts import PromptController
+from .controllers.readiness import Readiness
 from .controllers.signals import Signals
-from .controllers.status_writer import StatusWriter
 from .controllers.subscribers import Subscribers
 from .inventory import Inventory
-from .reconcile import Reconciler
 from .runtime.client import Credentials, KubeApi
+from .runtime.controller import Controller
 from .runtime.leader import AlwaysLeader, LeaderElector, Leadership
-
-GROUP, VERSION, PLURAL = wire.GROUP, wire.VERSION, wire.PLURAL
-PREFIX = wire.PREFIX
 
 logger = logging.getLogger(__name__)
 
@@ -46,14 +45,9 @@ class Controllers:
 
     api: KubeApi
     leader: Leadership
-    reconciler: Reconciler
+    prompts: PromptController
     signals: Signals
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
-
-
-async def _when_leading(leader: Leadership, work: Callable[[], Awaitable[None]]) -> None:
-    await leader.leading.wait()
-    await work()
 
 
 def _utc_now() -> datetime:
@@ -127,8 +121,8 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     config: OperatorConfig = memo["config"]
     # Everything kopf might write carries our prefix. With only event and index
     # handlers, kopf writes no finalizer, progress or diff-base at all.
-    settings.persistence.finalizer = f"{PREFIX}/finalizer"
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
+    settings.persistence.finalizer = f"{wire.PREFIX}/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=wire.PREFIX)
     settings.persistence.diffbase_storage = NoDiffBase()
     settings.posting.enabled = False  # Events are posted deliberately, see events.py
     settings.batching.batch_window = 0.001  # coalescing happens in the reconciler
@@ -171,24 +165,39 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     api = KubeApi(
         credentials, fence=leader.valid, write_budget=leader.write_budget, user_agent=agent
     )
-    clock = _utc_now
     inventory = Inventory(api, config.namespaces)
     subscribers = Subscribers(api, config.namespaces)
     signals = Signals(subscribers, config, leader)
-    status = StatusWriter(api, subscribers, clock)
-    accounting = DeliveryAccounting(subscribers, signals, status, config, leader)
-    reconciler = Reconciler(
-        api, inventory, subscribers, accounting, status, leader, workers=config.workers, clock=clock
+    readiness = Readiness(api)
+    delivery = Delivery(subscribers, signals, readiness, config)
+    prompt_controller = PromptController(
+        api, inventory, delivery, readiness, leader, clock=_utc_now
     )
-    controllers = Controllers(api, leader, reconciler, signals)
+    # Only the leader's workers run; a standby's queues fill and its caches stay warm.
+    runtime = [
+        Controller(
+            "prompt",
+            prompt_controller.reconcile,
+            prompt_controller.queue,
+            workers=config.workers,
+            gates=(inventory.synced, leader.leading),
+            log_fields=prompts.log_fields,
+        ),
+        Controller(
+            "delivery",
+            delivery.refresh,
+            delivery.queue,
+            gates=(leader.leading,),
+            log_fields=prompts.log_fields,
+        ),
+    ]
+    controllers = Controllers(api, leader, prompt_controller, signals)
     loop = asyncio.get_running_loop()
     controllers.tasks = [
         loop.create_task(leader.run(), name="leader election"),
         loop.create_task(inventory.run(), name="configmap inventory"),
         loop.create_task(subscribers.run(), name="subscribed pods"),
-        loop.create_task(accounting.run(), name="delivery accounting"),
-        loop.create_task(reconciler.run(), name="reconciler"),
-        loop.create_task(_when_leading(leader, reconciler.scheduler.run), name="schedule"),
+        *(loop.create_task(c.run(), name=f"{c.name} controller") for c in runtime),
     ]
     memo["controllers"] = controllers
     # The first decisions need to know which ConfigMaps exist already.
@@ -237,7 +246,7 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
     await controllers.api.close()
 
 
-@kopf.on.event(GROUP, VERSION, PLURAL)
+@kopf.on.event(wire.GROUP, wire.VERSION, wire.PLURAL)
 async def prompt_event(
     event: kopf.RawEvent,
     body: kopf.Body,
@@ -251,6 +260,6 @@ async def prompt_event(
         meta = body.get("metadata") or {}
         hops.mark(hops.SEEN, f"{meta.get('namespace')}/{meta.get('name')}")
     if event.get("type") == "DELETED":
-        controllers.reconciler.submit_deleted(body)
+        controllers.prompts.submit_deleted(body)
     else:
-        controllers.reconciler.submit(body)
+        controllers.prompts.submit(body)

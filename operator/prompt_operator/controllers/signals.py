@@ -4,7 +4,7 @@ Signals are batched per pod (everything pending goes in the next request),
 bounded in concurrency, time out fast and are retried a few times; a sidecar
 that misses one heals on its own resync. Only the leader signals: on a
 standby, pairs wait (coalesced per pod) until it leads. The sidecar answers
-with the revisions it serves, which ``accounting`` turns into status.
+with the revisions it serves, which ``delivery`` turns into status.
 """
 
 from __future__ import annotations

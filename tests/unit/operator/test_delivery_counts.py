@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from prometheus_client import REGISTRY
 
 from prompt_operator.config import parse_config
-from prompt_operator.controllers.accounting import DeliveryAccounting
+from prompt_operator.controllers.delivery import Delivery
+from prompt_operator.controllers.readiness import Readiness
 from prompt_operator.controllers.signals import Signals
-from prompt_operator.controllers.status_writer import StatusWriter
 from prompt_operator.controllers.subscribers import Subscribers, subscriber_from_pod
 from prompt_operator.model import PromptRef
 from prompt_operator.runtime.leader import AlwaysLeader
@@ -33,8 +31,8 @@ def test_counts_pods_that_serve_the_revision_and_sets_the_gauge() -> None:
     config = parse_config([])
     subscribers = Subscribers(None, ())  # type: ignore[arg-type]  # no watch runs
     signals = Signals(subscribers, config, AlwaysLeader())
-    status = StatusWriter(None, subscribers, datetime.now)  # type: ignore[arg-type]
-    delivery = DeliveryAccounting(subscribers, signals, status, config, AlwaysLeader())
+    status = Readiness(None)  # type: ignore[arg-type]
+    delivery = Delivery(subscribers, signals, status, config)
     for name, selector in (("a", ""), ("b", "team=x"), ("c", "team=y")):
         sub = subscriber_from_pod(pod(name, selector))
         assert sub is not None
