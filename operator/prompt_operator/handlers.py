@@ -16,7 +16,7 @@ import os
 import ssl
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -45,9 +45,10 @@ class Controllers:
 
     api: KubeApi
     leader: Leadership
+    inventory: Inventory
     prompts: PromptController
     signals: Signals
-    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    tasks: list[asyncio.Task[Any]]
 
 
 def _utc_now() -> datetime:
@@ -116,9 +117,7 @@ def login(settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInfo | No
     return find_credentials(settings)
 
 
-@kopf.on.startup()
-async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-    config: OperatorConfig = memo["config"]
+def configure_kopf(settings: kopf.OperatorSettings, config: OperatorConfig) -> None:
     # Everything kopf might write carries our prefix. With only event and index
     # handlers, kopf writes no finalizer, progress or diff-base at all.
     settings.persistence.finalizer = f"{wire.PREFIX}/finalizer"
@@ -143,6 +142,11 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         )
         settings.admission.managed = None
 
+
+@kopf.on.startup()
+async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    config: OperatorConfig = memo["config"]
+    configure_kopf(settings, config)
     info = find_credentials(settings)
     if info is None:
         raise kopf.PermanentError(
@@ -165,6 +169,13 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     api = KubeApi(
         credentials, fence=leader.valid, write_budget=leader.write_budget, user_agent=agent
     )
+    memo["controllers"] = build_controllers(api, leader, config)
+    # The first decisions need to know which ConfigMaps exist already.
+    await asyncio.wait_for(memo["controllers"].inventory.synced.wait(), timeout=120)
+
+
+def build_controllers(api: KubeApi, leader: Leadership, config: OperatorConfig) -> Controllers:
+    """The informers and the controllers on them, each started as a task."""
     inventory = Inventory(api, config.namespaces)
     subscribers = Subscribers(api, config.namespaces)
     signals = Signals(subscribers, config, leader)
@@ -191,17 +202,14 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
             log_fields=prompts.log_fields,
         ),
     ]
-    controllers = Controllers(api, leader, prompt_controller, signals)
     loop = asyncio.get_running_loop()
-    controllers.tasks = [
+    tasks = [
         loop.create_task(leader.run(), name="leader election"),
         loop.create_task(inventory.run(), name="configmap inventory"),
         loop.create_task(subscribers.run(), name="subscribed pods"),
         *(loop.create_task(c.run(), name=f"{c.name} controller") for c in runtime),
     ]
-    memo["controllers"] = controllers
-    # The first decisions need to know which ConfigMaps exist already.
-    await asyncio.wait_for(inventory.synced.wait(), timeout=120)
+    return Controllers(api, leader, inventory, prompt_controller, signals, tasks)
 
 
 # How long the operator may take to stop once kopf begins its cleanup (after a
