@@ -32,6 +32,7 @@ from .controllers.readiness import Readiness
 from .controllers.signals import Signals
 from .controllers.subscribers import Subscribers
 from .inventory import Inventory
+from .logs import about
 from .runtime.client import Credentials, KubeApi
 from .runtime.controller import Controller
 from .runtime.leader import AlwaysLeader, LeaderElector, Leadership
@@ -178,14 +179,14 @@ def build_controllers(api: KubeApi, leader: Leadership, config: OperatorConfig) 
     """The informers and the controllers on them, each started as a task."""
     inventory = Inventory(api, config.namespaces)
     subscribers = Subscribers(api, config.namespaces)
-    signals = Signals(subscribers, config, leader)
+    signals = Signals(subscribers, config)
     readiness = Readiness(api)
     delivery = Delivery(subscribers, signals, readiness, config)
     prompt_controller = PromptController(
         api, inventory, delivery, readiness, leader, clock=_utc_now
     )
     # Only the leader's workers run; a standby's queues fill and its caches stay warm.
-    runtime = [
+    runtime: list[Controller[Any]] = [
         Controller(
             "prompt",
             prompt_controller.reconcile,
@@ -193,6 +194,14 @@ def build_controllers(api: KubeApi, leader: Leadership, config: OperatorConfig) 
             workers=config.workers,
             gates=(inventory.synced, leader.leading),
             log_fields=prompts.log_fields,
+        ),
+        Controller(
+            "signal",
+            signals.deliver,
+            signals.queue,
+            workers=config.signal_concurrency,  # the bound on signals in flight
+            gates=(leader.leading,),
+            log_fields=lambda pod: about(pod=pod),
         ),
         Controller(
             "delivery",

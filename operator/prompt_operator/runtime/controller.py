@@ -30,12 +30,16 @@ MAX_ATTEMPTS_LOGGED = 5
 
 @dataclass(frozen=True)
 class Result:
-    """What a reconcile wants next: ``requeue_after`` seconds, or nothing."""
+    """What a reconcile wants next: nothing, ``requeue_after`` seconds, or ``retry``:
+    again after the key's backoff (as an error would, but expected and not logged:
+    controller-runtime's ``Requeue: true``)."""
 
     requeue_after: float | None = None
+    retry: bool = False
 
 
 DONE = Result()
+RETRY = Result(retry=True)
 
 
 class Controller(Generic[K]):
@@ -72,7 +76,8 @@ class Controller(Generic[K]):
                 self.queue.done(key)
 
     async def process(self, key: K) -> str:
-        """Reconcile ``key`` once and act on its result; returns the result's label."""
+        """Reconcile ``key`` once and act on its result; returns the result's label
+        (success, requeue, retry or error)."""
         started = self._clock()
         try:
             result = await self._reconcile(key)
@@ -82,8 +87,13 @@ class Controller(Generic[K]):
             outcome = "error"
             self._failed(key, exc)
         else:
-            self.queue.forget(key)
             outcome = "success"
+            if result.retry:
+                outcome = "retry"
+                metrics.RETRIES.labels(self.name).inc()
+                self.queue.add_rate_limited(key)
+            else:
+                self.queue.forget(key)
             if result.requeue_after is not None:
                 outcome = "requeue"
                 self.queue.add_after(key, result.requeue_after)

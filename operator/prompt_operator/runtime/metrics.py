@@ -6,7 +6,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 RECONCILES = Counter(
     "prompt_operator_reconciles_total",
-    "Reconciles by controller and result (success, requeue, error)",
+    "Reconciles by controller and result (success, requeue, retry, error)",
     ["controller", "result"],
 )
 RECONCILE_SECONDS = Histogram(
@@ -17,7 +17,7 @@ RECONCILE_SECONDS = Histogram(
 )
 RETRIES = Counter(
     "prompt_operator_workqueue_retries_total",
-    "Keys put back with backoff after a failed reconcile",
+    "Keys put back with backoff (a failed reconcile, or one that asked to retry)",
     ["controller"],
 )
 DEPTH = Gauge("prompt_operator_workqueue_depth", "Keys waiting for a worker", ["controller"])
