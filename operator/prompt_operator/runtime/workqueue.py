@@ -91,7 +91,15 @@ class WorkQueue(Generic[K]):
             return
         self._due[key] = due
         heapq.heappush(self._heap, (due, next(self._order), key))
+        if len(self._heap) > 2 * len(self._due) + 64:
+            self._compact()
         self._arm()
+
+    def _compact(self) -> None:
+        """Drop heap entries replaced or cancelled since (a Prompt edited often,
+        each reconcile asking for the same far schedule entry again)."""
+        self._heap = [entry for entry in self._heap if self._due.get(entry[2]) == entry[0]]
+        heapq.heapify(self._heap)
 
     def promote_due(self) -> int:
         """Add every delayed key whose time has come; how many were added."""

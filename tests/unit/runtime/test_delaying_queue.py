@@ -146,3 +146,16 @@ def test_the_one_timer_adds_a_delayed_key_when_it_is_due() -> None:
         assert queue.due("b") is not None
 
     run(scenario())
+
+
+def test_replaced_entries_do_not_pile_up_in_the_heap() -> None:
+    async def scenario() -> None:
+        clock = FakeClock()
+        queue: WorkQueue[str] = WorkQueue(clock=clock)
+        for i in range(1000):  # each add a little earlier: each replaces the last
+            queue.add_after("a", 10_000 - i)
+        assert queue.delayed == 1 and len(queue._heap) <= 2 + 64
+        clock.now += 10_000
+        assert queue.promote_due() == 1 and await taken(queue) == ["a"]
+
+    run(scenario())
