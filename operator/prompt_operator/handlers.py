@@ -1,6 +1,6 @@
-"""kopf wiring only: settings, login, an index of keys, and one event handler.
+"""kopf wiring only: settings, login, the controllers' start, and one event handler.
 
-Handlers are a few lines each; they hand bodies to the reconciler. The
+Handlers are a few lines each; they hand bodies to the Prompt controller. The
 operator uses no kopf change-detection handlers (create/update/resume): those
 need kopf's diff-base and progress storage, which cost an extra metadata
 patch per edit and copy the spec (the whole prompt text) into an annotation.
@@ -76,7 +76,7 @@ class NoDiffBase(kopf.DiffBaseStorage):
 
     kopf deep-copies each object's whole body (status and managedFields too) on
     every event, to diff it for change-detection handlers. This operator has
-    none (an event handler queues, the reconciler compares what it needs), so
+    none (an event handler queues, the Prompt controller compares what it needs), so
     the copy only cost time: it was the largest part of taking in 10,000
     Prompts after a restart, once the status carried the revision history.
     """
@@ -125,7 +125,7 @@ def configure_kopf(settings: kopf.OperatorSettings, config: OperatorConfig) -> N
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=wire.PREFIX)
     settings.persistence.diffbase_storage = NoDiffBase()
     settings.posting.enabled = False  # Events are posted deliberately, see events.py
-    settings.batching.batch_window = 0.001  # coalescing happens in the reconciler
+    settings.batching.batch_window = 0.001  # coalescing happens in the controllers' queues
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.watching.chunk_size = KOPF_LIST_PAGE
@@ -271,7 +271,7 @@ async def prompt_event(
     **_: Any,
 ) -> None:
     # async on purpose: kopf runs plain functions in a thread pool, and the
-    # reconciler's queue belongs to the event loop.
+    # Prompt controller's queue belongs to the event loop.
     controllers: Controllers = memo["controllers"]
     if hops.enabled():
         meta = body.get("metadata") or {}
