@@ -22,6 +22,9 @@ MAX_MESSAGE = 1024
 
 
 def now_rfc3339() -> str:
+    # Seconds only: an Event's and a condition's times are metav1.Time, which the
+    # API server writes without a fraction (prompt_contract.timing keeps microseconds
+    # for file metadata).
     return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 

@@ -1,6 +1,6 @@
-"""kopf wiring only: settings, login, an index of keys, and one event handler.
+"""kopf wiring only: settings, login, the controllers' start, and one event handler.
 
-Handlers are a few lines each; they hand bodies to the reconciler. The
+Handlers are a few lines each; they hand bodies to the Prompt controller. The
 operator uses no kopf change-detection handlers (create/update/resume): those
 need kopf's diff-base and progress storage, which cost an extra metadata
 patch per edit and copy the spec (the whole prompt text) into an annotation.
@@ -15,8 +15,8 @@ import logging
 import os
 import ssl
 import threading
-from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -25,17 +25,17 @@ import kopf
 from prompt_contract import hops, objects
 
 from .config import OperatorConfig
-from .controllers.accounting import DeliveryAccounting
+from .controllers import prompts
+from .controllers.delivery import Delivery
+from .controllers.prompts import PromptController
+from .controllers.readiness import Readiness
 from .controllers.signals import Signals
-from .controllers.status_writer import StatusWriter
 from .controllers.subscribers import Subscribers
 from .inventory import Inventory
-from .reconcile import Reconciler
+from .logs import about
 from .runtime.client import Credentials, KubeApi
+from .runtime.controller import Controller
 from .runtime.leader import AlwaysLeader, LeaderElector, Leadership
-
-GROUP, VERSION, PLURAL = objects.GROUP, objects.VERSION, objects.PLURAL
-PREFIX = objects.PREFIX
 
 logger = logging.getLogger(__name__)
 
@@ -46,14 +46,10 @@ class Controllers:
 
     api: KubeApi
     leader: Leadership
-    reconciler: Reconciler
+    inventory: Inventory
+    prompts: PromptController
     signals: Signals
-    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
-
-
-async def _when_leading(leader: Leadership, work: Callable[[], Awaitable[None]]) -> None:
-    await leader.leading.wait()
-    await work()
+    tasks: list[asyncio.Task[Any]]
 
 
 def _utc_now() -> datetime:
@@ -80,7 +76,7 @@ class NoDiffBase(kopf.DiffBaseStorage):
 
     kopf deep-copies each object's whole body (status and managedFields too) on
     every event, to diff it for change-detection handlers. This operator has
-    none (an event handler queues, the reconciler compares what it needs), so
+    none (an event handler queues, the Prompt controller compares what it needs), so
     the copy only cost time: it was the largest part of taking in 10,000
     Prompts after a restart, once the status carried the revision history.
     """
@@ -122,16 +118,14 @@ def login(settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInfo | No
     return find_credentials(settings)
 
 
-@kopf.on.startup()
-async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-    config: OperatorConfig = memo["config"]
+def configure_kopf(settings: kopf.OperatorSettings, config: OperatorConfig) -> None:
     # Everything kopf might write carries our prefix. With only event and index
     # handlers, kopf writes no finalizer, progress or diff-base at all.
-    settings.persistence.finalizer = f"{PREFIX}/finalizer"
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
+    settings.persistence.finalizer = f"{objects.PREFIX}/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=objects.PREFIX)
     settings.persistence.diffbase_storage = NoDiffBase()
     settings.posting.enabled = False  # Events are posted deliberately, see events.py
-    settings.batching.batch_window = 0.001  # coalescing happens in the reconciler
+    settings.batching.batch_window = 0.001  # coalescing happens in the controllers' queues
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.watching.chunk_size = KOPF_LIST_PAGE
@@ -149,6 +143,11 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         )
         settings.admission.managed = None
 
+
+@kopf.on.startup()
+async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    config: OperatorConfig = memo["config"]
+    configure_kopf(settings, config)
     info = find_credentials(settings)
     if info is None:
         raise kopf.PermanentError(
@@ -171,28 +170,55 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     api = KubeApi(
         credentials, fence=leader.valid, write_budget=leader.write_budget, user_agent=agent
     )
-    clock = _utc_now
+    memo["controllers"] = build_controllers(api, leader, config)
+    # The first decisions need to know which ConfigMaps exist already.
+    await asyncio.wait_for(memo["controllers"].inventory.synced.wait(), timeout=120)
+
+
+def build_controllers(api: KubeApi, leader: Leadership, config: OperatorConfig) -> Controllers:
+    """The informers and the controllers on them, each started as a task."""
     inventory = Inventory(api, config.namespaces)
     subscribers = Subscribers(api, config.namespaces)
-    signals = Signals(subscribers, config, leader)
-    status = StatusWriter(api, subscribers, clock)
-    accounting = DeliveryAccounting(subscribers, signals, status, config, leader)
-    reconciler = Reconciler(
-        api, inventory, subscribers, accounting, status, leader, workers=config.workers, clock=clock
+    signals = Signals(subscribers, config)
+    readiness = Readiness(api)
+    delivery = Delivery(subscribers, signals, readiness, config)
+    prompt_controller = PromptController(
+        api, inventory, delivery, readiness, leader, clock=_utc_now
     )
-    controllers = Controllers(api, leader, reconciler, signals)
+    # Only the leader's workers run; a standby's queues fill and its caches stay warm.
+    runtime: list[Controller[Any]] = [
+        Controller(
+            "prompt",
+            prompt_controller.reconcile,
+            prompt_controller.queue,
+            workers=config.workers,
+            gates=(inventory.synced, leader.leading),
+            log_fields=prompts.log_fields,
+        ),
+        Controller(
+            "signal",
+            signals.deliver,
+            signals.queue,
+            workers=config.signal_concurrency,  # the bound on signals in flight
+            gates=(leader.leading,),
+            log_fields=lambda pod: about(pod=pod),
+        ),
+        Controller(
+            "delivery",
+            delivery.refresh,
+            delivery.queue,
+            gates=(leader.leading,),
+            log_fields=prompts.log_fields,
+        ),
+    ]
     loop = asyncio.get_running_loop()
-    controllers.tasks = [
+    tasks = [
         loop.create_task(leader.run(), name="leader election"),
         loop.create_task(inventory.run(), name="configmap inventory"),
         loop.create_task(subscribers.run(), name="subscribed pods"),
-        loop.create_task(accounting.run(), name="delivery accounting"),
-        loop.create_task(reconciler.run(), name="reconciler"),
-        loop.create_task(_when_leading(leader, reconciler.scheduler.run), name="schedule"),
+        *(loop.create_task(c.run(), name=f"{c.name} controller") for c in runtime),
     ]
-    memo["controllers"] = controllers
-    # The first decisions need to know which ConfigMaps exist already.
-    await asyncio.wait_for(inventory.synced.wait(), timeout=120)
+    return Controllers(api, leader, inventory, prompt_controller, signals, tasks)
 
 
 # How long the operator may take to stop once kopf begins its cleanup (after a
@@ -237,7 +263,7 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
     await controllers.api.close()
 
 
-@kopf.on.event(GROUP, VERSION, PLURAL)
+@kopf.on.event(objects.GROUP, objects.VERSION, objects.PLURAL)
 async def prompt_event(
     event: kopf.RawEvent,
     body: kopf.Body,
@@ -245,12 +271,12 @@ async def prompt_event(
     **_: Any,
 ) -> None:
     # async on purpose: kopf runs plain functions in a thread pool, and the
-    # reconciler's queue belongs to the event loop.
+    # Prompt controller's queue belongs to the event loop.
     controllers: Controllers = memo["controllers"]
     if hops.enabled():
         meta = body.get("metadata") or {}
         hops.mark(hops.SEEN, f"{meta.get('namespace')}/{meta.get('name')}")
     if event.get("type") == "DELETED":
-        controllers.reconciler.submit_deleted(body)
+        controllers.prompts.submit_deleted(body)
     else:
-        controllers.reconciler.submit(body)
+        controllers.prompts.submit(body)

@@ -4,7 +4,7 @@ Every change of what apps read gets the next number; the record keeps the
 content hash (so going back to an earlier text shows as a new number with the
 old hash), the time, the source (spec or a schedule entry) and a one-line
 summary. The texts themselves live in the revision ConfigMaps, never in
-status. Pure functions only; the reconciler does the I/O.
+status. Pure functions only; the revisions controller does the I/O.
 """
 
 from __future__ import annotations

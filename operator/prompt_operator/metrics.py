@@ -1,13 +1,11 @@
-"""Prometheus metrics of the operator (served on --metrics-port). No prompt text."""
+"""Prometheus metrics of the operator (served on --metrics-port). No prompt text.
+
+Reconciles, retries and queue depths are the runtime's (``runtime.metrics``)."""
 
 from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-RECONCILES = Counter("prompt_operator_reconciles_total", "Reconciles of Prompts")
-RECONCILE_ERRORS = Counter(
-    "prompt_operator_reconcile_errors_total", "Reconciles that failed and were retried"
-)
 WRITES = Counter(
     "prompt_operator_api_writes_total", "Write requests sent to the API server", ["kind"]
 )

@@ -38,23 +38,33 @@ prompt-operator run: error: no Kubernetes credentials found.
     or create ~/.kube/config."""
 
 
+def _credentials_found() -> bool:
+    """kopf would log "failed permanently" and keep running without credentials:
+    look for them first, as kopf's login will, and say what to do if there are none."""
+    import kopf
+
+    from . import handlers
+
+    try:
+        found = handlers.find_credentials(kopf.OperatorSettings())
+    except Exception as exc:  # a kubeconfig that exists but cannot be used
+        print(f"prompt-operator run: error: cannot use the credentials: {exc}", file=sys.stderr)
+        return False
+    if found is None:
+        print(NO_CREDENTIALS, file=sys.stderr)
+        return False
+    return True
+
+
 def run(argv: Sequence[str] | None = None) -> int:
     config = parse_config(argv)
     if config.kubeconfig:
         os.environ["KUBECONFIG"] = config.kubeconfig
     import kopf
 
-    from . import handlers  # (registers the handlers)
+    from . import handlers  # noqa: F401  (registers the handlers)
 
-    # kopf would log "failed permanently" and keep running without credentials:
-    # look for them first, as kopf's login will, and stop here if there are none.
-    try:
-        found = handlers.find_credentials(kopf.OperatorSettings())
-    except Exception as exc:  # a kubeconfig that exists but cannot be used
-        print(f"prompt-operator run: error: cannot use the credentials: {exc}", file=sys.stderr)
-        return 2
-    if found is None:
-        print(NO_CREDENTIALS, file=sys.stderr)
+    if not _credentials_found():
         return 2
 
     if config.webhook_port:

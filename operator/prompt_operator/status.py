@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from prompt_contract import objects
 from prompt_contract.variants import choose_variant
 
 
@@ -30,6 +31,14 @@ class Condition:
             str(cond.get("reason")),
             str(cond.get("message")),
         )
+
+
+def ready_condition(prompt: str, revision: str, number: int) -> Condition:
+    """``Ready``: the revision is in place, and where."""
+    name = objects.configmap_name(prompt, revision)
+    return Condition(
+        "Ready", True, "Rendered", f"revision {number} ({revision}) is in ConfigMap {name}"
+    )
 
 
 def _status_word(value: bool) -> str:

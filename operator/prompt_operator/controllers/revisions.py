@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -234,41 +234,53 @@ def head_record(
     return new
 
 
+@dataclass(frozen=True)
+class Created:
+    """Step one done: the rendered text's ConfigMap exists."""
+
+    plan: RevisionPlan
+    records: list[history.Record]  # the history as the status had it
+    wrote: bool  # this reconcile created it
+
+
 class Revisions:
+    """Writes the revision ConfigMaps a plan asks for, and prunes them.
+
+    Two steps, so that pods are signalled the moment the new ConfigMap exists,
+    while the history summary (a GET of the previous revision) and pruning run:
+    ``create`` then ``finish``."""
+
     def __init__(self, api: KubeApi, inventory: Inventory) -> None:
         self._api = api
         self._inventory = inventory
 
-    async def apply(
-        self,
-        prompt: Prompt,
-        rendered: Rendered,
-        status: Mapping[str, Any],
-        on_created: Callable[[], None] | None = None,
-    ) -> Outcome:
-        """Make ``rendered`` the current revision: create its ConfigMap, or raise the
-        number of the one still in history (a rollback), then prune what the
-        history limit no longer keeps. ``on_created`` is called as soon as a new
-        revision's ConfigMap exists, before the history and pruning work."""
+    async def create(
+        self, prompt: Prompt, rendered: Rendered, status: Mapping[str, Any]
+    ) -> Created:
+        """Make sure ``rendered`` has its ConfigMap (deleting any an earlier Prompt of
+        this name left)."""
         ref = prompt.ref
         records = history.records_from(status)
         plan = plan_revision(prompt, rendered, records, self._inventory.revisions(ref))
         for entry in plan.foreign:  # not yet garbage-collected
             await self._delete(ref, entry)
-        wrote = False
-        if plan.create is not None:
-            result = await self._create(ref, plan.create, prompt.uid)
-            self._inventory.record(ref.namespace, entry_from(result["metadata"]))
-            wrote = True
-            if on_created is not None:
-                on_created()
-            logger.info(
-                "Prompt %s: revision %d (%s) created",
-                ref,
-                plan.number,
-                rendered.revision,
-                extra=about(ref, revision=rendered.revision),
-            )
+        if plan.create is None:
+            return Created(plan, records, wrote=False)
+        result = await self._create(ref, plan.create, prompt.uid)
+        self._inventory.record(ref.namespace, entry_from(result["metadata"]))
+        logger.info(
+            "Prompt %s: revision %d (%s) created",
+            ref,
+            plan.number,
+            rendered.revision,
+            extra=about(ref, revision=rendered.revision),
+        )
+        return Created(plan, records, wrote=True)
+
+    async def finish(self, prompt: Prompt, rendered: Rendered, created: Created) -> Outcome:
+        """Record the new head in the history (or raise the number of the one still
+        in it: a rollback), prune what the history limit no longer keeps, relabel."""
+        ref, plan, records = prompt.ref, created.plan, created.records
         new: history.Record | None = None
         if plan.new_head:
             head = records[-1] if records else None
@@ -277,6 +289,7 @@ class Revisions:
         kept = history.retained(records, new, prompt.history_limit)
         cleanup = plan_cleanup(prompt, kept, self._inventory.revisions(ref))
         await self._prune(ref, cleanup)
+        wrote = created.wrote
         for entry, patch in cleanup.relabel:
             result = await self._api.merge_patch(
                 object_path("v1", "configmaps", ref.namespace, entry.name),

@@ -1,10 +1,12 @@
 """Signals to sidecars: "Prompt X is at revision R", and what they answer.
 
-Signals are batched per pod (everything pending goes in the next request),
-bounded in concurrency, time out fast and are retried a few times; a sidecar
-that misses one heals on its own resync. Only the leader signals: on a
-standby, pairs wait (coalesced per pod) until it leads. The sidecar answers
-with the revisions it serves, which ``accounting`` turns into status.
+Signals are batched per pod (everything pending goes in the next request):
+a pod with pairs to send is a key in this controller's work queue, and the
+runtime's workers (``--signal-concurrency`` of them) send, time out fast and
+retry a few times with the runtime's backoff; a sidecar that misses one heals
+on its own resync. Only the leader signals: on a standby, pairs wait
+(coalesced per pod) until it leads. The sidecar answers
+with the revisions it serves, which ``delivery`` turns into status.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import enum
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 
 import aiohttp
 
@@ -23,13 +24,17 @@ from prompt_contract import hops, signals
 from .. import metrics
 from ..config import OperatorConfig
 from ..logs import about
-from ..runtime.backoff import backoff_sleep
-from ..runtime.leader import Leadership
+from ..runtime.controller import DONE, RETRY, Result
+from ..runtime.workqueue import WorkQueue
 from .subscribers import PodKey, Subscriber, Subscribers
 
 logger = logging.getLogger(__name__)
 
 MAX_SIGNAL_ATTEMPTS = 4
+# A failed signal is sent again after the runtime's backoff: up to 0.2, 0.4, 0.8 s.
+RETRY_BASE = 0.2
+RETRY_CAP = 2.0
+Waiter = asyncio.Future[None]
 # A pod that did not answer that many signals in a row gets no catch-up signals
 # (an operator restart's, for every Prompt) for this long: its sidecar heals on
 # its own resync (or lists everything when it starts again), and signalling a
@@ -66,24 +71,16 @@ class _Failed(enum.Enum):
     ANSWERED = "answered"  # 503 during its first sync, or refused: alive
 
 
-@dataclass
-class _PodChannel:
-    """Pending pairs for one pod and the callers waiting for them."""
-
-    pending: dict[str, str] = field(default_factory=dict)
-    waiters: list[tuple[str, str, asyncio.Future[None]]] = field(default_factory=list)
-    task: asyncio.Task[None] | None = None
-
-
 class Signals:
-    def __init__(
-        self, subscribers: Subscribers, config: OperatorConfig, leadership: Leadership
-    ) -> None:
+    def __init__(self, subscribers: Subscribers, config: OperatorConfig) -> None:
         self._subscribers = subscribers
         self._config = config
-        self._leadership = leadership
         self._served: dict[PodKey, dict[str, str | None]] = {}
-        self._channels: dict[PodKey, _PodChannel] = {}
+        # Per pod: the pairs for its next batch, and the callers waiting for them.
+        self._pending: dict[PodKey, dict[str, str]] = {}
+        self._waiters: dict[PodKey, list[tuple[str, str, asyncio.Future[None]]]] = {}
+        # Pods with something to send; a failed send comes back after its backoff.
+        self.queue: WorkQueue[PodKey] = WorkQueue(base_delay=RETRY_BASE, max_delay=RETRY_CAP)
         self._unreachable: dict[PodKey, float] = {}  # pod -> monotonic end of its pause
         self._first_seen: dict[PodKey, float] = {}  # pod -> monotonic time it (re)appeared
         self._limit = asyncio.Semaphore(config.signal_concurrency)
@@ -114,8 +111,11 @@ class Signals:
         self._unreachable.pop(key, None)  # gone, restarted or moved: try it again
         if after is None:
             self._served.pop(key, None)
-            self._channels.pop(key, None)
+            self._pending.pop(key, None)
+            _release(self._waiters.pop(key, []))
             self._first_seen.pop(key, None)
+            self.queue.cancel(key)
+            self.queue.forget(key)
         elif before is None or before.uid != after.uid:
             self._served.pop(key, None)
             self._first_seen[key] = time.monotonic()
@@ -145,7 +145,7 @@ class Signals:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._unreachable.pop(pod, None)  # an edit always tries the pod again
         self.notify(pod, prompt, revision)
-        self._channels[pod].waiters.append((prompt, revision, future))
+        self._waiters.setdefault(pod, []).append((prompt, revision, future))
         return future
 
     def notify(self, pod: PodKey, prompt: str, revision: str) -> None:
@@ -153,58 +153,56 @@ class Signals:
         pair, so ten thousand Prompts times many pods cost only the pending maps."""
         if self._paused(pod):
             return
-        channel = self._channels.setdefault(pod, _PodChannel())
-        channel.pending[prompt] = revision
-        if channel.task is None or channel.task.done():
-            channel.task = asyncio.get_running_loop().create_task(self._drain(pod, channel))
+        self._pending.setdefault(pod, {})[prompt] = revision
+        if self.queue.due(pod) is None:  # else it goes with the retry after its backoff
+            self.queue.add(pod)
 
-    async def _drain(self, pod_key: PodKey, channel: _PodChannel) -> None:
-        await self._leadership.leading.wait()  # a standby only collects
-        attempt = 0
-        while channel.pending:
-            pod = self._subscribers.get(pod_key)
-            batch, channel.pending = channel.pending, {}
-            waiters, channel.waiters = channel.waiters, []
-            if pod is None:
-                _release(waiters)
-                continue
-            served = await self._signal(pod, batch)
-            if isinstance(served, _Failed):
-                attempt += 1
-                if attempt < MAX_SIGNAL_ATTEMPTS:
-                    # Put back what no newer signal replaced, and try again later.
-                    for name, rev in batch.items():
-                        channel.pending.setdefault(name, rev)
-                    channel.waiters = waiters + channel.waiters
-                    await backoff_sleep(attempt, base=0.1, cap=2)
-                    continue
-                _release(waiters + channel.waiters)
-                channel.waiters = []
-                if self._starting(pod_key):
-                    # Keep the pairs (newer ones replace them) and try again: the
-                    # callers were released, the pod's first answer still counts.
-                    for name, rev in batch.items():
-                        channel.pending.setdefault(name, rev)
-                    await backoff_sleep(attempt, base=0.1, cap=2)
-                    continue
-                channel.pending = {}
-                if served is _Failed.ANSWERED:
-                    # Alive (starting, or refusing): its first full sync or its
-                    # resync reads everything; later edits still signal it.
-                    return
-                self._unreachable[pod_key] = time.monotonic() + UNREACHABLE_PAUSE
-                logger.info(
-                    "Pod %s/%s did not answer %d signals; it heals on its resync "
-                    "(catch-up signals to it pause for %.0f s)",
-                    *pod_key,
-                    MAX_SIGNAL_ATTEMPTS,
-                    UNREACHABLE_PAUSE,
-                    extra=about(pod=pod_key),
-                )
-                return
-            attempt = 0
-            self.record(pod_key, served)
+    async def deliver(self, key: PodKey) -> Result:
+        """Send ``key`` everything pending for it in one batch (this controller's
+        reconcile; a standby does not run it, its pairs wait coalesced per pod)."""
+        batch = self._pending.pop(key, {})
+        waiters = self._waiters.pop(key, [])
+        pod = self._subscribers.get(key)
+        if not batch or pod is None:
             _release(waiters)
+            return DONE
+        served = await self._signal(pod, batch)
+        if not isinstance(served, _Failed):
+            self.record(key, served)
+            _release(waiters)
+            return DONE
+        if self.queue.failures(key) + 1 < MAX_SIGNAL_ATTEMPTS:
+            self._put_back(key, batch, waiters)
+            return RETRY
+        _release(waiters + self._waiters.pop(key, []))
+        if self._starting(key):
+            # Keep the pairs (newer ones replace them) and try again: the callers
+            # were released, the pod's first answer still counts.
+            self._put_back(key, batch, [])
+            return RETRY
+        self._pending.pop(key, None)
+        if served is _Failed.NO_ANSWER:
+            # (An answering pod, starting or refusing, reads everything on its
+            # first full sync or its resync; later edits still signal it.)
+            self._unreachable[key] = time.monotonic() + UNREACHABLE_PAUSE
+            logger.info(
+                "Pod %s/%s did not answer %d signals; it heals on its resync "
+                "(catch-up signals to it pause for %.0f s)",
+                *key,
+                MAX_SIGNAL_ATTEMPTS,
+                UNREACHABLE_PAUSE,
+                extra=about(pod=key),
+            )
+        return DONE
+
+    def _put_back(
+        self, key: PodKey, batch: Mapping[str, str], waiters: list[tuple[str, str, Waiter]]
+    ) -> None:
+        """What no newer pair replaced goes again with the pod's next batch."""
+        pending = self._pending.setdefault(key, {})
+        for name, rev in batch.items():
+            pending.setdefault(name, rev)
+        self._waiters[key] = waiters + self._waiters.get(key, [])
 
     async def _signal(
         self, pod: Subscriber, batch: Mapping[str, str]
@@ -283,7 +281,7 @@ class Signals:
             await self._http.close()
 
 
-def _release(waiters: list[tuple[str, str, asyncio.Future[None]]]) -> None:
+def _release(waiters: list[tuple[str, str, Waiter]]) -> None:
     for _, _, future in waiters:
         if not future.done():
             future.set_result(None)

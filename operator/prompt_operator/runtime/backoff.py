@@ -1,17 +1,12 @@
-"""One backoff formula for every retry in the operator."""
+"""The operator's retries wait with the one backoff formula the sidecar uses too."""
 
 from __future__ import annotations
 
 import asyncio
-import random
 
+from prompt_contract.timing import backoff_delay
 
-def backoff_delay(attempt: int, *, base: float, cap: float) -> float:
-    """Exponential backoff with full jitter: uniform in [0, min(cap, base * 2**attempt)].
-
-    Full jitter spreads the retries of many keys (or many replicas) that failed
-    together, so they do not come back in step."""
-    return random.uniform(0, min(cap, base * (2 ** min(attempt, 30))))
+__all__ = ["backoff_delay", "backoff_sleep"]
 
 
 async def backoff_sleep(attempt: int, *, base: float = 0.2, cap: float = 30.0) -> None:

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 
 from prompt_operator import history
-from prompt_operator.model import PromptRef, SpecError, parse_prompt
+from prompt_operator.controllers.desired import desired_at
+from prompt_operator.controllers.prompts import requeue
+from prompt_operator.model import SpecError, parse_prompt
 from prompt_operator.policies import evaluate
 from prompt_operator.render import render
-from prompt_operator.schedule import Scheduler, content_at, next_activation
+from prompt_operator.runtime.controller import Result
+from prompt_operator.schedule import content_at, next_activation
 from prompt_operator.status import variants_field
 
 T0 = datetime(2026, 12, 24, 17, 0, tzinfo=timezone.utc)
@@ -109,33 +111,19 @@ def test_scheduled_templates_are_checked_before_their_time() -> None:
     assert "spec.schedule[0]" in problem.message
 
 
-def test_scheduler_wakes_each_prompt_once_at_its_latest_time() -> None:
-    woken: list[PromptRef] = []
-    scheduler = Scheduler(woken.append, clock=lambda: T0)
-    a, b = PromptRef("ns", "a"), PromptRef("ns", "b")
-    scheduler.set(a, T0 + timedelta(seconds=5))
-    scheduler.set(a, T0 + timedelta(seconds=1))  # replaced: the 5 s timer is void
-    scheduler.set(b, T0 + timedelta(seconds=2))
-    scheduler.set(b, None)  # cancelled
-    assert scheduler.pop_due(T0) == []
-    assert scheduler.pop_due(T0 + timedelta(seconds=10)) == [a]
-    assert len(scheduler) == 0
-
-
-def test_scheduler_task_fires_without_polling() -> None:
-    async def scenario() -> list[PromptRef]:
-        woken: list[PromptRef] = []
-        scheduler = Scheduler(woken.append)
-        task = asyncio.get_running_loop().create_task(scheduler.run())
-        ref = PromptRef("ns", "p")
-        scheduler.set(ref, datetime.now(timezone.utc) + timedelta(milliseconds=50))
-        deadline = asyncio.get_running_loop().time() + 5
-        while not woken and asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(0.01)
-        task.cancel()
-        return woken
-
-    assert asyncio.run(scenario()) == [PromptRef("ns", "p")]
+def test_a_reconcile_asks_to_look_again_at_the_next_entry_and_never_after_the_last() -> None:
+    b = body(
+        schedule=[
+            {"at": "2026-12-24T18:00:00Z", "template": "Evening"},
+            {"at": "2026-12-25T00:00:00Z", "template": "Christmas"},
+        ]
+    )
+    prompt = parse_prompt(b)
+    assert requeue(desired_at(prompt, T0)) == Result(requeue_after=3600)
+    # A taken ConfigMap name is looked at again sooner than the next entry.
+    assert requeue(desired_at(prompt, T0), also=10) == Result(requeue_after=10)
+    assert requeue(desired_at(prompt, T0 + timedelta(hours=1))).requeue_after == 6 * 3600
+    assert requeue(desired_at(prompt, T0 + timedelta(days=1))) == Result()
 
 
 # -- variants ------------------------------------------------------------------------

@@ -65,17 +65,18 @@ def test_failures_back_off_per_key_until_forgotten() -> None:
     run(scenario())
 
 
-def test_retry_now_adds_every_waiting_key_at_once_and_keeps_their_counts() -> None:
+def test_retry_now_adds_every_failed_key_at_once_and_keeps_their_counts() -> None:
     async def scenario() -> None:
         queue: WorkQueue[str] = WorkQueue(base_delay=60, max_delay=60)
-        queue.add_after("a", 60)
-        queue.add_after("b", 60)
+        queue.add_after("a", 60)  # waits for a requested time (a schedule): stays
+        queue.add_rate_limited("b")
         queue.add_rate_limited("c")
         assert len(queue) == 0
-        assert queue.retry_now() == 3
-        got = {await asyncio.wait_for(queue.get(), 1) for _ in range(3)}
-        assert got == {"a", "b", "c"}
+        assert queue.retry_now() == 2
+        got = {await asyncio.wait_for(queue.get(), 1) for _ in range(2)}
+        assert got == {"b", "c"}
         assert queue.failures("c") == 1
+        assert queue.due("a") is not None
 
     run(scenario())
 

@@ -1,0 +1,261 @@
+"""The Prompt controller: what happens to one edit, level-triggered and coalesced.
+
+Every watch event for a Prompt only records the latest body and queues its
+name; a worker (the runtime's) then makes the cluster match that body. Ten
+quick edits of one Prompt are one reconcile of the last. Nothing is written
+unless it differs: an edit costs two writes (the new revision's ConfigMap,
+one status patch), plus, once the history is full, one delete per batch of
+pruned revisions; a restart or a re-applied manifest costs none.
+
+``reconcile`` reads as the design's flow: read, parse and render once
+(``Desired``), judge, write the revisions, deliver, status. It returns when
+to look again (the next schedule entry, or a taken ConfigMap name), and the
+runtime keeps that timer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from prompt_contract import objects
+
+from ..inventory import Inventory
+from ..logs import about
+from ..model import Prompt, PromptRef, SpecError, parse_prompt
+from ..policies import Problem
+from ..runtime.client import KubeApi
+from ..runtime.controller import DONE, Result
+from ..runtime.errors import ApiError
+from ..runtime.leader import Leadership
+from ..runtime.workqueue import WorkQueue
+from ..status import DeliveryCount
+from .delivery import Delivery
+from .desired import Desired, desired_at, known_delivery, settled
+from .keyclaims import KeyClaims
+from .readiness import Readiness, prompt_path
+from .revisions import ConfigMapTaken, Outcome, Revisions
+
+logger = logging.getLogger(__name__)
+
+# A revision's name taken by a ConfigMap the operator did not make: seconds
+# between looks (one GET and one refused POST each) until its owner deletes it.
+TAKEN_RETRY_SECONDS = 10.0
+Clock = Callable[[], datetime]
+
+
+def slim(body: Mapping[str, Any]) -> dict[str, Any]:
+    """What a reconcile needs of a Prompt; managed fields and annotations (which
+    may hold a whole copy of the object) are not kept while it waits in the queue."""
+    meta = body.get("metadata") or {}
+    keep = (
+        "name",
+        "namespace",
+        "uid",
+        "generation",
+        "labels",
+        "creationTimestamp",
+        "resourceVersion",
+        "deletionTimestamp",
+    )
+    return {
+        "metadata": {k: meta[k] for k in keep if k in meta},
+        "spec": body.get("spec"),
+        "status": body.get("status"),
+    }
+
+
+def ref_of(body: Mapping[str, Any]) -> PromptRef:
+    meta = body.get("metadata") or {}
+    return PromptRef(str(meta.get("namespace")), str(meta.get("name")))
+
+
+def terminating(body: Mapping[str, Any]) -> bool:
+    return bool((body.get("metadata") or {}).get("deletionTimestamp"))
+
+
+def requeue(desired: Desired | None, *, also: float | None = None) -> Result:
+    """Look again at the next schedule entry, or after ``also`` seconds if sooner."""
+    entry = desired.seconds_to_next_entry() if desired is not None else None
+    times = [t for t in (entry, also) if t is not None]
+    return Result(requeue_after=min(times)) if times else DONE
+
+
+@dataclass(frozen=True)
+class Applied:
+    outcome: Outcome
+    signalling: asyncio.Task[DeliveryCount] | None  # pods signalled as the ConfigMap appeared
+
+
+class PromptController:
+    def __init__(
+        self,
+        api: KubeApi,
+        inventory: Inventory,
+        delivery: Delivery,
+        readiness: Readiness,
+        leadership: Leadership,
+        *,
+        clock: Clock | None = None,
+    ) -> None:
+        self._api = api
+        self._inventory = inventory
+        self._delivery = delivery
+        self._readiness = readiness
+        self._leadership = leadership
+        self._clock: Clock = clock or (lambda: datetime.now(timezone.utc))
+        self._claims = KeyClaims()
+        self._revisions = Revisions(api, inventory)
+        self.queue: WorkQueue[PromptRef] = WorkQueue(base_delay=0.5, max_delay=60)
+        self._bodies: dict[PromptRef, Mapping[str, Any] | None] = {}  # None: deleted
+        inventory.add_deleted_handler(self.queue.add)  # a ConfigMap vanished: write it again
+        inventory.add_recovered_handler(self.retry_now)
+
+    # -- intake (called from kopf handlers; never blocks) ------------------------
+
+    def submit(self, body: Mapping[str, Any]) -> None:
+        ref = ref_of(body)
+        spec = body.get("spec") or {}
+        key = spec.get("key") if isinstance(spec, Mapping) else None
+        created = str((body.get("metadata") or {}).get("creationTimestamp") or "")
+        self._claim(ref, str(key or ref.name), created)
+        self._readiness.observe(ref, body)
+        # A standby re-checks queued Prompts too: the leader has usually settled
+        # them by the next event, and a standby holds no text it will not need.
+        standby = not self._leadership.leading.is_set()
+        if standby or not self.queue.busy(ref):
+            desired = self._settled(body)
+            if desired is not None:
+                self.queue.discard(ref)
+                self._bodies.pop(ref, None)
+                # Nothing to write and no text kept; only its schedule and its pods.
+                next_look = requeue(desired).requeue_after
+                if next_look is not None:
+                    self.queue.add_after(ref, next_look)
+                known = known_delivery(desired.prompt.status)
+                if known is not None:
+                    self._delivery.track(desired, known)
+                return
+        self._bodies[ref] = slim(body)
+        self.queue.add(ref)
+
+    def submit_deleted(self, body: Mapping[str, Any]) -> None:
+        ref = ref_of(body)
+        self._claim(ref, None, "")
+        self._bodies[ref] = None
+        self.queue.add(ref)
+
+    def retry_now(self) -> None:
+        """The API server answers again: retry every failed Prompt now rather than
+        after its backoff, which an outage of a few seconds grows to many more.
+        A Prompt that fails again backs off further (its count is kept)."""
+        retried = self.queue.retry_now()
+        if retried:
+            logger.info("API server reachable again: retrying %d Prompt(s) now", retried)
+
+    def _claim(self, ref: PromptRef, key: str | None, created: str) -> None:
+        for peer in self._claims.claim(ref, key, created):
+            self.queue.add(peer)  # its ownership of a key may have changed
+
+    def _settled(self, body: Mapping[str, Any]) -> Desired | None:
+        """What ``body`` asks for, when the cluster already has it; else None."""
+        if not self._inventory.synced.is_set() or terminating(body):
+            return None
+        try:
+            prompt = parse_prompt(body)
+        except SpecError:
+            return None
+        desired = desired_at(prompt, self._clock())
+        name = objects.configmap_name(prompt.ref.name, desired.rendered.revision)
+        current = self._inventory.get(prompt.ref.namespace, name)
+        return desired if settled(desired, prompt.status, current) else None
+
+    # -- one reconcile -----------------------------------------------------------
+
+    async def reconcile(self, ref: PromptRef) -> Result:
+        body = await self._read(ref)
+        if body is None:
+            await self._deleted(ref)
+            return DONE
+        try:
+            prompt = parse_prompt(body)
+        except SpecError as exc:
+            await self._readiness.not_ready(ref, body, Problem("InvalidSpec", str(exc)), None)
+            return DONE
+        desired = desired_at(prompt, self._clock())
+        if terminating(body):
+            return DONE  # going away (its namespace may be terminating): write nothing
+        status = self._readiness.latest(ref, body)
+        problem = desired.verdict.problem or self._key_conflict(prompt)
+        if problem is None:
+            applied = await self._apply(desired, status)
+            if applied is None:
+                return DONE  # its namespace is terminating: nothing to write
+            if isinstance(applied, Applied):
+                count = await self._delivery.settle(
+                    desired, applied.outcome.wrote, status, applied.signalling
+                )
+                pods = self._delivery.pods(prompt)
+                await self._readiness.ready(body, desired, applied.outcome, count, pods)
+                await self._readiness.announce(desired, applied.outcome)
+                return requeue(desired)
+            problem = applied
+        if problem.reason == "KeyConflict":
+            await self._drop(ref)  # the key is another Prompt's; serve nothing
+        await self._readiness.not_ready(ref, body, problem, desired)
+        taken = problem.reason == "ConfigMapTaken"  # no watch sees the squatter go
+        return requeue(desired, also=TAKEN_RETRY_SECONDS if taken else None)
+
+    async def _read(self, ref: PromptRef) -> Mapping[str, Any] | None:
+        if ref in self._bodies:
+            return self._bodies.pop(ref)
+        return await self._api.get(prompt_path(ref))
+
+    def _key_conflict(self, prompt: Prompt) -> Problem | None:
+        owner = self._claims.owner(prompt.ref.namespace, prompt.key)
+        if owner is None or owner == prompt.ref.name:
+            return None
+        return Problem(
+            "KeyConflict",
+            f"Prompt {owner} in this namespace already serves key {prompt.key!r}; "
+            "give one of them a different spec.key",
+        )
+
+    async def _apply(self, desired: Desired, status: Mapping[str, Any]) -> Applied | Problem | None:
+        """The revisions written (pods signalled as soon as the new ConfigMap exists);
+        a Problem when the API server refused for good; None when the namespace is
+        being terminated. A retryable refusal raises: the runtime retries."""
+        prompt, rendered = desired.prompt, desired.rendered
+        try:
+            created = await self._revisions.create(prompt, rendered, status)
+            signalling = self._delivery.start(desired) if created.wrote else None
+            outcome = await self._revisions.finish(prompt, rendered, created)
+        except ConfigMapTaken as exc:
+            return Problem("ConfigMapTaken", str(exc))
+        except ApiError as exc:
+            if exc.retryable:
+                raise
+            if exc.status == 403 and "being terminated" in exc.message:
+                return None
+            return Problem("WriteFailed", f"the ConfigMap could not be written: {exc}")
+        return Applied(outcome, signalling)
+
+    async def _deleted(self, ref: PromptRef) -> None:
+        self._readiness.forget(ref)
+        self.queue.forget(ref)
+        self.queue.cancel(ref)  # no schedule entry is due for it any more
+        # Garbage collection would remove the ConfigMaps too, but later; deleting
+        # them now lets sidecars drop the file at once.
+        await self._drop(ref)
+
+    async def _drop(self, ref: PromptRef) -> None:
+        await self._revisions.drop(ref)
+        await self._delivery.withdraw(ref)
+
+
+def log_fields(ref: PromptRef) -> dict[str, str]:
+    return about(ref)
