@@ -8,11 +8,8 @@ than the user has. A kubeconfig whose user runs an exec or auth-provider
 plugin (EKS, GKE, OIDC helpers) is the one case handed to `kubectl`, which
 knows how to run those plugins; the error says so when it is missing.
 
-A rollback writes the Prompt's spec, as `kubectl rollout undo` writes a
-Deployment's: the old text, variables, format and key come back, and schedule
-entries whose time has passed are removed (they took effect and are in the
-history; left in place, the latest of them would win over the rollback).
-Under GitOps that is drift, which the next sync undoes; the GitOps way back
+A rollback writes the Prompt's spec (``rollback.rollback_patch``, which the
+console uses too). Under GitOps that is drift, which the next sync undoes; the GitOps way back
 is a revert in git. The command says so when it sees a GitOps tool's marks.
 """
 
@@ -32,7 +29,8 @@ from typing import Any, Protocol, TypeVar
 from prompt_client import wire
 
 from . import history
-from .model import SpecError, parse_time
+from .gitops import gitops_owner
+from .rollback import RollbackError, rollback_patch
 
 
 class CliError(Exception):
@@ -69,66 +67,6 @@ def find_record(status: Mapping[str, Any], number: int, name: str) -> history.Re
         f"Prompt {name} has no revision {number} (kept: {kept}); "
         "see `prompt-operator history " + name + "`"
     )
-
-
-def rollback_patch(
-    prompt: Mapping[str, Any], data: Mapping[str, str], now: datetime
-) -> dict[str, Any]:
-    """The merge patch that makes a Prompt serve the revision whose ConfigMap
-    data is ``data`` again (exact bytes, so the same revision hash)."""
-    source = json.loads(data.get(wire.SOURCE_DATA_KEY) or "{}")
-    if not isinstance(source, dict) or "format" not in source:
-        raise CliError("that revision's ConfigMap has no source.json; it cannot be rolled back")
-    name = str((prompt.get("metadata") or {}).get("name"))
-    spec: dict[str, Any] = {
-        "format": source["format"],
-        "key": None if source.get("key") == name else source.get("key"),
-        "variables": source.get("variables") or None,
-    }
-    variants = source.get("variants") or []
-    if variants:
-        spec["template"] = None
-        spec["variants"] = [
-            {
-                "name": v["name"],
-                "weight": v["weight"],
-                "template": data.get(wire.variant_data_key(v["name"]), ""),
-            }
-            for v in variants
-        ]
-    else:
-        spec["template"] = data.get(wire.TEXT_DATA_KEY, "")
-        spec["variants"] = None
-    schedule = ((prompt.get("spec") or {}).get("schedule")) or []
-    future = [e for e in schedule if _is_future(e, now)]
-    if len(future) != len(schedule):
-        spec["schedule"] = future or None
-    return {"spec": spec}
-
-
-def _is_future(entry: Any, now: datetime) -> bool:
-    try:
-        return parse_time(str(entry.get("at")), "at") > now
-    except (SpecError, AttributeError):
-        return True  # not ours to judge; the API server and operator report it
-
-
-GITOPS_MARKS = {
-    "argocd.argoproj.io/tracking-id": "Argo CD",
-    "argocd.argoproj.io/instance": "Argo CD",
-    "kustomize.toolkit.fluxcd.io/name": "Flux",
-    "helm.toolkit.fluxcd.io/name": "Flux",
-    "app.kubernetes.io/managed-by": "",  # "Helm" and others: named by its value
-}
-
-
-def gitops_owner(prompt: Mapping[str, Any]) -> str | None:
-    meta = prompt.get("metadata") or {}
-    marks = {**(meta.get("labels") or {}), **(meta.get("annotations") or {})}
-    for key, tool in GITOPS_MARKS.items():
-        if key in marks:
-            return tool or str(marks[key])
-    return None
 
 
 # -- talking to the cluster -----------------------------------------------------------
@@ -380,7 +318,7 @@ def run(command: str, argv: Sequence[str]) -> int:
         return 1
     try:
         _command(cluster, args)
-    except CliError as exc:
+    except (CliError, RollbackError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:

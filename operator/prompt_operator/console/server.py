@@ -39,7 +39,8 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from .. import history
-from ..revisions_cli import CliError, rollback_patch
+from ..gitops import spec_managers
+from ..rollback import RollbackError, rollback_patch
 from . import views, worddiff
 from .api import (
     FIELD_MANAGER,
@@ -599,7 +600,7 @@ async def rollback(request: web.Request) -> web.StreamResponse:
     cm = await api.configmap(ns, wire.configmap_name(name, target.revision)) or {}
     try:
         patch = rollback_patch(obj, cm.get("data") or {}, datetime.now(timezone.utc))
-    except CliError as exc:
+    except RollbackError as exc:
         context["error"] = str(exc)
         return await render_diffs(request, "rollback.html", 422, **context)
     # The resourceVersion the user confirmed on: a change since then is a conflict.
@@ -642,7 +643,7 @@ async def _edit_context(request: web.Request, obj: Mapping[str, Any]) -> dict[st
         "gitops": gitops,
         "allowed": allowed,
         "manifest": views.manifest(obj) if gitops else "",
-        "managers": views.spec_managers(obj),
+        "managers": spec_managers(obj),
         "field_manager": FIELD_MANAGER,
     }
 
@@ -768,7 +769,7 @@ async def _conflict(request: web.Request, theirs: Mapping[str, Any], form: views
     stored = {t.variant: t.template for t in views.texts(theirs.get("spec") or {})}
     pairs = [(t.variant, stored.get(t.variant, ""), t.template) for t in mine]
     diffs = await _in_thread(request, lambda: compare_texts(pairs))
-    managers = ", ".join(views.spec_managers(theirs)) or "unknown"
+    managers = ", ".join(spec_managers(theirs)) or "unknown"
     return Outcome(
         "conflict",
         "Someone else changed this Prompt after you opened it, so nothing was written "

@@ -2,7 +2,7 @@
 
 No I/O here: the server fetches, these shape, the templates print. The checks
 are `prompt-operator validate`'s own, the render is the client library's own,
-the history and rollback are the CLI's own, so the console can never disagree
+the history and the GitOps marks are the CLI's own, so the console can never disagree
 with them.
 """
 
@@ -23,17 +23,7 @@ from prompt_client.templates import RenderError, TemplateError, render_template
 
 from .. import history, validate
 from ..configmap import API_VERSION
-from ..revisions_cli import gitops_owner
-
-# Field managers of GitOps controllers: a Prompt whose spec one of them owns is
-# changed in git, not here (a direct edit is drift that the next sync undoes).
-GITOPS_MANAGERS = {
-    "argocd-controller": "Argo CD",
-    "argocd-application-controller": "Argo CD",
-    "kustomize-controller": "Flux",
-    "helm-controller": "Flux",
-    "flux-client-side-apply": "Flux",
-}
+from ..gitops import gitops_manager, gitops_owner
 
 # -- the list ----------------------------------------------------------------------------
 
@@ -354,16 +344,6 @@ def delivery(obj: Mapping[str, Any], pods: Iterable[Mapping[str, Any]]) -> list[
 # -- GitOps -------------------------------------------------------------------------------
 
 
-def spec_managers(obj: Mapping[str, Any]) -> list[str]:
-    """Field managers that own something under spec."""
-    out = []
-    for entry in (obj.get("metadata") or {}).get("managedFields") or []:
-        fields = entry.get("fieldsV1") or {}
-        if "f:spec" in fields and entry.get("manager"):
-            out.append(str(entry["manager"]))
-    return out
-
-
 def managed_elsewhere(obj: Mapping[str, Any]) -> str | None:
     """Why the console must not write this Prompt (a GitOps tool owns it), or None."""
     owner = gitops_owner(obj)
@@ -372,13 +352,13 @@ def managed_elsewhere(obj: Mapping[str, Any]) -> str | None:
             f"it is managed by {owner} (its labels or annotations say so); "
             "a change made here is drift that the next sync undoes"
         )
-    for manager in spec_managers(obj):
-        tool = GITOPS_MANAGERS.get(manager)
-        if tool:
-            return (
-                f"its spec is owned by {tool} (field manager {manager}); "
-                "a change made here is drift that the next sync undoes"
-            )
+    found = gitops_manager(obj)
+    if found:
+        tool, manager = found
+        return (
+            f"its spec is owned by {tool} (field manager {manager}); "
+            "a change made here is drift that the next sync undoes"
+        )
     return None
 
 
