@@ -23,7 +23,6 @@ import subprocess
 import sys
 from collections.abc import Coroutine, Mapping, Sequence
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from prompt_client import wire
@@ -31,6 +30,7 @@ from prompt_client import wire
 from . import history
 from .gitops import gitops_owner
 from .rollback import RollbackError, rollback_patch
+from .runtime.kubeconfig import Access, KubeconfigError, PluginRequired, load
 
 
 class CliError(Exception):
@@ -91,12 +91,12 @@ class Cluster(Protocol):
 class ApiCluster:
     """The API server through the console's client and kubeconfig reader."""
 
-    def __init__(self, target: Any, namespace: str | None) -> None:
+    def __init__(self, target: Access, namespace: str | None) -> None:
         from .console.api import ConsoleApi
 
         self.namespace = namespace or target.namespace
         self._loop = asyncio.new_event_loop()
-        self._api = ConsoleApi(target.credentials)
+        self._api = ConsoleApi(target.credentials())
 
     def _wait(self, call: Coroutine[Any, Any, T], missing: str = "") -> T:
         from .console.api import ApiError, Unreachable
@@ -179,13 +179,11 @@ class KubectlCluster:
 
 
 def connect(namespace: str | None, context: str | None, kubeconfig: str | None) -> Cluster:
-    from .console.kubeconfig import KubeconfigError, load
-
     try:
-        target = load(Path(kubeconfig) if kubeconfig else None, context)
+        target = load(kubeconfig, context)
+    except PluginRequired:
+        return KubectlCluster(namespace, context, kubeconfig)
     except KubeconfigError as exc:
-        if "plugin" in str(exc):
-            return KubectlCluster(namespace, context, kubeconfig)
         raise CliError(str(exc)) from None
     return ApiCluster(target, namespace)
 

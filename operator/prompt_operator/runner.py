@@ -44,12 +44,13 @@ def run(argv: Sequence[str] | None = None) -> int:
         os.environ["KUBECONFIG"] = config.kubeconfig
     import kopf
 
-    from . import handlers  # (registers the handlers)
+    from . import handlers  # noqa: F401  (registers the handlers)
+    from .runtime import kubeconfig
 
     # kopf would log "failed permanently" and keep running without credentials:
     # look for them first, as kopf's login will, and stop here if there are none.
     try:
-        found = handlers.find_credentials(kopf.OperatorSettings())
+        found = kubeconfig.find()
     except Exception as exc:  # a kubeconfig that exists but cannot be used
         print(f"prompt-operator run: error: cannot use the credentials: {exc}", file=sys.stderr)
         return 2

@@ -12,9 +12,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..runtime.kubeconfig import KubeconfigError, load
 from .api import ConsoleApi
 from .auth import Keys
-from .kubeconfig import KubeconfigError, load
 from .server import (
     WILDCARDS,
     HostsError,
@@ -125,7 +125,7 @@ def run(argv: Sequence[str]) -> int:
         )
 
     async def serve() -> None:
-        app = make_app(ConsoleApi(target.credentials), settings, keys)
+        app = make_app(ConsoleApi(target.credentials()), settings, keys)
         runner = await start(app, args.address, args.port)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

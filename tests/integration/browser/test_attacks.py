@@ -231,13 +231,13 @@ def test_the_list_is_read_in_pages_and_capped(kubeconfig: Path, namespace: str) 
     import asyncio
 
     from prompt_operator.console.api import BadName, ConsoleApi
-    from prompt_operator.console.kubeconfig import load
+    from prompt_operator.runtime.kubeconfig import load
 
     for name in ("a", "b", "c"):
         apply(kubeconfig, prompt_manifest(name, "Hi."), namespace)
 
     async def main() -> None:
-        api = ConsoleApi(load(kubeconfig).credentials)
+        api = ConsoleApi(load(kubeconfig).credentials())
         try:
             items, more = await api.prompts(namespace, cap=2)
             assert [i["metadata"]["name"] for i in items] == ["a", "b"] and more

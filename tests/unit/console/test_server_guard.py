@@ -19,7 +19,6 @@ from prompt_cluster.testing import free_port
 from prompt_operator.console.api import ConsoleApi
 from prompt_operator.console.auth import Keys, session_cookie_name
 from prompt_operator.console.command import login_url
-from prompt_operator.console.kubeconfig import KubeconfigError, load
 from prompt_operator.console.server import (
     HostsError,
     Settings,
@@ -28,6 +27,7 @@ from prompt_operator.console.server import (
     start,
 )
 from prompt_operator.runtime.client import Credentials
+from prompt_operator.runtime.kubeconfig import KubeconfigError, load
 from tests.reliability.report import Observed
 
 UNREACHABLE = Credentials("https://127.0.0.1:9", False, {"Authorization": "Bearer s3cret"})
