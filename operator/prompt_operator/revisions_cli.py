@@ -29,7 +29,9 @@ from prompt_client import wire
 
 from . import history
 from .gitops import gitops_owner
+from .prompt_api import ApiError, PromptApi, Unreachable
 from .rollback import RollbackError, rollback_patch
+from .runtime.client import KubeApi
 from .runtime.kubeconfig import Access, KubeconfigError, PluginRequired, load
 
 
@@ -89,18 +91,16 @@ class Cluster(Protocol):
 
 
 class ApiCluster:
-    """The API server through the console's client and kubeconfig reader."""
+    """The API server through the one client (``KubeApi``, driven on a private event
+    loop) and the one kubeconfig reader, as the console and the operator use them."""
 
     def __init__(self, target: Access, namespace: str | None) -> None:
-        from .console.api import ConsoleApi
-
         self.namespace = namespace or target.namespace
         self._loop = asyncio.new_event_loop()
-        self._api = ConsoleApi(target.credentials())
+        self._kube = KubeApi(target.credentials(), timeout=15.0)
+        self._api = PromptApi(self._kube)
 
     def _wait(self, call: Coroutine[Any, Any, T], missing: str = "") -> T:
-        from .console.api import ApiError, Unreachable
-
         try:
             return self._loop.run_until_complete(call)
         except Unreachable as exc:
@@ -128,7 +128,7 @@ class ApiCluster:
         self._wait(self._api.merge_patch(self.namespace, name, patch, dry_run=False))
 
     def close(self) -> None:
-        self._loop.run_until_complete(self._api.close())
+        self._loop.run_until_complete(self._kube.close())
         self._loop.close()
 
 

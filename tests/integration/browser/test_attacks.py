@@ -230,14 +230,16 @@ def test_a_costly_comparison_says_too_large_and_the_console_stays_responsive(
 def test_the_list_is_read_in_pages_and_capped(kubeconfig: Path, namespace: str) -> None:
     import asyncio
 
-    from prompt_operator.console.api import BadName, ConsoleApi
+    from prompt_operator.prompt_api import BadName, PromptApi
+    from prompt_operator.runtime.client import KubeApi
     from prompt_operator.runtime.kubeconfig import load
 
     for name in ("a", "b", "c"):
         apply(kubeconfig, prompt_manifest(name, "Hi."), namespace)
 
     async def main() -> None:
-        api = ConsoleApi(load(kubeconfig).credentials())
+        kube = KubeApi(load(kubeconfig).credentials())
+        api = PromptApi(kube)
         try:
             items, more = await api.prompts(namespace, cap=2)
             assert [i["metadata"]["name"] for i in items] == ["a", "b"] and more
@@ -246,6 +248,6 @@ def test_the_list_is_read_in_pages_and_capped(kubeconfig: Path, namespace: str) 
             with pytest.raises(BadName):
                 await api.prompts("..")
         finally:
-            await api.close()
+            await kube.close()
 
     asyncio.run(main())
