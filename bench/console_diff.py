@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 
 from prompt_operator.console import worddiff
-from prompt_operator.console.server import compare_texts
+from prompt_operator.console.compare import compare_texts
 
 _TOKENS = re.compile(r"\s+|\w+|[^\w\s]")
 

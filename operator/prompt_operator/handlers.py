@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import ssl
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -33,8 +32,10 @@ from .controllers.signals import Signals
 from .controllers.subscribers import Subscribers
 from .inventory import Inventory
 from .logs import about
-from .runtime.client import Credentials, KubeApi
+from .runtime import kubeconfig
+from .runtime.client import KubeApi
 from .runtime.controller import Controller
+from .runtime.kubeconfig import Access
 from .runtime.leader import AlwaysLeader, LeaderElector, Leadership
 
 logger = logging.getLogger(__name__)
@@ -56,19 +57,25 @@ def _utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def credentials_from(info: kopf.ConnectionInfo) -> Credentials:
-    """Credentials for our session from the ``kopf.ConnectionInfo`` kopf logged in with."""
-    context: ssl.SSLContext | bool = info.as_ssl_context()
-    if info.insecure:
-        context = False
-    return Credentials(server=info.server, ssl=context, headers=info.as_http_headers())
-
-
-def find_credentials(settings: kopf.OperatorSettings) -> kopf.ConnectionInfo | None:
-    """The service account's credentials in a pod, else the kubeconfig's; None: neither."""
-    return kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(
-        settings=settings
+def connection_info(access: Access) -> kopf.ConnectionInfo:
+    """kopf's login, from the credentials our own reader found (``runtime.kubeconfig``):
+    kopf's watch and our client use one set of credentials, read one way."""
+    return kopf.ConnectionInfo(
+        server=access.server,
+        ca_data=_pem(access.ca_pem),
+        insecure=access.insecure,
+        certificate_data=_pem(access.cert_pem),
+        private_key_data=_pem(access.key_pem),
+        token=access.token,
+        username=access.username,
+        password=access.password,
+        default_namespace=access.namespace,
     )
+
+
+def _pem(material: bytes | None) -> bytes | None:
+    # kopf takes data that starts with the PEM header as PEM, anything else as base64.
+    return material[material.find(b"-----BEGIN") :] if material else None
 
 
 class NoDiffBase(kopf.DiffBaseStorage):
@@ -114,8 +121,10 @@ KOPF_WORKER_IDLE = 0.1
 
 
 @kopf.on.login()
-def login(settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInfo | None:
-    return find_credentials(settings)
+def login(**_: Any) -> kopf.ConnectionInfo | None:
+    # Asked again after a 401: a service account's token file is read anew.
+    access = kubeconfig.find()
+    return connection_info(access) if access else None
 
 
 def configure_kopf(settings: kopf.OperatorSettings, config: OperatorConfig) -> None:
@@ -148,13 +157,13 @@ def configure_kopf(settings: kopf.OperatorSettings, config: OperatorConfig) -> N
 async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     config: OperatorConfig = memo["config"]
     configure_kopf(settings, config)
-    info = find_credentials(settings)
-    if info is None:
+    access = kubeconfig.find()
+    if access is None:
         raise kopf.PermanentError(
             "no Kubernetes credentials: run in a pod with a service account, "
             "or pass --kubeconfig / set KUBECONFIG"
         )
-    credentials = credentials_from(info)
+    credentials = access.credentials()
     # Writes carry the replica's name, so the audit log tells the replicas apart.
     agent = f"prompt-operator/{config.lease.identity}"
     leader: Leadership = AlwaysLeader()

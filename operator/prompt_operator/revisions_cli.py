@@ -8,11 +8,8 @@ than the user has. A kubeconfig whose user runs an exec or auth-provider
 plugin (EKS, GKE, OIDC helpers) is the one case handed to `kubectl`, which
 knows how to run those plugins; the error says so when it is missing.
 
-A rollback writes the Prompt's spec, as `kubectl rollout undo` writes a
-Deployment's: the old text, variables, format and key come back, and schedule
-entries whose time has passed are removed (they took effect and are in the
-history; left in place, the latest of them would win over the rollback).
-Under GitOps that is drift, which the next sync undoes; the GitOps way back
+A rollback writes the Prompt's spec (``rollback.rollback_patch``, which the
+console uses too). Under GitOps that is drift, which the next sync undoes; the GitOps way back
 is a revert in git. The command says so when it sees a GitOps tool's marks.
 """
 
@@ -26,13 +23,16 @@ import subprocess
 import sys
 from collections.abc import Coroutine, Mapping, Sequence
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from prompt_contract import objects
 
 from . import history
-from .model import SpecError, parse_time
+from .gitops import gitops_owner
+from .prompt_api import ApiError, PromptApi, Unreachable
+from .rollback import RollbackError, rollback_patch
+from .runtime.client import KubeApi
+from .runtime.kubeconfig import Access, KubeconfigError, PluginRequired, load
 
 
 class CliError(Exception):
@@ -71,66 +71,6 @@ def find_record(status: Mapping[str, Any], number: int, name: str) -> history.Re
     )
 
 
-def rollback_patch(
-    prompt: Mapping[str, Any], data: Mapping[str, str], now: datetime
-) -> dict[str, Any]:
-    """The merge patch that makes a Prompt serve the revision whose ConfigMap
-    data is ``data`` again (exact bytes, so the same revision hash)."""
-    source = json.loads(data.get(objects.SOURCE_DATA_KEY) or "{}")
-    if not isinstance(source, dict) or "format" not in source:
-        raise CliError("that revision's ConfigMap has no source.json; it cannot be rolled back")
-    name = str((prompt.get("metadata") or {}).get("name"))
-    spec: dict[str, Any] = {
-        "format": source["format"],
-        "key": None if source.get("key") == name else source.get("key"),
-        "variables": source.get("variables") or None,
-    }
-    variants = source.get("variants") or []
-    if variants:
-        spec["template"] = None
-        spec["variants"] = [
-            {
-                "name": v["name"],
-                "weight": v["weight"],
-                "template": data.get(objects.variant_data_key(v["name"]), ""),
-            }
-            for v in variants
-        ]
-    else:
-        spec["template"] = data.get(objects.TEXT_DATA_KEY, "")
-        spec["variants"] = None
-    schedule = ((prompt.get("spec") or {}).get("schedule")) or []
-    future = [e for e in schedule if _is_future(e, now)]
-    if len(future) != len(schedule):
-        spec["schedule"] = future or None
-    return {"spec": spec}
-
-
-def _is_future(entry: Any, now: datetime) -> bool:
-    try:
-        return parse_time(str(entry.get("at")), "at") > now
-    except (SpecError, AttributeError):
-        return True  # not ours to judge; the API server and operator report it
-
-
-GITOPS_MARKS = {
-    "argocd.argoproj.io/tracking-id": "Argo CD",
-    "argocd.argoproj.io/instance": "Argo CD",
-    "kustomize.toolkit.fluxcd.io/name": "Flux",
-    "helm.toolkit.fluxcd.io/name": "Flux",
-    "app.kubernetes.io/managed-by": "",  # "Helm" and others: named by its value
-}
-
-
-def gitops_owner(prompt: Mapping[str, Any]) -> str | None:
-    meta = prompt.get("metadata") or {}
-    marks = {**(meta.get("labels") or {}), **(meta.get("annotations") or {})}
-    for key, tool in GITOPS_MARKS.items():
-        if key in marks:
-            return tool or str(marks[key])
-    return None
-
-
 # -- talking to the cluster -----------------------------------------------------------
 
 T = TypeVar("T")
@@ -151,18 +91,16 @@ class Cluster(Protocol):
 
 
 class ApiCluster:
-    """The API server through the console's client and kubeconfig reader."""
+    """The API server through the one client (``KubeApi``, driven on a private event
+    loop) and the one kubeconfig reader, as the console and the operator use them."""
 
-    def __init__(self, target: Any, namespace: str | None) -> None:
-        from .console.api import ConsoleApi
-
+    def __init__(self, target: Access, namespace: str | None) -> None:
         self.namespace = namespace or target.namespace
         self._loop = asyncio.new_event_loop()
-        self._api = ConsoleApi(target.credentials)
+        self._kube = KubeApi(target.credentials(), timeout=15.0)
+        self._api = PromptApi(self._kube)
 
     def _wait(self, call: Coroutine[Any, Any, T], missing: str = "") -> T:
-        from .console.api import ApiError, Unreachable
-
         try:
             return self._loop.run_until_complete(call)
         except Unreachable as exc:
@@ -190,7 +128,7 @@ class ApiCluster:
         self._wait(self._api.merge_patch(self.namespace, name, patch, dry_run=False))
 
     def close(self) -> None:
-        self._loop.run_until_complete(self._api.close())
+        self._loop.run_until_complete(self._kube.close())
         self._loop.close()
 
 
@@ -241,13 +179,11 @@ class KubectlCluster:
 
 
 def connect(namespace: str | None, context: str | None, kubeconfig: str | None) -> Cluster:
-    from .console.kubeconfig import KubeconfigError, load
-
     try:
-        target = load(Path(kubeconfig) if kubeconfig else None, context)
+        target = load(kubeconfig, context)
+    except PluginRequired:
+        return KubectlCluster(namespace, context, kubeconfig)
     except KubeconfigError as exc:
-        if "plugin" in str(exc):
-            return KubectlCluster(namespace, context, kubeconfig)
         raise CliError(str(exc)) from None
     return ApiCluster(target, namespace)
 
@@ -380,7 +316,7 @@ def run(command: str, argv: Sequence[str]) -> int:
         return 1
     try:
         _command(cluster, args)
-    except CliError as exc:
+    except (CliError, RollbackError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:

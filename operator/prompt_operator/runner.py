@@ -41,12 +41,10 @@ prompt-operator run: error: no Kubernetes credentials found.
 def _credentials_found() -> bool:
     """kopf would log "failed permanently" and keep running without credentials:
     look for them first, as kopf's login will, and say what to do if there are none."""
-    import kopf
-
-    from . import handlers
+    from .runtime import kubeconfig
 
     try:
-        found = handlers.find_credentials(kopf.OperatorSettings())
+        found = kubeconfig.find()
     except Exception as exc:  # a kubeconfig that exists but cannot be used
         print(f"prompt-operator run: error: cannot use the credentials: {exc}", file=sys.stderr)
         return False

@@ -13,19 +13,12 @@ from collections.abc import Sequence
 
 from prompt_contract.flags import Flag, FlagError, build_parser, parse
 
-from .api import ConsoleApi
+from ..runtime.kubeconfig import KubeconfigError, load
 from .auth import Keys
-from .kubeconfig import KubeconfigError, load
-from .server import (
-    WILDCARDS,
-    HostsError,
-    Settings,
-    allowed_hosts,
-    host_name,
-    is_loopback,
-    make_app,
-    start,
-)
+from .hosts import WILDCARDS, HostsError, allowed_hosts, host_name, is_loopback
+from .server import make_app, start
+from .service import PromptService
+from .settings import Settings
 
 DEFAULT_PORT = 8471
 # SIGTERM to exit: the streams end at once, a running request gets the rest.
@@ -138,7 +131,8 @@ def run(argv: Sequence[str]) -> int:
         )
 
     async def serve() -> None:
-        app = make_app(ConsoleApi(target.credentials), settings, keys)
+        service = PromptService.connect(target.credentials(), prometheus=settings.prometheus)
+        app = make_app(service, settings, keys)
         runner = await start(app, args.address, args.port)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -1,39 +1,26 @@
-"""Pure functions from API objects (and form fields) to what the pages show.
+"""Pure functions from API objects to what the list and a Prompt's pages show.
 
-No I/O here: the server fetches, these shape, the templates print. The checks
-are `prompt-operator validate`'s own, the render is the client library's own,
-the history and rollback are the CLI's own, so the console can never disagree
-with them.
+No I/O here: the service fetches, these shape, the templates print. The render
+is the client library's own, the history and the GitOps marks are the CLI's
+own, so the console can never disagree with them. The edit form is
+``edit_form``'s, the usage table ``usage``'s.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-
-import yaml
 
 from prompt_contract import objects
 from prompt_contract.selector import SelectorError, parse_selector
 from prompt_contract.templates import RenderError, TemplateError, render_template
 from prompt_contract.variants import choose_variant
 
-from .. import history, validate
-from ..configmap import API_VERSION
-from ..revisions_cli import gitops_owner
-
-# Field managers of GitOps controllers: a Prompt whose spec one of them owns is
-# changed in git, not here (a direct edit is drift that the next sync undoes).
-GITOPS_MANAGERS = {
-    "argocd-controller": "Argo CD",
-    "argocd-application-controller": "Argo CD",
-    "kustomize-controller": "Flux",
-    "helm-controller": "Flux",
-    "flux-client-side-apply": "Flux",
-}
+from .. import history
+from ..gitops import gitops_manager, gitops_owner
 
 # -- the list ----------------------------------------------------------------------------
 
@@ -354,16 +341,6 @@ def delivery(obj: Mapping[str, Any], pods: Iterable[Mapping[str, Any]]) -> list[
 # -- GitOps -------------------------------------------------------------------------------
 
 
-def spec_managers(obj: Mapping[str, Any]) -> list[str]:
-    """Field managers that own something under spec."""
-    out = []
-    for entry in (obj.get("metadata") or {}).get("managedFields") or []:
-        fields = entry.get("fieldsV1") or {}
-        if "f:spec" in fields and entry.get("manager"):
-            out.append(str(entry["manager"]))
-    return out
-
-
 def managed_elsewhere(obj: Mapping[str, Any]) -> str | None:
     """Why the console must not write this Prompt (a GitOps tool owns it), or None."""
     owner = gitops_owner(obj)
@@ -372,296 +349,11 @@ def managed_elsewhere(obj: Mapping[str, Any]) -> str | None:
             f"it is managed by {owner} (its labels or annotations say so); "
             "a change made here is drift that the next sync undoes"
         )
-    for manager in spec_managers(obj):
-        tool = GITOPS_MANAGERS.get(manager)
-        if tool:
-            return (
-                f"its spec is owned by {tool} (field manager {manager}); "
-                "a change made here is drift that the next sync undoes"
-            )
+    found = gitops_manager(obj)
+    if found:
+        tool, manager = found
+        return (
+            f"its spec is owned by {tool} (field manager {manager}); "
+            "a change made here is drift that the next sync undoes"
+        )
     return None
-
-
-def manifest_body(obj: Mapping[str, Any], spec: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The object as it would be committed: no server fields, no status."""
-    meta = obj.get("metadata") or {}
-    clean_meta: dict[str, Any] = {"name": meta.get("name"), "namespace": meta.get("namespace")}
-    if meta.get("labels"):
-        clean_meta["labels"] = dict(meta["labels"])
-    annotations = {
-        k: v
-        for k, v in (meta.get("annotations") or {}).items()
-        if k != "kubectl.kubernetes.io/last-applied-configuration"
-    }
-    if annotations:
-        clean_meta["annotations"] = annotations
-    return {
-        "apiVersion": API_VERSION,
-        "kind": "Prompt",
-        "metadata": clean_meta,
-        "spec": dict(spec if spec is not None else obj.get("spec") or {}),
-    }
-
-
-class _ManifestDumper(yaml.SafeDumper):
-    """Multi-line texts as literal blocks (``|``), as people write them in git."""
-
-
-def _text(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
-    style = "|" if "\n" in value else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
-
-
-_ManifestDumper.add_representer(str, _text)
-
-
-def manifest(obj: Mapping[str, Any], spec: Mapping[str, Any] | None = None) -> str:
-    """The manifest to commit, as YAML."""
-    return str(
-        yaml.dump(
-            manifest_body(obj, spec),
-            Dumper=_ManifestDumper,
-            sort_keys=False,
-            allow_unicode=True,
-            width=100,
-        )
-    )
-
-
-def _shrunk(value: Any) -> Any:
-    """``value`` with long strings cut: its YAML node only locates fields, and
-    composing a megabyte of YAML in pure Python takes seconds."""
-    if isinstance(value, dict):
-        return {k: _shrunk(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_shrunk(v) for v in value]
-    return value[:80] if isinstance(value, str) else value
-
-
-# -- the edit form ------------------------------------------------------------------------
-
-
-@dataclass
-class Form:
-    """What the edit form holds, as typed."""
-
-    key: str = ""
-    format: str = "python"
-    template: str = ""
-    variant_names: list[str] = field(default_factory=list)
-    variant_weights: list[str] = field(default_factory=list)
-    variant_templates: list[str] = field(default_factory=list)
-    var_names: list[str] = field(default_factory=list)
-    var_descriptions: list[str] = field(default_factory=list)
-    var_defaults: list[str] = field(default_factory=list)
-    resource_version: str = ""
-
-
-def form_from_spec(obj: Mapping[str, Any]) -> Form:
-    spec = obj.get("spec") or {}
-    variants = [t for t in texts(spec) if t.variant]
-    declared = variables(spec)
-    return Form(
-        key=str(spec.get("key") or ""),
-        format=str(spec.get("format") or "python"),
-        template=str(spec.get("template") or ""),
-        variant_names=[t.variant for t in variants],
-        variant_weights=[str(t.weight) for t in variants],
-        variant_templates=[t.template for t in variants],
-        var_names=[v.name for v in declared],
-        var_descriptions=[v.description for v in declared],
-        var_defaults=["" if v.default is None else v.default for v in declared],
-        resource_version=str((obj.get("metadata") or {}).get("resourceVersion") or ""),
-    )
-
-
-def _normalize(text: str) -> str:
-    # Browsers send textarea lines with CRLF; a prompt typed in a browser means LF.
-    return text.replace("\r\n", "\n")
-
-
-def form_from_fields(fields: Mapping[str, Sequence[str]]) -> Form:
-    """The form as posted (``fields``: name -> every value of that name)."""
-
-    def one(name: str) -> str:
-        values = fields.get(name) or [""]
-        return values[0]
-
-    def many(name: str) -> list[str]:
-        return list(fields.get(name) or [])
-
-    return Form(
-        key=one("key").strip(),
-        format=one("format") or "python",
-        template=_normalize(one("template")),
-        variant_names=many("variant_name"),
-        variant_weights=many("variant_weight"),
-        variant_templates=[_normalize(t) for t in many("variant_template")],
-        var_names=[n.strip() for n in many("var_name")],
-        var_descriptions=many("var_description"),
-        var_defaults=many("var_default"),
-        resource_version=one("resource_version"),
-    )
-
-
-def _weight(text: str) -> int | str:
-    try:
-        return int(text)
-    except ValueError:
-        return text  # the schema check says "not of type integer" next to the field
-
-
-def spec_from_form(current: Mapping[str, Any], form: Form) -> dict[str, Any]:
-    """The spec to write: the current one with the form's fields in place. Fields the
-    form does not show (schedule, history limit) are kept as they are."""
-    spec: dict[str, Any] = {
-        k: v
-        for k, v in (current.get("spec") or {}).items()
-        if k not in ("template", "variants", "variables", "key", "format")
-    }
-    name = str((current.get("metadata") or {}).get("name") or "")
-    spec["key"] = form.key or name
-    spec["format"] = form.format
-    if form.variant_names:
-        spec["variants"] = [
-            {"name": n, "weight": _weight(w), "template": t}
-            for n, w, t in zip(
-                form.variant_names, form.variant_weights, form.variant_templates, strict=False
-            )
-        ]
-    else:
-        spec["template"] = form.template
-    declared = []
-    for i, var in enumerate(form.var_names):
-        if not var:
-            continue  # an empty row is no variable
-        item: dict[str, Any] = {"name": var}
-        description = form.var_descriptions[i] if i < len(form.var_descriptions) else ""
-        default = form.var_defaults[i] if i < len(form.var_defaults) else ""
-        if description:
-            item["description"] = description
-        if default:
-            item["default"] = default
-        declared.append(item)
-    if declared:
-        spec["variables"] = declared
-    return spec
-
-
-FIELDS = ("key", "format", "template", "variables", "variants")
-
-
-@dataclass(frozen=True)
-class Checks:
-    """Problems by form field (``general`` for the rest) and warnings."""
-
-    errors: dict[str, list[str]]
-    warnings: list[str]
-
-    @property
-    def ok(self) -> bool:
-        return not any(self.errors.values())
-
-
-_TEXT_REASONS = (
-    "UndeclaredVariable",
-    "MalformedTemplate",
-    "ForbiddenPlaceholder",
-    "PromptTooLarge",
-)
-
-
-def _field_of(message: str) -> str:
-    if message.startswith(_TEXT_REASONS):
-        return "template"  # a text's problem, also in a variant's text
-    for name in ("spec.key", "InvalidKey"):
-        if name in message:
-            return "key"
-    if "spec.format" in message:
-        return "format"
-    if "spec.variables" in message and "used in" not in message:
-        return "variables"
-    if "spec.variants" in message or "InvalidVariants" in message:
-        return "variants"
-    if "template" in message or "Template" in message or "Placeholder" in message:
-        return "template"
-    return "general"
-
-
-def check(obj: Mapping[str, Any], spec: Mapping[str, Any]) -> Checks:
-    """`prompt-operator validate`'s checks on the Prompt with ``spec``, by field."""
-    body = manifest_body(obj, spec)
-    node = yaml.compose(yaml.safe_dump(_shrunk(body)))
-    assert node is not None  # a dumped mapping always composes to a node
-    doc = validate.Document("form", node, body)
-    errors: dict[str, list[str]] = {name: [] for name in (*FIELDS, "general")}
-    warnings: list[str] = []
-    for finding in validate.check_document(doc):
-        if finding.warning:
-            warnings.append(finding.message)
-        else:
-            errors[_field_of(finding.message)].append(finding.message)
-    return Checks(errors, warnings)
-
-
-# -- revisions and rollback ---------------------------------------------------------------
-
-
-def record(status: Mapping[str, Any], number: int) -> history.Record | None:
-    return next((r for r in history.records_from(status) if r.number == number), None)
-
-
-# -- usage from Prometheus ----------------------------------------------------------------
-
-
-def usage_query(key: str) -> str:
-    """PromQL for a Prompt's uses by revision, variant and outcome (the client's counter)."""
-    escaped = key.replace("\\", "\\\\").replace('"', '\\"')
-    return f'sum by (revision, variant, outcome) (prompt_usage_total{{prompt="{escaped}"}})'
-
-
-@dataclass(frozen=True)
-class UsageRow:
-    revision: str
-    variant: str
-    total: int
-    shares: tuple[tuple[str, int, float], ...]  # (outcome, count, percent of total)
-
-
-@dataclass(frozen=True)
-class Usage:
-    outcomes: tuple[str, ...]  # columns, "" shown as "none"
-    rows: tuple[UsageRow, ...]
-
-
-def usage(result: Iterable[Mapping[str, Any]]) -> Usage:
-    """Rows per (revision, variant) with each outcome's count and share, from the
-    ``data.result`` of an instant query of ``usage_query``."""
-    counts: dict[tuple[str, str], dict[str, int]] = {}
-    outcomes: set[str] = set()
-    for sample in result:
-        labels = sample.get("metric") or {}
-        try:
-            value = round(float((sample.get("value") or [0, "0"])[1]))
-        except (TypeError, ValueError):
-            continue
-        key = (str(labels.get("revision") or ""), str(labels.get("variant") or ""))
-        outcome = str(labels.get("outcome") or "")
-        outcomes.add(outcome)
-        counts.setdefault(key, {})[outcome] = counts.get(key, {}).get(outcome, 0) + value
-    columns = tuple(sorted(outcomes, key=lambda o: (o in ("", "other"), o)))
-    rows = []
-    for (revision, variant), by_outcome in sorted(counts.items(), key=lambda kv: kv[0][::-1]):
-        total = sum(by_outcome.values())
-        rows.append(
-            UsageRow(
-                revision,
-                variant,
-                total,
-                tuple(
-                    (o, by_outcome.get(o, 0), round(100 * by_outcome.get(o, 0) / (total or 1), 1))
-                    for o in columns
-                ),
-            )
-        )
-    return Usage(columns, tuple(rows))

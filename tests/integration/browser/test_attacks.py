@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
 
@@ -230,14 +231,16 @@ def test_a_costly_comparison_says_too_large_and_the_console_stays_responsive(
 def test_the_list_is_read_in_pages_and_capped(kubeconfig: Path, namespace: str) -> None:
     import asyncio
 
-    from prompt_operator.console.api import BadName, ConsoleApi
-    from prompt_operator.console.kubeconfig import load
+    from prompt_operator.prompt_api import BadName, PromptApi
+    from prompt_operator.runtime.client import KubeApi
+    from prompt_operator.runtime.kubeconfig import load
 
     for name in ("a", "b", "c"):
         apply(kubeconfig, prompt_manifest(name, "Hi."), namespace)
 
     async def main() -> None:
-        api = ConsoleApi(load(kubeconfig).credentials)
+        kube = KubeApi(load(kubeconfig).credentials())
+        api = PromptApi(kube)
         try:
             items, more = await api.prompts(namespace, cap=2)
             assert [i["metadata"]["name"] for i in items] == ["a", "b"] and more
@@ -246,6 +249,43 @@ def test_the_list_is_read_in_pages_and_capped(kubeconfig: Path, namespace: str) 
             with pytest.raises(BadName):
                 await api.prompts("..")
         finally:
-            await api.close()
+            await kube.close()
 
     asyncio.run(main())
+
+
+def _form_value(html: str, name: str) -> str:
+    return html.split(f'name="{name}" value="', 1)[1].split('"', 1)[0]
+
+
+def test_a_variable_another_manager_added_and_the_user_removed_is_gone_after_saving(
+    kubeconfig: Path, namespace: str, running: Console
+) -> None:
+    """Server-side apply keeps list entries another field manager owns; the console
+    writes the spec whole then (``PromptService.save``), so what the form shows is
+    what is stored."""
+    manifest = prompt_manifest("pair", "Hi {name} from {team}", variables=["name", "team"])
+    apply(kubeconfig, manifest, namespace, server_side=True)  # field manager: kubectl
+    cookie = session(running)
+    status, html, _ = call(running, "GET", f"/ns/{namespace}/prompts/pair/edit", cookie=cookie)
+    assert status == 200
+    form = urlencode(
+        {
+            "csrf_token": _form_value(html, "csrf_token"),
+            "resource_version": _form_value(html, "resource_version"),
+            "key": "pair",
+            "format": "python",
+            "template": "Hi {name}",
+            "var_name": "name",
+            "var_description": "",
+            "var_default": "",
+            "action": "save",
+        }
+    )
+    status, text, _ = call(
+        running, "POST", f"/ns/{namespace}/prompts/pair/edit", cookie=cookie, body=form
+    )
+    assert status == 303, text[-2000:]
+    stored = get(kubeconfig, namespace, "prompt", "pair") or {}
+    assert stored["spec"]["template"] == "Hi {name}"
+    assert stored["spec"]["variables"] == [{"name": "name"}]

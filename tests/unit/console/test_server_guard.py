@@ -16,18 +16,14 @@ import pytest
 import yarl
 
 from prompt_cluster.testing import free_port
-from prompt_operator.console.api import ConsoleApi
 from prompt_operator.console.auth import Keys, session_cookie_name
 from prompt_operator.console.command import login_url
-from prompt_operator.console.kubeconfig import KubeconfigError, load
-from prompt_operator.console.server import (
-    HostsError,
-    Settings,
-    allowed_hosts,
-    make_app,
-    start,
-)
+from prompt_operator.console.hosts import HostsError, allowed_hosts
+from prompt_operator.console.server import make_app, start
+from prompt_operator.console.service import PromptService
+from prompt_operator.console.settings import Settings
 from prompt_operator.runtime.client import Credentials
+from prompt_operator.runtime.kubeconfig import KubeconfigError, load
 from tests.reliability.report import Observed
 
 UNREACHABLE = Credentials("https://127.0.0.1:9", False, {"Authorization": "Bearer s3cret"})
@@ -36,8 +32,10 @@ UNREACHABLE = Credentials("https://127.0.0.1:9", False, {"Authorization": "Beare
 class Console:
     """A console app on loopback, its keys, and a client with no session yet."""
 
-    def __init__(self, client: aiohttp.ClientSession, port: int, keys: Keys, api: ConsoleApi):
-        self.client, self.port, self.keys, self.api = client, port, keys, api
+    def __init__(
+        self, client: aiohttp.ClientSession, port: int, keys: Keys, service: PromptService
+    ):
+        self.client, self.port, self.keys, self.service = client, port, keys, service
 
     async def log_in(self, client: aiohttp.ClientSession | None = None) -> aiohttp.ClientResponse:
         url = login_url("127.0.0.1", self.port, [], self.keys.new_login_token())
@@ -56,16 +54,16 @@ def run(
     max_streams: int = 32,
 ) -> None:
     async def main() -> None:
-        api = ConsoleApi(UNREACHABLE, max_streams=max_streams)
+        service = PromptService.connect(UNREACHABLE, max_streams=max_streams)
         port = free_port()
         settings = Settings("team", "ctx", "ada", allowed_hosts(address, port, names), port)
         keys = Keys()
-        runner = await start(make_app(api, settings, keys), address, port)
+        runner = await start(make_app(service, settings, keys), address, port)
         async with aiohttp.ClientSession(
             f"http://127.0.0.1:{port}", cookie_jar=aiohttp.CookieJar(unsafe=True)
         ) as client:
             try:
-                await test(Console(client, port, keys, api))
+                await test(Console(client, port, keys, service))
             finally:
                 await runner.cleanup()
 
@@ -262,7 +260,7 @@ def test_names_in_urls_are_kubernetes_names(observed: Observed) -> None:
 def test_live_views_share_one_watch_and_are_capped(observed: Observed) -> None:
     async def test(console: Console) -> None:
         await console.log_in()
-        hub = console.api.streams
+        hub = console.service.streams
         opened = []
         for _ in range(hub.cap):
             response = await console.client.get("/ns/team/prompts/stream")
@@ -321,7 +319,7 @@ def test_a_kubeconfig_with_an_exec_plugin_is_refused_with_what_to_do(tmp_path: A
 
 
 def test_the_api_paths_refuse_what_is_not_a_kubernetes_name() -> None:
-    from prompt_operator.console.api import BadName, prompt_path
+    from prompt_operator.prompt_api import BadName, prompt_path
 
     assert (
         prompt_path("team", "a.b-c") == "/apis/prompts.dev/v1alpha1/namespaces/team/prompts/a.b-c"

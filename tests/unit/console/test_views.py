@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from prompt_operator.console import views, worddiff
+from prompt_operator.console import edit_form, usage, views, worddiff
 
 
 def prompt(spec: dict[str, Any], **meta: Any) -> dict[str, Any]:
@@ -91,7 +91,7 @@ def test_form_round_trip_keeps_schedule_and_drops_empty_variable_rows() -> None:
             "schedule": [{"at": "2030-01-01T00:00:00Z", "template": "later {a}"}],
         }
     )
-    form = views.form_from_fields(
+    form = edit_form.form_from_fields(
         {
             "template": ["Hi {a}\r\nbye"],
             "key": [""],
@@ -101,7 +101,7 @@ def test_form_round_trip_keeps_schedule_and_drops_empty_variable_rows() -> None:
             "var_default": ["", ""],
         }
     )
-    spec = views.spec_from_form(obj, form)
+    spec = edit_form.spec_from_form(obj, form)
     assert spec["template"] == "Hi {a}\nbye"  # a browser's CRLF is the user's LF
     assert spec["key"] == "greeter"
     assert spec["variables"] == [{"name": "a", "description": "the a"}]
@@ -120,13 +120,13 @@ def test_form_round_trip_keeps_schedule_and_drops_empty_variable_rows() -> None:
 def test_checks_are_validates_own_and_land_next_to_their_field(
     spec: dict[str, Any], field: str, words: str
 ) -> None:
-    checks = views.check(prompt({}), spec)
+    checks = edit_form.check(prompt({}), spec)
     assert not checks.ok
     assert any(words in m for m in checks.errors[field]), checks.errors
 
 
 def test_a_valid_spec_passes_with_an_unused_variable_as_a_warning() -> None:
-    checks = views.check(prompt({}), {"template": "Hi", "variables": [{"name": "a"}]})
+    checks = edit_form.check(prompt({}), {"template": "Hi", "variables": [{"name": "a"}]})
     assert checks.ok and any("not used" in w for w in checks.warnings)
 
 
@@ -147,7 +147,7 @@ def test_the_manifest_to_commit_has_no_server_fields() -> None:
         resourceVersion="9",
         annotations={"kubectl.kubernetes.io/last-applied-configuration": "{}", "a": "b"},
     )
-    text = views.manifest(obj, {"template": "new"})
+    text = edit_form.manifest(obj, {"template": "new"})
     assert "new" in text and "resourceVersion" not in text and "uid" not in text
     assert "last-applied" not in text and "a: b" in text and "status" not in text
 
@@ -214,14 +214,14 @@ def test_usage_shares_per_variant_and_outcome_from_a_prometheus_result() -> None
         sample("concise", "resolved", "1"),
         sample("concise", "escalated", "3"),
     ]
-    shown = views.usage(result)
+    shown = usage.usage(result)
     assert shown.outcomes == ("escalated", "resolved", "other")
     control = next(r for r in shown.rows if r.variant == "control")
     assert control.total == 10
     assert control.shares == (("escalated", 2, 20.0), ("resolved", 6, 60.0), ("other", 2, 20.0))
     concise = next(r for r in shown.rows if r.variant == "concise")
     assert concise.shares[2] == ("other", 0, 0.0)
-    assert views.usage_query('a"b') == (
+    assert usage.usage_query('a"b') == (
         'sum by (revision, variant, outcome) (prompt_usage_total{prompt="a\\"b"})'
     )
 
@@ -236,15 +236,15 @@ def test_a_variants_form_keeps_names_and_reports_a_bad_weight_by_the_variants() 
             ],
         }
     )
-    form = views.form_from_spec(obj)
+    form = edit_form.form_from_spec(obj)
     assert form.variant_names == ["a", "b"] and form.var_names == ["n"]
     form.variant_weights = ["3", "heavy"]
     form.variant_templates = ["A {n}", "B {m}"]
-    spec = views.spec_from_form(obj, form)
+    spec = edit_form.spec_from_form(obj, form)
     assert "template" not in spec
     assert spec["variants"][0] == {"name": "a", "weight": 3, "template": "A {n}"}
-    checks = views.check(obj, spec)
+    checks = edit_form.check(obj, spec)
     assert any("weight" in m for m in checks.errors["variants"]), checks.errors
     form.variant_weights = ["3", "1"]
-    checks = views.check(obj, views.spec_from_form(obj, form))
+    checks = edit_form.check(obj, edit_form.spec_from_form(obj, form))
     assert any("{m}" in m for m in checks.errors["template"]), checks.errors

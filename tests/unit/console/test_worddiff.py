@@ -9,7 +9,7 @@ import random
 import pytest
 
 from prompt_operator.console import worddiff
-from prompt_operator.console.server import compare_texts
+from prompt_operator.console.compare import compare_texts
 from tests.reliability.report import Observed
 
 

@@ -221,7 +221,7 @@ def test_unified_diff_of_two_revisions() -> None:
 
 def test_rollback_patch_restores_text_variables_and_drops_passed_schedule_entries() -> None:
     from prompt_operator.configmap import configmap_data
-    from prompt_operator.revisions_cli import rollback_patch
+    from prompt_operator.rollback import rollback_patch
 
     old = body(template="Hi {name}\r\n", variables=[{"name": "name", "default": "you"}])
     rendered = render(parse_prompt(old), T0)
@@ -240,7 +240,7 @@ def test_rollback_patch_restores_text_variables_and_drops_passed_schedule_entrie
 
 def test_rollback_patch_of_variants_brings_every_text_back() -> None:
     from prompt_operator.configmap import configmap_data
-    from prompt_operator.revisions_cli import rollback_patch
+    from prompt_operator.rollback import rollback_patch
 
     rendered = render(parse_prompt(ab((90, 10))), T0)
     patch = rollback_patch(body(), configmap_data(rendered), T0)
@@ -249,7 +249,8 @@ def test_rollback_patch_of_variants_brings_every_text_back() -> None:
 
 
 def test_history_table_marks_the_current_revision_and_gitops_owners_are_named() -> None:
-    from prompt_operator.revisions_cli import gitops_owner, history_table
+    from prompt_operator.gitops import gitops_owner
+    from prompt_operator.revisions_cli import history_table
 
     status = {
         "revision": "r2",

@@ -1,4 +1,7 @@
-"""The API calls the console makes, all with the user's own credentials.
+"""The API calls a person's tools make about Prompts, with that person's credentials.
+
+The console's pages and `prompt-operator history | diff | rollback` read and
+write through here, over the one client (``runtime.client.KubeApi``).
 
 Every write carries the object's resourceVersion as it was when the user
 opened the page, so an edit made by someone else in between is a 409 Conflict
@@ -8,28 +11,23 @@ field manager, so `kubectl get -o yaml --show-managed-fields` says who did it.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import Mapping
 from typing import Any
 
 from prompt_contract import objects
 from prompt_contract.objects import name_problem, namespace_problem
 
-from ..configmap import API_VERSION as PROMPTS
-from ..runtime.client import Credentials, KubeApi, object_path
-from ..runtime.errors import ApiError, Unavailable
-from ..runtime.informer import Informer
+from .configmap import API_VERSION as PROMPTS
+from .runtime.client import KubeApi, object_path
+from .runtime.errors import ApiError, Unavailable
 
 FIELD_MANAGER = "prompt-console"
 
-__all__ = ["FIELD_MANAGER", "ApiError", "BadName", "ConsoleApi", "Unreachable"]
+__all__ = ["FIELD_MANAGER", "ApiError", "BadName", "PromptApi", "Unreachable"]
 
 # The list page shows at most this many Prompts, read in pages of LIST_PAGE.
 LIST_CAP = 1000
 LIST_PAGE = 250
-# Live views (server-sent event streams) open at once.
-MAX_STREAMS = 32
 
 
 class Unreachable(Exception):
@@ -56,136 +54,12 @@ def prompt_path(namespace: str, name: str | None = None) -> str:
     return object_path(PROMPTS, "prompts", namespace, name)
 
 
-class SharedWatch:
-    """One list-and-watch of a namespace's Prompts (one label selector), heard by
-    every stream that shows them: each listener is an Event set after the first
-    list and after every change (its reader clears it, so bursts coalesce)."""
+class PromptApi:
+    """Prompts, their revision ConfigMaps, Events and subscribed pods, through ``api``
+    (its owner closes it). Fails with ``ApiError``, ``Unreachable`` or ``BadName``."""
 
-    def __init__(self, api: KubeApi, namespace: str, label_selector: str) -> None:
-        self.listeners: set[asyncio.Event] = set()
-        self._synced = False
-        self._informer: Informer[dict[str, Any]] = Informer(
-            api,
-            [prompt_path(namespace)],
-            dict,
-            what="console Prompt",
-            label_selector=label_selector or None,
-            on_change=lambda *_: self._tell(),
-        )
-        self._task = asyncio.create_task(self._run())
-
-    @property
-    def items(self) -> dict[str, dict[str, Any]]:
-        return {name: obj for (_, name), obj in self._informer.items()}
-
-    def _tell(self) -> None:
-        if self._synced:
-            for listener in self.listeners:
-                listener.set()
-
-    def listen(self, listener: asyncio.Event) -> None:
-        self.listeners.add(listener)
-        if self._synced:
-            listener.set()
-
-    async def _run(self) -> None:
-        listing = asyncio.ensure_future(self._informer.run())
-        try:
-            await self._informer.synced.wait()
-            self._synced = True
-            self._tell()  # listed, even when there is nothing to show
-            await listing
-        finally:
-            listing.cancel()
-
-    async def stop(self) -> None:
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-
-
-class TooManyStreams(Exception):
-    """Every live view the console allows is open."""
-
-
-class Subscription:
-    """One stream's view of a shared watch: ``changed`` to wait on, ``items`` to show."""
-
-    def __init__(self, key: tuple[str, str], watch: SharedWatch) -> None:
-        self.key = key
-        self.changed = asyncio.Event()
-        self._watch = watch
-        watch.listen(self.changed)
-
-    @property
-    def items(self) -> dict[str, dict[str, Any]]:
-        return self._watch.items
-
-
-class WatchHub:
-    """The console's live views: one shared watch per (namespace, selector), started
-    by the first stream that needs it and stopped when its last stream leaves, and at
-    most ``cap`` streams at once (each holds a connection and a task)."""
-
-    def __init__(self, api: KubeApi, cap: int) -> None:
+    def __init__(self, api: KubeApi) -> None:
         self._api = api
-        self.cap = cap
-        self._watches: dict[tuple[str, str], SharedWatch] = {}
-        self._open = 0
-        self.closed = False
-
-    @property
-    def streams(self) -> int:
-        return self._open
-
-    @property
-    def watches(self) -> int:
-        return len(self._watches)
-
-    def subscribe(self, namespace: str, label_selector: str) -> Subscription:
-        if self.closed:
-            raise TooManyStreams("the console is stopping")
-        if self._open >= self.cap:
-            raise TooManyStreams(
-                f"the console already serves {self._open} live views (at most {self.cap}); "
-                "close some of its tabs, then reload"
-            )
-        key = (namespace, label_selector)
-        watch = self._watches.get(key)
-        if watch is None:
-            watch = self._watches[key] = SharedWatch(self._api, namespace, label_selector)
-        self._open += 1
-        return Subscription(key, watch)
-
-    async def unsubscribe(self, subscription: Subscription) -> None:
-        self._open -= 1
-        watch = self._watches.get(subscription.key)
-        if watch is None:
-            return
-        watch.listeners.discard(subscription.changed)
-        if not watch.listeners:
-            del self._watches[subscription.key]
-            await watch.stop()
-
-    async def close(self) -> None:
-        """Wake every stream to end (the console is stopping) and stop the watches."""
-        self.closed = True
-        watches = list(self._watches.values())
-        self._watches.clear()
-        for watch in watches:
-            for listener in watch.listeners:
-                listener.set()
-            await watch.stop()
-
-
-class ConsoleApi:
-    def __init__(self, credentials: Credentials, max_streams: int = MAX_STREAMS) -> None:
-        self._api = KubeApi(credentials, timeout=15.0)
-        self.streams = WatchHub(self._api, max_streams)
-
-    async def close(self) -> None:
-        await self.streams.close()
-        await self._api.close()
 
     async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
