@@ -17,8 +17,6 @@ from prompt_contract import objects
 from .model import Prompt
 from .render import Rendered
 
-API_VERSION = objects.API_VERSION
-
 
 def configmap_labels(prompt: Prompt) -> dict[str, str]:
     """The Prompt's own labels (so pod selectors match the ConfigMap as they match
@@ -66,7 +64,7 @@ def build_configmap(prompt: Prompt, rendered: Rendered, number: int) -> dict[str
             },
             "ownerReferences": [
                 {
-                    "apiVersion": API_VERSION,
+                    "apiVersion": objects.API_VERSION,
                     "kind": "Prompt",
                     "name": prompt.ref.name,
                     "uid": prompt.uid,

@@ -17,7 +17,6 @@ from typing import Any
 from prompt_contract import objects
 from prompt_contract.objects import name_problem, namespace_problem
 
-from .configmap import API_VERSION as PROMPTS
 from .runtime.client import KubeApi, object_path
 from .runtime.errors import ApiError, Unavailable
 
@@ -51,7 +50,7 @@ def prompt_path(namespace: str, name: str | None = None) -> str:
     problem = namespace_problem(namespace) or (name_problem(name) if name is not None else None)
     if problem:
         raise BadName(problem)
-    return object_path(PROMPTS, "prompts", namespace, name)
+    return object_path(objects.API_VERSION, objects.PLURAL, namespace, name)
 
 
 class PromptApi:
@@ -140,7 +139,7 @@ class PromptApi:
         attributes = {
             "namespace": namespace,
             "verb": verb,
-            "group": PROMPTS.split("/")[0],
+            "group": objects.GROUP,
             "resource": "prompts",
             **({"name": name} if name else {}),
         }

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from prompt_contract.flags import Flag, FlagError, build_parser, parse
 
-from ..runtime.kubeconfig import KubeconfigError, load
+from ..runtime.kubeconfig import Access, KubeconfigError, load
 from .auth import Keys
 from .hosts import WILDCARDS, HostsError, allowed_hosts, host_name, is_loopback
 from .server import make_app, start
@@ -120,6 +120,18 @@ def run(argv: Sequence[str]) -> int:
         port=args.port,
         prometheus=args.prometheus.rstrip("/") if args.prometheus else None,
     )
+    try:
+        asyncio.run(_serve(args, target, settings))
+    except OSError as exc:
+        print(
+            f"error: cannot listen on {args.address}:{args.port}: {exc.strerror}", file=sys.stderr
+        )
+        return 1
+    return 0
+
+
+async def _serve(args: argparse.Namespace, target: Access, settings: Settings) -> None:
+    """Serve until SIGTERM or SIGINT; each SIGUSR1 prints a new one-time login link."""
     keys = Keys()
 
     def new_link() -> None:
@@ -130,28 +142,17 @@ def run(argv: Sequence[str]) -> int:
             "Ctrl-C stops the console)"
         )
 
-    async def serve() -> None:
-        service = PromptService.connect(target.credentials(), prometheus=settings.prometheus)
-        app = make_app(service, settings, keys)
-        runner = await start(app, args.address, args.port)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        loop.add_signal_handler(signal.SIGUSR1, new_link)
-        new_link()
-        try:
-            await stop.wait()
-        finally:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(runner.cleanup(), STOP_SECONDS)
-            _say("console stopped")
-
+    service = PromptService.connect(target.credentials(), prometheus=settings.prometheus)
+    runner = await start(make_app(service, settings, keys), args.address, args.port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGUSR1, new_link)
+    new_link()
     try:
-        asyncio.run(serve())
-    except OSError as exc:
-        print(
-            f"error: cannot listen on {args.address}:{args.port}: {exc.strerror}", file=sys.stderr
-        )
-        return 1
-    return 0
+        await stop.wait()
+    finally:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(runner.cleanup(), STOP_SECONDS)
+        _say("console stopped")

@@ -14,8 +14,9 @@ from typing import Any
 
 import yaml
 
+from prompt_contract import objects
+
 from .. import validate
-from ..configmap import API_VERSION
 from .views import texts, variables
 
 # -- the manifest to commit ---------------------------------------------------------------
@@ -35,7 +36,7 @@ def manifest_body(obj: Mapping[str, Any], spec: Mapping[str, Any] | None = None)
     if annotations:
         clean_meta["annotations"] = annotations
     return {
-        "apiVersion": API_VERSION,
+        "apiVersion": objects.API_VERSION,
         "kind": "Prompt",
         "metadata": clean_meta,
         "spec": dict(spec if spec is not None else obj.get("spec") or {}),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import cache
@@ -23,7 +23,6 @@ from ..policies import evaluate
 from ..render import render
 from .reading import Document
 
-GROUP = objects.GROUP
 _DNS_SUBDOMAIN = re.compile(rf"^{objects.DNS_SUBDOMAIN}$")
 MAX_TEMPLATE_BYTES = 1_000_000
 
@@ -210,42 +209,36 @@ def _rule_findings(doc: Document, prompt: str) -> list[Finding]:
 
 
 def check_document(doc: Document) -> list[Finding]:
+    """What is wrong with one YAML document, as the API server and the operator
+    would find it (nothing for another project's kinds)."""
     if not isinstance(doc.data, dict):
         return []
     api = str(doc.data.get("apiVersion", ""))
-    if not api.startswith(GROUP + "/"):
+    if not api.startswith(objects.GROUP + "/"):
         return []  # another project's kind
     # The API server drops nulls before it checks and defaults; so do we.
     doc = dataclasses.replace(doc, data=_without_nulls(doc.data))
     data = doc.data
-    if data.get("kind") != "Prompt":
-        return [
-            Finding(
-                doc.source,
-                doc.line(["kind"]),
-                str(_mapping(data.get("metadata")).get("name") or "<unnamed>"),
-                f"kind {data.get('kind')!r} is not served by {GROUP}; the kind is Prompt",
-            )
-        ]
+    if data.get("kind") != objects.KIND:
+        name = str(_mapping(data.get("metadata")).get("name") or "<unnamed>")
+        message = f"kind {data.get('kind')!r} is not served by {objects.GROUP}; the kind is Prompt"
+        return [Finding(doc.source, doc.line(["kind"]), name, message)]
     raw_meta = data.get("metadata")
     meta: dict[str, Any] = raw_meta if isinstance(raw_meta, dict) else {}
     name = str(meta.get("name") or "<unnamed>")
     prompt = f"{meta['namespace']}/{name}" if meta.get("namespace") else name
     if api != objects.API_VERSION:
-        return [
-            Finding(
-                doc.source,
-                doc.line(["apiVersion"]),
-                prompt,
-                f"apiVersion {api} is not served; use {objects.API_VERSION}",
-            )
-        ]
+        message = f"apiVersion {api} is not served; use {objects.API_VERSION}"
+        return [Finding(doc.source, doc.line(["apiVersion"]), prompt, message)]
     findings = _schema_findings(doc, prompt) + _rule_findings(doc, prompt)
-    if findings:
-        return findings
+    return findings or _operator_findings(doc, prompt, meta)
+
+
+def _operator_findings(doc: Document, prompt: str, meta: Mapping[str, Any]) -> list[Finding]:
+    """What the operator would refuse or warn about in a Prompt the API server accepts."""
     body = {
         "metadata": {"namespace": meta.get("namespace") or "default", **meta},
-        "spec": data.get("spec"),
+        "spec": doc.data.get("spec"),
     }
     try:
         parsed = parse_prompt(body)
@@ -254,14 +247,8 @@ def check_document(doc: Document) -> list[Finding]:
     verdict = evaluate(parsed, render(parsed))
     if verdict.problem is not None:
         field = "key" if verdict.problem.reason == "InvalidKey" else "template"
-        return [
-            Finding(
-                doc.source,
-                doc.line(["spec", field]),
-                prompt,
-                f"{verdict.problem.reason}: {verdict.problem.message}",
-            )
-        ]
+        message = f"{verdict.problem.reason}: {verdict.problem.message}"
+        return [Finding(doc.source, doc.line(["spec", field]), prompt, message)]
     past = [
         Finding(doc.source, doc.line(["spec", "schedule"]), prompt, message, warning=True)
         for message in admission_warnings(body, datetime.now(timezone.utc))
