@@ -75,7 +75,13 @@ REVISION_ANNOTATION = "prompts.dev/revision"  # the content hash
 KEY_ANNOTATION = "prompts.dev/key"  # the app's key: file name without extension
 TEXT_DATA_KEY = "prompt"  # the text, exactly; app keys may be unicode, data keys may not
 VARIANT_DATA_PREFIX = "variant."  # with variants: "variant.<name>" holds each text
-# {"variables": [...], "defaults": {...}, "format": ..., "variants": [{"name", "weight"}]}
+# A Prompt whose call a text file cannot carry (chat messages, a model
+# configuration) is served as one JSON call document (``calls``) instead of a
+# text: under this key, or under each variant's key, with "form": "call" in
+# metadata.json. A text Prompt's ConfigMap has neither.
+CALL_DATA_KEY = "call.json"
+# {"variables": [...], "defaults": {...}, "format": ..., "variants": [{"name", "weight"}],
+#  "form": "call" (absent for a text)}
 METADATA_DATA_KEY = "metadata.json"
 # The revision's source without its text: what a rollback puts back into the spec.
 # {"key", "format", "variables": [{"name", "description", "default"}],

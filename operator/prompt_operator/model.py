@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from prompt_contract.calls import PLACEHOLDER_ROLE
+
 DEFAULT_HISTORY_LIMIT = 10
 # The CRD's rule for schedule times, so offline checks and the operator agree with it.
 RFC3339 = re.compile(
@@ -27,13 +29,77 @@ class Variable:
 
 
 @dataclass(frozen=True)
+class Message:
+    """One chat message: ``content`` is a template (the Prompt's format and
+    variables rules); a ``placeholder`` has a ``name`` and no content: the app
+    puts its own conversation there."""
+
+    role: str  # system, developer, user, assistant or placeholder
+    content: str = ""
+    name: str = ""
+
+    def to_document(self) -> dict[str, str]:
+        if self.role == PLACEHOLDER_ROLE:
+            return {"role": self.role, "name": self.name}
+        return {"role": self.role, "content": self.content}
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    description: str
+    parameters: Mapping[str, Any]  # a JSON Schema for the arguments
+
+    def to_document(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"name": self.name, "parameters": dict(self.parameters)}
+        if self.description:
+            doc["description"] = self.description
+        return doc
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """spec.model: which model, its parameters, tools and response format, as given."""
+
+    name: str = ""
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+    tools: tuple[Tool, ...] = ()
+    response_format: Mapping[str, Any] | None = None
+
+    def to_document(self) -> dict[str, Any]:
+        """The call document's "model" (spec field names, empty parts left out)."""
+        doc: dict[str, Any] = {}
+        if self.name:
+            doc["name"] = self.name
+        if self.parameters:
+            doc["parameters"] = dict(self.parameters)
+        if self.tools:
+            doc["tools"] = [tool.to_document() for tool in self.tools]
+        if self.response_format is not None:
+            doc["responseFormat"] = dict(self.response_format)
+        return doc
+
+
+@dataclass(frozen=True)
+class Include:
+    """spec.includes[]: ``{name}`` in this Prompt's texts is the text of Prompt
+    ``prompt`` of the same namespace, resolved when a revision is built."""
+
+    name: str
+    prompt: str
+
+
+@dataclass(frozen=True)
 class Variant:
-    """One A/B alternative; ``template`` None (schedule entries only) keeps the text
-    of the spec.variants entry of the same name."""
+    """One A/B alternative. ``template`` and ``messages`` None keep the text of the
+    spec.variants entry of the same name (schedule entries); ``model`` None keeps
+    the spec's model."""
 
     name: str
     weight: int
     template: str | None
+    messages: tuple[Message, ...] | None = None
+    model: ModelConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -44,6 +110,8 @@ class ScheduleEntry:
     at_text: str  # as written in the spec, for messages and status
     template: str | None
     variants: tuple[Variant, ...] = ()
+    messages: tuple[Message, ...] | None = None
+    model: ModelConfig | None = None  # None: the spec's model
 
 
 @dataclass(frozen=True)
@@ -72,6 +140,9 @@ class Prompt:
     variants: tuple[Variant, ...] = ()  # with variants, ``template`` is ""
     schedule: tuple[ScheduleEntry, ...] = ()  # sorted by time
     history_limit: int = DEFAULT_HISTORY_LIMIT
+    messages: tuple[Message, ...] | None = None  # a chat Prompt; then ``template`` is ""
+    model: ModelConfig | None = None
+    includes: tuple[Include, ...] = ()
 
     @property
     def declared(self) -> tuple[str, ...]:
@@ -123,17 +194,81 @@ def parse_time(text: str, where: str) -> datetime:
     return when
 
 
-def _variants(raw: Any, where: str, *, need_template: bool) -> tuple[Variant, ...]:
+def _object(value: Any, where: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise SpecError(f"{where} must be an object")
+    return value
+
+
+def _messages(raw: Any, where: str) -> tuple[Message, ...] | None:
+    if raw is None:
+        return None
+    messages = []
+    for i, item in enumerate(_list(raw, where)):
+        role = _str(item.get("role"), f"{where}[{i}].role")
+        content, name = item.get("content"), item.get("name")
+        messages.append(
+            Message(
+                role=role,
+                content="" if content is None else _str(content, f"{where}[{i}].content"),
+                name="" if name is None else _str(name, f"{where}[{i}].name"),
+            )
+        )
+    return tuple(messages)
+
+
+def _tools(raw: Any, where: str) -> tuple[Tool, ...]:
+    tools = []
+    for i, item in enumerate(_list(raw, where)):
+        parameters = item.get("parameters")
+        tools.append(
+            Tool(
+                name=_str(item.get("name"), f"{where}[{i}].name"),
+                description=_str(item.get("description") or "", f"{where}[{i}].description"),
+                parameters={}
+                if parameters is None
+                else _object(parameters, f"{where}[{i}].parameters"),
+            )
+        )
+    return tuple(tools)
+
+
+def _model(raw: Any, where: str) -> ModelConfig | None:
+    if raw is None:
+        return None
+    raw = _object(raw, where)
+    response_format = raw.get("responseFormat")
+    return ModelConfig(
+        name=_str(raw.get("name") or "", f"{where}.name"),
+        parameters=dict(_object(raw.get("parameters") or {}, f"{where}.parameters")),
+        tools=_tools(raw.get("tools"), f"{where}.tools"),
+        response_format=None
+        if response_format is None
+        else _object(response_format, f"{where}.responseFormat"),
+    )
+
+
+def _includes(raw: Any) -> tuple[Include, ...]:
+    return tuple(
+        Include(
+            name=_str(item.get("name"), f"spec.includes[{i}].name"),
+            prompt=_str(item.get("prompt"), f"spec.includes[{i}].prompt"),
+        )
+        for i, item in enumerate(_list(raw, "spec.includes"))
+    )
+
+
+def _variants(raw: Any, where: str) -> tuple[Variant, ...]:
     variants = []
     for i, item in enumerate(_list(raw, where)):
         template = item.get("template")
-        if template is None and need_template:
-            raise SpecError(f"{where}[{i}].template is missing")
         variants.append(
             Variant(
                 name=_str(item.get("name"), f"{where}[{i}].name"),
                 weight=_int(item.get("weight"), f"{where}[{i}].weight"),
                 template=None if template is None else _str(template, f"{where}[{i}].template"),
+                messages=_messages(item.get("messages"), f"{where}[{i}].messages"),
+                model=_model(item.get("model"), f"{where}[{i}].model"),
             )
         )
     return tuple(variants)
@@ -150,7 +285,9 @@ def _schedule(raw: Any) -> tuple[ScheduleEntry, ...]:
                 at=parse_time(at_text, f"{where}.at"),
                 at_text=at_text,
                 template=None if template is None else _str(template, f"{where}.template"),
-                variants=_variants(item.get("variants"), f"{where}.variants", need_template=False),
+                variants=_variants(item.get("variants"), f"{where}.variants"),
+                messages=_messages(item.get("messages"), f"{where}.messages"),
+                model=_model(item.get("model"), f"{where}.model"),
             )
         )
     return tuple(sorted(entries, key=lambda e: e.at))
@@ -195,9 +332,12 @@ def parse_prompt(body: Mapping[str, Any]) -> Prompt:
         key=_str(spec.get("key") or name, "spec.key"),
         variables=tuple(variables),
         status=dict(body.get("status") or {}),
-        variants=_variants(spec.get("variants"), "spec.variants", need_template=True),
+        variants=_variants(spec.get("variants"), "spec.variants"),
         schedule=_schedule(spec.get("schedule")),
         history_limit=DEFAULT_HISTORY_LIMIT
         if limit is None
         else max(1, _int(limit, "spec.revisionHistoryLimit")),
+        messages=_messages(spec.get("messages"), "spec.messages"),
+        model=_model(spec.get("model"), "spec.model"),
+        includes=_includes(spec.get("includes")),
     )
