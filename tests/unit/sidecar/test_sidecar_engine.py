@@ -302,12 +302,15 @@ class PausingApi(FakeApi):
     def __init__(self) -> None:
         super().__init__()
         self.seen: list[tuple[list[str], list[str]]] = []
+        self.at_list_start: list[tuple[list[str], list[str]]] = []
         self.directory: Path | None = None
         self.fail_after_first_page = False
 
     def list_configmaps(
         self, namespace: str, label_selector: str, page_size: int = 50
     ) -> Iterator[list[dict[str, Any]]]:
+        if self.directory is not None and (self.directory / "prompts").exists():
+            self.at_list_start.append((staging(self.directory), texts_shown(self.directory)))
         for number, page in enumerate(super().list_configmaps(namespace, label_selector)):
             if number and self.directory is not None:
                 self.seen.append((staging(self.directory), texts_shown(self.directory)))
@@ -350,9 +353,12 @@ def test_a_list_that_fails_half_way_shows_nothing_and_leaves_no_staged_files(
     syncer = Syncer(api, PromptFiles(str(tmp_path / "prompts")), "ns", parse_selector(""))  # type: ignore[arg-type]
     syncer.start()
     try:
-        wait_until(lambda: syncer.metrics.value("sync_failures_total") >= 1)
+        # The retry's list starts right after the failure and stages its own
+        # first page, so look at the disk as each list starts: what a failed
+        # list staged is gone before the next one begins, and nothing was shown.
+        wait_until(lambda: len(api.at_list_start) >= 2)
         assert not syncer.ready.is_set()
-        assert texts_shown(tmp_path) == [] and staging(tmp_path) == []
+        assert api.at_list_start[:2] == [([], []), ([], [])]
         api.fail_after_first_page = False
         assert syncer.ready.wait(10)
     finally:
