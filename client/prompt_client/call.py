@@ -96,4 +96,4 @@ def render_call_text(name: str, text: str, variables: Mapping[str, Any]) -> str:
             f"call({name!r}, placeholders=..., **variables) and send call.openai() "
             "or call.anthropic()"
         )
-    return render_messages(doc, variables, prompt=name)[0]["content"]
+    return str(render_messages(doc, variables, prompt=name)[0]["content"])
