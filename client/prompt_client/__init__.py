@@ -28,16 +28,16 @@ TYPE_CHECKING = False  # typing costs every pod 0.4 MiB; annotations here are st
 if TYPE_CHECKING:
     from typing import Any
 
-    from .registry import PromptDirectoryError, PromptRegistry, PromptSnapshot, PromptSource
+    from .call import ChatPromptError, PromptCall
+    from .registry import PromptRegistry, PromptSnapshot, PromptSource
     from .scan import PromptInfo
-    from .sources import FileSystemSource
+    from .sources import FileSystemSource, PromptDirectoryError
 
 
 def __getattr__(name: str) -> Any:
     # The registry loads on first use, so the sidecar, which imports only the
     # file contract from this package, stays small.
     if name in (
-        "PromptDirectoryError",
         "PromptInfo",
         "PromptRegistry",
         "PromptSnapshot",
@@ -46,16 +46,22 @@ def __getattr__(name: str) -> Any:
         from . import registry
 
         return getattr(registry, name)
-    if name == "FileSystemSource":
-        from .sources import FileSystemSource
+    if name in ("ChatPromptError", "PromptCall"):
+        from . import call
 
-        return FileSystemSource
+        return getattr(call, name)
+    if name in ("FileSystemSource", "PromptDirectoryError"):
+        from . import sources
+
+        return getattr(sources, name)
     raise AttributeError(f"module 'prompt_client' has no attribute {name!r}")
 
 
 __all__ = [
+    "ChatPromptError",
     "FileSystemSource",
     "MissingVariableError",
+    "PromptCall",
     "PromptDirectoryError",
     "PromptInfo",
     "PromptRegistry",
@@ -92,8 +98,8 @@ def create_prompt_registry(
         )
     if source != "fs":
         raise ValueError(f"PROMPT_SOURCE={source!r} is unknown; use 'fs' (files in PROMPT_DIR)")
-    from .registry import PromptRegistry, check_directory
-    from .sources import FileSystemSource
+    from .registry import PromptRegistry
+    from .sources import FileSystemSource, check_directory
 
     directory = os.getenv("PROMPT_DIR")
     if not wait_for_directory:

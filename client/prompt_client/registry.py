@@ -10,7 +10,6 @@ against the content hash in the sidecar's metadata before it publishes it.
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import threading
@@ -19,21 +18,22 @@ from dataclasses import replace
 from types import MappingProxyType
 from typing import Any, Protocol
 
+from prompt_contract.calls import CALL_FORM
 from prompt_contract.files import META_DIR, text_sha256
 from prompt_contract.templates import MissingVariableError, UnknownVariableError, render_template
 from prompt_contract.variants import choose_variant
 
+from .call import PromptCall, build_call, render_call_text, text_call
 from .scan import Entry, PromptInfo, _now, scan_directory
+from .sources import FileSystemSource, check_directory, is_their_file_source
 from .usage import UsageCallback, UsageLog
 
 __all__ = [
     "ChangeCallback",
-    "PromptDirectoryError",
     "PromptInfo",
     "PromptRegistry",
     "PromptSnapshot",
     "PromptSource",
-    "check_directory",
 ]
 
 logger = logging.getLogger("prompt_client")
@@ -55,40 +55,8 @@ class PromptSource(Protocol):
         ...
 
 
-def _is_their_file_source(source: object) -> bool:
-    return type(source).__module__.startswith("prompt_hot_reloading.") and isinstance(
-        getattr(source, "prompt_dir", None), str
-    )
-
-
 def _default_info(name: str) -> PromptInfo:
     return PromptInfo(name, None, None, "default", _now(), None)
-
-
-class PromptDirectoryError(FileNotFoundError):
-    """The prompt directory does not exist; the message says how to get one."""
-
-    def __str__(self) -> str:
-        return str(self.args[0])  # the message alone, without OSError's "[Errno 2] ..."
-
-
-def check_directory(directory: str, how: str = "") -> None:
-    """Raise ``PromptDirectoryError`` when ``directory`` is not a directory.
-
-    ``how`` says where the path came from (``PROMPT_DIR``, its default).
-    """
-    if os.path.isdir(directory):
-        return
-    shown = os.path.abspath(directory)
-    error = PromptDirectoryError(
-        f"prompt directory {shown}{how} does not exist. In a pod labelled "
-        "prompts.dev/inject=true the sidecar writes it and PROMPT_DIR points at it; on a "
-        "laptop, write it from your Prompt manifests with `prompt-operator files "
-        "MANIFESTS --out DIR` and set PROMPT_DIR=DIR. To start empty and wait for the "
-        "directory, pass wait_for_directory=True."
-    )
-    error.errno, error.filename = errno.ENOENT, directory
-    raise error
 
 
 class PromptSnapshot(Mapping[str, str]):
@@ -178,10 +146,15 @@ class PromptSnapshot(Mapping[str, str]):
         variant while the weights stay, and the keys split by the weights.
         Pass the same key to ``info`` and ``log_usage`` to record the variant.
         Without variants (or without a key) it changes nothing.
+
+        A text Prompt with a model configuration renders its template here too;
+        a chat Prompt raises ``ChatPromptError``: use ``call``.
         """
         text, info = self._served(name, variant_key)
         if info.source == "default":
             self[name]  # counts the use of an app default
+        if info.form == CALL_FORM:
+            return render_call_text(name, text, variables)
         if info.format == "raw":
             if variables:
                 unknown = tuple(variables)
@@ -207,6 +180,29 @@ class PromptSnapshot(Mapping[str, str]):
                 "MANIFESTS --out DIR`, which writes the metadata as the sidecar does",
                 exc.missing,
             ) from None
+
+    def call(
+        self,
+        name: str,
+        /,
+        *,
+        variant_key: object = None,
+        placeholders: Mapping[str, Any] | None = None,
+        **variables: Any,
+    ) -> PromptCall:
+        """The LLM call of prompt ``name``, filled in: each content rendered as by
+        ``render``, the app's conversation at each placeholder (Langfuse's
+        ``placeholders={"history": [...]}``), the model configuration, and
+        ``openai()`` / ``anthropic()`` for the call's keyword arguments. A text
+        Prompt is one ``system`` message. Raises ``render``'s errors,
+        ``MissingPlaceholderError`` / ``UnknownPlaceholderError`` and, for a
+        document this client cannot read, ``CallDocumentError``.
+        """
+        text, info = self._served(name, variant_key)
+        if info.form == CALL_FORM:
+            return build_call(name, text, info, variables, placeholders)
+        rendered = self.render(name, variant_key=variant_key, **variables)
+        return text_call(name, rendered, info, placeholders)
 
     def log_usage(
         self, name: str, /, *, variant_key: object = None, **metadata: Any
@@ -258,11 +254,9 @@ class PromptRegistry(Mapping[str, str]):
         outcomes: Iterable[str] = (),
         wait_for_directory: bool = False,
     ) -> None:
-        from .sources import FileSystemSource
-
         if isinstance(prompt_source, (str, os.PathLike)):
             prompt_source = FileSystemSource(os.fspath(prompt_source))
-        elif _is_their_file_source(prompt_source):
+        elif is_their_file_source(prompt_source):
             # prompt-hot-reloading's own FileSystemSource: read its directory our way,
             # so changing only the registry import already fixes its bugs.
             prompt_source = FileSystemSource(prompt_source.prompt_dir)  # type: ignore[attr-defined]
@@ -338,6 +332,20 @@ class PromptRegistry(Mapping[str, str]):
     def render(self, name: str, /, *, variant_key: object = None, **variables: Any) -> str:
         """The prompt with its ``{placeholders}`` filled in (see ``PromptSnapshot.render``)."""
         return self.snapshot().render(name, variant_key=variant_key, **variables)
+
+    def call(
+        self,
+        name: str,
+        /,
+        *,
+        variant_key: object = None,
+        placeholders: Mapping[str, Any] | None = None,
+        **variables: Any,
+    ) -> PromptCall:
+        """The filled-in LLM call of prompt ``name`` (see ``PromptSnapshot.call``)."""
+        return self.snapshot().call(
+            name, variant_key=variant_key, placeholders=placeholders, **variables
+        )
 
     # -- usage ---------------------------------------------------------------------
 

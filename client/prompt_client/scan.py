@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 
+from prompt_contract.calls import CALL_EXT, CALL_FORM
 from prompt_contract.files import PromptMeta, read_meta, read_regular, text_sha256
 
 __all__ = ["Entry", "PromptInfo", "scan_directory"]
@@ -65,6 +66,8 @@ class PromptInfo:
     variables: tuple[str, ...] = ()
     defaults: Mapping[str, str] = field(default_factory=dict)
     format: str = "python"
+    # "call": the text is a call document (``PromptRegistry.call`` fills it in); None: a text.
+    form: str | None = None
 
     @property
     def has_metadata(self) -> bool:
@@ -86,15 +89,12 @@ class Entry:
 
     def same_content(self, other: Entry) -> bool:
         a, b = self.info, other.info
-        return (self.text, a.sha256, a.revision, a.variant, a.source, a.variables, a.format) == (
-            other.text,
-            b.sha256,
-            b.revision,
-            b.variant,
-            b.source,
-            b.variables,
-            b.format,
-        ) and (dict(a.defaults), dict(self.variants)) == (dict(b.defaults), dict(other.variants))
+        mine = (self.text, a.sha256, a.revision, a.variant, a.source, a.variables, a.format, a.form)
+        theirs = (other.text, b.sha256, b.revision, b.variant, b.source, b.variables, b.format)
+        return mine == (*theirs, b.form) and (dict(a.defaults), dict(self.variants)) == (
+            dict(b.defaults),
+            dict(other.variants),
+        )
 
 
 def _now() -> datetime:
@@ -112,7 +112,9 @@ def scan_directory(directory: str, previous: Mapping[str, Entry] | None = None) 
     ``prompt-hot-reloading``. Hidden names are skipped, and so are files that
     vanish or cannot be read during this scan (the next scan tries again).
     When two files share a key (``a.txt`` and ``a.md``) the first in sorted
-    order wins, so the choice never flips between scans.
+    order wins, so the choice never flips between scans; the one the metadata's
+    form names wins when the sidecar is between the two steps of a form change
+    (``a.json`` renamed in, ``a.txt`` not yet removed).
     """
     previous = previous or {}
     entries: dict[str, Entry] = {}
@@ -120,16 +122,52 @@ def scan_directory(directory: str, previous: Mapping[str, Entry] | None = None) 
         names = sorted(os.listdir(directory))
     except (FileNotFoundError, NotADirectoryError):
         return entries
+    by_key: dict[str, list[str]] = {}
     for fname in names:
-        if fname.startswith("."):
-            continue
-        name = os.path.splitext(fname)[0]
-        if name in entries:
-            continue
-        entry = _load(directory, name, os.path.join(directory, fname), previous.get(name))
+        if not fname.startswith("."):
+            by_key.setdefault(os.path.splitext(fname)[0], []).append(fname)
+    for name, fnames in by_key.items():
+        entry = _load_key(directory, name, fnames, previous.get(name))
         if entry is not None:
             entries[name] = entry
     return entries
+
+
+def _load_key(directory: str, name: str, fnames: list[str], old: Entry | None) -> Entry | None:
+    """The entry for key ``name`` from the first of its files that can be read.
+
+    A file that vanished may have been replaced by the key's file of the other
+    form (the sidecar renames the new one in, then removes the old one): the
+    directory is listed again once, so the key never goes missing in between.
+    """
+    tried: set[str] = set()
+    for _ in range(2):
+        if len(fnames) > 1:
+            fnames = _preferred_first(fnames, read_meta(directory, name))
+        for fname in fnames:
+            if fname not in tried:
+                tried.add(fname)
+                entry = _load(directory, name, os.path.join(directory, fname), old)
+                if entry is not None:
+                    return entry
+        fnames = _files_of(directory, name)
+    return None
+
+
+def _files_of(directory: str, name: str) -> list[str]:
+    try:
+        listed = os.listdir(directory)
+    except OSError:
+        return []
+    return sorted(f for f in listed if not f.startswith(".") and os.path.splitext(f)[0] == name)
+
+
+def _preferred_first(fnames: list[str], meta: PromptMeta | None) -> list[str]:
+    """``fnames`` (sorted) with the one of the metadata's form first."""
+    if meta is None:
+        return fnames
+    call = meta.form == CALL_FORM
+    return sorted(fnames, key=lambda fname: (fname.endswith(CALL_EXT) != call, fname))
 
 
 def _load(directory: str, name: str, path: str, old: Entry | None) -> Entry | None:
@@ -218,6 +256,7 @@ def _entry(
         variables=meta.variables if meta else (),
         defaults=dict(meta.defaults) if meta else {},
         format=meta.format if meta else "python",
+        form=meta.form if meta else None,
     )
     entry = Entry(text, info, signature, racy, _variants(meta))
     if old is not None and old.same_content(entry):

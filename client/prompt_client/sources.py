@@ -16,6 +16,7 @@ seconds, so a lost event costs at most that long.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import threading
@@ -23,7 +24,7 @@ from collections.abc import Callable
 
 from .scan import Entry, scan_directory
 
-__all__ = ["FileSystemSource"]
+__all__ = ["FileSystemSource", "PromptDirectoryError", "check_directory"]
 
 logger = logging.getLogger("prompt_client")
 
@@ -126,3 +127,36 @@ def watch_forever(
             logger.exception("prompt watcher for %s failed; restarting", directory)
             stop.wait(backoff)
             backoff = min(backoff * 2, max(rescan_interval, 0.05))
+
+
+class PromptDirectoryError(FileNotFoundError):
+    """The prompt directory does not exist; the message says how to get one."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])  # the message alone, without OSError's "[Errno 2] ..."
+
+
+def check_directory(directory: str, how: str = "") -> None:
+    """Raise ``PromptDirectoryError`` when ``directory`` is not a directory.
+
+    ``how`` says where the path came from (``PROMPT_DIR``, its default).
+    """
+    if os.path.isdir(directory):
+        return
+    shown = os.path.abspath(directory)
+    error = PromptDirectoryError(
+        f"prompt directory {shown}{how} does not exist. In a pod labelled "
+        "prompts.dev/inject=true the sidecar writes it and PROMPT_DIR points at it; on a "
+        "laptop, write it from your Prompt manifests with `prompt-operator files "
+        "MANIFESTS --out DIR` and set PROMPT_DIR=DIR. To start empty and wait for the "
+        "directory, pass wait_for_directory=True."
+    )
+    error.errno, error.filename = errno.ENOENT, directory
+    raise error
+
+
+def is_their_file_source(source: object) -> bool:
+    """Whether ``source`` is prompt-hot-reloading's own ``FileSystemSource``."""
+    return type(source).__module__.startswith("prompt_hot_reloading.") and isinstance(
+        getattr(source, "prompt_dir", None), str
+    )

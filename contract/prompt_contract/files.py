@@ -21,6 +21,8 @@ import os
 import stat
 from dataclasses import asdict, dataclass, field
 
+from .calls import CALL_EXT, CALL_FORM
+
 TYPE_CHECKING = False  # typing costs every pod 0.4 MiB; annotations here are strings (PEP 563)
 if TYPE_CHECKING:
     from typing import Any
@@ -32,6 +34,7 @@ __all__ = [
     "META_DIR",
     "STAGING_DIR",
     "PromptMeta",
+    "file_ext",
     "meta_path",
     "read_meta",
     "read_regular",
@@ -60,9 +63,15 @@ def text_sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def text_path(directory: str, key: str, ext: str = DEFAULT_EXT) -> str:
-    """Path of the prompt file for ``key``."""
-    return os.path.join(directory, key + ext)
+def text_path(directory: str, key: str, ext: str = DEFAULT_EXT, form: str | None = None) -> str:
+    """Path of the prompt file for ``key``: ``<key><ext>`` for a text, ``<key>.json``
+    for a call document (``form`` "call"), whatever ``ext`` is."""
+    return os.path.join(directory, key + file_ext(ext, form))
+
+
+def file_ext(ext: str, form: str | None) -> str:
+    """The extension of a prompt file of ``form`` when texts end in ``ext``."""
+    return CALL_EXT if form == CALL_FORM else ext
 
 
 def meta_path(directory: str, key: str) -> str:
@@ -92,10 +101,16 @@ class PromptMeta:
     variant: str | None = None
     variants: dict[str, Any] = field(default_factory=dict)
     version: int = CONTRACT_VERSION
+    # "call" when the file is a call document (``<key>.json``, see
+    # ``prompt_contract.calls``); None for a text, and then the JSON has no
+    # "form" at all, so a text's metadata is byte for byte what it always was.
+    form: str | None = None
 
     def to_json(self) -> bytes:
         data = asdict(self)
         data["variables"] = list(self.variables)
+        if self.form is None:
+            del data["form"]
         return json.dumps(data, ensure_ascii=False, sort_keys=True).encode("utf-8")
 
     @classmethod
@@ -115,6 +130,7 @@ class PromptMeta:
             variant=data.get("variant"),
             variants=dict(data.get("variants", {})),
             version=int(data.get("version", CONTRACT_VERSION)),
+            form=None if data.get("form") is None else str(data["form"]),
         )
 
 

@@ -11,9 +11,11 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from .calls import CALL_FORM
 from .files import PromptMeta, text_sha256
 from .keys import key_problem
 from .objects import (
+    CALL_DATA_KEY,
     KEY_ANNOTATION,
     METADATA_DATA_KEY,
     PROMPT_ANNOTATION,
@@ -35,12 +37,13 @@ class FileContent:
     prompt: str  # the Prompt's name (without namespace)
     key: str
     revision: str
-    text: bytes  # this pod's variant's text when the revision has variants
+    text: bytes  # this pod's variant's text (or call document) when the revision has variants
     variables: tuple[str, ...] = ()
     defaults: dict[str, str] = field(default_factory=dict)
     format: str = "python"
     variant: str | None = None
     variants: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> weight, text
+    form: str | None = None  # "call": ``text`` is a call document, written to <key>.json
 
     def meta(self, namespace: str, updated_at: str) -> PromptMeta:
         """The metadata file's content for this text (``updated_at``: RFC 3339, UTC)."""
@@ -55,6 +58,7 @@ class FileContent:
             format=self.format,
             variant=self.variant,
             variants=self.variants,
+            form=self.form,
         )
 
 
@@ -99,10 +103,15 @@ def _identity(annotations: Mapping[str, Any]) -> tuple[str, str, str] | str:
 def _served_text(
     data: Mapping[str, Any], extra: Mapping[str, Any], pod: str, prompt: str
 ) -> tuple[str, str | None, dict[str, dict[str, Any]]] | str:
-    """(text, chosen variant, every variant) this pod is served, or why none."""
+    """(text, chosen variant, every variant) this pod is served, or why none.
+
+    In the call form the texts are call documents: under ``call.json``, or
+    under each ``variant.<name>`` key with variants.
+    """
     if not extra.get("variants"):
-        text = data.get(TEXT_DATA_KEY)
-        return (text, None, {}) if isinstance(text, str) else "missing the text"
+        data_key = CALL_DATA_KEY if extra.get("form") == CALL_FORM else TEXT_DATA_KEY
+        text = data.get(data_key)
+        return (text, None, {}) if isinstance(text, str) else f"missing the {data_key!r} data key"
     variants = variant_texts(data, extra["variants"])
     if isinstance(variants, str):
         return variants
@@ -144,4 +153,5 @@ def file_content(
         format=str(extra.get("format") or "python"),
         variant=chosen,
         variants=variants,
+        form=CALL_FORM if extra.get("form") == CALL_FORM else None,
     )

@@ -14,6 +14,12 @@ create or modify event of ``<key><ext>``:
 2. the metadata is renamed to ``.prompts/meta/<key>.json``;
 3. the text is renamed to ``<key><ext>``.
 
+A call document (metadata ``form`` "call", see ``prompt_contract.calls``) is
+written to ``<key>.json`` instead, whatever the extension. A key never has two
+top-level files: when a Prompt moves between the text and the call form, the
+new file is renamed into place first and the other one removed after, so a
+reader never finds the key missing; ``remove`` removes whichever exists.
+
 Readers that watch the directory without recursion never see the staging
 files, and a reader that checks the text's hash against the metadata can tell
 when it caught the writer between steps 2 and 3. Should step 3 fail, the
@@ -47,11 +53,13 @@ import secrets
 import stat
 from collections.abc import Iterator
 
+from prompt_contract.calls import CALL_EXT
 from prompt_contract.files import (
     DEFAULT_EXT,
     HIDDEN_DIR,
     META_SUFFIX,
     PromptMeta,
+    file_ext,
     read_regular,
     text_sha256,
 )
@@ -83,6 +91,7 @@ class Staged:
     key: str
     meta_tmp: str  # names inside the staging directory
     text_tmp: str
+    name: str = ""  # the file's name in place: <key><ext>, or <key>.json for a call document
 
 
 def ext_problem(ext: str) -> str | None:
@@ -163,11 +172,16 @@ class PromptFiles:
         full or anything else fails.
         """
         key = _checked_meta(meta, data)
-        name = key + self.ext
+        name = key + file_ext(self.ext, meta.form)
         meta_name = key + META_SUFFIX
         with self._dirs() as (target, meta_dir, staging):
             old_meta = _read_file(meta_dir, meta_name)
-            if old_meta is not None and _same(old_meta, meta) and _has(target, name, data):
+            if (
+                old_meta is not None
+                and _same(old_meta, meta)
+                and _has(target, name, data)
+                and not self._other_exists(target, key, name)
+            ):
                 return False
             staged = self._stage(staging, meta, data)
             self._commit(staged, target, meta_dir, staging, old_meta)
@@ -204,13 +218,14 @@ class PromptFiles:
 
     def _stage(self, staging: int, meta: PromptMeta, data: bytes) -> Staged:
         meta_name = meta.key + META_SUFFIX
+        name = meta.key + file_ext(self.ext, meta.form)
         meta_tmp = _stage(staging, meta.to_json(), self._shown(HIDDEN_DIR, "meta", meta_name))
         try:
-            text_tmp = _stage(staging, data, self._shown(meta.key + self.ext))
+            text_tmp = _stage(staging, data, self._shown(name))
         except BaseException:
             _discard(staging, meta_tmp)
             raise
-        return Staged(meta.key, meta_tmp, text_tmp)
+        return Staged(meta.key, meta_tmp, text_tmp, name)
 
     def _commit(
         self, staged: Staged, target: int, meta_dir: int, staging: int, old_meta: bytes | None
@@ -221,12 +236,33 @@ class PromptFiles:
         except BaseException:
             _discard(staging, staged.meta_tmp, staged.text_tmp)
             raise
+        name = staged.name or staged.key + self.ext
         try:
-            _rename(staging, staged.text_tmp, target, staged.key + self.ext, self.directory)
+            _rename(staging, staged.text_tmp, target, name, self.directory)
         except BaseException:
             _discard(staging, staged.text_tmp)
             self._restore_meta(staging, meta_dir, meta_name, old_meta)
             raise
+        # The key's file of the other form goes only now that the new one is in
+        # place: a reader finds the old form or the new one, never neither.
+        other = self._other_of(staged.key, name)
+        if other != name:
+            try:
+                os.unlink(other, dir_fd=target)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                raise _error("remove", self._shown(other), exc) from exc
+
+    def _other_exists(self, target: int, key: str, name: str) -> bool:
+        """Whether ``key`` still has a file of the form other than ``name``'s."""
+        other = self._other_of(key, name)
+        return other != name and _exists(target, other)
+
+    def _other_of(self, key: str, name: str) -> str:
+        """The name of ``key``'s file in the form ``name`` is not (the same when ext is .json)."""
+        text_name, call_name = key + self.ext, key + CALL_EXT
+        return call_name if name == text_name else text_name
 
     def _restore_meta(self, staging: int, meta_dir: int, meta_name: str, old: bytes | None) -> None:
         """Put back the metadata that matches the text still in place (best effort)."""
@@ -241,14 +277,17 @@ class PromptFiles:
                 _discard(staging, tmp)
 
     def remove(self, key: str) -> bool:
-        """Remove ``<key><ext>`` and then its metadata. False when neither existed.
+        """Remove ``<key><ext>`` or ``<key>.json`` (whichever exists), then its
+        metadata. False when none existed.
 
         Raises ``ValueError`` for a key that cannot name a file.
         """
         _checked_key(key)
         removed = False
+        names = dict.fromkeys((key + self.ext, key + CALL_EXT))  # one name when ext is .json
         with self._dirs() as (target, meta_dir, _):
-            for fd, name in ((target, key + self.ext), (meta_dir, key + META_SUFFIX)):
+            found = [(target, name) for name in names] + [(meta_dir, key + META_SUFFIX)]
+            for fd, name in found:
                 try:
                     os.unlink(name, dir_fd=fd)  # unlink never follows a symlink
                     removed = True
@@ -259,7 +298,8 @@ class PromptFiles:
     # -- reads ---------------------------------------------------------------------
 
     def keys(self) -> set[str]:
-        """Keys of the regular, non-hidden ``*<ext>`` files in the directory.
+        """Keys of the regular, non-hidden ``*<ext>`` and ``*.json`` (call document)
+        files in the directory.
 
         Names that are not valid keys (see ``key_problem``) are not ours and
         are left out.
@@ -270,11 +310,14 @@ class PromptFiles:
         except FileNotFoundError:
             return found
         for entry in entries:
-            if entry.name.startswith(".") or not entry.name.endswith(self.ext):
+            if entry.name.startswith("."):
                 continue
-            key = entry.name[: len(entry.name) - len(self.ext)] if self.ext else entry.name
-            if key_problem(key) is None and entry.is_file(follow_symlinks=False):
-                found.add(key)
+            for ext in (self.ext, CALL_EXT):
+                if not entry.name.endswith(ext):
+                    continue
+                key = entry.name[: len(entry.name) - len(ext)] if ext else entry.name
+                if key_problem(key) is None and entry.is_file(follow_symlinks=False):
+                    found.add(key)
         return found
 
     def current(self, key: str) -> PromptMeta | None:
@@ -387,6 +430,14 @@ def _read_file(dir_fd: int, name: str) -> bytes | None:
     except OSError:
         return None
     return None if found is None else found[0]
+
+
+def _exists(dir_fd: int, name: str) -> bool:
+    try:
+        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except OSError:
+        return False
+    return True
 
 
 def _has(dir_fd: int, name: str, data: bytes) -> bool:

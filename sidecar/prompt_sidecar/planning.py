@@ -52,6 +52,7 @@ class Desired:
     uid: str = ""  # the Prompt object's uid: a Prompt deleted and made again starts over
     variant: str | None = None
     variants: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> weight, text
+    form: str | None = None  # "call": ``text`` is a call document, written to <key>.json
     # The metadata and text already wait in the staging directory (a full list
     # parks them there page by page); ``text`` and ``variants`` are then empty.
     staged: Staged | None = None
@@ -104,6 +105,7 @@ def desired_from_configmap(
         uid=str(labels.get(objects.PROMPT_UID_LABEL) or ""),
         variant=content.variant,
         variants=content.variants,
+        form=content.form,
     )
 
 
@@ -177,6 +179,7 @@ def meta_for(item: Desired, namespace: str, updated_at: str) -> PromptMeta:
         format=item.format,
         variant=item.variant,
         variants=item.variants,
+        form=item.form,
     ).meta(namespace, updated_at)
 
 

@@ -250,3 +250,51 @@ def test_sigterm_stops_the_sidecar_cleanly(
     app.stop()  # SIGTERM, then SIGKILL only after a grace period
     assert proc.returncode == 0
     assert app.file("p") == b"x"  # files stay for the app
+
+
+def test_a_call_document_is_served_as_key_json_and_a_text_revision_replaces_it(
+    kubeconfig: Path, namespace: str, sidecars: SidecarFactory
+) -> None:
+    from prompt_client import PromptRegistry
+    from prompt_contract.calls import CALL_FORM, call_document, dump_call
+
+    document = dump_call(
+        call_document(
+            format="python",
+            variables=["user"],
+            defaults={"user": "you"},
+            messages=[
+                {"role": "system", "content": "Help {user}."},
+                {"role": "placeholder", "name": "history"},
+            ],
+            model={"name": "gpt-4o-mini", "parameters": {"temperature": 0.2}},
+        )
+    )
+    chat = configmap(namespace, "assistant", "", "r1")
+    chat["data"] = {
+        objects.CALL_DATA_KEY: document,
+        objects.METADATA_DATA_KEY: json.dumps(
+            {"form": CALL_FORM, "variables": ["user"], "defaults": {"user": "you"}}
+        ),
+    }
+    apply(kubeconfig, chat)
+    app = sidecars("app")
+    assert listing(app) == [".prompts", "assistant.json"]
+    registry = PromptRegistry(str(app.dir), watch=False)
+    call = registry.call("assistant", placeholders={"history": []}, user="Ada")
+    assert call.openai() == {
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "system", "content": "Help Ada."}],
+        "temperature": 0.2,
+    }
+    assert registry.info("assistant").revision == "r1"
+    apply(kubeconfig, configmap(namespace, "assistant", "Hello {user}", "r2"))
+    post(app, signals.encode_signal([("assistant", "r2")]))
+    wait_for(
+        lambda: listing(app) == [".prompts", "assistant.txt"],
+        timeout=10,
+        message="the text file in place of the call document",
+    )
+    registry.refresh()
+    assert registry.render("assistant") == "Hello you"
+    assert registry.info("assistant").form is None
