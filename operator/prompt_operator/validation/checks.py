@@ -219,8 +219,10 @@ def _text_rule_messages(spec: Mapping[str, Any]) -> list[str]:
     if has["template"] and has["messages"]:
         found.append("set spec.template or spec.messages, not both")
     variants = _items(spec.get("variants"))
-    if top and has["variants"] and all(
-        isinstance(v, dict) and ("template" in v or "messages" in v) for v in variants
+    if (
+        top
+        and has["variants"]
+        and all(isinstance(v, dict) and ("template" in v or "messages" in v) for v in variants)
     ):
         found.append(
             "set exactly one of spec.template (one text) or spec.variants (an A/B test) "
