@@ -39,6 +39,8 @@ def configmap_data(rendered: Rendered) -> dict[str, str]:
     }
     if rendered.variants:
         data.update({objects.variant_data_key(name): text for name, _, text in rendered.variants})
+    elif rendered.form:
+        data[objects.CALL_DATA_KEY] = rendered.text
     else:
         data[objects.TEXT_DATA_KEY] = rendered.text
     return data

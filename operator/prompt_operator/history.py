@@ -74,8 +74,20 @@ class Snapshot:
     key: str
     format: str
     variables: tuple[str, ...]
-    texts: tuple[tuple[str, str], ...]  # (variant name or "", text)
+    texts: tuple[tuple[str, str], ...]  # (variant name or "", text or readable call document)
     weights: tuple[tuple[str, int], ...] = ()
+    form: str = ""  # "call": each text is a call document, pretty-printed to diff by line
+
+
+def readable(text: str, form: str) -> str:
+    """A served text as people diff it: a call document pretty-printed (one field
+    or message part a line, keys sorted), a text as it is."""
+    if not form:
+        return text
+    try:
+        return json.dumps(json.loads(text), ensure_ascii=False, sort_keys=True, indent=2) + "\n"
+    except ValueError:
+        return text
 
 
 def snapshot_from_configmap(data: Mapping[str, str], key: str) -> Snapshot:
@@ -87,16 +99,19 @@ def snapshot_from_configmap(data: Mapping[str, str], key: str) -> Snapshot:
         for v in meta.get("variants") or []
         if isinstance(v, Mapping)
     )
+    form = str(meta.get("form") or "")
     if weights:
         texts = tuple((name, data.get(objects.variant_data_key(name), "")) for name, _ in weights)
     else:
-        texts = (("", data.get(objects.TEXT_DATA_KEY, "")),)
+        text_key = objects.CALL_DATA_KEY if form else objects.TEXT_DATA_KEY
+        texts = (("", data.get(text_key, "")),)
     return Snapshot(
         key=str(source.get("key") or key),
         format=str(meta.get("format") or "python"),
         variables=tuple(str(v) for v in meta.get("variables") or []),
-        texts=texts,
+        texts=tuple((name, readable(text, form)) for name, text in texts),
         weights=weights,
+        form=form,
     )
 
 
@@ -140,6 +155,8 @@ def summarize(old: Snapshot | None, new: Snapshot) -> str:
         parts.append(f"key {old.key!r} -> {new.key!r}")
     if old.format != new.format:
         parts.append(f"format {old.format} -> {new.format}")
+    if old.form != new.form:
+        parts.append(f"form {old.form or 'text'} -> {new.form or 'text'}")
     added = [v for v in new.variables if v not in old.variables]
     dropped = [v for v in old.variables if v not in new.variables]
     if added:
@@ -155,11 +172,57 @@ def summarize(old: Snapshot | None, new: Snapshot) -> str:
         previous = old_texts.get(name)
         if previous is None or previous == text:
             continue
-        plus, minus = line_changes(previous, text)
         where = f"variant {name}" if name else "text"
+        if old.form and new.form:
+            parts.extend(
+                f"{where} {change}" if name else change for change in call_changes(previous, text)
+            )
+            continue
+        plus, minus = line_changes(previous, text)
         moved = " (lines moved or line endings changed)" if plus == minus == 0 else ""
         parts.append(f"{where} +{plus} -{minus} lines{moved}")
     return "; ".join(parts) or "no change in what apps read"
+
+
+def call_changes(old: str, new: str) -> list[str]:
+    """What changed between two call documents, by part: messages (lines), the
+    model's name and each parameter (old -> new), tools added and removed."""
+    before, after = _json(old), _json(new)
+    changes: list[str] = []
+    for part in ("template", "messages"):
+        a = json.dumps(before.get(part), ensure_ascii=False, indent=2, sort_keys=True)
+        b = json.dumps(after.get(part), ensure_ascii=False, indent=2, sort_keys=True)
+        if a != b:
+            plus, minus = line_changes(a if part in before else "", b if part in after else "")
+            changes.append(f"{part} +{plus} -{minus} lines")
+    old_model, new_model = _mapping(before.get("model")), _mapping(after.get("model"))
+    if old_model.get("name") != new_model.get("name"):
+        changes.append(f"model {old_model.get('name')!r} -> {new_model.get('name')!r}")
+    old_params, new_params = (
+        _mapping(old_model.get("parameters")),
+        _mapping(new_model.get("parameters")),
+    )
+    for key in sorted(set(old_params) | set(new_params)):
+        if old_params.get(key) != new_params.get(key):
+            changes.append(f"{key} {old_params.get(key)!r} -> {new_params.get(key)!r}")
+    old_tools = {
+        str(t.get("name")): t for t in old_model.get("tools") or [] if isinstance(t, Mapping)
+    }
+    new_tools = {
+        str(t.get("name")): t for t in new_model.get("tools") or [] if isinstance(t, Mapping)
+    }
+    changes += [f"tool +{n}" for n in new_tools if n not in old_tools]
+    changes += [f"tool -{n}" for n in old_tools if n not in new_tools]
+    changes += [
+        f"tool {n} changed" for n in new_tools if n in old_tools and old_tools[n] != new_tools[n]
+    ]
+    if old_model.get("responseFormat") != new_model.get("responseFormat"):
+        changes.append("responseFormat changed")
+    return changes or ["call document reformatted"]
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
 
 
 def unified_diff(old: Snapshot, new: Snapshot, old_label: str, new_label: str) -> str:
@@ -190,6 +253,10 @@ def snapshot_of(rendered: Rendered) -> Snapshot:
         key=rendered.key,
         format=rendered.format,
         variables=rendered.variables,
-        texts=tuple((n, t) for n, _, t in rendered.variants) or (("", rendered.text),),
+        texts=tuple(
+            (n, readable(t, rendered.form))
+            for n, t in (tuple((n, t) for n, _, t in rendered.variants) or (("", rendered.text),))
+        ),
         weights=tuple((n, w) for n, w, _ in rendered.variants),
+        form=rendered.form,
     )

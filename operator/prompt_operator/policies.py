@@ -13,12 +13,14 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from prompt_contract.calls import PLACEHOLDER_ROLE
 from prompt_contract.keys import key_problem
 from prompt_contract.templates import TemplateError, placeholders
 
-from .model import Prompt, Variant
+from . import call_policies
+from .model import Message, Prompt, Variant
 from .render import Rendered
-from .schedule import entry_variants
+from .schedule import entry_variants, has_text, spec_variants
 
 _VARIANT_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 
@@ -70,23 +72,39 @@ def check_size(prompt: Prompt, rendered: Rendered) -> Problem | None:
     )
 
 
+def _texts(
+    where: str, template: str | None, messages: tuple[Message, ...] | None, suffix: str = ""
+) -> Iterator[tuple[str, str]]:
+    """The texts of one call: each message's content, or the template (``where`` plus
+    ``suffix``: a variant's template is named by the variant alone, as always)."""
+    if messages is not None:
+        for i, message in enumerate(messages):
+            if message.role != PLACEHOLDER_ROLE:
+                yield f"{where}.messages[{i}].content", message.content
+    elif template is not None:
+        yield where + suffix, template
+
+
 def templates(prompt: Prompt) -> Iterator[tuple[str, str]]:
-    """Every text the Prompt may ever serve, with where it sits in the spec: the
-    template or variants now, and those of every schedule entry (checked before
-    their time comes, so a scheduled text can never fail when it activates)."""
+    """Every text the Prompt may ever serve (a template or each message's content),
+    with where it sits in the spec: the text or variants now, and those of every
+    schedule entry (checked before their time comes, so a scheduled text can never
+    fail when it activates)."""
     if prompt.variants:
-        for i, variant in enumerate(prompt.variants):
-            yield f"spec.variants[{i}] ({variant.name})", variant.template or ""
+        for i, variant in enumerate(spec_variants(prompt)):
+            where = f"spec.variants[{i}] ({variant.name})"
+            yield from _texts(where, variant.template or "", variant.messages)
     else:
-        yield "spec.template", prompt.template
+        yield from _texts("spec", prompt.template, prompt.messages, ".template")
     for i, entry in enumerate(prompt.schedule):
         where = f"spec.schedule[{i}] ({entry.at_text})"
         if entry.variants:
             for j, variant in enumerate(entry_variants(prompt, entry)):
-                if variant.template is not None:
-                    yield f"{where}.variants[{j}] ({variant.name})", variant.template
-        else:
-            yield f"{where}.template", entry.template or ""
+                yield from _texts(
+                    f"{where}.variants[{j}] ({variant.name})", variant.template, variant.messages
+                )
+        elif has_text(entry):
+            yield from _texts(where, entry.template, entry.messages, ".template")
 
 
 def check_template(prompt: Prompt, rendered: Rendered) -> Problem | None:
@@ -130,8 +148,16 @@ def variants_problem(variants: tuple[Variant, ...], where: str) -> str | None:
 
 
 def check_variants(prompt: Prompt, rendered: Rendered) -> Problem | None:
-    if prompt.variants and prompt.template:
+    top_text = bool(prompt.template) or prompt.messages is not None
+    if prompt.variants and top_text and all(has_text(v) for v in prompt.variants):
         return Problem("InvalidVariants", "set spec.template or spec.variants, not both")
+    textless = [v.name for v in prompt.variants if not has_text(v)]
+    if textless and not top_text:
+        return Problem(
+            "InvalidVariants",
+            f"spec.variants: variant {textless[0]!r} has no template or messages, and the spec "
+            "has none at its top level to take them from",
+        )
     why = variants_problem(prompt.variants, "spec.variants")
     for i, entry in enumerate(prompt.schedule):
         if why is not None:
@@ -139,7 +165,7 @@ def check_variants(prompt: Prompt, rendered: Rendered) -> Problem | None:
         where = f"spec.schedule[{i}] ({entry.at_text}).variants"
         why = variants_problem(entry.variants, where)
         if why is None:
-            missing = [v.name for v in entry_variants(prompt, entry) if v.template is None]
+            missing = [v.name for v in entry_variants(prompt, entry) if not has_text(v)]
             if missing:
                 why = (
                     f"{where}: variant {missing[0]!r} has no template and spec.variants has "
@@ -157,10 +183,17 @@ def check_schedule(prompt: Prompt, rendered: Rendered) -> Problem | None:
                 f"spec.schedule has two entries for the same time ({seen[entry.at]} and "
                 f"{entry.at_text}); merge them or move one",
             )
-        if (entry.template is None) == (not entry.variants):
+        if has_text(entry) and entry.variants:
             return Problem(
                 "InvalidSchedule",
-                f"spec.schedule entry {entry.at_text} must set exactly one of template or variants",
+                f"spec.schedule entry {entry.at_text} must not set both a text (template or "
+                "messages) and variants",
+            )
+        if not (has_text(entry) or entry.variants or entry.model is not None):
+            return Problem(
+                "InvalidSchedule",
+                f"spec.schedule entry {entry.at_text} must set template, messages, model "
+                "or variants",
             )
         seen[entry.at] = entry.at_text
     return None
@@ -187,11 +220,41 @@ def unused_variables(prompt: Prompt) -> Problem | None:
     )
 
 
+def check_messages(prompt: Prompt, rendered: Rendered) -> Problem | None:
+    for where, messages, _, has_template in call_policies.calls(prompt):
+        if messages is None:
+            continue
+        if has_template:
+            return Problem("InvalidMessages", f"{where}: set template or messages, not both")
+        why = call_policies.messages_problem(messages, f"{where}.messages", prompt.declared)
+        if why:
+            return Problem("InvalidMessages", why)
+    return None
+
+
+def check_model(prompt: Prompt, rendered: Rendered) -> Problem | None:
+    for where, _, model, _ in call_policies.calls(prompt):
+        if model is None:
+            continue
+        why = call_policies.parameters_problem(model.parameters, f"{where}.model.parameters")
+        if why:
+            return Problem("InvalidModel", why)
+        why = call_policies.tools_problem(model, f"{where}.model")
+        if why:
+            return Problem("InvalidTool", why)
+        why = call_policies.response_format_problem(model, f"{where}.model")
+        if why:
+            return Problem("InvalidResponseFormat", why)
+    return None
+
+
 CHECKS: tuple[Callable[[Prompt, Rendered], Problem | None], ...] = (
     check_key,
     check_format,
     check_variants,
     check_schedule,
+    check_messages,
+    check_model,
     check_size,
     check_template,
 )

@@ -192,11 +192,9 @@ def _rule_findings(doc: Document, prompt: str) -> list[Finding]:
             f"spec.template is larger than {MAX_TEMPLATE_BYTES:,} bytes in "
             "UTF-8; a ConfigMap holds at most 1 MiB. Split the prompt into several Prompts.",
         )
-    if isinstance(doc.data.get("spec"), dict) and ("template" in spec) == ("variants" in spec):
-        add(
-            ["spec"],
-            "set exactly one of spec.template (one text) or spec.variants (an A/B test)",
-        )
+    if isinstance(doc.data.get("spec"), dict):
+        for message in _text_rule_messages(spec):
+            add(["spec"], message)
     times = [e.get("at") for e in _items(spec.get("schedule")) if isinstance(e, dict)]
     for i, at in enumerate(times):
         if at in times[:i]:
@@ -206,6 +204,31 @@ def _rule_findings(doc: Document, prompt: str) -> list[Finding]:
         if item in names[:i]:
             add(["spec", "variables", i], f"spec.variables: duplicate variable {item!r}")
     return findings
+
+
+def _text_rule_messages(spec: Mapping[str, Any]) -> list[str]:
+    """The CRD's rules on which of template, messages and variants a spec sets."""
+    has = {name: name in spec for name in ("template", "messages", "variants")}
+    top = has["template"] or has["messages"]
+    found = []
+    if not (top or has["variants"]):
+        found.append(
+            "set exactly one of spec.template (one text) or spec.variants (an A/B test), "
+            "or spec.messages (chat messages) instead of spec.template"
+        )
+    if has["template"] and has["messages"]:
+        found.append("set spec.template or spec.messages, not both")
+    variants = _items(spec.get("variants"))
+    if (
+        top
+        and has["variants"]
+        and all(isinstance(v, dict) and ("template" in v or "messages" in v) for v in variants)
+    ):
+        found.append(
+            "set exactly one of spec.template (one text) or spec.variants (an A/B test) "
+            "when every variant has its own text"
+        )
+    return found
 
 
 def check_document(doc: Document) -> list[Finding]:

@@ -47,9 +47,23 @@ KEY_TWIN = Twin(r"^spec\.key ", False)
 # (same=False) where the operator would refuse later anyway: an impossible date
 # passes the CRD's pattern and fails in the operator.
 TWINS = {
-    "has(self.template) != has(self.variants)": Twin(
-        r"set exactly one of spec\.template|must set exactly one of template or variants", True
+    "has(self.template) || has(self.messages) || has(self.variants)": Twin(
+        r"or spec\.messages \(chat messages\) instead", True
     ),
+    "!(has(self.template) && has(self.messages))": Twin(
+        r"set spec\.template or spec\.messages, not both", True
+    ),
+    (
+        "!((has(self.template) || has(self.messages)) && has(self.variants) && "
+        "self.variants.all(v, has(v.template) || has(v.messages)))"
+    ): Twin(r"when every variant has its own text", True),
+    "has(self.template) || has(self.messages) || has(self.model) || has(self.variants)": Twin(
+        r"must set template, messages, model or variants", True
+    ),
+    "!((has(self.template) || has(self.messages)) && has(self.variants))": Twin(
+        r"must not set both a text \(template or messages\) and variants", True
+    ),
+    "self.role != 'placeholder' || has(self.name)": Twin(r"a placeholder needs a name", True),
     "size(bytes(self)) <= 1000000": Twin(r"larger than 1,000,000 bytes", True),
     # No variant at all fails the rule too; validate says so through the schema.
     "self.exists(v, v.weight > 0)": Twin(r"every weight is 0|\[\] should be non-empty", True),
