@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,9 +60,9 @@ def _digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
-def include_problem(prompt: Prompt, index: int, include: Include) -> Problem | None:
-    """Why ``prompt``'s ``spec.includes[index]`` cannot be resolved on its own terms."""
-    where = f"Prompt {prompt.ref}: spec.includes[{index}] ({include.name})"
+def include_problem(prompt: Prompt, index: int, include: Include, where: str) -> Problem | None:
+    """Why ``prompt``'s ``spec.includes[index]`` (``where``) cannot be resolved on its
+    own terms."""
     if "/" in include.prompt or not include.prompt:
         return Problem(
             "InvalidInclude",
@@ -143,8 +143,10 @@ class _Expander:
     ) -> tuple[str, tuple[str, ...]]:
         """The expanded text ``include`` inserts and every Prompt name it reaches."""
         index = owner.includes.index(include)
-        where = f"Prompt {owner.ref}: spec.includes[{index}] ({include.name})"
-        problem = include_problem(owner, index, include)
+        where = f"spec.includes[{index}] ({include.name})"
+        if len(chain) > 1:  # in an included Prompt: say which
+            where = f"Prompt {owner.ref}: {where}"
+        problem = include_problem(owner, index, include, where)
         if problem is None and include.prompt in chain:
             cycle = " -> ".join((*chain[chain.index(include.prompt) :], include.prompt))
             problem = Problem("IncludeCycle", f"{where}: includes form a cycle: {cycle}")
@@ -223,7 +225,8 @@ def expanded_prompt(prompt: Prompt, text: Callable[[str], str]) -> Prompt:
     )
 
 
-def _all_texts(prompt: Prompt) -> Iterator[str]:
+def all_texts(prompt: Prompt) -> list[str]:
+    """Every text ``expanded_prompt`` expands, in its order."""
     seen: list[str] = []
 
     def keep(text: str) -> str:
@@ -231,12 +234,12 @@ def _all_texts(prompt: Prompt) -> Iterator[str]:
         return text
 
     expanded_prompt(prompt, keep)
-    yield from seen
+    return seen
 
 
 def _unused(prompt: Prompt) -> tuple[Problem, ...]:
     used: set[str] = set()
-    for text in _all_texts(prompt):
+    for text in all_texts(prompt):
         try:
             used.update(name for _, name in parse_template(text).parts if name)
         except TemplateError:

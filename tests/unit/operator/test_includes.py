@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from prompt_operator.includes import Expansion, expand, included_names
-from prompt_operator.model import Prompt, parse_prompt
+from prompt_operator.model import Prompt, PromptRef, parse_prompt
 from prompt_operator.policies import Problem, evaluate
 from prompt_operator.render import render
 
@@ -167,3 +168,35 @@ def test_included_names_reads_the_raw_spec() -> None:
     spec = {"includes": [{"name": "a", "prompt": "z"}, {"name": "b", "prompt": "ns/y"}, 3]}
     assert included_names(spec) == ("z",)
     assert included_names(None) == ()
+
+
+def test_an_edit_of_an_included_prompt_queues_every_includer_transitively_once() -> None:
+    from .test_prompt_intake import controller
+
+    def obj(name: str, generation: int, **spec: Any) -> dict[str, Any]:
+        meta = {"name": name, "namespace": "ns", "uid": name, "generation": generation}
+        return {"metadata": meta, "spec": {"template": "x", **spec}}
+
+    async def drain(prompts: Any) -> set[PromptRef]:
+        got = set()
+        while len(prompts.queue):
+            ref = await prompts.queue.get()
+            prompts.queue.done(ref)
+            got.add(ref)
+        return got
+
+    async def scenario() -> None:
+        prompts, _ = controller()
+        prompts.submit(obj("a", 1, includes=includes(s="b")))
+        prompts.submit(obj("b", 1, includes=includes(s="c")))
+        prompts.submit(obj("c", 1))
+        prompts.submit(obj("lone", 1))
+        assert PromptRef("ns", "a") in await drain(prompts)  # an includer is never settled
+        prompts.submit(obj("c", 1))  # a status write: same generation, nothing new
+        assert await drain(prompts) == {PromptRef("ns", "c")}
+        prompts.submit(obj("c", 2))
+        assert await drain(prompts) >= {PromptRef("ns", "a"), PromptRef("ns", "b")}
+        prompts.submit_deleted(obj("c", 2))
+        assert await drain(prompts) == {PromptRef("ns", n) for n in ("a", "b", "c")}
+
+    asyncio.run(scenario())
