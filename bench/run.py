@@ -30,7 +30,7 @@ from prompt_cluster.testing import (
 )
 from prompt_contract import objects
 
-from . import propagation, soak, steady, trace
+from . import propagation, snippet, soak, steady, trace
 from .common import (
     OPERATOR_USER,
     REPO,
@@ -299,6 +299,7 @@ def main(argv: list[str] | None = None) -> int:
         }
         print(trace.table(traced), flush=True)
         steady.measure(api, audit, figures, OPERATOR_USER)
+        snippet.measure(api, audit, figures, OPERATOR_USER)
 
         # -- P5: memory ----------------------------------------------------------------
         rss, hwm = rss_kib(pid_of(operator))

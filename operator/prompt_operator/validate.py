@@ -17,6 +17,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from .validation import includes
 from .validation.checks import Finding, check_document
 from .validation.reading import Document, InputError, documents, files
 
@@ -37,11 +38,13 @@ def validate(arguments: Sequence[str]) -> tuple[list[Finding], int]:
     """All findings for the given files, directories or ``-``, and how many Prompts."""
     findings: list[Finding] = []
     count = 0
-    for source, text in files(arguments):
-        for doc in documents(text, source):
-            if isinstance(doc.data, dict) and doc.data.get("kind") == "Prompt":
-                count += 1
-            findings += check_document(doc)
+    docs = [doc for source, text in files(arguments) for doc in documents(text, source)]
+    prompts = includes.index(docs)  # includes resolve among all the manifests given
+    for doc in docs:
+        if isinstance(doc.data, dict) and doc.data.get("kind") == "Prompt":
+            count += 1
+        expanded, found = includes.resolve(doc, prompts)
+        findings += found if any(not f.warning for f in found) else found + check_document(expanded)
     return findings, count
 
 

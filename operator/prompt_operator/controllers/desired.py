@@ -8,7 +8,8 @@ thousands of Prompts queue none of them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import dataclasses
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
@@ -16,9 +17,10 @@ from typing import Any
 
 from .. import history
 from ..configmap import revision_labels
+from ..includes import Resolved
 from ..inventory import Entry
 from ..model import Prompt
-from ..policies import Verdict, evaluate
+from ..policies import Problem, Verdict, evaluate
 from ..render import Rendered, render
 from ..schedule import next_activation, utc_text
 from ..status import condition
@@ -30,10 +32,15 @@ class Desired:
     rendered: Rendered
     now: datetime
     upcoming: datetime | None  # the next schedule entry's time
+    include_warnings: tuple[Problem, ...] = ()  # from expanding spec.includes
+    cause: str | None = None  # why a new revision, when not the Prompt's own spec
 
     @cached_property  # judged only by a reconcile; the intake's settled check needs none
     def verdict(self) -> Verdict:
-        return evaluate(self.prompt, self.rendered)
+        verdict = evaluate(self.prompt, self.rendered)
+        if verdict.ok and self.include_warnings:
+            return dataclasses.replace(verdict, warnings=verdict.warnings + self.include_warnings)
+        return verdict
 
     @property
     def next_activation(self) -> str | None:
@@ -51,8 +58,32 @@ class Desired:
         return max(0.001, (self.upcoming - self.now).total_seconds())
 
 
-def desired_at(prompt: Prompt, now: datetime) -> Desired:
-    return Desired(prompt, render(prompt, now), now, next_activation(prompt, now))
+def desired_at(
+    prompt: Prompt,
+    now: datetime,
+    *,
+    include_warnings: tuple[Problem, ...] = (),
+    cause: str | None = None,
+) -> Desired:
+    """``prompt`` (its includes already expanded) as it stands at ``now``."""
+    rendered = render(prompt, now)
+    return Desired(prompt, rendered, now, next_activation(prompt, now), include_warnings, cause)
+
+
+def include_cause(resolved: tuple[Resolved, ...], changed: Collection[str]) -> str | None:
+    """The history's reason for a new revision when included Prompts changed:
+    ``changed`` names the Prompts whose spec changed since the last reconcile."""
+    parts = []
+    for include in resolved:
+        through = [name for name in include.reaches if name in changed]
+        if not through:
+            continue
+        via = [name for name in through if name != include.prompt]
+        parts.append(
+            f"include {include.name} -> {include.prompt} changed"
+            + (f" (through {', '.join(via)})" if via else "")
+        )
+    return "; ".join(parts) or None
 
 
 def known_delivery(status: Mapping[str, Any]) -> tuple[int, int] | None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -24,6 +25,7 @@ from typing import Any
 
 from prompt_contract import objects
 
+from ..includes import MAX_SNIPPETS, Expansion, expand, included_names
 from ..inventory import Inventory
 from ..logs import about
 from ..model import Prompt, PromptRef, SpecError, parse_prompt
@@ -35,7 +37,7 @@ from ..runtime.leader import Leadership
 from ..runtime.workqueue import WorkQueue
 from ..status import DeliveryCount
 from .delivery import Delivery
-from .desired import Desired, desired_at, known_delivery, settled
+from .desired import Desired, desired_at, include_cause, known_delivery, settled
 from .keyclaims import KeyClaims
 from .readiness import Readiness, prompt_path
 from .revisions import ConfigMapTaken, Outcome, Revisions
@@ -112,6 +114,13 @@ class PromptController:
         self._revisions = Revisions(api, inventory)
         self.queue: WorkQueue[PromptRef] = WorkQueue(base_delay=0.5, max_delay=60)
         self._bodies: dict[PromptRef, Mapping[str, Any] | None] = {}  # None: deleted
+        # Includes, by name only (no text): who includes each Prompt, what each
+        # includer names, the generation last seen of included Prompts, and which
+        # included Prompts changed since an includer's last reconcile (its cause).
+        self._includers: dict[PromptRef, set[PromptRef]] = {}
+        self._includes: dict[PromptRef, tuple[str, ...]] = {}
+        self._generations: dict[PromptRef, int] = {}
+        self._changed: dict[PromptRef, set[str]] = {}
         inventory.add_deleted_handler(self.queue.add)  # a ConfigMap vanished: write it again
         inventory.add_recovered_handler(self.retry_now)
 
@@ -124,10 +133,13 @@ class PromptController:
         created = str((body.get("metadata") or {}).get("creationTimestamp") or "")
         self._claim(ref, str(key or ref.name), created)
         self._readiness.observe(ref, body)
+        self._learn_includes(ref, spec)
+        self._included_changed(ref, int((body.get("metadata") or {}).get("generation") or 0))
         # A standby re-checks queued Prompts too: the leader has usually settled
         # them by the next event, and a standby holds no text it will not need.
+        # An includer is never settled here: its revision depends on other Prompts.
         standby = not self._leadership.leading.is_set()
-        if standby or not self.queue.busy(ref):
+        if (standby or not self.queue.busy(ref)) and ref not in self._includes:
             desired = self._settled(body)
             if desired is not None:
                 self.queue.discard(ref)
@@ -146,6 +158,8 @@ class PromptController:
     def submit_deleted(self, body: Mapping[str, Any]) -> None:
         ref = ref_of(body)
         self._claim(ref, None, "")
+        self._learn_includes(ref, None)
+        self._included_changed(ref, None)
         self._bodies[ref] = None
         self.queue.add(ref)
 
@@ -160,6 +174,37 @@ class PromptController:
     def _claim(self, ref: PromptRef, key: str | None, created: str) -> None:
         for peer in self._claims.claim(ref, key, created):
             self.queue.add(peer)  # its ownership of a key may have changed
+
+    def _learn_includes(self, ref: PromptRef, spec: Any) -> None:
+        for name in self._includes.pop(ref, ()):
+            snippet = PromptRef(ref.namespace, name)
+            self._includers[snippet].discard(ref)
+            if not self._includers[snippet]:
+                del self._includers[snippet]
+                self._generations.pop(snippet, None)
+        names = included_names(spec)
+        if names:
+            self._includes[ref] = names
+        for name in names:
+            self._includers.setdefault(PromptRef(ref.namespace, name), set()).add(ref)
+
+    def _included_changed(self, ref: PromptRef, generation: int | None) -> None:
+        """Queue every Prompt that includes ``ref``, directly or not, when its spec
+        changed (a new generation), it appeared, or it went away (``None``)."""
+        if ref not in self._includers or self._generations.get(ref) == generation:
+            return
+        if generation is None:
+            self._generations.pop(ref, None)
+        else:
+            self._generations[ref] = generation
+        todo, seen = deque([ref]), {ref}
+        while todo:
+            for includer in self._includers.get(todo.popleft(), ()):
+                self._changed.setdefault(includer, set()).add(ref.name)
+                self.queue.add(includer)
+                if includer not in seen:
+                    seen.add(includer)
+                    todo.append(includer)
 
     def _settled(self, body: Mapping[str, Any]) -> Desired | None:
         """What ``body`` asks for, when the cluster already has it; else None."""
@@ -181,14 +226,13 @@ class PromptController:
         if body is None:
             await self._deleted(ref)
             return DONE
-        try:
-            prompt = parse_prompt(body)
-        except SpecError as exc:
-            await self._readiness.not_ready(ref, body, Problem("InvalidSpec", str(exc)), None)
-            return DONE
-        desired = desired_at(prompt, self._clock())
         if terminating(body):
             return DONE  # going away (its namespace may be terminating): write nothing
+        desired = await self._desired(ref, body)
+        if isinstance(desired, Problem):
+            await self._readiness.not_ready(ref, body, desired, None)
+            return DONE  # a change of an included Prompt queues it again
+        prompt = desired.prompt
         status = self._readiness.latest(ref, body)
         problem = desired.verdict.problem or self._key_conflict(prompt)
         if problem is None:
@@ -209,6 +253,51 @@ class PromptController:
         await self._readiness.not_ready(ref, body, problem, desired)
         taken = problem.reason == "ConfigMapTaken"  # no watch sees the squatter go
         return requeue(desired, also=TAKEN_RETRY_SECONDS if taken else None)
+
+    async def _desired(self, ref: PromptRef, body: Mapping[str, Any]) -> Desired | Problem:
+        """The body parsed, its includes expanded, rendered: or why not."""
+        try:
+            prompt = parse_prompt(body)
+        except SpecError as exc:
+            return Problem("InvalidSpec", str(exc))
+        expansion: Expansion | Problem = Expansion(prompt, ())
+        if prompt.includes:
+            snippets = await self._snippets(prompt)
+            expansion = snippets if isinstance(snippets, Problem) else expand(prompt, snippets)
+        if isinstance(expansion, Problem):
+            return expansion
+        return desired_at(
+            expansion.prompt,
+            self._clock(),
+            include_warnings=expansion.warnings,
+            cause=include_cause(expansion.resolved, self._changed.pop(ref, set())),
+        )
+
+    async def _snippets(self, prompt: Prompt) -> dict[str, Prompt | None] | Problem:
+        """Every Prompt ``prompt`` includes, directly or not, read breadth-first (None:
+        it does not exist or is being deleted); no more than MAX_SNIPPETS of them."""
+        found: dict[str, Prompt | None] = {}
+        todo = deque(include.prompt for include in prompt.includes)
+        while todo:
+            name = todo.popleft()
+            if name in found or "/" in name or not name:
+                continue
+            if len(found) == MAX_SNIPPETS:
+                return Problem(
+                    "InvalidInclude",
+                    f"spec.includes reach more than {MAX_SNIPPETS} Prompts; include fewer",
+                )
+            body = await self._api.get(prompt_path(PromptRef(prompt.ref.namespace, name)))
+            snippet = None
+            if body is not None and not terminating(body):
+                try:
+                    snippet = parse_prompt(body)
+                except SpecError:
+                    snippet = None  # its own status says why
+            found[name] = snippet
+            if snippet is not None:
+                todo.extend(include.prompt for include in snippet.includes)
+        return found
 
     async def _read(self, ref: PromptRef) -> Mapping[str, Any] | None:
         if ref in self._bodies:
@@ -233,7 +322,7 @@ class PromptController:
         try:
             created = await self._revisions.create(prompt, rendered, status)
             signalling = self._delivery.start(desired) if created.wrote else None
-            outcome = await self._revisions.finish(prompt, rendered, created)
+            outcome = await self._revisions.finish(prompt, rendered, created, desired.cause)
         except ConfigMapTaken as exc:
             return Problem("ConfigMapTaken", str(exc))
         except ApiError as exc:
@@ -246,6 +335,7 @@ class PromptController:
 
     async def _deleted(self, ref: PromptRef) -> None:
         self._readiness.forget(ref)
+        self._changed.pop(ref, None)
         self.queue.forget(ref)
         self.queue.cancel(ref)  # no schedule entry is due for it any more
         # Garbage collection would remove the ConfigMaps too, but later; deleting

@@ -219,14 +219,17 @@ def head_record(
     records: Sequence[history.Record],
     previous: history.Snapshot | None,
     now: str,
+    cause: str | None = None,
 ) -> history.Record:
-    """The history record of the new head, summarised against what apps read before."""
+    """The history record of the new head, summarised against what apps read before
+    (after ``cause``, why it changed when the Prompt's own spec did not say)."""
+    summary = history.summarize(previous, history.snapshot_of(rendered))
     new = history.Record(
         number=plan.number,
         revision=rendered.revision,
         time=now,
         source=rendered.source,
-        summary=history.summarize(previous, history.snapshot_of(rendered)),
+        summary=f"{cause}; {summary}" if cause and previous is not None else summary,
     )
     earlier = [r.number for r in records if r.revision == rendered.revision]
     if earlier:
@@ -277,7 +280,9 @@ class Revisions:
         )
         return Created(plan, records, wrote=True)
 
-    async def finish(self, prompt: Prompt, rendered: Rendered, created: Created) -> Outcome:
+    async def finish(
+        self, prompt: Prompt, rendered: Rendered, created: Created, cause: str | None = None
+    ) -> Outcome:
         """Record the new head in the history (or raise the number of the one still
         in it: a rollback), prune what the history limit no longer keeps, relabel."""
         ref, plan, records = prompt.ref, created.plan, created.records
@@ -285,7 +290,7 @@ class Revisions:
         if plan.new_head:
             head = records[-1] if records else None
             previous = await self._snapshot(ref, head) if head is not None else None
-            new = head_record(plan, rendered, records, previous, now_rfc3339())
+            new = head_record(plan, rendered, records, previous, now_rfc3339(), cause)
         kept = history.retained(records, new, prompt.history_limit)
         cleanup = plan_cleanup(prompt, kept, self._inventory.revisions(ref))
         await self._prune(ref, cleanup)
