@@ -73,7 +73,10 @@ def _tool(raw: Any) -> ToolView:
     schema = pretty(raw.get("parameters") or {})
     cut = max(0, len(schema) - SCHEMA_SHOWN_CHARS)
     return ToolView(
-        str(raw.get("name") or ""), str(raw.get("description") or ""), schema[:SCHEMA_SHOWN_CHARS], cut
+        str(raw.get("name") or ""),
+        str(raw.get("description") or ""),
+        schema[:SCHEMA_SHOWN_CHARS],
+        cut,
     )
 
 
@@ -116,7 +119,9 @@ def variant_overrides(spec: Mapping[str, Any]) -> list[VariantOverride]:
         own = [field for field in ("template", "messages", "model") if field in v]
         chat = messages(v["messages"]) if "messages" in v else None
         out.append(
-            VariantOverride(str(v.get("name")), int(v.get("weight") or 0), own, chat, model(v.get("model")))
+            VariantOverride(
+                str(v.get("name")), int(v.get("weight") or 0), own, chat, model(v.get("model"))
+            )
         )
     return out
 
@@ -192,9 +197,7 @@ def preview_messages(
     for v in spec.get("variants") or []:
         if isinstance(v, Mapping) and str(v.get("name")) == variant and "messages" in v:
             chosen = v["messages"]
-    declared = [
-        str(v.get("name")) for v in spec.get("variables") or [] if isinstance(v, Mapping)
-    ]
+    declared = [str(v.get("name")) for v in spec.get("variables") or [] if isinstance(v, Mapping)]
     defaults = {
         str(v.get("name")): str(v["default"])
         for v in spec.get("variables") or []
@@ -257,9 +260,7 @@ def revision_parts(data: Mapping[str, str]) -> list[tuple[str, str]]:
     except ValueError:
         meta = {}
     meta = meta if isinstance(meta, Mapping) else {}
-    variants = [
-        str(v.get("name")) for v in meta.get("variants") or [] if isinstance(v, Mapping)
-    ]
+    variants = [str(v.get("name")) for v in meta.get("variants") or [] if isinstance(v, Mapping)]
     call = meta.get("form") == calls.CALL_FORM
     if not variants:
         if call:
@@ -269,7 +270,9 @@ def revision_parts(data: Mapping[str, str]) -> list[tuple[str, str]]:
     for v in variants:
         raw = data.get(objects.variant_data_key(v), "")
         if call:
-            out.extend((f"variant {v} · {label}", text) for label, text in call_parts(_document(raw)))
+            out.extend(
+                (f"variant {v} · {label}", text) for label, text in call_parts(_document(raw))
+            )
         else:
             out.append((f"variant {v}", raw))
     return out

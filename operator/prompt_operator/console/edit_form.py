@@ -232,7 +232,9 @@ def _variants(before: Mapping[str, Any], form: Form, chat: bool) -> list[dict[st
     a variant that had no text of its own (it overrides messages or the model) gets none."""
     stored = {str(v.get("name")): v for v in before.get("variants") or [] if isinstance(v, Mapping)}
     out = []
-    for n, w, t in zip(form.variant_names, form.variant_weights, form.variant_templates, strict=False):
+    for n, w, t in zip(
+        form.variant_names, form.variant_weights, form.variant_templates, strict=False
+    ):
         base = stored.get(n, {})
         item = {"name": n, "weight": _weight(w)}
         item.update({k: v for k, v in base.items() if k not in ("name", "weight", "template")})

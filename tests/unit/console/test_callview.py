@@ -20,7 +20,9 @@ CHAT_SPEC: dict[str, Any] = {
     "model": {
         "name": "gpt-4o-mini",
         "parameters": {"temperature": 0.2, "max_tokens": 512, "stop": ["\n\n"]},
-        "tools": [{"name": "lookup", "description": "Find an order", "parameters": {"type": "object"}}],
+        "tools": [
+            {"name": "lookup", "description": "Find an order", "parameters": {"type": "object"}}
+        ],
         "responseFormat": {"type": "json_schema", "name": "answer", "schema": {"type": "object"}},
     },
 }
@@ -41,7 +43,11 @@ def test_messages_keep_order_and_mark_the_placeholder_and_an_unknown_role() -> N
 def test_model_parameters_are_sorted_json_and_tools_pretty_with_sorted_keys() -> None:
     view = callview.model(CHAT_SPEC["model"])
     assert view is not None and view.name == "gpt-4o-mini"
-    assert view.parameters == [("max_tokens", "512"), ("stop", '["\\n\\n"]'), ("temperature", "0.2")]
+    assert view.parameters == [
+        ("max_tokens", "512"),
+        ("stop", '["\\n\\n"]'),
+        ("temperature", "0.2"),
+    ]
     assert view.tools[0].schema == '{\n  "type": "object"\n}'
     assert view.response_format is not None and '"name": "answer"' in view.response_format
     assert callview.model(None) is None and callview.model("gpt") is None
@@ -55,12 +61,17 @@ def test_a_huge_tool_schema_is_cut_on_the_page_and_says_how_much() -> None:
     assert len(big.schema) == callview.SCHEMA_SHOWN_CHARS and big.cut > 100_000
     assert odd.name == "?" and odd.schema == '"not a tool"'
     html = _macro("model_view", view)
-    assert "more characters of schema not shown" in html and len(html) < 2 * callview.SCHEMA_SHOWN_CHARS
+    assert (
+        "more characters of schema not shown" in html
+        and len(html) < 2 * callview.SCHEMA_SHOWN_CHARS
+    )
 
 
 def test_html_in_content_names_and_tools_is_escaped() -> None:
     evil = "<script>alert(1)</script>"
-    chat = callview.messages([{"role": evil, "content": evil}, {"role": "placeholder", "name": evil}])
+    chat = callview.messages(
+        [{"role": evil, "content": evil}, {"role": "placeholder", "name": evil}]
+    )
     html = _macro("message_list", chat)
     view = callview.model({"name": evil, "parameters": {evil: evil}, "tools": [{"name": evil}]})
     html += _macro("model_view", view)
@@ -80,7 +91,10 @@ def test_preview_renders_each_message_and_leaves_the_placeholder_as_a_slot() -> 
 
 
 def test_preview_of_a_variant_uses_its_own_messages() -> None:
-    spec = dict(CHAT_SPEC, variants=[{"name": "b", "weight": 1, "messages": [{"role": "user", "content": "B"}]}])
+    spec = dict(
+        CHAT_SPEC,
+        variants=[{"name": "b", "weight": 1, "messages": [{"role": "user", "content": "B"}]}],
+    )
     shown = callview.preview_messages(spec, "helper", {}, "b")
     assert [m.content for m in shown.messages] == ["B"]
 
@@ -145,7 +159,10 @@ def test_a_call_revision_is_diffed_part_by_part() -> None:
 
 
 def test_a_text_revision_compared_with_a_call_revision_does_not_crash() -> None:
-    text = {objects.METADATA_DATA_KEY: json.dumps({"format": "python"}), objects.TEXT_DATA_KEY: "Hi"}
+    text = {
+        objects.METADATA_DATA_KEY: json.dumps({"format": "python"}),
+        objects.TEXT_DATA_KEY: "Hi",
+    }
     call = _call_data(_doc(0.2, []))
     call[objects.CALL_DATA_KEY] += "garbage"  # a stored document that is not JSON
     for old, new in ((text, call), (call, text)):
@@ -164,4 +181,8 @@ def test_a_call_document_with_an_unknown_role_and_variants_is_cut_into_parts() -
         objects.variant_data_key("a"): json.dumps(doc),
     }
     labels = [label for label, _ in callview.revision_parts(data)]
-    assert labels == ["variant a · message 1 · wizard", "variant a · message 2 · ?", "variant a · tool ?"]
+    assert labels == [
+        "variant a · message 1 · wizard",
+        "variant a · message 2 · ?",
+        "variant a · tool ?",
+    ]
