@@ -266,7 +266,7 @@ def revision_parts(data: Mapping[str, str]) -> list[tuple[str, str]]:
         if call:
             return call_parts(_document(data.get(objects.CALL_DATA_KEY, "")))
         return [("", data.get(objects.TEXT_DATA_KEY, ""))]
-    out = []
+    out: list[tuple[str, str]] = []
     for v in variants:
         raw = data.get(objects.variant_data_key(v), "")
         if call:
