@@ -1,4 +1,4 @@
-"""Two revisions (or two versions of a text) compared for a page, within a budget.
+"""Two revisions (or two versions of a text) compared part by part for a page, within a budget.
 
 Pure CPU, no I/O: the service runs ``compare_texts`` in a worker thread, a few
 at a time, so a megabyte of text never blocks the event loop.
@@ -6,10 +6,11 @@ at a time, so a megabyte of text never blocks the event loop.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 
 from .. import history
-from . import worddiff
+from . import callview, worddiff
 
 # One text's comparison: its rows, or why it is too large to compare on a page.
 Compared = tuple[str, "list[worddiff.Row] | str"]
@@ -27,24 +28,30 @@ def compare_texts(pairs: list[tuple[str, str, str]]) -> list[Compared]:
     return out
 
 
-def text_pairs(old: history.Snapshot, new: history.Snapshot) -> list[tuple[str, str, str]]:
-    """(name, old text, new text) of every text either revision has, old ones first."""
-    names = [n for n, _ in old.texts] + [n for n, _ in new.texts if n not in dict(old.texts)]
-    a, b = dict(old.texts), dict(new.texts)
-    return [(n, a.get(n, ""), b.get(n, "")) for n in names]
+def part_pairs(old: Mapping[str, str], new: Mapping[str, str]) -> list[tuple[str, str, str]]:
+    """(heading, old text, new text) of every part either revision ConfigMap serves, old
+    ones first: texts, or a call document's messages, model and tools one by one. A part
+    only one side has is compared with nothing, so a text and a call revision compare."""
+    a, b = callview.revision_parts(old), callview.revision_parts(new)
+    names = [n for n, _ in a] + [n for n, _ in b if n not in dict(a)]
+    before, after = dict(a), dict(b)
+    return [(n, before.get(n, ""), after.get(n, "")) for n in names]
 
 
-def summarize(old: history.Snapshot, new: history.Snapshot, texts: list[Compared]) -> str:
+def summarize(
+    old: history.Snapshot,
+    new: history.Snapshot,
+    pairs: list[tuple[str, str, str]],
+    texts: list[Compared],
+) -> str:
     """history.summarize's line, its line counts taken from the bounded comparison
     (history's own runs difflib on up to 200 KB, on the caller's thread)."""
     bare = history.summarize(replace(old, texts=()), replace(new, texts=()))
     parts = [] if bare == history.summarize(new, new) else [bare]
-    old_texts, new_texts = dict(old.texts), dict(new.texts)
-    for name, rows in texts:
-        before, after = old_texts.get(name), new_texts.get(name)
-        if before is None or after is None or before == after:
+    for (heading, before, after), (_, rows) in zip(pairs, texts, strict=True):
+        if before == after:
             continue
-        where = f"variant {name}" if name else "text"
+        where = heading or "text"
         if isinstance(rows, str):
             parts.append(f"{where} changed ({len(before):,} -> {len(after):,} characters)")
         else:

@@ -69,7 +69,7 @@ async def edit_page(request: web.Request) -> web.StreamResponse:
     obj = await request.app[SERVICE].prompt(ns, name)
     form = edit_form.form_from_spec(obj)
     context = await _context(request, obj)
-    checks = edit_form.check(obj, edit_form.spec_from_form(obj, form))
+    checks = edit_form.check(obj, edit_form.spec_from_form(obj, form), form)
     return render(request, "edit.html", form=form, checks=checks, outcome=None, **context)
 
 
@@ -78,7 +78,7 @@ async def edit_check(request: web.Request) -> web.StreamResponse:
     ns, name = request.match_info["ns"], request.match_info["name"]
     obj = await request.app[SERVICE].prompt(ns, name)
     form = edit_form.form_from_fields(await _fields(request))
-    checks = edit_form.check(obj, edit_form.spec_from_form(obj, form))
+    checks = edit_form.check(obj, edit_form.spec_from_form(obj, form), form)
     return web.json_response({"errors": checks.errors, "warnings": checks.warnings})
 
 
@@ -91,7 +91,7 @@ async def edit_submit(request: web.Request) -> web.StreamResponse:
     obj = await service.prompt(ns, name)
     context = await _context(request, obj)
     spec = edit_form.spec_from_form(obj, form)
-    checks = edit_form.check(obj, spec)
+    checks = edit_form.check(obj, spec, form)
 
     def page(status: int, outcome: Outcome) -> web.Response:
         return render(

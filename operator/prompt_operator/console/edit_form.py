@@ -95,6 +95,43 @@ class Form:
     var_descriptions: list[str] = field(default_factory=list)
     var_defaults: list[str] = field(default_factory=list)
     resource_version: str = ""
+    call: str = ""  # YAML: the spec's messages and model (see parse_call)
+
+    @property
+    def chat(self) -> bool:
+        """Messages take the template's place (the template box is not shown)."""
+        return "messages" in parse_call(self.call)[0]
+
+
+# The fields a chat Prompt's form edits as one YAML text: simpler to get right than
+# a widget per message, parameter and tool, and checked like everything else.
+CALL_KEYS = ("messages", "model")
+
+
+def call_text(spec: Mapping[str, Any]) -> str:
+    """The spec's messages and model as YAML; "" when it has neither."""
+    call = {k: spec[k] for k in CALL_KEYS if k in spec}
+    if not call:
+        return ""
+    return str(
+        yaml.dump(call, Dumper=_ManifestDumper, sort_keys=False, allow_unicode=True, width=100)
+    )
+
+
+def parse_call(text: str) -> tuple[dict[str, Any], str | None]:
+    """The messages and model of the form's YAML, or why it is not that."""
+    if not text.strip():
+        return {}, None
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        return {}, f"Messages and model: not valid YAML: {exc}"
+    if not isinstance(value, dict):
+        return {}, "Messages and model: expected a mapping with messages and/or model"
+    unknown = sorted(str(k) for k in value if k not in CALL_KEYS)
+    if unknown:
+        return {}, f"Messages and model: only messages and model belong here, not {unknown}"
+    return value, None
 
 
 def form_from_spec(obj: Mapping[str, Any]) -> Form:
@@ -112,6 +149,7 @@ def form_from_spec(obj: Mapping[str, Any]) -> Form:
         var_descriptions=[v.description for v in declared],
         var_defaults=["" if v.default is None else v.default for v in declared],
         resource_version=str((obj.get("metadata") or {}).get("resourceVersion") or ""),
+        call=call_text(spec),
     )
 
 
@@ -141,6 +179,7 @@ def form_from_fields(fields: Mapping[str, Sequence[str]]) -> Form:
         var_descriptions=many("var_description"),
         var_defaults=many("var_default"),
         resource_version=one("resource_version"),
+        call=_normalize(one("call")),
     )
 
 
@@ -153,23 +192,23 @@ def _weight(text: str) -> int | str:
 
 def spec_from_form(current: Mapping[str, Any], form: Form) -> dict[str, Any]:
     """The spec to write: the current one with the form's fields in place. Fields the
-    form does not show (schedule, history limit) are kept as they are."""
+    form does not show (schedule, history limit, includes, what a variant sets besides
+    its text) are kept as they are; messages and model that do not parse are kept too
+    (``check`` with the form then refuses the save)."""
+    before = current.get("spec") or {}
     spec: dict[str, Any] = {
         k: v
-        for k, v in (current.get("spec") or {}).items()
-        if k not in ("template", "variants", "variables", "key", "format")
+        for k, v in before.items()
+        if k not in ("template", "variants", "variables", "key", "format", *CALL_KEYS)
     }
+    call, problem = parse_call(form.call)
+    spec.update({k: before[k] for k in CALL_KEYS if k in before} if problem else call)
     name = str((current.get("metadata") or {}).get("name") or "")
     spec["key"] = form.key or name
     spec["format"] = form.format
     if form.variant_names:
-        spec["variants"] = [
-            {"name": n, "weight": _weight(w), "template": t}
-            for n, w, t in zip(
-                form.variant_names, form.variant_weights, form.variant_templates, strict=False
-            )
-        ]
-    else:
+        spec["variants"] = _variants(before, form, chat="messages" in spec)
+    elif "messages" not in spec:
         spec["template"] = form.template
     declared = []
     for i, var in enumerate(form.var_names):
@@ -188,7 +227,24 @@ def spec_from_form(current: Mapping[str, Any], form: Form) -> dict[str, Any]:
     return spec
 
 
-FIELDS = ("key", "format", "template", "variables", "variants")
+def _variants(before: Mapping[str, Any], form: Form, chat: bool) -> list[dict[str, Any]]:
+    """The form's variants, each keeping what it sets besides name, weight and text;
+    a variant that had no text of its own (it overrides messages or the model) gets none."""
+    stored = {str(v.get("name")): v for v in before.get("variants") or [] if isinstance(v, Mapping)}
+    out = []
+    for n, w, t in zip(
+        form.variant_names, form.variant_weights, form.variant_templates, strict=False
+    ):
+        base = stored.get(n, {})
+        item = {"name": n, "weight": _weight(w)}
+        item.update({k: v for k, v in base.items() if k not in ("name", "weight", "template")})
+        if "template" in base or (not base and not chat):
+            item["template"] = t
+        out.append(item)
+    return out
+
+
+FIELDS = ("key", "format", "template", "variables", "variants", "call")
 
 
 @dataclass(frozen=True)
@@ -221,6 +277,8 @@ def _field_of(message: str) -> str:
         return "format"
     if "spec.variables" in message and "used in" not in message:
         return "variables"
+    if any(f"spec.{name}" in message for name in (*CALL_KEYS, "includes")):
+        return "call"
     if "spec.variants" in message or "InvalidVariants" in message:
         return "variants"
     if "template" in message or "Template" in message or "Placeholder" in message:
@@ -228,8 +286,9 @@ def _field_of(message: str) -> str:
     return "general"
 
 
-def check(obj: Mapping[str, Any], spec: Mapping[str, Any]) -> Checks:
-    """`prompt-operator validate`'s checks on the Prompt with ``spec``, by field."""
+def check(obj: Mapping[str, Any], spec: Mapping[str, Any], form: Form | None = None) -> Checks:
+    """`prompt-operator validate`'s checks on the Prompt with ``spec``, by field, and
+    the ``form``'s own (messages and model that are not YAML)."""
     body = manifest_body(obj, spec)
     node = yaml.compose(yaml.safe_dump(_shrunk(body)))
     assert node is not None  # a dumped mapping always composes to a node
@@ -241,4 +300,7 @@ def check(obj: Mapping[str, Any], spec: Mapping[str, Any]) -> Checks:
             warnings.append(finding.message)
         else:
             errors[_field_of(finding.message)].append(finding.message)
+    problem = parse_call(form.call)[1] if form else None
+    if problem:
+        errors["call"].append(problem)
     return Checks(errors, warnings)

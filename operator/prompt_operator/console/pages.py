@@ -15,7 +15,7 @@ from prompt_contract.objects import namespace_problem
 
 from ..prompt_api import LIST_CAP, ApiError
 from ..rollback import RollbackError
-from . import views
+from . import callview, views
 from .rendering import redirect, render, render_diffs, write_error
 from .service import RollbackPlan
 from .settings import SERVICE, SETTINGS
@@ -95,7 +95,12 @@ async def prompt_page(request: web.Request) -> web.StreamResponse:
         variables=views.variables(spec),
         samples=samples,
         variant=variant,
-        preview=views.preview(spec, name, samples, variant),
+        preview=_preview(spec, name, samples, variant),
+        chat=callview.messages(spec.get("messages")) if "messages" in spec else None,
+        model=callview.model(spec.get("model")),
+        overrides=callview.variant_overrides(spec),
+        includes=callview.includes(spec),
+        included_by=await _included_by(request, ns, name),
         conditions=[views.condition(obj, t) for t in ("Ready", "Delivered")],
         events=views.events(seen.events),
         bars=views.weight_bars(obj),
@@ -113,10 +118,27 @@ async def prompt_page(request: web.Request) -> web.StreamResponse:
 async def preview_fragment(request: web.Request) -> web.StreamResponse:
     ns, name = _names(request)
     obj = await request.app[SERVICE].prompt(ns, name)
-    result = views.preview(
+    result = _preview(
         obj.get("spec") or {}, name, _sample_values(request.query), request.query.get("variant", "")
     )
     return render(request, "preview.html", preview=result)
+
+
+def _preview(
+    spec: Mapping[str, Any], name: str, samples: Mapping[str, str], variant: str
+) -> views.Preview | callview.MessagesPreview:
+    if callview.is_chat(spec):
+        return callview.preview_messages(spec, name, samples, variant)
+    return views.preview(spec, name, samples, variant)
+
+
+async def _included_by(request: web.Request, ns: str, name: str) -> list[str] | str:
+    """The Prompts of ``ns`` that include this one, or why the list could not be read."""
+    try:
+        items, _ = await request.app[SERVICE].prompts(ns, "")
+    except ApiError as exc:
+        return f"cannot list the Prompts of {ns}: {exc.message}"
+    return callview.included_by(name, items)
 
 
 async def revisions_page(request: web.Request) -> web.StreamResponse:

@@ -24,7 +24,7 @@ from ..prompt_api import ApiError, PromptApi
 from ..rollback import rollback_patch
 from ..runtime.client import Credentials, KubeApi
 from . import usage
-from .compare import Compared, compare_texts, summarize, text_pairs
+from .compare import Compared, compare_texts, part_pairs, summarize
 from .watch import MAX_STREAMS, WatchHub
 
 T = TypeVar("T")
@@ -149,11 +149,12 @@ class PromptService:
     async def compare(
         self, name: str, old: Mapping[str, str], new: Mapping[str, str]
     ) -> tuple[str, list[Compared]]:
-        """Two revisions' ConfigMap data compared: a summary line and each text's rows."""
+        """Two revisions' ConfigMap data compared: a summary line and each part's rows."""
         old_s = history.snapshot_from_configmap(old, name)
         new_s = history.snapshot_from_configmap(new, name)
-        texts = await self.in_thread(lambda: compare_texts(text_pairs(old_s, new_s)))
-        return summarize(old_s, new_s, texts), texts
+        pairs = part_pairs(old, new)
+        texts = await self.in_thread(lambda: compare_texts(pairs))
+        return summarize(old_s, new_s, pairs, texts), texts
 
     async def compare_texts(self, pairs: list[tuple[str, str, str]]) -> list[Compared]:
         return await self.in_thread(lambda: compare_texts(pairs))
