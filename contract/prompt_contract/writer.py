@@ -47,38 +47,23 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import errno
 import os
-import secrets
-import stat
 from collections.abc import Iterator
 
+from prompt_contract import dirfd
 from prompt_contract.calls import CALL_EXT
+from prompt_contract.dirfd import DIR_MODE, FILE_MODE, FileWriteError
 from prompt_contract.files import (
     DEFAULT_EXT,
     HIDDEN_DIR,
     META_SUFFIX,
     PromptMeta,
     file_ext,
-    read_regular,
     text_sha256,
 )
 from prompt_contract.keys import key_problem
 
 __all__ = ["DIR_MODE", "FILE_MODE", "FileWriteError", "PromptFiles", "Staged", "ext_problem"]
-
-FILE_MODE = 0o644  # the app container may run as another user; it only reads
-DIR_MODE = 0o755
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-
-
-class FileWriteError(OSError):
-    """A prompt file could not be written; the previous text and metadata are intact.
-
-    ``errno`` is the cause's (``ENOSPC`` for a full disk); the message names
-    the file and the cause.
-    """
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -140,7 +125,7 @@ class PromptFiles:
             except FileWriteError:
                 raise
             except OSError as exc:
-                raise _error("prepare", self.directory, exc) from exc
+                raise dirfd.error("prepare", self.directory, exc) from exc
             yield fds[0], fds[2], fds[3]
         finally:
             for fd in fds:
@@ -156,10 +141,10 @@ class PromptFiles:
             os.makedirs(self.directory, mode=DIR_MODE, exist_ok=True)
             os.chmod(self.directory, DIR_MODE)  # mkdir's mode is cut by the umask
             fds.append(os.open(self.directory, flags))
-        fds.append(_real_subdir(fds[0], HIDDEN_DIR, self.directory))
+        fds.append(dirfd.real_subdir(fds[0], HIDDEN_DIR, self.directory))
         shown = os.path.join(self.directory, HIDDEN_DIR)
-        fds.append(_real_subdir(fds[1], "meta", shown))
-        fds.append(_real_subdir(fds[1], "staging", shown))
+        fds.append(dirfd.real_subdir(fds[1], "meta", shown))
+        fds.append(dirfd.real_subdir(fds[1], "staging", shown))
 
     # -- writes --------------------------------------------------------------------
 
@@ -175,11 +160,11 @@ class PromptFiles:
         name = key + file_ext(self.ext, meta.form)
         meta_name = key + META_SUFFIX
         with self._dirs() as (target, meta_dir, staging):
-            old_meta = _read_file(meta_dir, meta_name)
+            old_meta = dirfd.read_file(meta_dir, meta_name)
             if (
                 old_meta is not None
                 and _same(old_meta, meta)
-                and _has(target, name, data)
+                and dirfd.has(target, name, data)
                 and not self._other_exists(target, key, name)
             ):
                 return False
@@ -205,7 +190,7 @@ class PromptFiles:
         """
         try:
             with self._dirs() as (target, meta_dir, staging):
-                old_meta = _read_file(meta_dir, staged.key + META_SUFFIX)
+                old_meta = dirfd.read_file(meta_dir, staged.key + META_SUFFIX)
                 self._commit(staged, target, meta_dir, staging, old_meta)
         except BaseException:
             self.discard(staged)  # mostly gone already; not when the directories failed
@@ -214,16 +199,16 @@ class PromptFiles:
     def discard(self, staged: Staged) -> None:
         """Remove staged files that will not be committed (best effort)."""
         with contextlib.suppress(OSError), self._dirs() as (_, _, staging):
-            _discard(staging, staged.meta_tmp, staged.text_tmp)
+            dirfd.discard(staging, staged.meta_tmp, staged.text_tmp)
 
     def _stage(self, staging: int, meta: PromptMeta, data: bytes) -> Staged:
         meta_name = meta.key + META_SUFFIX
         name = meta.key + file_ext(self.ext, meta.form)
-        meta_tmp = _stage(staging, meta.to_json(), self._shown(HIDDEN_DIR, "meta", meta_name))
+        meta_tmp = dirfd.stage(staging, meta.to_json(), self._shown(HIDDEN_DIR, "meta", meta_name))
         try:
-            text_tmp = _stage(staging, data, self._shown(name))
+            text_tmp = dirfd.stage(staging, data, self._shown(name))
         except BaseException:
-            _discard(staging, meta_tmp)
+            dirfd.discard(staging, meta_tmp)
             raise
         return Staged(meta.key, meta_tmp, text_tmp, name)
 
@@ -232,15 +217,17 @@ class PromptFiles:
     ) -> None:
         meta_name = staged.key + META_SUFFIX
         try:
-            _rename(staging, staged.meta_tmp, meta_dir, meta_name, self._shown(HIDDEN_DIR, "meta"))
+            dirfd.rename(
+                staging, staged.meta_tmp, meta_dir, meta_name, self._shown(HIDDEN_DIR, "meta")
+            )
         except BaseException:
-            _discard(staging, staged.meta_tmp, staged.text_tmp)
+            dirfd.discard(staging, staged.meta_tmp, staged.text_tmp)
             raise
         name = staged.name or staged.key + self.ext
         try:
-            _rename(staging, staged.text_tmp, target, name, self.directory)
+            dirfd.rename(staging, staged.text_tmp, target, name, self.directory)
         except BaseException:
-            _discard(staging, staged.text_tmp)
+            dirfd.discard(staging, staged.text_tmp)
             self._restore_meta(staging, meta_dir, meta_name, old_meta)
             raise
         # The key's file of the other form goes only now that the new one is in
@@ -252,12 +239,12 @@ class PromptFiles:
             except FileNotFoundError:
                 pass
             except OSError as exc:
-                raise _error("remove", self._shown(other), exc) from exc
+                raise dirfd.error("remove", self._shown(other), exc) from exc
 
     def _other_exists(self, target: int, key: str, name: str) -> bool:
         """Whether ``key`` still has a file of the form other than ``name``'s."""
         other = self._other_of(key, name)
-        return other != name and _exists(target, other)
+        return other != name and dirfd.exists(target, other)
 
     def _other_of(self, key: str, name: str) -> str:
         """The name of ``key``'s file in the form ``name`` is not (the same when ext is .json)."""
@@ -270,11 +257,11 @@ class PromptFiles:
             if old is None:
                 os.unlink(meta_name, dir_fd=meta_dir)
                 return
-            tmp = _stage(staging, old, meta_name)
+            tmp = dirfd.stage(staging, old, meta_name)
             try:
                 os.rename(tmp, meta_name, src_dir_fd=staging, dst_dir_fd=meta_dir)
             except OSError:
-                _discard(staging, tmp)
+                dirfd.discard(staging, tmp)
 
     def remove(self, key: str) -> bool:
         """Remove ``<key><ext>`` or ``<key>.json`` (whichever exists), then its
@@ -324,7 +311,7 @@ class PromptFiles:
         """The metadata recorded for ``key``, or None (``ValueError`` for a bad key)."""
         _checked_key(key)
         with self._dirs() as (_, meta_dir, _):
-            return _parse_meta(_read_file(meta_dir, key + META_SUFFIX))
+            return _parse_meta(dirfd.read_file(meta_dir, key + META_SUFFIX))
 
     def all_meta(self) -> dict[str, PromptMeta]:
         """Metadata of every prompt this writer (or an earlier run) recorded.
@@ -336,121 +323,15 @@ class PromptFiles:
         with self._dirs() as (_, meta_dir, staging):
             for name in os.listdir(meta_dir):
                 if name.endswith(META_SUFFIX):
-                    meta = _parse_meta(_read_file(meta_dir, name))
+                    meta = _parse_meta(dirfd.read_file(meta_dir, name))
                     if meta is not None and meta.key + META_SUFFIX == name:
                         result[meta.key] = meta
             for name in os.listdir(staging):
-                _discard(staging, name)
+                dirfd.discard(staging, name)
         return result
 
     def _shown(self, *parts: str) -> str:
         return os.path.join(self.directory, *parts)
-
-
-def _real_subdir(parent: int, name: str, shown: str) -> int:
-    """Open ``name`` under ``parent`` as a real directory, replacing anything else."""
-    for _ in range(3):
-        try:
-            return os.open(name, _DIR_FLAGS, dir_fd=parent)
-        except FileNotFoundError:
-            with contextlib.suppress(FileExistsError):
-                os.mkdir(name, DIR_MODE, dir_fd=parent)
-                fd = os.open(name, _DIR_FLAGS, dir_fd=parent)
-                try:
-                    os.fchmod(fd, DIR_MODE)  # mkdir's mode is cut by the umask
-                finally:
-                    os.close(fd)
-        except OSError as exc:
-            if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
-                raise FileWriteError(
-                    exc.errno or errno.EIO,
-                    f"cannot open directory {os.path.join(shown, name)}: {exc.strerror}",
-                ) from exc
-            # A symlink or a file where our directory belongs: remove it, never follow it.
-            info = os.stat(name, dir_fd=parent, follow_symlinks=False)
-            if stat.S_ISDIR(info.st_mode):
-                raise
-            os.unlink(name, dir_fd=parent)
-    raise FileWriteError(
-        errno.EEXIST, f"cannot create directory {os.path.join(shown, name)}: it keeps changing"
-    )
-
-
-def _stage(staging: int, data: bytes, shown: str) -> str:
-    """Write ``data`` to a new, uniquely named file in staging; return its name."""
-    tmp = f"{secrets.token_hex(8)}.tmp"
-    try:
-        fd = os.open(tmp, _NEW_FILE_FLAGS, FILE_MODE, dir_fd=staging)
-    except OSError as exc:
-        raise _error("stage", shown, exc) from exc
-    try:
-        os.fchmod(fd, FILE_MODE)  # not subject to the umask
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-    except OSError as exc:
-        os.close(fd)
-        _discard(staging, tmp)
-        raise _error("stage", shown, exc) from exc
-    except BaseException:
-        os.close(fd)
-        _discard(staging, tmp)
-        raise
-    try:
-        os.close(fd)
-    except OSError as exc:  # some file systems report a full disk only here
-        _discard(staging, tmp)
-        raise _error("stage", shown, exc) from exc
-    return tmp
-
-
-def _rename(staging: int, tmp: str, dest_dir: int, name: str, shown_dir: str) -> None:
-    try:
-        os.rename(tmp, name, src_dir_fd=staging, dst_dir_fd=dest_dir)
-    except OSError as exc:
-        raise _error("rename into place", os.path.join(shown_dir, name), exc) from exc
-
-
-def _error(what: str, path: str, exc: OSError) -> FileWriteError:
-    cause = exc.strerror or str(exc)
-    return FileWriteError(exc.errno or errno.EIO, f"could not {what} {path}: {cause}")
-
-
-def _discard(staging: int, *names: str) -> None:
-    for name in names:
-        with contextlib.suppress(OSError):
-            os.unlink(name, dir_fd=staging)
-
-
-def _read_file(dir_fd: int, name: str) -> bytes | None:
-    """The bytes of regular file ``name``, or None: never through a symlink, never
-    blocking on a FIFO, never more than the contract's bound (``read_regular``)."""
-    try:
-        found = read_regular(name, dir_fd)
-    except OSError:
-        return None
-    return None if found is None else found[0]
-
-
-def _exists(dir_fd: int, name: str) -> bool:
-    try:
-        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-    except OSError:
-        return False
-    return True
-
-
-def _has(dir_fd: int, name: str, data: bytes) -> bool:
-    """Whether regular file ``name`` holds exactly ``data`` and is world-readable."""
-    try:
-        info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-    except OSError:
-        return False
-    if not stat.S_ISREG(info.st_mode) or info.st_size != len(data):
-        return False
-    if stat.S_IMODE(info.st_mode) != FILE_MODE:
-        return False
-    return _read_file(dir_fd, name) == data
 
 
 def _parse_meta(raw: bytes | None) -> PromptMeta | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -18,7 +18,7 @@ import yaml
 
 from prompt_cluster.testing import kubectl, kubectl_json, wait_for
 
-from .helpers import OPERATOR_NAMESPACE, RELEASE, REPO, Node, logs, pods
+from .helpers import OPERATOR_NAMESPACE, RELEASE, REPO, Node, apply, logs, pods
 
 pytestmark = pytest.mark.timeout(1800)
 
@@ -152,3 +152,189 @@ def test_a_pod_that_could_not_read_its_prompts_is_refused_saying_what_to_set(
     assert f"--set 'sidecar.namespaces={{default,{ELSEWHERE}}}'" in elsewhere, elsewhere
     # Nothing was created.
     assert kubectl_json(kubeconfig, "-n", ELSEWHERE, "get", "pods")["items"] == []
+
+
+# --- #26: a chat Prompt with a model configuration and an included snippet -------
+
+SNIPPET = {
+    "apiVersion": "prompts.dev/v1alpha1",
+    "kind": "Prompt",
+    "metadata": {"name": "safety-preamble"},
+    "spec": {"template": "Never share account passwords."},
+}
+
+
+def chat_prompt(temperature: float) -> dict[str, Any]:
+    return {
+        "apiVersion": "prompts.dev/v1alpha1",
+        "kind": "Prompt",
+        "metadata": {"name": "support-chat"},
+        "spec": {
+            "key": "support_chat",
+            "variables": [{"name": "customer_name"}],
+            "includes": [{"name": "safety", "prompt": "safety-preamble"}],
+            "messages": [
+                {"role": "system", "content": "You help {customer_name}. {safety}"},
+                {"role": "placeholder", "name": "history"},
+            ],
+            "model": {
+                "name": "gpt-4o-mini",
+                "parameters": {"temperature": temperature, "max_tokens": 256},
+                "tools": [
+                    {
+                        "name": "lookup_order",
+                        "description": "Find an order by its id",
+                        "parameters": {
+                            "type": "object",
+                            "properties": {"order_id": {"type": "string"}},
+                            "required": ["order_id"],
+                        },
+                    }
+                ],
+            },
+        },
+    }
+
+
+# The app prints, on start and after every change, the arguments it would pass
+# to an OpenAI-style chat.completions.create, as one JSON line.
+CHAT_APP_SCRIPT = """
+import json, queue
+from prompt_client import create_prompt_registry
+
+prompts = create_prompt_registry()
+changed = queue.Queue()
+prompts.on_change(lambda name, revision: changed.put(name))
+while True:
+    session = prompts.snapshot()
+    if "support_chat" in session:
+        call = session.call(
+            "support_chat",
+            placeholders={"history": [{"role": "user", "content": "Where is my order?"}]},
+            customer_name="Ada",
+        )
+        line = {"revision": session.info("support_chat").revision, "args": call.openai()}
+        print("CALL " + json.dumps(line, sort_keys=True), flush=True)
+    while changed.get() != "support_chat":
+        pass
+"""
+
+
+def chat_app(image: str) -> dict[str, Any]:
+    app = yaml.safe_load(EXAMPLE_APP.read_text())
+    app["metadata"] = {"name": "chat-app", "labels": {"app": "chat-app"}}
+    app["spec"]["selector"] = {"matchLabels": {"app": "chat-app"}}
+    template = app["spec"]["template"]
+    template["metadata"]["labels"]["app"] = "chat-app"
+    (container,) = template["spec"]["containers"]
+    container["args"] = [CHAT_APP_SCRIPT]
+    container["image"] = image
+    return app
+
+
+def calls_printed(kubeconfig: Any) -> list[dict[str, Any]]:
+    found = [
+        p
+        for p in pods(kubeconfig, NAMESPACE, "app=chat-app")
+        if not p["metadata"].get("deletionTimestamp")
+    ]
+    if len(found) != 1:
+        return []
+    result = kubectl(
+        kubeconfig, "-n", NAMESPACE, "logs", found[0]["metadata"]["name"], "-c", "app", check=False
+    )
+    lines = result.stdout.splitlines() if result.returncode == 0 else []
+    return [json.loads(line[5:]) for line in lines if line.startswith("CALL ")]
+
+
+def printed_call(
+    kubeconfig: Any, matches: Callable[[dict[str, Any]], bool]
+) -> dict[str, Any] | None:
+    """The first call the chat app printed whose arguments match."""
+    return next((c for c in calls_printed(kubeconfig) if matches(c["args"])), None)
+
+
+def delivered(kubeconfig: Any, name: str, revision: str) -> bool:
+    status = kubectl_json(kubeconfig, "-n", NAMESPACE, "get", "prompt", name).get("status", {})
+    delivery = status.get("delivery") or {}
+    return (
+        status.get("revision") == revision
+        and delivery.get("subscribed", 0) > 0
+        and delivery.get("updated") == delivery.get("subscribed")
+    )
+
+
+def test_an_app_reads_a_chat_prompt_with_its_model_and_sees_each_edit(
+    default_install: Node,
+) -> None:
+    kubeconfig = default_install.kubeconfig
+    (container,) = yaml.safe_load(EXAMPLE_APP.read_text())["spec"]["template"]["spec"]["containers"]
+    image = container["image"]
+    apply(kubeconfig, NAMESPACE, SNIPPET)
+    apply(kubeconfig, NAMESPACE, chat_prompt(0.2))
+    kubectl(kubeconfig, "wait", "--for=condition=Ready", "prompt/support-chat", "--timeout=60s")
+    apply(kubeconfig, NAMESPACE, chat_app(image))
+    try:
+        kubectl(kubeconfig, "rollout", "status", "deploy/chat-app", "--timeout=180s", timeout=210)
+        first = wait_for(
+            lambda: calls_printed(kubeconfig)[-1:] or None,
+            timeout=60, interval=0.5,
+            message=lambda: f"the chat app to print its call: {calls_printed(kubeconfig)}",
+        )[0]  # fmt: skip
+        args = first["args"]
+        assert args["model"] == "gpt-4o-mini" and args["temperature"] == 0.2, args
+        assert args["max_tokens"] == 256, args
+        assert args["messages"] == [
+            {"role": "system", "content": "You help Ada. Never share account passwords."},
+            {"role": "user", "content": "Where is my order?"},
+        ], args
+        (tool,) = args["tools"]
+        assert tool["type"] == "function" and tool["function"]["name"] == "lookup_order", tool
+
+        # An edit of the temperature alone: a new revision, delivered to every pod.
+        apply(kubeconfig, NAMESPACE, chat_prompt(0.7))
+        second = wait_for(
+            lambda: printed_call(kubeconfig, lambda args: args["temperature"] == 0.7),
+            timeout=60, interval=0.2,
+            message=lambda: f"the chat app to see temperature 0.7: {calls_printed(kubeconfig)}",
+        )  # fmt: skip
+        assert second["revision"] != first["revision"]
+        assert second["args"]["messages"] == args["messages"]
+        wait_for(
+            lambda: delivered(kubeconfig, "support-chat", second["revision"]),
+            timeout=60, interval=0.5, message="delivery N/N of the temperature edit",
+        )  # fmt: skip
+
+        # An edit of the included snippet: the includer gets a new revision, and the app sees it.
+        apply(
+            kubeconfig,
+            NAMESPACE,
+            {**SNIPPET, "spec": {"template": "Never share passwords or card numbers."}},
+        )
+        third = wait_for(
+            lambda: printed_call(
+                kubeconfig, lambda args: "card numbers" in args["messages"][0]["content"]
+            ),
+            timeout=60, interval=0.2,
+            message=lambda: f"the chat app to see the new snippet: {calls_printed(kubeconfig)}",
+        )  # fmt: skip
+        assert third["revision"] not in (first["revision"], second["revision"])
+        assert third["args"]["temperature"] == 0.7
+        wait_for(
+            lambda: delivered(kubeconfig, "support-chat", third["revision"]),
+            timeout=60, interval=0.5, message="delivery N/N of the snippet edit",
+        )  # fmt: skip
+        (pod,) = pods(kubeconfig, NAMESPACE, "app=chat-app")
+        assert all(s["restartCount"] == 0 for s in pod["status"]["containerStatuses"])
+    finally:
+        kubectl(
+            kubeconfig, "-n", NAMESPACE, "delete", "deployment", "chat-app", "--wait", check=False
+        )
+        kubectl(
+            kubeconfig, "-n", NAMESPACE, "delete", "prompt", "support-chat", "safety-preamble",
+            check=False,
+        )  # fmt: skip
+        kubectl(
+            kubeconfig, "-n", NAMESPACE, "wait", "--for=delete", "pod", "-l", "app=chat-app",
+            "--timeout=120s", timeout=150, check=False,
+        )  # fmt: skip

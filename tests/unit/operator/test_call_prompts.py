@@ -79,7 +79,8 @@ def test_a_text_prompt_keeps_exactly_todays_configmap_and_revision() -> None:
     assert configmap_data(ab) == {
         "metadata.json": '{"defaults":{},"format":"python","variables":["name"],'
         '"variants":[{"name":"a","weight":1},{"name":"b","weight":3}]}',
-        "source.json": '{"format":"python","key":"greet","source":"spec","variables":[{"name":"name"}],'
+        "source.json": '{"format":"python","key":"greet","source":"spec",'
+        '"variables":[{"name":"name"}],'
         '"variants":[{"name":"a","weight":1},{"name":"b","weight":3}]}',
         "variant.a": "A {name}",
         "variant.b": "B",
@@ -301,7 +302,7 @@ def test_rollback_between_call_and_text_revisions_restores_the_same_bytes(varian
     text_data, call_data = revision_data(text_spec), revision_data(call_spec)
     spec = copy.deepcopy(call_spec)
     spec["model"] = {**MODEL, "parameters": {"seed": 1, "temperature": 1.0}}
-    for target, data in ((text_spec, text_data), (call_spec, call_data), (text_spec, text_data)):
+    for _target, data in ((text_spec, text_data), (call_spec, call_data), (text_spec, text_data)):
         spec = merge(body(**spec), rollback_patch(body(**spec), data, T0))["spec"]
         assert revision_data(spec) == data, spec
 
