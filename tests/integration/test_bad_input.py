@@ -40,6 +40,12 @@ def _key(case: Case) -> str:
     return str(data["spec"].get("key") or data["metadata"]["name"])
 
 
+def _ext(case: Case) -> str:
+    spec = _manifest(case)["spec"]
+    calls = [spec, *(spec.get("variants") or []), *(spec.get("schedule") or [])]
+    return ".json" if any("messages" in c or "model" in c for c in calls) else ".txt"
+
+
 def _problems(records: list[dict[str, Any]]) -> list[str]:
     """Operator log records that show a crash: a traceback, or an error with exc_info."""
     found = []
@@ -141,9 +147,9 @@ def test_accepted_bad_input_leaves_a_served_prompt_alone(
     thief = condition(objects["thief"], "Ready")
     assert thief is not None and (thief["status"], thief["reason"]) == ("False", "KeyConflict")
 
-    # Every good case is served as <key>.txt directly in the directory, nothing else.
-    ready_keys = {_key(case) for case in accepted if case.ready}
-    wanted = {f"{key}.txt" for key in ready_keys | {"sentinel"}}
+    # Every good case is served directly in the directory, nothing else: as
+    # <key>.txt, or as <key>.json when it has chat messages or a model.
+    wanted = {f"{_key(case)}{_ext(case)}" for case in accepted if case.ready} | {"sentinel.txt"}
     wait_for(
         lambda: {p.name for p in app.dir.iterdir() if p.name != ".prompts"} == wanted,
         timeout=30,
@@ -173,7 +179,7 @@ def test_accepted_bad_input_leaves_a_served_prompt_alone(
     assert _problems(records) == []
     observed(
         f"{len(accepted)} cases: {not_ready} Ready=False with a reason, "
-        f"{len(accepted) - not_ready} Ready=True and served as <key>.txt; the Prompt "
+        f"{len(accepted) - not_ready} Ready=True and served as <key>.txt or .json; the Prompt "
         "claiming the sentinel's key got KeyConflict; sentinel file unchanged (bytes, "
         f"inode, mtime); nothing outside the directory; operator alive, {len(records)} "
         "log records, no traceback"

@@ -119,7 +119,7 @@ class PromptController:
         # included Prompts changed since an includer's last reconcile (its cause).
         self._includers: dict[PromptRef, set[PromptRef]] = {}
         self._includes: dict[PromptRef, tuple[str, ...]] = {}
-        self._generations: dict[PromptRef, int] = {}
+        self._generations: dict[PromptRef, int | None] = {}  # None: deleted
         self._changed: dict[PromptRef, set[str]] = {}
         inventory.add_deleted_handler(self.queue.add)  # a ConfigMap vanished: write it again
         inventory.add_recovered_handler(self.retry_now)
@@ -191,12 +191,13 @@ class PromptController:
     def _included_changed(self, ref: PromptRef, generation: int | None) -> None:
         """Queue every Prompt that includes ``ref``, directly or not, when its spec
         changed (a new generation), it appeared, or it went away (``None``)."""
-        if ref not in self._includers or self._generations.get(ref) == generation:
+        if ref not in self._includers:
             return
-        if generation is None:
-            self._generations.pop(ref, None)
-        else:
-            self._generations[ref] = generation
+        # Not seen yet counts as a change: an included Prompt seen before its
+        # includer has no generation here, and its deletion must still be news.
+        if ref in self._generations and self._generations[ref] == generation:
+            return
+        self._generations[ref] = generation
         todo, seen = deque([ref]), {ref}
         while todo:
             for includer in self._includers.get(todo.popleft(), ()):

@@ -85,13 +85,15 @@ def _validator() -> Any:
 
 
 def _strict(schema: Any) -> Any:
-    """The CRD schema as JSON Schema that, like the API server, refuses unknown fields."""
+    """The CRD schema as JSON Schema that, like the API server, refuses unknown fields
+    (except where the CRD keeps them: ``x-kubernetes-preserve-unknown-fields``)."""
     if not isinstance(schema, dict):
         return schema
     out = {k: _strict(v) for k, v in schema.items() if not k.startswith("x-kubernetes")}
     if "properties" in schema:
         out["properties"] = {k: _strict(v) for k, v in schema["properties"].items()}
-        out.setdefault("additionalProperties", False)
+        if not schema.get("x-kubernetes-preserve-unknown-fields"):
+            out.setdefault("additionalProperties", False)
     return out
 
 

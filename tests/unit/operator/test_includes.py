@@ -200,3 +200,27 @@ def test_an_edit_of_an_included_prompt_queues_every_includer_transitively_once()
         assert await drain(prompts) == {PromptRef("ns", n) for n in ("a", "b", "c")}
 
     asyncio.run(scenario())
+
+
+def test_deleting_a_snippet_seen_before_its_includer_queues_the_includer() -> None:
+    from .test_prompt_intake import controller
+
+    def obj(name: str, **spec: Any) -> dict[str, Any]:
+        meta = {"name": name, "namespace": "ns", "uid": name, "generation": 1}
+        return {"metadata": meta, "spec": {"template": "x", **spec}}
+
+    async def scenario() -> None:
+        prompts, _ = controller()
+        prompts.submit(obj("snippet"))  # nobody includes it yet
+        prompts.submit(obj("includer", includes=includes(s="snippet")))
+        while len(prompts.queue):
+            prompts.queue.done(await prompts.queue.get())
+        prompts.submit_deleted(obj("snippet"))
+        queued = set()
+        while len(prompts.queue):
+            ref = await prompts.queue.get()
+            prompts.queue.done(ref)
+            queued.add(ref)
+        assert PromptRef("ns", "includer") in queued
+
+    asyncio.run(scenario())
