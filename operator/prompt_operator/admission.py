@@ -14,10 +14,11 @@ import kopf
 from prompt_contract import objects
 
 from .config import OperatorConfig
+from .includes import expand
 from .inject import InjectionConfig, InjectionRefused, injected
-from .model import SpecError, parse_prompt
+from .model import Prompt, SpecError, parse_prompt
 from .notices import admission_warnings
-from .policies import evaluate
+from .policies import Problem, evaluate
 from .render import render
 
 
@@ -29,8 +30,32 @@ def admission_problem(body: Any) -> str | None:
         prompt = parse_prompt(body)
     except SpecError as exc:
         return f"{where}: InvalidSpec: {exc}"
-    problem = evaluate(prompt, render(prompt)).problem
+    expanded = _with_stand_ins(prompt)
+    if isinstance(expanded, Problem):
+        return f"{where}: {expanded.reason}: {expanded.message}"
+    problem = evaluate(expanded, render(expanded)).problem
     return None if problem is None else f"{where}: {problem.reason}: {problem.message}"
+
+
+def _with_stand_ins(prompt: Prompt) -> Prompt | Problem:
+    """``prompt`` with each include expanded to an empty text. Admission reads no
+    other Prompt (an included one may be applied later, as GitOps tools do in any
+    order), so it checks what the Prompt says on its own: its placeholders, the
+    include rules and a Prompt including itself; the operator checks the rest."""
+    if not prompt.includes:
+        return prompt
+    empty = {
+        include.prompt: parse_prompt(
+            {
+                "metadata": {"name": include.prompt, "namespace": prompt.ref.namespace},
+                "spec": {"template": ""},
+            }
+        )
+        for include in prompt.includes
+        if include.prompt and "/" not in include.prompt
+    }
+    expansion = expand(prompt, empty)
+    return expansion if isinstance(expansion, Problem) else expansion.prompt
 
 
 @kopf.on.validate(

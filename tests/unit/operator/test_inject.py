@@ -81,6 +81,20 @@ def test_admission_message_matches_the_status_reason() -> None:
     assert admission_problem(body) is None
 
 
+def test_admission_takes_includes_as_declared_without_reading_the_included_prompts() -> None:
+    spec: dict[str, Any] = {
+        "variables": [{"name": "user"}],
+        "includes": [{"name": "safety", "prompt": "preamble"}],
+        "messages": [{"role": "system", "content": "Help {user}. {safety}"}],
+    }
+    body = {"metadata": {"name": "p", "namespace": "ns"}, "spec": spec}
+    assert admission_problem(body) is None  # preamble may be applied later
+    spec["messages"][0]["content"] = "Help {user}. {safety} {other}"
+    assert "UndeclaredVariable: variable {other}" in (admission_problem(body) or "")
+    spec["includes"][0]["prompt"] = "p"
+    assert "IncludeCycle" in (admission_problem(body) or "")
+
+
 @pytest.mark.reliability(
     case="S-inject volume name",
     did="inject into a pod that already has a volume called prompts (a PVC)",
