@@ -32,6 +32,7 @@ logger = logging.getLogger("prompt_client")
 Signature = tuple[int, int, int, int]  # device, inode, size, mtime_ns
 
 _MISMATCH_RETRIES = 20  # x 5 ms: the sidecar renames metadata, then text, back to back
+_FORM_CHANGE_TRIES = 5  # listings of one key while its file changes form
 # File systems stamp mtimes with a coarse clock (a jiffy, up to 10 ms; whole
 # seconds on a few), so a file rewritten with the same size within one tick of
 # our read, its inode number reused, would look unchanged. As git does for
@@ -138,20 +139,21 @@ def _load_key(directory: str, name: str, fnames: list[str], old: Entry | None) -
 
     A file that vanished may have been replaced by the key's file of the other
     form (the sidecar renames the new one in, then removes the old one): the
-    directory is listed again once, so the key never goes missing in between.
+    directory is listed again, a few times, so the key never goes missing in
+    between. A key whose files are all gone was removed; one still changing form
+    after every try keeps what the reader had (the next scan catches up).
     """
-    tried: set[str] = set()
-    for _ in range(2):
+    for _ in range(_FORM_CHANGE_TRIES):
         if len(fnames) > 1:
             fnames = _preferred_first(fnames, read_meta(directory, name))
         for fname in fnames:
-            if fname not in tried:
-                tried.add(fname)
-                entry = _load(directory, name, os.path.join(directory, fname), old)
-                if entry is not None:
-                    return entry
+            entry = _load(directory, name, os.path.join(directory, fname), old)
+            if entry is not None:
+                return entry
         fnames = _files_of(directory, name)
-    return None
+        if not fnames:
+            return None
+    return old
 
 
 def _files_of(directory: str, name: str) -> list[str]:
