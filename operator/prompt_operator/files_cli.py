@@ -32,6 +32,7 @@ from prompt_contract.writer import FileWriteError, PromptFiles, ext_problem
 from .configmap import build_configmap
 from .model import parse_prompt
 from .render import render
+from .validation import includes
 from .validation.checks import Finding, check_document
 from .validation.reading import InputError, documents, files
 
@@ -69,36 +70,36 @@ def plan(
         raise FilesError(f"--selector {selector!r}: {exc}") from None
     planned: dict[str, Planned] = {}
     findings: list[Finding] = []
-    for source, text in files(arguments):
-        for doc in documents(text, source):
-            found = check_document(doc)
-            findings += found
-            data = doc.data
-            if not isinstance(data, dict) or data.get("kind") != "Prompt":
-                continue
-            if any(not f.warning for f in found) or data.get("apiVersion") != objects.API_VERSION:
-                continue
-            meta = dict(data.get("metadata") or {})
-            if (meta.get("namespace") or namespace) != namespace:
-                continue
-            body = {**data, "metadata": {**meta, "namespace": namespace}}
-            prompt = parse_prompt(body)
-            configmap = build_configmap(prompt, render(prompt), 1)
-            if not chosen.matches(configmap["metadata"]["labels"]):
-                continue
-            content = payload.file_content(
-                configmap, pod, payload.configmap_metadata(configmap) or {}
+    docs = [doc for source, text in files(arguments) for doc in documents(text, source)]
+    prompts = includes.index(docs)  # includes resolve among the manifests given
+    for doc in docs:
+        expanded, found = includes.resolve(doc, prompts)
+        if not any(not f.warning for f in found):
+            found += check_document(expanded)
+        findings += found
+        data, source = expanded.data, doc.source
+        if not isinstance(data, dict) or data.get("kind") != "Prompt":
+            continue
+        if any(not f.warning for f in found) or data.get("apiVersion") != objects.API_VERSION:
+            continue
+        meta = dict(data.get("metadata") or {})
+        if (meta.get("namespace") or namespace) != namespace:
+            continue
+        prompt = parse_prompt({**data, "metadata": {**meta, "namespace": namespace}})
+        configmap = build_configmap(prompt, render(prompt), 1)
+        if not chosen.matches(configmap["metadata"]["labels"]):
+            continue
+        content = payload.file_content(configmap, pod, payload.configmap_metadata(configmap) or {})
+        if isinstance(content, str):  # validation refuses what would get here
+            raise FilesError(f"{source}: Prompt {prompt.ref}: {content}")
+        held = planned.get(content.key)
+        if held is not None:
+            raise FilesError(
+                f"Prompts {held.content.prompt} ({held.source}) and {content.prompt} "
+                f"({source}) both use key {content.key!r}; in a cluster the older one "
+                "would be served: give one of them another spec.key"
             )
-            if isinstance(content, str):  # validation refuses what would get here
-                raise FilesError(f"{source}: Prompt {prompt.ref}: {content}")
-            held = planned.get(content.key)
-            if held is not None:
-                raise FilesError(
-                    f"Prompts {held.content.prompt} ({held.source}) and {content.prompt} "
-                    f"({source}) both use key {content.key!r}; in a cluster the older one "
-                    "would be served: give one of them another spec.key"
-                )
-            planned[content.key] = Planned(source, content)
+        planned[content.key] = Planned(source, content)
     return [planned[key] for key in sorted(planned)], findings
 
 

@@ -193,3 +193,21 @@ def test_a_fifo_planted_as_metadata_does_not_hang_the_command(tmp_path: Path) ->
     assert cli_main(["files", str(EXAMPLES / "support-agent.yaml"), "--out", str(out)]) == 0
     meta = PromptMeta.from_json((out / ".prompts" / "meta" / "support_agent.json").read_bytes())
     assert meta.key == "support_agent"
+
+
+def test_includes_resolve_among_the_manifests_given(tmp_path: Path) -> None:
+    manifests = tmp_path / "prompts.yaml"
+    manifests.write_text(
+        "apiVersion: prompts.dev/v1alpha1\nkind: Prompt\nmetadata: {name: preamble}\n"
+        "spec: {template: 'Never share passwords.'}\n---\n"
+        "apiVersion: prompts.dev/v1alpha1\nkind: Prompt\nmetadata: {name: helper}\n"
+        "spec:\n  includes: [{name: safety, prompt: preamble}]\n"
+        "  template: 'Help. {safety}'\n"
+    )
+    out = tmp_path / "out"
+    assert cli_main(["files", str(manifests), "--out", str(out)]) == 0
+    assert PromptRegistry(str(out), watch=False).render("helper") == "Help. Never share passwords."
+    alone = tmp_path / "alone.yaml"
+    alone.write_text(manifests.read_text().split("---\n")[1])
+    planned, findings = plan([str(alone)], "default", "pod")
+    assert planned == [] and any("IncludeMissing" in f.message for f in findings)
