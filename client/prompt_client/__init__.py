@@ -28,6 +28,13 @@ TYPE_CHECKING = False  # typing costs every pod 0.4 MiB; annotations here are st
 if TYPE_CHECKING:
     from typing import Any
 
+    from prompt_contract.call_reading import (
+        CallDocumentError,
+        MissingPlaceholderError,
+        PlaceholderValueError,
+        UnknownPlaceholderError,
+    )
+
     from .call import ChatPromptError, PromptCall
     from .registry import PromptRegistry, PromptSnapshot, PromptSource
     from .scan import PromptInfo
@@ -50,6 +57,15 @@ def __getattr__(name: str) -> Any:
         from . import call
 
         return getattr(call, name)
+    if name in (
+        "CallDocumentError",
+        "MissingPlaceholderError",
+        "PlaceholderValueError",
+        "UnknownPlaceholderError",
+    ):
+        from prompt_contract import call_reading
+
+        return getattr(call_reading, name)
     if name in ("FileSystemSource", "PromptDirectoryError"):
         from . import sources
 
@@ -58,9 +74,12 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "CallDocumentError",
     "ChatPromptError",
     "FileSystemSource",
+    "MissingPlaceholderError",
     "MissingVariableError",
+    "PlaceholderValueError",
     "PromptCall",
     "PromptDirectoryError",
     "PromptInfo",
@@ -69,6 +88,7 @@ __all__ = [
     "PromptSource",
     "RenderError",
     "TemplateError",
+    "UnknownPlaceholderError",
     "UnknownVariableError",
     "create_prompt_registry",
 ]

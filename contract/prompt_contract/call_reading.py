@@ -54,6 +54,7 @@ class ResponseFormat:
     name: str = ""
     schema: Mapping[str, Any] | None = None
     strict: bool | None = None
+    description: str = ""
 
 
 @dataclass(frozen=True)
@@ -192,6 +193,7 @@ def _response_format(value: Any) -> ResponseFormat:
         _string(answer.get("name", ""), "model.responseFormat.name"),
         schema if isinstance(schema, dict) else None,
         strict,
+        _string(answer.get("description", ""), "model.responseFormat.description"),
     )
 
 
@@ -200,7 +202,9 @@ def _response_format(value: Any) -> ResponseFormat:
 TEXT_ROLE = "system"  # a text Prompt with a model configuration is one message of this role
 # What Anthropic's messages.create accepts of the parameters (stop is renamed
 # stop_sequences); every other parameter has no equivalent there and is left out.
-ANTHROPIC_PARAMETERS = ("max_tokens", "temperature", "top_p", "top_k", "metadata")
+# What the Anthropic SDK's messages.create takes (anthropic 2.17 has no temperature,
+# top_p or top_k any more: they are left out like the other sampling parameters).
+ANTHROPIC_PARAMETERS = ("max_tokens", "metadata")
 
 
 def render_messages(
@@ -297,6 +301,8 @@ def openai_arguments(
         args["response_format"] = {"type": "json_object"}
     elif answer is not None and answer.type == "json_schema":
         schema: dict[str, Any] = {"name": answer.name or "response", "schema": answer.schema}
+        if answer.description:
+            schema["description"] = answer.description
         if answer.strict is not None:
             schema["strict"] = answer.strict
         args["response_format"] = {"type": "json_schema", "json_schema": schema}
@@ -311,10 +317,12 @@ def anthropic_arguments(
     System and developer messages are joined (blank line between) into
     ``system``; user and assistant messages stay in ``messages``. Of the
     parameters, ``ANTHROPIC_PARAMETERS`` pass as given and ``stop`` becomes
-    ``stop_sequences``; the rest (frequency_penalty, presence_penalty, seed,
-    n, logit_bias, ...) has no equivalent and is left out. Tools become
+    ``stop_sequences``; the rest (temperature, top_p, frequency_penalty, seed,
+    n, logit_bias, ...) has no keyword in the current SDK and is left out (an
+    app on an older API reads ``call.model.parameters`` itself). Tools become
     ``{name, description, input_schema}``; a JSON Schema response format
-    becomes ``output_format``; ``json_object`` has no equivalent and is left out.
+    becomes ``output_config={"format": ...}``; ``json_object`` has no
+    equivalent and is left out.
     """
     model = model or ModelConfig()
     system = [
@@ -332,7 +340,7 @@ def anthropic_arguments(
         args["tools"] = [_function(tool, "input_schema") for tool in model.tools]
     answer = model.response_format
     if answer is not None and answer.type == "json_schema":
-        args["output_format"] = {"type": "json_schema", "schema": answer.schema}
+        args["output_config"] = {"format": {"type": "json_schema", "schema": answer.schema}}
     return args
 
 

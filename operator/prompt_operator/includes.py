@@ -126,7 +126,7 @@ class _Expander:
         return "".join(out)
 
     def _take(self, piece: str, include: Include | None) -> str:
-        self._left -= len(piece)
+        self._left -= len(piece.encode("utf-8", "surrogatepass"))  # the limit is in bytes
         if self._left < 0:
             culprit = f"include {include.name} -> {include.prompt}" if include else "its text"
             raise _Refused(
@@ -251,7 +251,7 @@ def _unused(prompt: Prompt) -> tuple[Problem, ...]:
         Problem(
             "UnusedInclude",
             f"spec.includes {', '.join(unused)} are not used in any text "
-            "(only a warning; the included Prompt still makes new revisions of this one)",
+            "(only a warning: their text appears nowhere, so their edits change nothing here)",
         ),
     )
 

@@ -203,6 +203,14 @@ def test_openai_arguments_follow_chat_completions_create() -> None:
     assert openai_arguments(json_object, [])["response_format"] == {"type": "json_object"}
     text = parse_call(chat(responseFormat={"type": "text"})).model
     assert "response_format" not in openai_arguments(text, [])
+    described = parse_call(
+        chat(responseFormat={"type": "json_schema", "description": "One answer", "schema": SCHEMA})
+    ).model
+    assert openai_arguments(described, [])["response_format"]["json_schema"] == {
+        "name": "response",
+        "description": "One answer",
+        "schema": SCHEMA,
+    }
 
 
 def test_anthropic_arguments_keep_system_apart_and_drop_what_has_no_equivalent() -> None:
@@ -213,14 +221,13 @@ def test_anthropic_arguments_keep_system_apart_and_drop_what_has_no_equivalent()
         "model": "gpt-4o-mini",
         "system": "You help there.\n\nAnswer in {JSON}.",
         "messages": [*HISTORY, {"role": "user", "content": "q"}],
-        "temperature": 0.2,
-        "max_tokens": 512,
+        "max_tokens": 512,  # temperature: no keyword in the current SDK
         "stop_sequences": ["END"],
         "tools": [{"name": "weather", "description": "Weather in a city", "input_schema": SCHEMA}],
-        "output_format": {"type": "json_schema", "schema": SCHEMA},
+        "output_config": {"format": {"type": "json_schema", "schema": SCHEMA}},
     }
     json_object = parse_call(chat(responseFormat={"type": "json_object"})).model
-    assert "output_format" not in anthropic_arguments(json_object, messages)
+    assert "output_config" not in anthropic_arguments(json_object, messages)
     listed = parse_call(chat(parameters={"stop": ["a", "b"]})).model
     assert anthropic_arguments(listed, [])["stop_sequences"] == ["a", "b"]
 
