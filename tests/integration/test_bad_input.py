@@ -30,9 +30,13 @@ pytestmark = [pytest.mark.usefixtures("operator"), pytest.mark.slow]
 SENTINEL_TEXT = "Sentinel: keep me byte for byte.\r\nÜnïcödé ✓ {{braces}}\n"
 
 
+def _documents(case: Case) -> list[dict[str, Any]]:
+    """A case is its first document; the others are the Prompts it includes."""
+    return [d for d in yaml.safe_load_all(case.path.read_text(encoding="utf-8")) if d]
+
+
 def _manifest(case: Case) -> dict[str, Any]:
-    data: dict[str, Any] = yaml.safe_load(case.path.read_text(encoding="utf-8"))
-    return data
+    return _documents(case)[0]
 
 
 def _key(case: Case) -> str:
@@ -118,7 +122,8 @@ def test_accepted_bad_input_leaves_a_served_prompt_alone(
                 return None
             if condition(obj, "Ready") is None:
                 return None
-        return objects if len(objects) == len(accepted) + 2 else None
+        everything = sum(len(_documents(case)) for case in accepted) + 2
+        return objects if len(objects) == everything else None
 
     objects = wait_for(
         reported,
@@ -150,6 +155,13 @@ def test_accepted_bad_input_leaves_a_served_prompt_alone(
     # Every good case is served directly in the directory, nothing else: as
     # <key>.txt, or as <key>.json when it has chat messages or a model.
     wanted = {f"{_key(case)}{_ext(case)}" for case in accepted if case.ready} | {"sentinel.txt"}
+    # The Prompts a case includes are served when they are Ready themselves.
+    wanted |= {
+        f"{doc['spec'].get('key') or doc['metadata']['name']}.txt"
+        for case in accepted
+        for doc in _documents(case)[1:]
+        if (condition(objects[doc["metadata"]["name"]], "Ready") or {}).get("status") == "True"
+    }
     wait_for(
         lambda: {p.name for p in app.dir.iterdir() if p.name != ".prompts"} == wanted,
         timeout=30,
