@@ -83,21 +83,12 @@ def job_manifest(
     """
     meta = prompt_body["metadata"]
     name, namespace = str(meta["name"]), str(meta["namespace"])
-    pod = copy.deepcopy(dict(template))
-    if "containers" in pod:
-        pod = {"spec": pod}
     labels = job_labels(prompt_body, candidate_revision)
-    pod_meta = pod.setdefault("metadata", {})
-    pod_meta["labels"] = {**(pod_meta.get("labels") or {}), **labels}
-    pod_spec = pod.setdefault("spec", {})
-    pod_spec["restartPolicy"] = "Never"
     env = _candidate_env(name, candidate_revision, candidate_text)
-    for key in ("initContainers", "containers"):
-        pod_spec[key] = [_with_env(container, env) for container in pod_spec.get(key) or []]
     spec: dict[str, Any] = {
         "backoffLimit": 0,
         "ttlSecondsAfterFinished": TTL_SECONDS_AFTER_FINISHED,
-        "template": pod,
+        "template": _pod_template(template, labels, env),
     }
     if timeout_seconds is not None:
         spec["activeDeadlineSeconds"] = timeout_seconds
@@ -125,6 +116,23 @@ def job_manifest(
         },
         "spec": spec,
     }
+
+
+def _pod_template(
+    template: Mapping[str, Any], labels: Mapping[str, str], env: list[dict[str, str]]
+) -> dict[str, Any]:
+    """A copy of ``template`` that runs once, labelled as its Job, with ``env`` everywhere."""
+    pod = copy.deepcopy(dict(template))
+    if "containers" in pod:
+        pod = {"spec": pod}
+    pod_meta = pod.setdefault("metadata", {})
+    pod_meta["labels"] = {**(pod_meta.get("labels") or {}), **labels}
+    pod_spec = pod.setdefault("spec", {})
+    pod_spec["restartPolicy"] = "Never"
+    for key in ("initContainers", "containers"):
+        if key in pod_spec:
+            pod_spec[key] = [_with_env(container, env) for container in pod_spec[key] or []]
+    return pod
 
 
 def _candidate_env(name: str, revision: str, text: str | None) -> list[dict[str, str]]:

@@ -174,3 +174,14 @@ def test_the_log_command_names_the_job() -> None:
     assert job_log_command("shop", "prompt-greeter-01234567-3") == (
         "kubectl logs -n shop job/prompt-greeter-01234567-3"
     )
+
+
+def test_a_template_without_init_containers_gets_none() -> None:
+    job = job_manifest(
+        PROMPT,
+        {"spec": {"containers": [{"name": "eval", "image": "evals:1"}]}},
+        step=0,
+        candidate_revision=CANDIDATE,
+        candidate_text=None,
+    )
+    assert "initContainers" not in job["spec"]["template"]["spec"]
