@@ -27,7 +27,6 @@ from ..runtime.errors import Conflict
 
 PROMPT_LABEL = objects.PROMPT_ANNOTATION  # "prompts.dev/prompt": the Prompt's name
 REVISION_LABEL = objects.REVISION_ANNOTATION  # "prompts.dev/revision": the candidate's hash
-STEP_ANNOTATION = "prompts.dev/rollout-step"
 MAX_JOB_NAME = 63  # the Job controller copies the name into a label value on its pods
 MAX_TEXT_BYTES = 128 * 1024  # a larger candidate is left out of the environment
 # Long enough to read the log the status links to; the Prompt's deletion removes it sooner.
@@ -102,7 +101,7 @@ def job_manifest(
             "annotations": {
                 objects.PROMPT_ANNOTATION: name,
                 objects.REVISION_ANNOTATION: candidate_revision,
-                STEP_ANNOTATION: str(step),
+                objects.ROLLOUT_STEP_ANNOTATION: str(step),
             },
             "ownerReferences": [
                 {
