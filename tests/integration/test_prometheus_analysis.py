@@ -7,6 +7,7 @@ Prometheus (built from Go modules) scrapes it, and ``query_scalar`` over
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -54,10 +55,14 @@ def app(tmp_path: Path) -> Iterator[tuple[Path, str]]:
     to 20 users, its metrics at the returned address."""
     (tmp_path / "prompt.yaml").write_text(MANIFEST)
     directory = tmp_path / "prompts"
-    start = start_process(
-        [tool("prompt-operator"), "files", str(tmp_path / "prompt.yaml"), "--out", str(directory)]
+    written = subprocess.run(
+        [tool("prompt-operator"), "files", str(tmp_path / "prompt.yaml"), "--out", str(directory)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
-    assert start.wait(60) == 0
+    assert written.returncode == 0, written.stderr
     port = free_port()
     proc = start_process(
         [
