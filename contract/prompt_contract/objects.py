@@ -73,6 +73,9 @@ PROMPT_UID_LABEL = "prompts.dev/prompt-uid"  # selects all revisions of one Prom
 PROMPT_ANNOTATION = "prompts.dev/prompt"  # the source Prompt's name
 REVISION_ANNOTATION = "prompts.dev/revision"  # the content hash
 KEY_ANNOTATION = "prompts.dev/key"  # the app's key: file name without extension
+# A rollout's analysis Job carries the labels above (managed-by, prompt-uid, and the
+# prompt and revision keys as labels); this one says which step it judges.
+ROLLOUT_STEP_ANNOTATION = "prompts.dev/rollout-step"
 TEXT_DATA_KEY = "prompt"  # the text, exactly; app keys may be unicode, data keys may not
 VARIANT_DATA_PREFIX = "variant."  # with variants: "variant.<name>" holds each text
 # A Prompt whose call a text file cannot carry (chat messages, a model

@@ -41,6 +41,9 @@ class OperatorConfig:
     # The chart's sidecar.namespaces: where the sidecar's service account exists
     # (None: unknown, so injection does not check the pod's service account).
     sidecar_namespaces: tuple[str, ...] | None = None
+    # Where rollouts' Prometheus analysis queries (the chart's rollouts.prometheus.url);
+    # None: such a step waits, saying that no address is set.
+    prometheus_url: str | None = None
 
 
 EPILOG = """\
@@ -49,7 +52,8 @@ example (outside a cluster, with your kubeconfig; the chart runs it in one):
 
 It needs: Prompts (get, list, watch), prompts/status (patch), ConfigMaps (get,
 list, watch, create, patch, delete), Pods (list, watch), Events (create) and,
-with --leader-elect, its Lease (create, get, update).
+with --leader-elect, its Lease (create, get, update); for rollouts' Job
+analysis, Jobs (create, get, list, watch, delete).
 """
 
 DESCRIPTION = (
@@ -231,6 +235,14 @@ FLAGS: tuple[Flag, ...] = (
         shown_default="not checked",
     ),
     Flag(
+        "--prometheus-url",
+        "base URL of the Prometheus HTTP API that rollouts' analysis steps query, e.g. "
+        "http://prometheus-operated.monitoring:9090",
+        env="PROMPT_OPERATOR_PROMETHEUS_URL",
+        metavar="URL",
+        shown_default="none: a Prometheus analysis step waits and says so",
+    ),
+    Flag(
         "--kubeconfig",
         "kubeconfig file",
         env="KUBECONFIG",
@@ -266,6 +278,8 @@ def parse_config(
     ):
         if not 0 < port < 65536:
             p.error(f"{flag} {port}: must be a port number from 1 to 65535")
+    if values.prometheus_url and not values.prometheus_url.startswith(("http://", "https://")):
+        p.error(f"--prometheus-url {values.prometheus_url!r}: must start with http:// or https://")
     if values.sidecar_port == values.sidecar_probe_port:
         p.error("--sidecar-port and --sidecar-probe-port must differ: the sidecar listens on both")
     return fill(

@@ -222,6 +222,10 @@ RBAC_CASES = [
     (OPERATOR_SA, "list", "secrets", NS, False),
     (OPERATOR_SA, "create", "mutatingwebhookconfigurations", None, False),
     (OPERATOR_SA, "create", "events", APPS, True),
+    (OPERATOR_SA, "create", "jobs.batch", APPS, True),  # rollouts' Job analysis
+    (OPERATOR_SA, "deletecollection", "jobs.batch", APPS, True),
+    (OPERATOR_SA, "update", "jobs.batch", APPS, False),
+    (OPERATOR_SA, "create", "cronjobs.batch", APPS, False),
     (OPERATOR_SA, "update", f"leases.coordination.k8s.io named {RELEASE}", NS, True),
     (OPERATOR_SA, "update", "leases.coordination.k8s.io named someone-else", NS, False),
     (OPERATOR_SA, "update", f"leases.coordination.k8s.io named {RELEASE}", APPS, False),
@@ -479,6 +483,8 @@ SCOPED_CASES = [
     ("create", "configmaps", "team-c", True),
     ("deletecollection", "configmaps", "team-b", True),
     ("create", "events", "team-c", True),
+    ("create", "jobs.batch", "team-b", True),
+    ("create", "jobs.batch", "kube-system", False),
     ("patch", "configmaps", "kube-system", False),
     ("create", "configmaps", "default", False),
     ("delete", "configmaps", APPS, False),
@@ -775,3 +781,45 @@ def test_the_admission_policy_is_rendered_only_where_the_api_serves_it(
         "1.29: refused by kubeVersion; 1.30: policy rendered; API without the policy: "
         "refused unless admissionPolicy.enabled=false, then none rendered and NOTES warn"
     )
+
+
+def test_the_prometheus_url_reaches_the_operator_and_its_egress_policy() -> None:
+    url = "http://prometheus-operated.monitoring:9090"
+
+    def operator_args(*values: str) -> list[str]:
+        docs = docs_of(template(RELEASE, str(CHART), "-n", NS, *sets(*values)))
+        args: list[str] = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0][
+            "args"
+        ]
+        return args
+
+    assert parse_config(operator_args()[1:]).prometheus_url is None
+    assert parse_config(operator_args(f"rollouts.prometheus.url={url}")[1:]).prometheus_url == url
+    # Not a URL: refused by the values schema, before the operator could refuse it.
+    bad = template(
+        RELEASE, str(CHART), *sets("rollouts.prometheus.url=prometheus:9090"), check=False
+    )
+    assert bad.returncode != 0 and "rollouts/prometheus/url" in bad.stderr
+    # A closed egress without a way to Prometheus: refused, saying what to set.
+    closed = template(
+        RELEASE,
+        str(CHART),
+        *sets("networkPolicy.enabled=true", CIDRS, f"rollouts.prometheus.url={url}"),
+        check=False,
+    )
+    assert closed.returncode != 0
+    assert "rollouts.prometheus.networkPolicyEgress" in closed.stderr
+    to_prometheus = {
+        "to": [
+            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+        ],
+        "ports": [{"port": 9090}],
+    }
+    policy = operator_policy(
+        CIDRS,
+        f"rollouts.prometheus.url={url}",
+        "rollouts.prometheus.networkPolicyEgress[0].to[0].namespaceSelector.matchLabels"
+        ".kubernetes\\.io/metadata\\.name=monitoring",
+        "rollouts.prometheus.networkPolicyEgress[0].ports[0].port=9090",
+    )
+    assert to_prometheus in policy["spec"]["egress"]

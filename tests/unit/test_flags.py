@@ -177,3 +177,15 @@ def test_each_flag_and_variable_is_declared_once(table: tuple[Flag, ...]) -> Non
     assert len(keys) == len(set(keys))
     variables = [name for flag in table for name in (flag.env, *flag.env_then) if name]
     assert len(variables) == len(set(variables))
+
+
+def test_the_prometheus_url_is_read_and_must_be_http(capsys: pytest.CaptureFixture[str]) -> None:
+    env = {"PROMPT_OPERATOR_PROMETHEUS_URL": "http://prometheus.monitoring:9090"}
+    assert (
+        operator_config.parse_config([], env).prometheus_url
+        == env["PROMPT_OPERATOR_PROMETHEUS_URL"]
+    )
+    assert operator_config.parse_config([], {}).prometheus_url is None
+    with pytest.raises(SystemExit):
+        operator_config.parse_config(["--prometheus-url=prometheus:9090"], {})
+    assert "must start with http:// or https://" in capsys.readouterr().err

@@ -69,6 +69,12 @@ watches every namespace, else in a Role in each watched one.
 - apiGroups: ["", events.k8s.io]
   resources: [events]
   verbs: [create]
+# Rollouts' Job analysis: one Job per step under a fixed name (get finds the one
+# a previous leader created), list/watch follow it, delete and deletecollection
+# clear a candidate's Jobs before a retried rollout runs them again.
+- apiGroups: [batch]
+  resources: [jobs]
+  verbs: [get, list, watch, create, delete, deletecollection]
 {{- end }}
 
 {{/*

@@ -9,6 +9,8 @@ kube-proxy (same module and pins as the API server), containerd v2 with its
 runc shim (``hack/control-plane/containerd``), CoreDNS
 (``hack/control-plane/coredns``) and a pause binary
 (``hack/control-plane/pause``); ``ensure_node_binaries`` builds them.
+``ensure_prometheus`` builds Prometheus (``hack/control-plane/prometheus``)
+for the rollout tests.
 ``KUBEBUILDER_ASSETS`` (envtest's convention) supplies kube-apiserver and
 etcd when it points at existing binaries.
 """
@@ -31,6 +33,8 @@ HELM_VERSION = "v4.3.1"
 CONTAINERD_VERSION = "v2.4.2"
 COREDNS_VERSION = "v1.15.0"
 PAUSE_VERSION = "1"  # bump when hack/control-plane/pause changes
+# Prometheus's Go module numbers release 3.y.z as v0.3yy.z.
+PROMETHEUS_VERSION = "v0.316.0"
 
 MODULES_DIR = Path(__file__).resolve().parent.parent  # hack/control-plane
 
@@ -130,6 +134,20 @@ _HELM = _Target(
     packages=("helm.sh/helm/v4/cmd/helm",),
     outputs=("helm",),
     ldflags=f"-s -w -X helm.sh/helm/v4/internal/version.version={HELM_VERSION}",
+)
+
+
+_PROMETHEUS_RELEASE = "3.{}.{}".format(
+    int(PROMETHEUS_VERSION.split(".")[1]) - 300, PROMETHEUS_VERSION.split(".")[2]
+)
+_PROMETHEUS = _Target(
+    name=f"prometheus-{PROMETHEUS_VERSION}",
+    module="prometheus",
+    packages=("github.com/prometheus/prometheus/cmd/prometheus",),
+    outputs=("prometheus",),
+    ldflags=f"-s -w -X github.com/prometheus/common/version.Version={_PROMETHEUS_RELEASE}",
+    # Static and file targets only: the cloud service discoveries triple the build.
+    tags="remove_all_sd",
 )
 
 
@@ -258,6 +276,11 @@ class NodeBinaries:
 def ensure_helm() -> Path:
     """Only helm (`make dist` packages the chart without a cluster)."""
     return _build(_HELM) / "helm"
+
+
+def ensure_prometheus() -> Path:
+    """Prometheus, for the rollout tests' analysis (``prompt_cluster.prometheus``)."""
+    return _build(_PROMETHEUS) / "prometheus"
 
 
 def ensure_node_binaries() -> NodeBinaries:

@@ -8,7 +8,7 @@ import sys
 import threading
 from pathlib import Path
 
-from .build import BuildError, ensure_binaries, ensure_node_binaries
+from .build import BuildError, ensure_binaries, ensure_node_binaries, ensure_prometheus
 from .cluster import ClusterError, LocalCluster
 from .images import ImageError, demo_app_image, operator_image
 from .node import NodeError
@@ -61,6 +61,7 @@ def _build(*, node: bool, with_images: bool) -> list[Path]:
     if worker is not None:
         worker.start()
     paths = list(vars(ensure_binaries()).values())
+    paths.append(ensure_prometheus())  # the rollout tests' analysis scrapes and queries it
     if node:
         paths += list(vars(ensure_node_binaries()).values())
     if worker is not None:
