@@ -1,0 +1,1 @@
+"""Progressive rollouts: a Prompt change served to a share of pods or users, promoted or aborted on analysis."""
