@@ -47,15 +47,15 @@ def _run_lines(run: AnalysisRun) -> list[str]:
     return lines
 
 
+_MARKS = {"done": "done", "current": ">", "stopped": "x", "next": ""}
+
+
 def _step_lines(steps: Sequence[Step], rollout: Rollout) -> list[str]:
-    current = rollout.step if rollout.running else None
-    lines = []
-    for i, step in enumerate(steps):
-        done = rollout.step is not None and (i < rollout.step or rollout.phase == view.PROMOTED)
-        stopped = rollout.phase == view.ABORTED and i == rollout.step
-        mark = ">" if i == current else ("done" if done else ("x" if stopped else ""))
-        lines.append(f"  {mark:>4} {i + 1}  {step.text}")
-    return lines
+    states = view.step_states(len(steps), rollout)
+    return [
+        f"  {_MARKS[state]:>4} {i + 1}  {step.text}"
+        for i, (step, state) in enumerate(zip(steps, states, strict=True))
+    ]
 
 
 def status_text(name: str, obj: Mapping[str, Any]) -> str:

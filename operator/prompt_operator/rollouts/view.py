@@ -202,6 +202,24 @@ def steps_of(spec: Mapping[str, Any] | None) -> tuple[Step, ...]:
     return tuple(_step(s) for s in _maps(rollout.get("steps")))
 
 
+def step_states(count: int, rollout: Rollout) -> tuple[str, ...]:
+    """Each of ``count`` steps as ``done``, ``current`` (running now), ``stopped``
+    (where an abort happened) or ``next``."""
+    states = []
+    for i in range(count):
+        if rollout.step is None:
+            states.append("next")
+        elif i < rollout.step or rollout.phase == PROMOTED:
+            states.append("done")
+        elif i == rollout.step and rollout.running:
+            states.append("current")
+        elif i == rollout.step and rollout.phase == ABORTED:
+            states.append("stopped")
+        else:
+            states.append("next")
+    return tuple(states)
+
+
 def spec_served_message(status: Mapping[str, Any] | None) -> str | None:
     """The SpecServed=False condition's message (what is served, why, what clears it);
     None while what is served is the spec."""
