@@ -74,8 +74,8 @@ def test_a_weight_out_of_range_is_clamped_for_the_bar() -> None:
 
 def test_the_panel_shows_measured_values_against_thresholds_and_a_csrf_form() -> None:
     page = html(prompt(ROLLOUT), asked="pause")
-    assert 'data-compare>0.95 &gt;= 0.9<' in page
-    assert 'data-compare>0.8333 &lt; 0.9<' in page
+    assert "data-compare>0.95 &gt;= 0.9<" in page
+    assert "data-compare>0.8333 &lt; 0.9<" in page
     assert 'name="csrf_token" value="TOKEN"' in page
     assert 'value="abort"' in page and 'value="retry"' not in page
     assert "Asked the operator to pause the rollout" in page
