@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -182,17 +183,16 @@ def annotations(kubeconfig: Path, namespace: str) -> Iterator[Callable[[], list[
         proc.wait(timeout=10)
 
 
-def rollout_cli(kubeconfig: Path, namespace: str, *args: str) -> subprocess.CompletedProcess[str]:
+def rollout_cli(
+    kubeconfig: Path, namespace: str, *args: str, plugin: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """`prompt-operator rollout ARGS`, or as the kubectl plugin `kubectl prompt rollout
+    ARGS` (kubectl finds kubectl-prompt on PATH)."""
+    venv_bin = str(Path(tool("prompt-operator")).parent)
+    command = [tool("kubectl"), "prompt"] if plugin else [tool("prompt-operator")]
     return subprocess.run(
-        [
-            tool("prompt-operator"),
-            "rollout",
-            *args,
-            "-n",
-            namespace,
-            "--kubeconfig",
-            str(kubeconfig),
-        ],
+        [*command, "rollout", *args, "-n", namespace, "--kubeconfig", str(kubeconfig)],
+        env={**os.environ, "PATH": venv_bin + os.pathsep + os.environ.get("PATH", "")},
         capture_output=True,
         text=True,
         timeout=60,
@@ -206,7 +206,7 @@ def test_status_prints_phase_step_weights_and_measurements_against_thresholds(
     rollout_prompt(kubeconfig, namespace, "greeter")
 
     def printed() -> str | None:
-        done = rollout_cli(kubeconfig, namespace, "status", "greeter")
+        done = rollout_cli(kubeconfig, namespace, "status", "greeter", plugin=True)
         assert done.returncode == 0, done.stderr
         return done.stdout if "rollout Progressing" in done.stdout else None
 
