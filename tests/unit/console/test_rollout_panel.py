@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from prompt_operator.console import rollout
+from prompt_operator.console import edit_form, rollout
 from prompt_operator.console.rendering import environment
 
 from ..operator.test_rollout_view import ROLLOUT, SPEC_ROLLOUT
@@ -124,3 +124,14 @@ def test_a_rollout_action_needs_the_sessions_csrf_token_and_a_known_action() -> 
         assert asked.status == 502
 
     run(test)
+
+
+def test_an_edit_in_the_console_keeps_spec_rollout() -> None:
+    """The edit form does not show spec.rollout; saving the text must not drop it (the
+    console writes the whole spec, with fields it dropped set to null)."""
+    obj = prompt(ROLLOUT)
+    form = edit_form.form_from_fields(
+        {"template": ["Hello again"], "key": [""], "format": ["python"], "var_name": [""]}
+    )
+    spec = edit_form.spec_from_form(obj, form)
+    assert spec["template"] == "Hello again" and spec["rollout"] == SPEC_ROLLOUT
