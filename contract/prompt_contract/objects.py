@@ -122,6 +122,12 @@ def prompt_name_of(configmap: Mapping[str, Any]) -> str | None:
     return value if isinstance(value, str) else None
 
 
+# -- what a person asks of a Prompt -------------------------------------------------
+
+ROLLOUT_ACTION_ANNOTATION = "prompts.dev/rollout-action"
+ROLLOUT_ACTIONS = ("promote", "promote-full", "abort", "pause", "resume", "retry")
+
+
 # -- what a pod says about itself ---------------------------------------------------
 
 SUBSCRIBE_LABEL = "prompts.dev/subscribe"  # "true" opts the pod in

@@ -19,6 +19,7 @@ commands:
   history    list a Prompt's revisions (number, hash, time, source, summary)
   diff       unified diff between two revisions of a Prompt
   rollback   make an earlier revision current again (--to NUMBER)
+  rollout    a progressive rollout: status, promote, abort, pause, resume, retry
   console    a local web console for Prompts (browse, diff, edit, roll back)
 
 `prompt-operator <command> --help` describes each command, its flags, the
@@ -66,6 +67,10 @@ def main(argv: list[str] | None = None) -> int:
         from prompt_operator.revisions_cli import run as run_revisions
 
         return run_revisions(command, rest)
+    if command == "rollout":
+        from prompt_operator.rollout_cli import run as run_rollout
+
+        return run_rollout(rest)
     if command == "console":
         from prompt_operator.console.command import run as run_console
 

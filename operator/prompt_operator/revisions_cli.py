@@ -205,7 +205,7 @@ def _snapshot(cluster: Cluster, name: str, record: history.Record) -> history.Sn
 
 # -- commands --------------------------------------------------------------------------
 
-_CONNECTION = """\
+CONNECTION = """\
 connection: your kubeconfig ($KUBECONFIG, else ~/.kube/config), its current
 context and namespace unless -n/--context/--kubeconfig say otherwise; the API
 server is called directly, with your own credentials and RBAC. kubectl is
@@ -219,7 +219,7 @@ example:
   kubectl prompt history support-agent -n team-a   # the same, as a kubectl plugin
 
 """
-    + _CONNECTION
+    + CONNECTION
 )
 
 DIFF_EPILOG = (
@@ -229,7 +229,7 @@ example:
   prompt-operator diff support-agent 3      # revision 3 against the current one
 
 """
-    + _CONNECTION
+    + CONNECTION
 )
 
 ROLLBACK_EPILOG = (
@@ -242,11 +242,12 @@ The old bytes come back under the same hash, as the next revision number.
 Under Argo CD or Flux this is drift that the next sync undoes: revert in git.
 
 """
-    + _CONNECTION
+    + CONNECTION
 )
 
 
-def _parser(prog: str) -> argparse.ArgumentParser:
+def connection_flags() -> argparse.ArgumentParser:
+    """-n, --context, --kubeconfig: a parent parser for every command that reads a Prompt."""
     # kubectl style: the connection flags go anywhere (`history NAME -n team`).
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -257,6 +258,11 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         "--kubeconfig",
         help="kubeconfig file to use (env: KUBECONFIG; default: ~/.kube/config)",
     )
+    return common
+
+
+def _parser(prog: str) -> argparse.ArgumentParser:
+    common = connection_flags()
     parser = argparse.ArgumentParser(
         prog=prog,
         description="A Prompt's revisions: list them, diff two, roll back to one. "

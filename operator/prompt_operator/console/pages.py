@@ -11,11 +11,12 @@ from urllib.parse import quote, urlencode
 
 from aiohttp import web
 
-from prompt_contract.objects import namespace_problem
+from prompt_contract.objects import ROLLOUT_ACTIONS, namespace_problem
 
 from ..prompt_api import LIST_CAP, ApiError
 from ..rollback import RollbackError
-from . import callview, views
+from ..rollouts import view as rollout_view
+from . import callview, rollout, views
 from .rendering import redirect, render, render_diffs, write_error
 from .service import RollbackPlan
 from .settings import SERVICE, SETTINGS
@@ -104,6 +105,8 @@ async def prompt_page(request: web.Request) -> web.StreamResponse:
         conditions=[views.condition(obj, t) for t in ("Ready", "Delivered")],
         events=views.events(seen.events),
         bars=views.weight_bars(obj),
+        rollout=rollout.panel(obj),
+        rollout_asked=rollout.asked_notice(request.query.get("rollout")),
         schedule=schedule,
         now_at=views.now_position(schedule, obj, now) if schedule else 0,
         pods=views.delivery(obj, seen.pods),
@@ -113,6 +116,30 @@ async def prompt_page(request: web.Request) -> web.StreamResponse:
         usage_error=seen.usage_error,
         tab="overview",
     )
+
+
+async def rollout_action(request: web.Request) -> web.StreamResponse:
+    """POST: ask the operator for a rollout action (promote, abort, ...), when it makes
+    sense in the rollout's phase; the operator decides again when it acts."""
+    ns, name = _names(request)
+    action = str((await request.post()).get("action") or "")
+    if action not in ROLLOUT_ACTIONS:
+        detail = f"{action!r} is not one of {', '.join(ROLLOUT_ACTIONS)}."
+        return render(request, "error.html", 400, title="Not a rollout action", detail=detail)
+    service = request.app[SERVICE]
+    obj = await service.prompt(ns, name)
+    problem = rollout_view.action_problem(rollout_view.rollout_of(obj.get("status")), action, name)
+    if problem:
+        return render(
+            request,
+            "error.html",
+            409,
+            title="Not now",
+            detail=problem[:1].upper() + problem[1:] + ".",
+        )
+    await service.ask_rollout(ns, name, action)
+    logger.info("asked for rollout action %s on Prompt %s/%s", action, ns, name)
+    return redirect(f"/ns/{ns}/prompts/{name}?rollout={action}")
 
 
 async def preview_fragment(request: web.Request) -> web.StreamResponse:

@@ -37,6 +37,7 @@ def make_app(service: PromptService, settings: Settings, keys: Keys) -> web.Appl
     app.router.add_get(one + "/revisions", pages.revisions_page)
     app.router.add_get(one + "/rollback", pages.rollback)
     app.router.add_post(one + "/rollback", pages.rollback)
+    app.router.add_post(one + "/rollout", pages.rollout_action)
     app.router.add_get(one + "/edit", edit.edit_page)
     app.router.add_post(one + "/edit", edit.edit_submit)
     app.router.add_post(one + "/check", edit.edit_check)

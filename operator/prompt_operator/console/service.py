@@ -209,6 +209,14 @@ class PromptService:
         meta = plan.obj["metadata"]
         await self.api.merge_patch(meta["namespace"], meta["name"], patch, dry_run=False)
 
+    # -- rollout -----------------------------------------------------------------
+
+    async def ask_rollout(self, ns: str, name: str, action: str) -> None:
+        """Ask the operator for a rollout action: the annotation it acts on once and
+        removes (metadata only, so no GitOps drift; ``ApiError``: refused)."""
+        patch = {"metadata": {"annotations": {objects.ROLLOUT_ACTION_ANNOTATION: action}}}
+        await self.api.merge_patch(ns, name, patch, dry_run=False)
+
     # -- edit --------------------------------------------------------------------
 
     async def save(

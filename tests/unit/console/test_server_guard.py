@@ -79,6 +79,7 @@ PAGES = [
     ("GET", "/ns/team/prompts/x/revisions"),
     ("GET", "/ns/team/prompts/x/rollback?to=1"),
     ("POST", "/ns/team/prompts/x/rollback"),
+    ("POST", "/ns/team/prompts/x/rollout"),
     ("GET", "/ns/team/prompts/x/edit"),
     ("POST", "/ns/team/prompts/x/edit"),
     ("POST", "/ns/team/prompts/x/check"),

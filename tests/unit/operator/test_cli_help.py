@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from prompt_contract.flags import Flag, help_line
-from prompt_operator import cli, config, files_cli, revisions_cli, validate
+from prompt_operator import cli, config, files_cli, revisions_cli, rollout_cli, validate
 from prompt_operator.console import command as console_command
 from prompt_sidecar import config as sidecar_config
 from prompt_sidecar import main as sidecar_main
@@ -30,6 +30,7 @@ PARSERS: dict[str, argparse.ArgumentParser] = {
     "validate": validate.parser(),
     "console": console_command.parser(),
     "files": files_cli.parser(),
+    "rollout": rollout_cli.parser(),
     **_revision_parsers(),
 }
 
