@@ -60,7 +60,8 @@ def config_text(targets_file: Path, scrape_interval: float) -> str:
 
 
 class PrometheusServer:
-    """``prometheus`` as a process on a free loopback port (see the module doc)."""
+    """``prometheus`` as a process on a free port of ``host`` (loopback unless given;
+    see the module doc)."""
 
     def __init__(
         self,
@@ -68,11 +69,13 @@ class PrometheusServer:
         *,
         scrape_interval: float = 1.0,
         binary: Path | None = None,
+        host: str = "127.0.0.1",
     ) -> None:
         self.binary = binary
         self.scrape_interval = scrape_interval
+        self.host = host  # the node's address when pods must reach it
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"http://{host}:{self.port}"
         self._targets = list(targets)
         self._dir: Path | None = None
         self.proc: subprocess.Popen[bytes] | None = None
@@ -94,7 +97,7 @@ class PrometheusServer:
                 str(binary),
                 f"--config.file={config}",
                 f"--storage.tsdb.path={self._dir / 'data'}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
+                f"--web.listen-address={self.host}:{self.port}",
                 "--storage.tsdb.retention.time=1h",
             ],
             log=self.log,
