@@ -1,2 +1,1 @@
-"""Progressive rollout of a Prompt change: the candidate served as a canary variant
-beside the stable revision, by steps of weight, pauses and analysis."""
+"""Progressive rollouts: a Prompt change served to a share of pods or users, promoted or aborted on analysis."""  # noqa: E501

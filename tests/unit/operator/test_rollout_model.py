@@ -71,7 +71,7 @@ def test_a_prompt_without_rollout_has_none() -> None:
 
 
 def test_a_wrong_shape_is_a_spec_error() -> None:
-    with pytest.raises(SpecError, match="spec.rollout.steps"):
+    with pytest.raises(SpecError, match=r"spec\.rollout\.steps"):
         parse_prompt(body({"template": "x", "rollout": {"steps": "no"}}))
 
 
