@@ -159,9 +159,19 @@ def build_status(
 def status_patch(previous: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[str, Any]:
     """The merge patch turning ``previous`` into ``desired``; empty when equal.
 
-    Fields the operator no longer sets are removed with ``None`` (merge-patch null).
+    Fields the operator no longer sets are removed with ``None`` (merge-patch null),
+    inside an object too (status.rollout's pauseUntil): a merge patch merges objects,
+    so an object written whole would keep the fields it no longer has.
     """
-    patch: dict[str, Any] = {k: v for k, v in desired.items() if previous.get(k) != v}
+    patch: dict[str, Any] = {}
+    for key, value in desired.items():
+        old = previous.get(key)
+        if old == value:
+            continue
+        if isinstance(old, Mapping) and isinstance(value, Mapping):
+            patch[key] = status_patch(old, value)
+        else:
+            patch[key] = value
     for field in previous:
         if field not in desired:
             patch[field] = None

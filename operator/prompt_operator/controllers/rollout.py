@@ -41,9 +41,10 @@ from ..rollouts.plan import (
     plan,
     stable_revision,
 )
-from ..runtime.client import KubeApi, object_path
+from ..runtime.client import FIELD_MANAGER, KubeApi, object_path
+from ..runtime.errors import ApiError
 from .desired import Desired
-from .readiness import prompt_path
+from .readiness import prompt_path, resource_version
 
 logger = logging.getLogger(__name__)
 
@@ -81,10 +82,12 @@ class Rollouts:
         self._clock = clock
         self._prometheus_url = prometheus_url
         self._stable: dict[PromptRef, Rendered] = {}  # immutable: cached by its hash
+        self._consumed: dict[PromptRef, int] = {}  # resourceVersion of an action's removal
 
     def forget(self, ref: PromptRef) -> None:
         """``ref`` is gone: its cached stable text and its metric series too."""
         self._stable.pop(ref, None)
+        self._consumed.pop(ref, None)
         _drop_series(ref)
 
     async def step(
@@ -93,7 +96,7 @@ class Rollouts:
         """What to serve now for ``desired`` (its Prompt's spec.rollout), or why the
         change cannot be rolled out."""
         prompt, candidate = desired.prompt, desired.rendered
-        action = action_of(body)
+        action = self._action(prompt.ref, body)
         before = RolloutState.from_status(status.get("rollout"))
         if prompt.rollout is None:
             ignored: tuple[RolloutEvent, ...] = ()
@@ -195,9 +198,37 @@ class Rollouts:
         self._stable[prompt.ref] = rendered
         return rendered
 
+    def _action(self, ref: PromptRef, body: Mapping[str, Any]) -> str | None:
+        """The manual action ``body`` asks for, unless it is one already acted on: a
+        watch event older than the annotation's removal still carries it."""
+        action = action_of(body)
+        if action is None or resource_version(body) <= self._consumed.get(ref, 0):
+            return None
+        return action
+
+    async def _consume(self, ref: PromptRef, action: str) -> None:
+        """Remove the action's annotation (metadata only: GitOps tools ignore an
+        annotation their manifest lacks) and remember when, so it is acted on once."""
+        try:
+            result = await self._api.request(
+                "PATCH",
+                prompt_path(ref),
+                params={"fieldManager": FIELD_MANAGER},
+                body=_removal(action),
+                content_type="application/json-patch+json",
+            )
+        except ApiError as exc:
+            if exc.status != 422:  # 422: the test failed, the annotation changed since
+                raise
+            logger.info("Prompt %s: rollout action changed before its removal", ref)
+            return
+        metrics.WRITES.labels("prompt").inc()
+        self._consumed[ref] = resource_version(result or {})
+        logger.info("Prompt %s: rollout action %r done", ref, action, extra=about(ref))
+
     async def finish(self, prompt: Prompt, serving: Serving) -> None:
         """After the status holds ``serving.state``: events, metrics, and the manual
-        action's annotation removed (a merge patch of metadata alone)."""
+        action's annotation removed."""
         ref = prompt.ref
         for event in serving.events:
             await post_event(
@@ -209,14 +240,21 @@ class Rollouts:
                 message=event.message,
             )
         if serving.action is not None:
-            await self._api.merge_patch(
-                prompt_path(ref),
-                {"metadata": {"annotations": {objects.ROLLOUT_ACTION_ANNOTATION: None}}},
-            )
-            metrics.WRITES.labels("prompt").inc()
-            logger.info("Prompt %s: rollout action %r done", ref, serving.action, extra=about(ref))
+            await self._consume(ref, serving.action)
         _count_runs(serving.before, serving.state)
         _gauges(ref, serving.state)
+
+
+ACTION_POINTER = "/metadata/annotations/" + objects.ROLLOUT_ACTION_ANNOTATION.replace("/", "~1")
+
+
+def _removal(action: str) -> list[dict[str, Any]]:
+    """A JSON patch removing the action annotation only while it still says ``action``
+    (a person may have set another since; that one is acted on next)."""
+    return [
+        {"op": "test", "path": ACTION_POINTER, "value": action},
+        {"op": "remove", "path": ACTION_POINTER},
+    ]
 
 
 def _count_runs(before: RolloutState | None, after: RolloutState | None) -> None:

@@ -10,6 +10,7 @@ from prompt_operator.model import SpecError, parse_prompt
 from prompt_operator.policies import evaluate
 from prompt_operator.render import render
 from prompt_operator.rollouts.model import Threshold, parse_duration, parse_rollout
+from prompt_operator.status import status_patch
 
 
 def body(spec: dict[str, Any]) -> dict[str, Any]:
@@ -114,3 +115,10 @@ def test_pause_bounds_and_analysis_needs_something_to_measure() -> None:
     assert reason == "InvalidRollout" and "goodOutcomes" in message
     fine = {"template": "x", "rollout": {"steps": [{"setWeight": 5}, {"pause": {}}]}}
     assert verdict_of(fine)[0] is None
+
+
+def test_a_status_patch_removes_what_a_nested_object_no_longer_has() -> None:
+    before = {"rollout": {"phase": "Paused", "pauseUntil": "t", "step": 1}, "revision": "r"}
+    after = {"rollout": {"phase": "Progressing", "step": 1}, "revision": "r"}
+    assert status_patch(before, after) == {"rollout": {"phase": "Progressing", "pauseUntil": None}}
+    assert status_patch(after, after) == {}
