@@ -119,12 +119,8 @@ def prompt_name_of(configmap: Mapping[str, Any]) -> str | None:
     return value if isinstance(value, str) else None
 
 
-# -- a Prompt's rollout: manual actions -----------------------------------------------
-#
-# Set on the Prompt (by `prompt-operator rollout ...` or the console); the operator acts
-# once and removes it. promote: finish the current pause or analysis step; promote-full:
-# skip to promoted; abort: serve the stable revision; pause / resume: hold the current
-# step; retry: an aborted rollout starts again from its first step.
+# -- what a person asks of a Prompt -------------------------------------------------
+
 ROLLOUT_ACTION_ANNOTATION = "prompts.dev/rollout-action"
 ROLLOUT_ACTIONS = ("promote", "promote-full", "abort", "pause", "resume", "retry")
 

@@ -13,6 +13,7 @@ them, so the rest of the rollout works without either.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import math
 from collections.abc import Mapping, Sequence
@@ -20,7 +21,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ..runtime.client import KubeApi
+from ..runtime.client import KubeApi, object_path
+from ..runtime.errors import NotFound
 from .compose import CANARY, STABLE
 from .model import JobAnalysis, PrometheusAnalysis, RolloutStep, Threshold
 from .plan import FAILED, SUCCESSFUL, Analysis, RolloutState, parse_time, time_text
@@ -46,8 +48,8 @@ class Measurement:
         data: dict[str, Any] = {"at": self.at, "threshold": self.threshold, "phase": self.phase}
         for name in ("value", "stable", "samples"):
             value = getattr(self, name)
-            if value is not None:
-                data[name] = str(round(value, 6))  # a string: the CRD keeps no floats exactly
+            if value is not None and math.isfinite(value):  # JSON has no NaN or infinity
+                data[name] = round(value, 6)
         if self.message:
             data["message"] = self.message
         return data
@@ -235,6 +237,19 @@ async def measure_prometheus(
     return Measurement(at, value, stable, threshold, samples, phase, message)
 
 
+def _earlier(job: Mapping[str, Any], started: datetime | None) -> bool:
+    """Whether ``job`` was made before the run began (by an earlier attempt)."""
+    meta = job.get("metadata") or {}
+    created = parse_time(meta.get("creationTimestamp"))
+    return started is not None and created is not None and created < started
+
+
+async def _delete_job(api: KubeApi, namespace: str, name: str) -> None:
+    path = object_path("batch/v1", "jobs", namespace, name)
+    with contextlib.suppress(NotFound):  # gone already
+        await api.request("DELETE", path, params={"propagationPolicy": "Background"})
+
+
 async def measure_job(
     run: Mapping[str, Any], spec: JobAnalysis, state: RolloutState, context: Context
 ) -> dict[str, Any]:
@@ -251,10 +266,14 @@ async def measure_job(
     )
     job = await jobs.ensure_job(context.api, manifest)
     name = str(manifest["metadata"]["name"])
-    namespace = str(manifest["metadata"].get("namespace") or "")
-    outcome = jobs.job_outcome(job)
+    namespace = str(manifest["metadata"]["namespace"])
     updated = {**run, "job": name, "log": f"kubectl logs -n {namespace} job/{name}"}
     started = parse_time(run.get("startedAt"))
+    if _earlier(job, started):  # a retried rollout's step: its name is the same
+        await _delete_job(context.api, namespace, name)
+        updated.update(phase=RUNNING, message=f"Job {name} of an earlier attempt is removed")
+        return updated
+    outcome = jobs.job_outcome(job)
     late = started is not None and (context.now - started).total_seconds() > spec.timeout_seconds
     if outcome == "Succeeded":
         updated.update(phase=SUCCESSFUL, message=f"Job {name} succeeded")

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from prompt_contract import objects
+
 from .model import Rollout, RolloutStep
 
 PROGRESSING = "Progressing"
@@ -366,12 +368,10 @@ def _act(
         return dataclasses.replace(state, phase=PAUSED, paused_by_user=True), None
     if action in ("resume", "promote") and running:
         return _promote(spec, state, action, now, events)
-    why = "unknown action" if action not in _ACTIONS else f"the rollout is {state.phase}"
+    known = action in objects.ROLLOUT_ACTIONS
+    why = f"the rollout is {state.phase}" if known else "unknown action"
     events.append(RolloutEvent("RolloutActionIgnored", f"{action!r} ignored: {why}", warning=True))
     return state, None
-
-
-_ACTIONS = ("promote", "promote-full", "abort", "pause", "resume", "retry")
 
 
 def _promote(

@@ -5,6 +5,11 @@ from __future__ import annotations
 import math
 from datetime import datetime, timedelta, timezone
 
+from prompt_operator import history
+from prompt_operator.configmap import revision_labels
+from prompt_operator.controllers.revisions import plan_cleanup, prune_margin
+from prompt_operator.inventory import Entry
+from prompt_operator.model import parse_prompt
 from prompt_operator.rollouts.analysis import (
     INCONCLUSIVE,
     RUNNING,
@@ -72,3 +77,22 @@ def test_a_step_entered_again_gets_a_new_run() -> None:
         PROGRESSING, "a", "b", step=1, step_started_at=T0 - timedelta(hours=2), analysis_runs=(old,)
     )
     assert current_run(later, step)["phase"] == FAILED
+
+
+def test_pruning_never_takes_a_rollouts_stable_revision() -> None:
+    body = {
+        "metadata": {"name": "greeter", "namespace": "ns", "uid": "uid-1", "generation": 1},
+        "spec": {"template": "t", "revisionHistoryLimit": 2},
+    }
+    prompt = parse_prompt(body)
+    last = 2 + prune_margin(2) + 1  # one more than the margin: a batch prune is due
+    records = [history.Record(n, f"r{n}", "t", "spec", "") for n in range(1, last + 1)]
+    entries = [
+        Entry(f"cm-{n}", "greeter", f"r{n}", n, revision_labels(prompt, n))
+        for n in range(1, last + 1)
+    ]
+    kept = history.retained(records, None, 2)
+    assert "r1" in {e.revision for e in plan_cleanup(prompt, kept, entries).pruned}
+    guarded = plan_cleanup(prompt, kept, entries, protected=("r1",))
+    assert "r1" not in {e.revision for e in guarded.pruned}
+    assert guarded.selector is not None and "(2,3,4,5,6)" in guarded.selector
