@@ -241,8 +241,9 @@ class Rollouts:
             )
         if serving.action is not None:
             await self._consume(ref, serving.action)
-        _count_runs(serving.before, serving.state)
-        _gauges(ref, serving.state)
+        if serving.state is not None or serving.before is not None:
+            _count_runs(serving.before, serving.state)
+            _gauges(ref, serving.state)
 
 
 ACTION_POINTER = "/metadata/annotations/" + objects.ROLLOUT_ACTION_ANNOTATION.replace("/", "~1")
