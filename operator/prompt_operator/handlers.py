@@ -192,7 +192,13 @@ def build_controllers(api: KubeApi, leader: Leadership, config: OperatorConfig) 
     readiness = Readiness(api)
     delivery = Delivery(subscribers, signals, readiness, config)
     prompt_controller = PromptController(
-        api, inventory, delivery, readiness, leader, clock=_utc_now
+        api,
+        inventory,
+        delivery,
+        readiness,
+        leader,
+        clock=_utc_now,
+        prometheus_url=config.prometheus_url or None,
     )
     # Only the leader's workers run; a standby's queues fill and its caches stay warm.
     runtime: list[Controller[Any]] = [

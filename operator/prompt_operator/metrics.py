@@ -20,3 +20,18 @@ PENDING_DELIVERY = Gauge(
     "prompt_operator_prompts_pending_delivery",
     "Prompts whose current revision some subscribed pod does not serve yet (last count)",
 )
+ROLLOUT_PHASE = Gauge(
+    "prompt_operator_rollout_phase",
+    "1 for the current phase of each Prompt's rollout (spec.rollout)",
+    ["namespace", "prompt", "phase"],
+)
+ROLLOUT_WEIGHT = Gauge(
+    "prompt_operator_rollout_weight",
+    "Percent of pods (or users) served a rollout's candidate",
+    ["namespace", "prompt"],
+)
+ANALYSIS_RUNS = Counter(
+    "prompt_operator_analysis_runs_total",
+    "Rollout analysis runs finished, by provider and outcome",
+    ["provider", "phase"],
+)

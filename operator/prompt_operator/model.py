@@ -6,9 +6,12 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prompt_contract.calls import PLACEHOLDER_ROLE
+
+if TYPE_CHECKING:
+    from .rollouts.model import Rollout
 
 DEFAULT_HISTORY_LIMIT = 10
 # The CRD's rule for schedule times, so offline checks and the operator agree with it.
@@ -143,6 +146,7 @@ class Prompt:
     messages: tuple[Message, ...] | None = None  # a chat Prompt; then ``template`` is ""
     model: ModelConfig | None = None
     includes: tuple[Include, ...] = ()
+    rollout: Rollout | None = None  # spec.rollout: a change goes out by steps
 
     @property
     def declared(self) -> tuple[str, ...]:
@@ -299,6 +303,8 @@ def parse_prompt(body: Mapping[str, Any]) -> Prompt:
     Raises ``SpecError`` when a field has the wrong type: the CRD's schema
     prevents that, but an object stored under an older schema might not.
     """
+    from .rollouts.model import parse_rollout  # it raises this module's SpecError
+
     meta = body.get("metadata") or {}
     spec = body.get("spec") or {}
     if not isinstance(spec, Mapping):
@@ -340,4 +346,5 @@ def parse_prompt(body: Mapping[str, Any]) -> Prompt:
         messages=_messages(spec.get("messages"), "spec.messages"),
         model=_model(spec.get("model"), "spec.model"),
         includes=_includes(spec.get("includes")),
+        rollout=parse_rollout(spec.get("rollout")),
     )

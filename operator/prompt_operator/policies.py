@@ -20,6 +20,7 @@ from prompt_contract.templates import TemplateError, placeholders
 from . import call_policies
 from .model import Message, Prompt, Variant
 from .render import Rendered
+from .rollouts.model import MAX_PAUSE_SECONDS, MIN_PAUSE_SECONDS
 from .schedule import entry_variants, has_text, spec_variants
 
 _VARIANT_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
@@ -248,11 +249,46 @@ def check_model(prompt: Prompt, rendered: Rendered) -> Problem | None:
     return None
 
 
+ROLLOUT_WITH_VARIANTS = (
+    "spec.rollout cannot be combined with spec.variants or spec.schedule: a rollout serves "
+    "the stable and the candidate as two variants; drop spec.rollout, or the variants and "
+    "the schedule"
+)
+
+
+def check_rollout(prompt: Prompt, rendered: Rendered) -> Problem | None:
+    """spec.rollout alone (no variants, no schedule), pauses of 1 s to 24 h, and a
+    Prometheus analysis that says what to measure."""
+    rollout = prompt.rollout
+    if rollout is None:
+        return None
+    if prompt.variants or prompt.schedule:
+        return Problem("InvalidRollout", ROLLOUT_WITH_VARIANTS)
+    for i, step in enumerate(rollout.steps):
+        where = f"spec.rollout.steps[{i}]"
+        seconds = step.pause_seconds
+        if seconds is not None and not MIN_PAUSE_SECONDS <= seconds <= MAX_PAUSE_SECONDS:
+            return Problem(
+                "InvalidRollout",
+                f"{where}.pause.duration is {step.pause_text!r}: a pause lasts 1s to 24h; "
+                "for longer, pause without a duration ({}) and promote by hand",
+            )
+        analysis = step.prometheus
+        if analysis is not None and not analysis.query and not analysis.good_outcomes:
+            return Problem(
+                "InvalidRollout",
+                f"{where}.analysis.prometheus needs goodOutcomes (the outcome labels that "
+                "count as good) or a query",
+            )
+    return None
+
+
 CHECKS: tuple[Callable[[Prompt, Rendered], Problem | None], ...] = (
     check_key,
     check_format,
     check_variants,
     check_schedule,
+    check_rollout,
     check_messages,
     check_model,
     check_size,

@@ -7,7 +7,7 @@ status value stays the same) and ``observedGeneration``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +41,37 @@ def ready_condition(prompt: str, revision: str, number: int) -> Condition:
     )
 
 
+SPEC_SERVED = "SpecServed"
+
+
+def spec_served_condition(rollout: Mapping[str, Any]) -> Condition:
+    """``SpecServed`` while a Prompt has a rollout (``status.rollout``): whether apps
+    are served the spec's own render, and if not, what they are served and what
+    clears it. Ready stays True meanwhile: what is served is healthy."""
+    phase = rollout.get("phase")
+    candidate, stable = rollout.get("candidateRevision"), rollout.get("stableRevision")
+    if phase == "Promoted":
+        return Condition(
+            SPEC_SERVED, True, "RolloutPromoted", f"every pod and user is served {candidate}"
+        )
+    if phase == "Aborted":
+        return Condition(
+            SPEC_SERVED,
+            False,
+            "RolloutAborted",
+            f"the rollout of {candidate} was aborted ({rollout.get('message')}); apps are "
+            f"served the stable revision {stable}, not the spec. A new spec, or "
+            "`prompt-operator rollout retry NAME`, clears it",
+        )
+    return Condition(
+        SPEC_SERVED,
+        False,
+        "RolloutProgressing",
+        f"{rollout.get('weight', 0)}% of pods and users are served the spec ({candidate}), "
+        f"the rest the stable revision {stable}: {rollout.get('message')}",
+    )
+
+
 def _status_word(value: bool) -> str:
     return "True" if value else "False"
 
@@ -50,9 +81,11 @@ def build_conditions(
     previous: Sequence[Mapping[str, Any]],
     generation: int,
     now: str,
+    dropped: Collection[str] = (),
 ) -> list[dict[str, Any]]:
     """Condition dicts for ``wanted``; a condition whose status did not change
-    keeps its ``lastTransitionTime``. Conditions we don't manage are kept."""
+    keeps its ``lastTransitionTime``. Conditions we don't manage are kept, but
+    those of a type in ``dropped``."""
     before = {c.get("type"): c for c in previous if isinstance(c, Mapping)}
     managed = {c.type for c in wanted}
     result: list[dict[str, Any]] = []
@@ -70,13 +103,13 @@ def build_conditions(
                 "observedGeneration": generation,
             }
         )
-    result.extend(dict(c) for t, c in before.items() if t not in managed)
+    result.extend(dict(c) for t, c in before.items() if t not in managed and t not in dropped)
     return result
 
 
 # Fields kept as they were unless ``extra`` sets them (None in ``extra`` removes one):
 # a failed edit must not lose the history, the delivery counts or the schedule.
-KEPT = ("delivery", "revisions", "variants", "activeSchedule", "nextActivation")
+KEPT = ("delivery", "revisions", "variants", "activeSchedule", "nextActivation", "rollout")
 
 
 def build_status(
@@ -88,13 +121,15 @@ def build_status(
     key: str | None,
     now: str,
     extra: Mapping[str, Any] | None = None,
+    dropped: Collection[str] = (),
 ) -> dict[str, Any]:
     """The full status the operator wants; ``revision`` None keeps the last good one,
-    and the fields in ``KEPT`` stay unless ``extra`` says otherwise."""
+    and the fields in ``KEPT`` stay unless ``extra`` says otherwise; conditions of a
+    type in ``dropped`` go."""
     status: dict[str, Any] = {
         "observedGeneration": generation,
         "conditions": build_conditions(
-            conditions, previous.get("conditions") or [], generation, now
+            conditions, previous.get("conditions") or [], generation, now, dropped
         ),
     }
     last_revision = previous.get("revision")
@@ -124,9 +159,19 @@ def build_status(
 def status_patch(previous: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[str, Any]:
     """The merge patch turning ``previous`` into ``desired``; empty when equal.
 
-    Fields the operator no longer sets are removed with ``None`` (merge-patch null).
+    Fields the operator no longer sets are removed with ``None`` (merge-patch null),
+    inside an object too (status.rollout's pauseUntil): a merge patch merges objects,
+    so an object written whole would keep the fields it no longer has.
     """
-    patch: dict[str, Any] = {k: v for k, v in desired.items() if previous.get(k) != v}
+    patch: dict[str, Any] = {}
+    for key, value in desired.items():
+        old = previous.get(key)
+        if old == value:
+            continue
+        if isinstance(old, Mapping) and isinstance(value, Mapping):
+            patch[key] = status_patch(old, value)
+        else:
+            patch[key] = value
     for field in previous:
         if field not in desired:
             patch[field] = None

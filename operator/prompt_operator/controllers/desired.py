@@ -49,7 +49,7 @@ class Desired:
     @property
     def active_schedule(self) -> str | None:
         source = self.rendered.source
-        return source.removeprefix("schedule ") if source != "spec" else None
+        return source.removeprefix("schedule ") if source.startswith("schedule ") else None
 
     def seconds_to_next_entry(self) -> float | None:
         """When to look at this Prompt again for its schedule; None: never."""

@@ -41,6 +41,7 @@ from .desired import Desired, desired_at, include_cause, known_delivery, settled
 from .keyclaims import KeyClaims
 from .readiness import Readiness, prompt_path
 from .revisions import ConfigMapTaken, Outcome, Revisions
+from .rollout import Rollouts, Serving, action_of
 
 logger = logging.getLogger(__name__)
 
@@ -64,11 +65,11 @@ def slim(body: Mapping[str, Any]) -> dict[str, Any]:
         "resourceVersion",
         "deletionTimestamp",
     )
-    return {
-        "metadata": {k: meta[k] for k in keep if k in meta},
-        "spec": body.get("spec"),
-        "status": body.get("status"),
-    }
+    kept = {k: meta[k] for k in keep if k in meta}
+    action = (meta.get("annotations") or {}).get(objects.ROLLOUT_ACTION_ANNOTATION)
+    if action is not None:  # the one annotation a reconcile acts on
+        kept["annotations"] = {objects.ROLLOUT_ACTION_ANNOTATION: action}
+    return {"metadata": kept, "spec": body.get("spec"), "status": body.get("status")}
 
 
 def ref_of(body: Mapping[str, Any]) -> PromptRef:
@@ -103,6 +104,7 @@ class PromptController:
         leadership: Leadership,
         *,
         clock: Clock | None = None,
+        prometheus_url: str | None = None,
     ) -> None:
         self._api = api
         self._inventory = inventory
@@ -112,6 +114,7 @@ class PromptController:
         self._clock: Clock = clock or (lambda: datetime.now(timezone.utc))
         self._claims = KeyClaims()
         self._revisions = Revisions(api, inventory)
+        self._rollouts = Rollouts(api, self._clock, prometheus_url)
         self.queue: WorkQueue[PromptRef] = WorkQueue(base_delay=0.5, max_delay=60)
         self._bodies: dict[PromptRef, Mapping[str, Any] | None] = {}  # None: deleted
         # Includes, by name only (no text): who includes each Prompt, what each
@@ -209,7 +212,7 @@ class PromptController:
 
     def _settled(self, body: Mapping[str, Any]) -> Desired | None:
         """What ``body`` asks for, when the cluster already has it; else None."""
-        if not self._inventory.synced.is_set() or terminating(body):
+        if not self._inventory.synced.is_set() or terminating(body) or action_of(body):
             return None
         try:
             prompt = parse_prompt(body)
@@ -236,24 +239,36 @@ class PromptController:
         prompt = desired.prompt
         status = self._readiness.latest(ref, body)
         problem = desired.verdict.problem or self._key_conflict(prompt)
-        if problem is None:
-            applied = await self._apply(desired, status)
+        # What to serve: the spec's render, or what its rollout serves now.
+        serving = problem or await self._rollouts.step(desired, status, body)
+        if isinstance(serving, Serving):
+            applied = await self._apply(serving.desired, status, serving.protected)
             if applied is None:
                 return DONE  # its namespace is terminating: nothing to write
             if isinstance(applied, Applied):
-                count = await self._delivery.settle(
-                    desired, applied.outcome.wrote, status, applied.signalling
-                )
-                pods = self._delivery.pods(prompt)
-                await self._readiness.ready(body, desired, applied.outcome, count, pods)
-                await self._readiness.announce(desired, applied.outcome)
-                return requeue(desired)
-            problem = applied
+                await self._served(body, serving, applied, status)
+                return requeue(desired, also=serving.requeue_after)
+            serving = applied
+        problem = serving
         if problem.reason == "KeyConflict":
             await self._drop(ref)  # the key is another Prompt's; serve nothing
         await self._readiness.not_ready(ref, body, problem, desired)
         taken = problem.reason == "ConfigMapTaken"  # no watch sees the squatter go
         return requeue(desired, also=TAKEN_RETRY_SECONDS if taken else None)
+
+    async def _served(
+        self, body: Mapping[str, Any], serving: Serving, applied: Applied, status: Mapping[str, Any]
+    ) -> None:
+        """Delivery counted, the status written (with status.rollout), events posted."""
+        desired = serving.desired
+        count = await self._delivery.settle(
+            desired, applied.outcome.wrote, status, applied.signalling
+        )
+        pods = self._delivery.pods(desired.prompt)
+        rollout = None if serving.state is None else serving.state.to_status()
+        await self._readiness.ready(body, desired, applied.outcome, count, pods, rollout=rollout)
+        await self._readiness.announce(desired, applied.outcome)
+        await self._rollouts.finish(desired.prompt, serving)
 
     async def _desired(self, ref: PromptRef, body: Mapping[str, Any]) -> Desired | Problem:
         """The body parsed, its includes expanded, rendered: or why not."""
@@ -315,7 +330,9 @@ class PromptController:
             "give one of them a different spec.key",
         )
 
-    async def _apply(self, desired: Desired, status: Mapping[str, Any]) -> Applied | Problem | None:
+    async def _apply(
+        self, desired: Desired, status: Mapping[str, Any], protected: tuple[str, ...] = ()
+    ) -> Applied | Problem | None:
         """The revisions written (pods signalled as soon as the new ConfigMap exists);
         a Problem when the API server refused for good; None when the namespace is
         being terminated. A retryable refusal raises: the runtime retries."""
@@ -323,7 +340,9 @@ class PromptController:
         try:
             created = await self._revisions.create(prompt, rendered, status)
             signalling = self._delivery.start(desired) if created.wrote else None
-            outcome = await self._revisions.finish(prompt, rendered, created, desired.cause)
+            outcome = await self._revisions.finish(
+                prompt, rendered, created, desired.cause, protected
+            )
         except ConfigMapTaken as exc:
             return Problem("ConfigMapTaken", str(exc))
         except ApiError as exc:
@@ -336,6 +355,7 @@ class PromptController:
 
     async def _deleted(self, ref: PromptRef) -> None:
         self._readiness.forget(ref)
+        self._rollouts.forget(ref)
         self._changed.pop(ref, None)
         self.queue.forget(ref)
         self.queue.cancel(ref)  # no schedule entry is due for it any more

@@ -23,6 +23,7 @@ from ..model import PromptRef
 from ..policies import Problem
 from ..runtime.client import KubeApi, object_path
 from ..status import (
+    SPEC_SERVED,
     Condition,
     DeliveryCount,
     build_status,
@@ -30,6 +31,7 @@ from ..status import (
     delivered_condition,
     delivery_field,
     ready_condition,
+    spec_served_condition,
     status_patch,
     variants_field,
 )
@@ -93,15 +95,19 @@ class Readiness:
         outcome: Outcome,
         count: DeliveryCount | None,
         pods: list[str],
+        *,
+        rollout: Mapping[str, Any] | None = None,
     ) -> None:
         """Ready: the revision is in place. ``count``: who serves it (None: unchanged,
-        the status keeps its count); ``pods``: the subscribed pods selecting it."""
+        the status keeps its count); ``pods``: the subscribed pods selecting it;
+        ``rollout``: status.rollout (None: the Prompt has none, and no SpecServed)."""
         rendered = desired.rendered
         extra: dict[str, Any] = {
             "revisions": [r.to_status() for r in outcome.records],
             "nextActivation": desired.next_activation,
             "activeSchedule": desired.active_schedule,
             "variants": variants_field(desired.prompt.ref.name, rendered.variants, pods),
+            "rollout": rollout,
         }
         counted: Condition | None = None
         if count is not None:
@@ -117,6 +123,7 @@ class Readiness:
             key=rendered.key,
             extra=extra,
             delivered=counted,
+            served=None if rollout is None else spec_served_condition(rollout),
         )
 
     async def not_ready(
@@ -168,7 +175,7 @@ class Readiness:
         if outcome.new is None:
             return
         ref, uid = desired.prompt.ref, desired.prompt.uid
-        if outcome.new.source != "spec":
+        if outcome.new.source.startswith("schedule "):
             await post_event(
                 self._api,
                 ref,
@@ -196,10 +203,15 @@ class Readiness:
         key: str | None,
         extra: Mapping[str, Any] | None = None,
         delivered: Condition | None = None,
+        served: Condition | None = None,
     ) -> None:
-        """Write the status a reconcile arrived at (and an Event when it turned bad)."""
+        """Write the status a reconcile arrived at (and an Event when it turned bad).
+        ``served``: the SpecServed condition of a rollout; absent from a Ready status
+        without one."""
         current = self.latest(ref, body)
         conditions = [ready] if delivered is None else [ready, delivered]
+        if served is not None:
+            conditions.append(served)
         if delivered is None and "delivery" not in (extra or {}) and current.get("delivery"):
             # Not counted again: keep what pods serve (the last good revision) as it was.
             kept = condition(current, "Delivered")
@@ -213,6 +225,7 @@ class Readiness:
             key=key,
             now=now_rfc3339(),
             extra=extra,
+            dropped=(SPEC_SERVED,) if ready.status and served is None else (),
         )
         if not await self._patch(ref, current, desired):
             return

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -116,7 +116,10 @@ def plan_revision(
 
 
 def plan_cleanup(
-    prompt: Prompt, kept: Sequence[history.Record], entries: Iterable[Entry]
+    prompt: Prompt,
+    kept: Sequence[history.Record],
+    entries: Iterable[Entry],
+    protected: Collection[str] = (),
 ) -> Cleanup:
     """Prune what the history no longer keeps, in one batch once there is more of it
     than the margin allows. Labels: the current revision carries its number; every
@@ -125,13 +128,16 @@ def plan_cleanup(
 
     Never pruned: a revision ``kept`` names (the current one is its last; variants
     live inside one revision's ConfigMap, and a schedule entry becomes a revision
-    only when it takes effect, so nothing else points at an older one), nor
+    only when it takes effect, so nothing else points at an older one), nor a
+    ``protected`` revision (a rollout's stable one, served again on an abort), nor
     another Prompt's ConfigMap (selected by this Prompt's uid)."""
     numbers = {r.revision: r.number for r in kept}
     mine = [e for e in entries if e.uid == prompt.uid]
     beyond: list[Entry] = []
     relabel: list[tuple[Entry, dict[str, str | None]]] = []
     for entry in mine:
+        if entry.revision in protected and entry.revision not in numbers:
+            continue  # kept as it is, its number below the head's
         if entry.revision not in numbers:
             beyond.append(entry)
             continue
@@ -281,7 +287,12 @@ class Revisions:
         return Created(plan, records, wrote=True)
 
     async def finish(
-        self, prompt: Prompt, rendered: Rendered, created: Created, cause: str | None = None
+        self,
+        prompt: Prompt,
+        rendered: Rendered,
+        created: Created,
+        cause: str | None = None,
+        protected: Collection[str] = (),
     ) -> Outcome:
         """Record the new head in the history (or raise the number of the one still
         in it: a rollback), prune what the history limit no longer keeps, relabel."""
@@ -292,7 +303,7 @@ class Revisions:
             previous = await self._snapshot(ref, head) if head is not None else None
             new = head_record(plan, rendered, records, previous, now_rfc3339(), cause)
         kept = history.retained(records, new, prompt.history_limit)
-        cleanup = plan_cleanup(prompt, kept, self._inventory.revisions(ref))
+        cleanup = plan_cleanup(prompt, kept, self._inventory.revisions(ref), protected)
         await self._prune(ref, cleanup)
         wrote = created.wrote
         for entry, patch in cleanup.relabel:

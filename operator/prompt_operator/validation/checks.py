@@ -19,7 +19,7 @@ from prompt_contract.keys import key_problem
 
 from ..model import SpecError, parse_prompt
 from ..notices import admission_warnings
-from ..policies import evaluate
+from ..policies import ROLLOUT_WITH_VARIANTS, evaluate
 from ..render import render
 from .reading import Document
 
@@ -197,6 +197,8 @@ def _rule_findings(doc: Document, prompt: str) -> list[Finding]:
     if isinstance(doc.data.get("spec"), dict):
         for message in _text_rule_messages(spec):
             add(["spec"], message)
+    if "rollout" in spec and ("variants" in spec or "schedule" in spec):
+        add(["spec", "rollout"], ROLLOUT_WITH_VARIANTS)
     times = [e.get("at") for e in _items(spec.get("schedule")) if isinstance(e, dict)]
     for i, at in enumerate(times):
         if at in times[:i]:

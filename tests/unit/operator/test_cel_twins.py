@@ -67,6 +67,9 @@ TWINS = {
     "size(bytes(self)) <= 1000000": Twin(r"larger than 1,000,000 bytes", True),
     # No variant at all fails the rule too; validate says so through the schema.
     "self.exists(v, v.weight > 0)": Twin(r"every weight is 0|\[\] should be non-empty", True),
+    "!has(self.rollout) || !(has(self.variants) || has(self.schedule))": Twin(
+        r"spec\.rollout cannot be combined with spec\.variants", True
+    ),
     "self.all(x, self.filter(y, y.at == x.at).size() == 1)": Twin(
         r"two schedule entries have the same time", True
     ),
