@@ -37,16 +37,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     """The local control plane, started once per test session, CRDs installed."""
     from prompt_cluster.cluster import local_cluster
-    from prompt_cluster.testing import kubectl
+    from prompt_cluster.testing import kubectl, kubectl_json, wait_for
+
+    def established(kubeconfig: Path) -> bool:
+        # Not `kubectl wait --for=condition=Established`: right after the apply
+        # the CRD may have no conditions yet, which kubectl treats as an error.
+        crd = kubectl_json(kubeconfig, "get", "crd", "prompts.prompts.dev")
+        conditions = (crd.get("status") or {}).get("conditions") or []
+        return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
 
     with local_cluster(tmp_path_factory.mktemp("cluster")) as running:
         kubectl(running.kubeconfig, "apply", "--server-side", "-f", str(REPO / "crds"))
-        kubectl(
-            running.kubeconfig,
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "crd/prompts.prompts.dev",
+        wait_for(
+            lambda: established(running.kubeconfig),
+            timeout=60,
+            message="the Prompt CRD to be Established",
         )
         yield running
         pids = dict(running.state.pids) if running.state else {}

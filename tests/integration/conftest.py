@@ -69,6 +69,17 @@ def operator(
 
 
 @pytest.fixture
+def operator_stopped(operator: OperatorProcess) -> Iterator[None]:
+    """For tests that write a Prompt's status by hand (to show the CLI or the
+    console a state): no operator rewrites it meanwhile."""
+    operator.stop()
+    try:
+        yield
+    finally:
+        operator.start()
+
+
+@pytest.fixture
 def audit_log(cluster: object) -> Path:
     return cluster.state.audit_log  # type: ignore[attr-defined,no-any-return]
 
