@@ -100,7 +100,7 @@ def test_examples_apply_and_print_columns(kubeconfig: Path, namespace: str) -> N
     kubectl(kubeconfig, "-n", namespace, "apply", "-f", str(REPO / "examples"))
     out = kubectl(kubeconfig, "-n", namespace, "get", "prompts").stdout
     header = out.splitlines()[0].split()
-    assert header == ["NAME", "READY", "REVISION", "DELIVERY", "NEXT", "AGE"]
+    assert header == ["NAME", "READY", "REVISION", "DELIVERY", "ROLLOUT", "NEXT", "AGE"]
     assert {"support-agent", "invoice-extractor", "tool-schema"} <= {
         line.split()[0] for line in out.splitlines()[1:]
     }
