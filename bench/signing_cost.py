@@ -180,14 +180,15 @@ def child_code(candidate: Candidate) -> str:
     )
 
 
-# What the installed size counts: every distribution in the venv but the tools.
+# What the installed size counts: every distribution installed in the venv (not
+# this checkout's, seen through PYTHONPATH) but the packaging tools.
 SIZE_CODE = """
-import importlib.metadata as m, json
+import importlib.metadata as m, json, sys
 tools = {"pip", "setuptools", "wheel"}
 sizes = {}
 for dist in m.distributions():
     name = dist.metadata["Name"]
-    if name.lower() in tools:
+    if name.lower() in tools or not str(dist.locate_file("")).startswith(sys.prefix):
         continue
     sizes[f"{name} {dist.version}"] = sum(
         dist.locate_file(f).stat().st_size for f in dist.files or () if dist.locate_file(f).exists()
