@@ -279,6 +279,12 @@ def measure(candidate: Candidate, python: str, message: bytes, runs: int, count:
     def extra(field: str) -> float:
         return median([r[field] for r in with_it]) - median([r[field] for r in without])
 
+    print(
+        f"{candidate.name}: VmRSS {median([r['VmRSS'] for r in without]) / 1024:.2f} MiB "
+        f"without it, {median([r['VmRSS'] for r in with_it]) / 1024:.2f} MiB with it",
+        flush=True,
+    )
+
     return Row(
         name=candidate.name,
         scheme=candidate.scheme,
