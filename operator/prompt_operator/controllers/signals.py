@@ -26,6 +26,7 @@ from ..config import OperatorConfig
 from ..logs import about
 from ..runtime.controller import DONE, RETRY, Result
 from ..runtime.workqueue import WorkQueue
+from .carry import SignedRevisions
 from .subscribers import PodKey, Subscriber, Subscribers
 
 logger = logging.getLogger(__name__)
@@ -72,9 +73,16 @@ class _Failed(enum.Enum):
 
 
 class Signals:
-    def __init__(self, subscribers: Subscribers, config: OperatorConfig) -> None:
+    def __init__(
+        self,
+        subscribers: Subscribers,
+        config: OperatorConfig,
+        revisions: SignedRevisions | None = None,
+    ) -> None:
         self._subscribers = subscribers
         self._config = config
+        # Each revision's entry, signed once (a hint when it cannot be signed).
+        self.revisions = revisions or SignedRevisions(None)
         self._served: dict[PodKey, dict[str, str | None]] = {}
         # Per pod: the pairs for its next batch, and the callers waiting for them.
         self._pending: dict[PodKey, dict[str, str]] = {}
@@ -215,8 +223,12 @@ class Signals:
         started = time.monotonic()
         served: dict[str, str | None] = {}
         # A sidecar takes at most MAX_SIGNAL_PAIRS pairs a signal: more go as several.
-        for chunk in signals.signal_chunks(batch.items()):
-            answer = await self._signal_once(pod, dict(chunk))
+        entries = (
+            (name, self.revisions.entry(pod.namespace, name, revision))
+            for name, revision in batch.items()
+        )
+        for names, body in signals.signal_bodies(entries):
+            answer = await self._signal_once(pod, {name: batch[name] for name in names}, body)
             if isinstance(answer, _Failed):
                 return answer
             served.update(answer)
@@ -225,7 +237,7 @@ class Signals:
         return served
 
     async def _signal_once(
-        self, pod: Subscriber, batch: Mapping[str, str]
+        self, pod: Subscriber, batch: Mapping[str, str], body: bytes
     ) -> dict[str, str | None] | _Failed:
         assert self._http is not None
         where = about(pod=(pod.namespace, pod.name))
@@ -238,7 +250,7 @@ class Signals:
                 # connect anywhere else. A 3xx is a refused signal like any non-200.
                 async with self._http.post(
                     f"http://{pod.address}{signals.SIGNAL_PATH}",
-                    data=signals.encode_signal(batch.items()),
+                    data=body,
                     headers={"Content-Type": "application/json"},
                     allow_redirects=False,
                 ) as resp:
