@@ -5,8 +5,9 @@
 - ``store``: ``KeyStore``, kept by every replica: reads the Secret in the
   operator's namespace and signs; the leader creates and rotates it;
 - ``publish``: ``KeysPublisher``: the public keys, in one ConfigMap per app
-  namespace (``prompt_contract.signing.KEYS_CONFIGMAP``);
-- ``command``: ``prompt-operator signing-keys status | rotate``.
+  namespace (``prompt_contract.signing.KEYS_CONFIGMAP``).
+
+``prompt-operator signing-keys status | rotate`` is ``..signing_cli``.
 
 The wire format (what is signed, how a sidecar checks it) is
 ``prompt_contract.signing``'s.
@@ -16,6 +17,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..config import OperatorConfig
+from ..runtime.client import KubeApi
+from ..runtime.leader import Leadership
 from .publish import KeysPublisher
 from .store import KeyStore
 
@@ -28,4 +32,19 @@ class SigningKeys:
     publisher: KeysPublisher
 
 
-__all__ = ["KeyStore", "KeysPublisher", "SigningKeys"]
+def signing_keys(api: KubeApi, leader: Leadership, config: OperatorConfig) -> SigningKeys | None:
+    """The store and publisher for ``config`` (None: --signing-secret is empty).
+    Their ``run()`` loops are the caller's to start."""
+    if not config.signing_secret:
+        return None
+    store = KeyStore(
+        api,
+        config.lease.namespace,
+        config.signing_secret,
+        leader,
+        rotate_after=config.signing_rotate_after,
+    )
+    return SigningKeys(store, KeysPublisher(api, store, leader))
+
+
+__all__ = ["KeyStore", "KeysPublisher", "SigningKeys", "signing_keys"]
