@@ -216,7 +216,7 @@ def parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=raw,
     )
-    sub = top.add_subparsers(dest="command", required=True)
+    sub = top.add_subparsers(dest="command", required=True, help="what to show or do")
     sub.add_parser(
         "status",
         parents=[common],
