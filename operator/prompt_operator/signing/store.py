@@ -73,6 +73,7 @@ class KeyStore:
         self._path = object_path("v1", "secrets", namespace, name)
         self._collection = object_path("v1", "secrets", namespace)
         self.namespace, self.name = namespace, name
+        self.where = f"{namespace}/{name}"
         self._leader = leader
         self._rotate_after = rotate_after
         self._overlap = overlap_seconds
@@ -125,23 +126,30 @@ class KeyStore:
         """Read the Secret; as the leader, create, rotate or prune it as due."""
         for _ in range(3):  # a conflict means another replica wrote first: read again
             read = await self._read()
-            if read is GARBLED or not self._leading():
+            if read is GARBLED:
+                return
+            if not self._leading():
+                if read is MISSING:
+                    self._lose(f"Secret {self.where} does not exist yet (the leader creates it)")
                 return
             try:
                 await self._keep(None if isinstance(read, Unusable) else read)
                 return
             except Conflict:
                 continue
+            except ApiError as exc:
+                if read is MISSING:
+                    self._lose(f"cannot create Secret {self.where}: {exc}")
+                raise
 
     async def _read(self) -> Secret | Unusable:
         try:
             secret = await self._api.get(self._path)
         except ApiError as exc:
             # Kept: the keys read last are still the Secret's, most likely.
-            self._log_once(f"cannot read Secret {self.namespace}/{self.name}: {exc}")
+            self._log_once(f"cannot read Secret {self.where}: {exc}")
             raise
         if secret is None:
-            self._lose(f"Secret {self.namespace}/{self.name} does not exist (yet)")
             return MISSING
         try:
             keys = keyset.parse_secret(secret)
