@@ -154,3 +154,53 @@ def test_one_key_listed_twice_is_refused() -> None:
     text = json.dumps({"version": 1, "keys": [one, one]})
     with pytest.raises(KeysetError, match="one key twice"):
         keyset.parse_secret(_secret({"keys.json": _b64(text)}))
+
+
+# -- the publisher's and the command's pure parts --------------------------------------
+
+
+def test_a_keys_configmap_is_replaced_unless_it_is_exactly_ours() -> None:
+    from prompt_operator.signing import publish
+
+    data = signing.keys_data(keyset.published([keyset.new_key(T0, seed(1))], T0))
+    ours = publish.configmap_body("team-a", data)
+    assert not publish.needs_replacing(ours, data)
+    unlabelled = {**ours, "metadata": {"name": signing.KEYS_CONFIGMAP}}
+    owned = {**ours, "metadata": {**ours["metadata"], "ownerReferences": [{"uid": "u"}]}}
+    for found in (unlabelled, owned, {**ours, "data": {}}):
+        assert publish.needs_replacing(found, data)
+
+
+def test_the_replacement_patch_drops_other_keys_and_owners_at_the_version_read() -> None:
+    from prompt_operator.signing import publish
+
+    data = {"keys.json": "{}"}
+    found = {"metadata": {"resourceVersion": "7"}, "data": {"extra": "x", "keys.json": "old"}}
+    patch = publish.replacement_patch(found, data)
+    assert patch["metadata"] == {
+        "resourceVersion": "7",
+        "labels": publish.LABELS,
+        "ownerReferences": None,
+    }
+    assert patch["data"] == {"extra": None, "keys.json": "{}"} and patch["binaryData"] is None
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("900", 900), ("15m", 900), ("1h", 3600), ("2d", 172800), (" 30s", 30)]
+)
+def test_durations_of_the_command(text: str, seconds: int) -> None:
+    from prompt_operator.signing_cli import parse_duration
+
+    assert parse_duration(text) == seconds
+
+
+def test_the_status_says_which_key_signs_and_when_the_others_retire() -> None:
+    from prompt_operator.signing_cli import status_text
+
+    keys = keyset.rotate([keyset.new_key(T0, seed(1))], T0 + 10, HOUR, seed=seed(2))
+    lines = status_text("ops/keys", keys, T0 + 20).splitlines()
+    assert lines[0] == "Secret ops/keys: 2 keys"
+    assert lines[2].startswith(keys[1].kid) and lines[2].endswith("current: signs")
+    assert "2027-01-15T09:00:10Z" in lines[3] and "retiring" in lines[3]
+    later = status_text("ops/keys", keyset.revoke(keys, T0 + 30), T0 + 40)
+    assert "retired: verifies nothing" in later
