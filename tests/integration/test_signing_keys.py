@@ -52,6 +52,19 @@ class Standby:
         return None
 
 
+class Promotable(Standby):
+    """A standby until ``promote()``: then the leader."""
+
+    def valid(self) -> bool:
+        return self.leading.is_set()
+
+    def write_budget(self) -> float | None:
+        return None
+
+    def promote(self) -> None:
+        self.leading.set()
+
+
 class Clock:
     def __init__(self, now: float = T0) -> None:
         self.now = now
@@ -115,6 +128,23 @@ def test_the_leader_creates_the_keys_and_a_standby_signs_with_the_same_key(
             again = store_for(lapi, namespace, leader, clock)
             await again.refresh()
             assert secret_keys(kubeconfig, namespace) == [created] == list(again.keys())
+
+    asyncio.run(scenario())
+
+
+def test_a_standby_that_becomes_the_leader_creates_a_missing_secret_at_once(
+    kubeconfig: Path, namespace: str
+) -> None:
+    async def scenario() -> None:
+        election = Promotable()
+        async with api_for(kubeconfig, election) as api:
+            store = store_for(api, namespace, election, Clock())  # reads every 30 s
+            async with running(store.run()):
+                await store.loaded.wait()
+                assert store.current() is None
+                election.promote()
+                await until(lambda: store.current() is not None, 5, "keys, well before 30 s")
+            assert secret_keys(kubeconfig, namespace) == list(store.keys())
 
     asyncio.run(scenario())
 

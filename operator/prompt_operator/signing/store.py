@@ -120,7 +120,16 @@ class KeyStore:
             with contextlib.suppress(ApiError):  # refresh logs; the next round tries again
                 await self.refresh()
             self.loaded.set()
+            await self._pause()
+
+    async def _pause(self) -> None:
+        """Until the next read: the refresh period, or less for a standby that
+        becomes the leader (it creates a missing Secret at once)."""
+        if self._leader.leading.is_set():
             await asyncio.sleep(self._refresh)
+            return
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._leader.leading.wait(), self._refresh)
 
     async def refresh(self) -> None:
         """Read the Secret; as the leader, create, rotate or prune it as due."""
