@@ -226,6 +226,29 @@ def test_the_publisher_replaces_a_keys_configmap_someone_else_created(
     asyncio.run(scenario())
 
 
+def test_a_keys_configmap_deleted_by_hand_is_published_again(
+    kubeconfig: Path, namespace: str
+) -> None:
+    async def scenario() -> None:
+        leader = AlwaysLeader()
+        async with api_for(kubeconfig, leader) as api:
+            store = store_for(api, namespace, leader, Clock())
+            await store.refresh()
+            publisher = KeysPublisher(api, store, leader, recheck_seconds=0.5)
+            assert await publisher.ensure(namespace)
+            kubectl(kubeconfig, "-n", namespace, "delete", "cm", signing.KEYS_CONFIGMAP)
+            gone = object_path("v1", "configmaps", namespace, signing.KEYS_CONFIGMAP)
+            async with running(publisher.run()):
+                deadline = asyncio.get_running_loop().time() + 10
+                while await api.get(gone) is None:
+                    assert asyncio.get_running_loop().time() < deadline, "not published again"
+                    await asyncio.sleep(0.1)
+            keys = signing.parse_keys(published(kubeconfig, namespace))
+            assert isinstance(keys, dict) and list(keys) == [store.current().kid]  # type: ignore[union-attr]
+
+    asyncio.run(scenario())
+
+
 def garble(kubeconfig: Path, namespace: str, text: str) -> None:
     body = {
         "apiVersion": "v1",

@@ -146,17 +146,24 @@ class KeysPublisher:
         return True
 
     async def _write(self, namespace: str, data: Data) -> None:
-        collection = object_path("v1", "configmaps", namespace)
+        """Create the ConfigMap, or make the one there ours. A namespace seen
+        before starts with a read (it most likely exists), a new one with a create."""
         path = object_path("v1", "configmaps", namespace, signing.KEYS_CONFIGMAP)
+        create = namespace not in self._published
         for _ in range(3):
-            try:
-                await self._api.request("POST", collection, body=configmap_body(namespace, data))
-                return
-            except Conflict:
-                pass
+            if create:
+                try:
+                    collection = object_path("v1", "configmaps", namespace)
+                    await self._api.request(
+                        "POST", collection, body=configmap_body(namespace, data)
+                    )
+                    return
+                except Conflict:
+                    pass
             found = await self._api.get(path)
+            create = found is None
             if found is None:
-                continue  # deleted meanwhile: create it
+                continue  # gone meanwhile: create it
             if not needs_replacing(found, data):
                 return
             try:

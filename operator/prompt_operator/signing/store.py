@@ -106,7 +106,7 @@ class KeyStore:
 
     @property
     def problem(self) -> str | None:
-        """Why there is no key to sign with, when there is none."""
+        """What went wrong at the last read (None: nothing)."""
         return self._problem
 
     def add_changed_handler(self, on_changed: Callable[[], None]) -> None:
@@ -217,14 +217,19 @@ class KeyStore:
 
     def _log_once(self, problem: str, level: int = logging.WARNING) -> None:
         if problem != self._problem:
-            logger.log(level, "%s; signals go unsigned (sidecars read the API) meanwhile", problem)
+            then = (
+                "signing with the keys read last"
+                if self._keys
+                else "signals go unsigned (sidecars read the API) meanwhile"
+            )
+            logger.log(level, "%s; %s", problem, then)
         self._problem = problem
 
     def _lose(self, problem: str, level: int = logging.WARNING) -> None:
         """No usable keys: log why once, and sign nothing until they are back."""
+        had = bool(self._keys)
+        self._keys, self._signers = (), {}
         self._log_once(problem, level)
-        if self._keys:
-            self._keys = ()
-            self._signers = {}
+        if had:
             for handler in self._changed:
                 handler()
