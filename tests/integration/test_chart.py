@@ -842,3 +842,32 @@ def test_the_prometheus_url_reaches_the_operator_and_its_egress_policy() -> None
         "rollouts.prometheus.networkPolicyEgress[0].ports[0].port=9090",
     )
     assert to_prometheus in policy["spec"]["egress"]
+
+
+def test_signing_values_reach_the_operator_and_its_role() -> None:
+    def rendered_with(*values: str) -> tuple[list[str], list[dict[str, Any]]]:
+        docs = docs_of(template("keys", str(CHART), "-n", NS, *sets(*values)))
+        deployment = one(docs, "Deployment")
+        args: list[str] = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+        roles = [d for d in docs if d["kind"] == "Role" and d["metadata"]["namespace"] == NS]
+        return args, roles
+
+    args, roles = rendered_with()
+    on = parse_config(args[1:])
+    assert on.signing_secret == "keys-prompt-operator-signing-keys"
+    assert on.signing_rotate_after == 30 * 86400
+    (role,) = [r for r in roles if r["metadata"]["name"].endswith("-signing-keys")]
+    named = [rule for rule in role["rules"] if rule.get("resourceNames")]
+    assert named == [
+        {
+            "apiGroups": [""],
+            "resources": ["secrets"],
+            "resourceNames": [on.signing_secret],
+            "verbs": ["get", "update", "patch"],
+        }
+    ]
+    args, roles = rendered_with("signing.enabled=false", "signing.rotateAfter=0")
+    assert parse_config(args[1:]).signing_secret == ""
+    assert not [r for r in roles if r["metadata"]["name"].endswith("-signing-keys")]
+    bad = template(RELEASE, str(CHART), *sets("signing.rotateAfter=-1"), check=False)
+    assert bad.returncode != 0 and "signing/rotateAfter" in bad.stderr
