@@ -7,7 +7,7 @@ reference: it belongs to the namespace, not to a Prompt.
 
 The signal path asks ``ready(namespace)`` before it signs for a namespace;
 while that is False it sends the signal unsigned (a hint) and schedules
-``ensure(namespace)``, which creates the ConfigMap, or reads the one there and
+``ensure(namespace)``, which reads the ConfigMap, creates it when missing and
 replaces it when it differs (a squatter's included: its labels, data and
 owner references are ours afterwards). When the key set changes (a rotation,
 a prune) every namespace published so far is published again, and until then
@@ -146,31 +146,27 @@ class KeysPublisher:
         return True
 
     async def _write(self, namespace: str, data: Data) -> None:
-        """Create the ConfigMap, or make the one there ours. A namespace seen
-        before starts with a read (it most likely exists), a new one with a create."""
+        """Make the namespace's keys ConfigMap hold ``data``. It reads first: after
+        a restart or a failover the ConfigMap is most likely there and current,
+        and a read costs less than a refused create (and writes nothing)."""
         path = object_path("v1", "configmaps", namespace, signing.KEYS_CONFIGMAP)
-        create = namespace not in self._published
+        collection = object_path("v1", "configmaps", namespace)
         for _ in range(3):
-            if create:
-                try:
-                    collection = object_path("v1", "configmaps", namespace)
+            found = await self._api.get(path)
+            try:
+                if found is None:
                     await self._api.request(
                         "POST", collection, body=configmap_body(namespace, data)
                     )
-                    return
-                except Conflict:
-                    pass
-            found = await self._api.get(path)
-            create = found is None
-            if found is None:
-                continue  # gone meanwhile: create it
-            if not needs_replacing(found, data):
+                elif needs_replacing(found, data):
+                    await self._api.merge_patch(path, replacement_patch(found, data))
                 return
-            try:
-                await self._api.merge_patch(path, replacement_patch(found, data))
-                return
-            except (Conflict, NotFound):
-                continue  # changed meanwhile: look again
+            except Conflict:
+                continue  # created or changed meanwhile: look again
+            except NotFound:
+                if found is None:
+                    raise  # the namespace is gone
+                continue  # deleted meanwhile: create it
         raise Conflict(409, "Conflict", f"{path} kept changing while it was published")
 
     async def run(self) -> None:
