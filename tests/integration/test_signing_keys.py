@@ -120,6 +120,9 @@ def test_the_leader_creates_the_keys_and_a_standby_signs_with_the_same_key(
             (created,) = secret_keys(kubeconfig, namespace)
             assert active.current() == created and created.created == T0
             assert verifies(created, active.sign(b"revision 1"), b"revision 1")
+            signature = active.sign_with(created.kid, b"claims naming the kid")
+            assert verifies(created, (created.kid, signature or b""), b"claims naming the kid")
+            assert active.sign_with("0123456789abcdef", b"m") is None
 
             await standby.refresh()
             assert standby.current() == created and standby.problem is None
@@ -170,6 +173,10 @@ def test_a_rotation_overlaps_and_is_published_with_the_old_keys_retire_time(
                 await store.refresh()
                 new = store.current()
                 assert new is not None and new.kid != old.kid
+                assert store.sign_with(old.kid, b"m") is not None  # still verifies: overlap
+                clock.now = T0 + 30 * DAY + keyset.DEFAULT_OVERLAP_SECONDS
+                assert store.sign_with(old.kid, b"m") is None  # retired
+                clock.now = T0 + 30 * DAY
                 assert not publisher.ready(namespace)  # until republished: hints
                 await until(lambda: publisher.ready(namespace), 10, "the new keys published")
 

@@ -99,10 +99,23 @@ class KeyStore:
         key = self.current()
         if key is None:
             return None
+        return key.kid, self._signature(key, message)
+
+    def sign_with(self, kid: str, message: bytes) -> bytes | None:
+        """The signature of ``message`` by key ``kid`` (the one ``current()``
+        named when the message, which holds the kid, was built), or None when
+        that key is gone or retired since."""
+        now = self._clock()
+        for key in self._keys:
+            if key.kid == kid and not key.retired(now):
+                return self._signature(key, message)
+        return None
+
+    def _signature(self, key: SigningKey, message: bytes) -> bytes:
         signer = self._signers.get(key.kid)
         if signer is None:
             signer = self._signers[key.kid] = NaclSigningKey(key.seed)
-        return key.kid, signer.sign(message).signature
+        return signer.sign(message).signature
 
     @property
     def problem(self) -> str | None:
