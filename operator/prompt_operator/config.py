@@ -44,6 +44,9 @@ class OperatorConfig:
     # Where rollouts' Prometheus analysis queries (the chart's rollouts.prometheus.url);
     # None: such a step waits, saying that no address is set.
     prometheus_url: str | None = None
+    # The Secret holding the signing keys, beside the Lease ("": signals go unsigned).
+    signing_secret: str = "prompt-operator-signing-keys"
+    signing_rotate_after: float = 30 * 86400.0  # seconds; 0: never
 
 
 EPILOG = """\
@@ -53,7 +56,8 @@ example (outside a cluster, with your kubeconfig; the chart runs it in one):
 It needs: Prompts (get, list, watch), prompts/status (patch), ConfigMaps (get,
 list, watch, create, patch, delete), Pods (list, watch), Events (create) and,
 with --leader-elect, its Lease (create, get, update); for rollouts' Job
-analysis, Jobs (create, get, list, watch, delete).
+analysis, Jobs (create, get, list, watch, delete); for signed signals, its
+Secret --signing-secret (create, get, update).
 """
 
 DESCRIPTION = (
@@ -243,6 +247,25 @@ FLAGS: tuple[Flag, ...] = (
         shown_default="none: a Prometheus analysis step waits and says so",
     ),
     Flag(
+        "--signing-secret",
+        "the Secret with the keys that sign signals (Ed25519), in the operator's own "
+        "namespace (--leader-election-namespace); the leader creates it when missing. "
+        "Empty: signals go unsigned and every sidecar reads what it is told about",
+        env="PROMPT_OPERATOR_SIGNING_SECRET",
+        default="prompt-operator-signing-keys",
+        empty_is_value=True,
+        metavar="NAME",
+    ),
+    Flag(
+        "--signing-rotate-after",
+        "the leader replaces the signing key once it is this old, seconds (the old one "
+        "keeps verifying for an hour); 0 never",
+        env="PROMPT_OPERATOR_SIGNING_ROTATE_AFTER",
+        kind="float",
+        default=30 * 86400.0,
+        shown_default="2592000, 30 days",
+    ),
+    Flag(
         "--kubeconfig",
         "kubeconfig file",
         env="KUBECONFIG",
@@ -291,4 +314,5 @@ def parse_config(
         delivery_wait=max(0.0, values.delivery_wait),
         delivery_refresh=max(0.1, values.delivery_refresh),
         lease=lease,
+        signing_rotate_after=max(0.0, values.signing_rotate_after),
     )
