@@ -25,6 +25,7 @@ from prompt_contract import hops, objects
 
 from .config import OperatorConfig
 from .controllers import prompts
+from .controllers.carry import SignedRevisions
 from .controllers.delivery import Delivery
 from .controllers.prompts import PromptController
 from .controllers.readiness import Readiness
@@ -191,7 +192,7 @@ def build_controllers(api: KubeApi, leader: Leadership, config: OperatorConfig) 
     inventory = Inventory(api, config.namespaces)
     subscribers = Subscribers(api, config.namespaces)
     keys = signing_keys(api, leader, config)
-    signals = Signals(subscribers, config)
+    signals = Signals(subscribers, config, SignedRevisions(keys))
     readiness = Readiness(api)
     delivery = Delivery(subscribers, signals, readiness, config)
     prompt_controller = PromptController(

@@ -107,5 +107,8 @@ def _signed_entry(
     if claims is None:
         logger.warning("revision %s of Prompt %s is not signable; sent as a hint", revision, prompt)
         return None
-    signature = sign(signing.signed_message(claims.encode()))
+    try:
+        signature = sign(signing.signed_message(claims.encode()))
+    except LookupError:  # the key retired meanwhile
+        return None
     return signals.encode_entry(prompt, revision, signing.carry(claims, signature, held.content))

@@ -15,7 +15,9 @@ The wire format (what is signed, how a sidecar checks it) is
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from ..config import OperatorConfig
 from ..runtime.client import KubeApi
@@ -26,10 +28,34 @@ from .store import KeyStore
 
 @dataclass(frozen=True)
 class SigningKeys:
-    """What the signal path is given: the store signs, the publisher publishes."""
+    """What the signal path is given (``controllers.carry.SigningKeys``): the
+    store signs, the publisher publishes."""
 
     store: KeyStore
     publisher: KeysPublisher
+    _publishing: set[asyncio.Task[bool]] = field(default_factory=set)
+
+    def signer(self) -> tuple[str, Callable[[bytes], bytes]] | None:
+        key = self.store.current()
+        if key is None:
+            return None
+        kid = key.kid
+
+        def sign(message: bytes) -> bytes:
+            signature = self.store.sign_with(kid, message)
+            if signature is None:  # retired between the two calls: signed next time
+                raise LookupError(f"signing key {kid} is gone")
+            return signature
+
+        return kid, sign
+
+    def published(self, namespace: str) -> bool:
+        return self.publisher.ready(namespace)
+
+    def publish(self, namespace: str) -> None:
+        task = asyncio.get_running_loop().create_task(self.publisher.ensure(namespace))
+        self._publishing.add(task)  # kept until done: the loop holds tasks weakly
+        task.add_done_callback(self._publishing.discard)
 
 
 def signing_keys(api: KubeApi, leader: Leadership, config: OperatorConfig) -> SigningKeys | None:
