@@ -240,6 +240,21 @@ def test_idle_connections_are_bounded_in_all_and_closed_on_close() -> None:
     run(scenario, max_idle=2)
 
 
+def test_a_connection_idle_past_its_time_is_closed_not_reused() -> None:
+    async def scenario(transport: SignalTransport) -> None:
+        loop = asyncio.get_running_loop()
+        async with Pod(lambda c, n: ok()) as a, Pod(lambda c, n: ok()) as b:
+            await transport.post(a.address, PATH, b"{}")
+            since = loop.time()
+            await until(lambda: loop.time() - since > 0.1)
+            await transport.post(b.address, PATH, b"{}")  # keeping b's sweeps a's away
+            await until(lambda: a.ended == 1)
+            await transport.post(a.address, PATH, b"{}")
+            assert (a.connections, b.ended) == (2, 0)
+
+    run(scenario, idle_seconds=0.05)
+
+
 def test_an_ipv6_address_is_reached_as_a_pod_address_writes_it() -> None:
     if not socket.has_ipv6:
         pytest.skip("no IPv6 here")
