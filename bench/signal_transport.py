@@ -132,13 +132,24 @@ def signal_body(text_bytes: int) -> bytes:
 Post = Callable[[str], Awaitable[bool]]
 
 
+async def read_bounded(stream: Any, limit: int) -> bytes:
+    """At most ``limit + 1`` bytes of an aiohttp body (as controllers/signals.py read it)."""
+    chunks: list[bytes] = []
+    size = 0
+    while size <= limit:
+        chunk = await stream.read(limit + 1 - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
 async def aiohttp_client(
     body: bytes, max_idle: int | None
 ) -> tuple[Post, Callable[[], Awaitable[None]]]:
-    """The old client, as controllers/signals.py used it."""
+    """The old client, as controllers/signals.py used it before the transport."""
     import aiohttp
-
-    from prompt_operator.controllers.signals import read_bounded
 
     session = aiohttp.ClientSession(
         timeout=aiohttp.ClientTimeout(total=SIGNAL_TIMEOUT, sock_connect=1),

@@ -259,6 +259,7 @@ class SignalTransport:
         body. Raises ``TransportError`` when nobody answered."""
         if self._closed:
             raise TransportError("transport closed")
+        host, port = split_address(address)  # before it goes into the Host header
         request = b"POST %s HTTP/1.1\r\nHost: %s\r\n%s%d\r\n\r\n%s" % (
             path.encode("ascii"),
             address.encode("ascii"),
@@ -279,7 +280,7 @@ class SignalTransport:
                 if conn.answer_started:
                     raise
                 # The peer closed it while idle: once more, on a fresh one.
-        conn = await self._connect(address, deadline)
+        conn = await self._connect(address, host, port, deadline)
         return await self._exchange(conn, request, deadline)
 
     async def _exchange(
@@ -299,12 +300,14 @@ class SignalTransport:
         self._keep(conn)
         return answer
 
-    async def _connect(self, address: str, deadline: float) -> _Connection:
-        """A new connection to ``address``; the connect is a socket of our own
-        so that its deadline can fail a future instead of cancelling a task."""
-        host, port = split_address(address)
+    async def _connect(self, address: str, host: str, port: int, deadline: float) -> _Connection:
+        """A new connection to ``address``. The connect is a socket of our own so
+        that its deadline can fail a future instead of cancelling a task."""
         loop = asyncio.get_running_loop()
-        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+        try:
+            sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+        except OSError as exc:  # out of file descriptors, say: still no answer
+            raise TransportError(exc.errno, exc.strerror) from exc
         fd = sock.fileno()  # registered by fd: a socket's repr is formatted on each lookup
         connected: asyncio.Future[None] = loop.create_future()
         timer = loop.call_at(
@@ -325,9 +328,11 @@ class SignalTransport:
             await connected
             conn = _Connection(address, self._max_answer, self._lost)
             await loop.create_connection(lambda: conn, sock=sock)
-        except BaseException:
+        except BaseException as exc:
             loop.remove_writer(fd)
             sock.close()
+            if isinstance(exc, OSError) and not isinstance(exc, TransportError):
+                raise TransportError(exc.errno, exc.strerror) from exc
             raise
         finally:
             timer.cancel()
