@@ -10,7 +10,8 @@ client process that signals every address once through `--concurrency` workers
 round may reuse the first's connections). Each signal carries a body like a
 signed entry with a 2 KB text (`--body-bytes`), and its answer is parsed as the
 operator parses it. Per round it prints the client's CPU time per signal (user +
-system, of its process: the servers are other processes) and the wall time.
+system, of its process: the servers are other processes), the wall time and the
+client's peak RSS; and the servers' CPU per signal over all rounds, for scale.
 `--max-idle` sets the transport's bound on idle connections (the second round
 reuses connections only to as many pods). Benchmarks print and never fail on speed.
 """
@@ -112,7 +113,9 @@ async def serve(ips: Sequence[str]) -> None:
         server = await loop.create_server(functools.partial(FakeSidecar, answer), ip, 0)
         addresses.append(f"{ip}:{server.sockets[0].getsockname()[1]}")
     print(json.dumps(addresses), flush=True)
+    start = cpu_seconds()
     await loop.run_in_executor(None, sys.stdin.read)  # until the parent closes our stdin
+    print(json.dumps(cpu_seconds() - start), flush=True)
 
 
 # -- the clients ------------------------------------------------------------------
@@ -250,6 +253,7 @@ def child(*argv: str, stdin: Any = None) -> subprocess.Popen[str]:
 def measure(kind: str, pods: int, args: argparse.Namespace) -> list[dict[str, float]]:
     servers = []
     addresses: list[str] = []
+    rounds: list[dict[str, float]] = []
     try:
         for server in range(-(-pods // ADDRESSES_PER_SERVER)):
             count = min(ADDRESSES_PER_SERVER, pods - server * ADDRESSES_PER_SERVER)
@@ -270,24 +274,28 @@ def measure(kind: str, pods: int, args: argparse.Namespace) -> list[dict[str, fl
             stdin=subprocess.PIPE,
         )
         out, _ = client.communicate("\n".join(addresses))
-        return list(json.loads(out))
+        rounds = json.loads(out)
     finally:
+        served = 0.0
         for proc in servers:
-            if proc.stdin is not None:
-                proc.stdin.close()
-            proc.wait()
+            out, _ = proc.communicate()  # closes its stdin: it reports its CPU and ends
+            served += float(out or "nan")
+    for row in rounds:  # the servers' CPU is known for all rounds together
+        row["servers_cpu_ms_per_signal"] = 1000 * served / (pods * len(rounds))
+    return rounds
 
 
 def format_rows(results: dict[tuple[str, int], list[dict[str, float]]]) -> str:
     lines = [
-        "| client | pods | round | CPU per signal | wall | failed | peak RSS |",
-        "|---|---|---|---|---|---|---|",
+        "| client | pods | round | CPU per signal | wall | failed | peak RSS | servers' CPU |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for (kind, pods), rounds in results.items():
         for i, row in enumerate(rounds):
             lines.append(
                 f"| {kind} | {pods:,} | {i + 1} | {row['cpu_ms_per_signal']:.3f} ms | "
-                f"{row['wall_s']:.2f} s | {int(row['failed'])} | {row['peak_rss_mib']:.0f} MiB |"
+                f"{row['wall_s']:.2f} s | {int(row['failed'])} | {row['peak_rss_mib']:.0f} MiB | "
+                f"{row['servers_cpu_ms_per_signal']:.3f} ms |"
             )
     return "\n".join(lines)
 
