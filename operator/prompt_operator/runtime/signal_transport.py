@@ -23,8 +23,8 @@ What it does and does not do, and why:
   most ``max_answer + 1`` bytes of a body are ever read, enough for the caller
   to tell that it is too big; the connection is then closed, not drained.
 - ``timeout`` bounds the whole request, connect included, and
-  ``connect_timeout`` the connect. TCP_NODELAY is on: asyncio sets it on every
-  TCP transport, so a small request goes out at once.
+  ``connect_timeout`` the connect. TCP_NODELAY is on (asyncio sets it on a
+  socket made for IPPROTO_TCP), so a small request goes out at once.
 - No concurrency limit here: the caller holds one (``--signal-concurrency``),
   which also bounds the connections open at once.
 """
@@ -305,7 +305,9 @@ class SignalTransport:
         that its deadline can fail a future instead of cancelling a task."""
         loop = asyncio.get_running_loop()
         try:
-            sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+            # With IPPROTO_TCP named, asyncio's transport sets TCP_NODELAY (proto 0: not).
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         except OSError as exc:  # out of file descriptors, say: still no answer
             raise TransportError(exc.errno, exc.strerror) from exc
         fd = sock.fileno()  # registered by fd: a socket's repr is formatted on each lookup

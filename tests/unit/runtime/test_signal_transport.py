@@ -240,6 +240,19 @@ def test_idle_connections_are_bounded_in_all_and_closed_on_close() -> None:
     run(scenario, max_idle=2)
 
 
+def test_connections_send_at_once_without_nagle() -> None:
+    async def scenario(transport: SignalTransport) -> None:
+        async with Pod(lambda c, n: ok()) as pod:
+            await transport.post(pod.address, PATH, b"{}")
+            # No public way to see the socket: the idle pool is the one place it is.
+            (conn,) = transport._idle.values()
+            assert conn.transport is not None
+            sock = conn.transport.get_extra_info("socket")
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+
+    run(scenario)
+
+
 def test_a_connection_idle_past_its_time_is_closed_not_reused() -> None:
     async def scenario(transport: SignalTransport) -> None:
         loop = asyncio.get_running_loop()
