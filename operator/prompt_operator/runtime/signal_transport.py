@@ -55,6 +55,10 @@ class TransportError(OSError):
     """Nobody answered: refused, reset, timed out, or not an HTTP/1.1 answer we read."""
 
 
+class TimedOut(TransportError):
+    """No answer (or no connection) within its time: never tried again at once."""
+
+
 class Head(NamedTuple):
     """What an answer's head says: its status, its body's length, and whether
     the connection may carry another request."""
@@ -211,10 +215,6 @@ class _Connection(asyncio.Protocol):
             self.transport.abort()
 
 
-class TimedOut(TransportError):
-    """No answer (or no connection) within its time."""
-
-
 def _expire(waiter: asyncio.Future[Any], what: str) -> None:
     if not waiter.done():
         waiter.set_exception(TimedOut(what))
@@ -232,6 +232,8 @@ def _connected(waiter: asyncio.Future[None], sock: socket.socket) -> None:
 
 
 class SignalTransport:
+    """POSTs to many addresses over kept-alive connections (see the module's notes)."""
+
     def __init__(
         self,
         *,
