@@ -47,19 +47,31 @@ from prompt_contract.writer import PromptFiles
 directory, prompts, size, rounds = sys.argv[1], *map(int, sys.argv[2:5])
 files = PromptFiles(directory)
 
+def prompt(i, round_):
+    data = f"prompt {i} round {round_} ".encode().ljust(size, b".")
+    digest = text_sha256(data)
+    return PromptMeta(f"p{i}", f"bench/p{i}", digest[:12], digest, "2026-01-01T00:00:00Z",
+                      variables=("customer", "tone")), data
+
 def write_all(round_):
     started = time.process_time()
     for i in range(prompts):
-        data = f"prompt {i} round {round_} ".encode().ljust(size, b".")
-        digest = text_sha256(data)
-        meta = PromptMeta(f"p{i}", f"bench/p{i}", digest[:12], digest, "2026-01-01T00:00:00Z",
-                          variables=("customer", "tone"))
-        files.write(meta, data)
+        files.write(*prompt(i, round_))
     return (time.process_time() - started) / prompts
+
+def used():
+    st = os.statvfs(directory)
+    return (st.f_blocks - st.f_bfree) * st.f_frsize
 
 first = write_all(0)
 rewrites = [write_all(r) for r in range(1, rounds + 1)]
-print(json.dumps({"first": first, "rewrites": rewrites}))
+# A full resync that changes every prompt stages every new text before it shows one.
+steady = used()
+staged = [files.stage(*prompt(i, rounds + 1)) for i in range(prompts)]
+resync = used()
+for item in staged:
+    files.commit(item)
+print(json.dumps({"first": first, "rewrites": rewrites, "steady": steady, "resync": resync}))
 """
 
 
@@ -79,6 +91,7 @@ class Result:
     first_ms: float
     rewrite_ms: float
     charge: Charge
+    used: tuple[int, int]  # the file system's used bytes: steady, and while a resync stages all
 
 
 class MemoryCgroup:
@@ -164,7 +177,11 @@ def measure(medium: str, args: argparse.Namespace) -> Result:
             # directory entries), as in a pod after the sidecar wrote them.
             charge = cgroup.charge()
         return Result(
-            medium, times["first"] * 1e3, statistics.median(times["rewrites"]) * 1e3, charge
+            medium,
+            times["first"] * 1e3,
+            statistics.median(times["rewrites"]) * 1e3,
+            charge,
+            (times["steady"], times["resync"]),
         )
     finally:
         cgroup.remove()
@@ -197,6 +214,10 @@ def main(argv: Sequence[str] | None = None) -> None:
               f"{c.after_reclaim / MiB:>13.2f}")  # fmt: skip
         per_prompt = c.after_reclaim / args.prompts / 1024
         print(f"        left charged after reclaim: {per_prompt:.1f} KiB per prompt")
+        if medium == "tmpfs":  # the volume's own use, which its sizeLimit bounds
+            steady, resync = (n / MiB for n in r.used)
+            print(f"        tmpfs used: {steady:.2f} MiB, {resync:.2f} MiB while a resync "
+                  f"stages every prompt")  # fmt: skip
 
 
 if __name__ == "__main__":
