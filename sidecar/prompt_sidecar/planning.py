@@ -330,6 +330,18 @@ def single_action(
     return Action("write", desired=result)
 
 
+def cache_first(name: str, served: Mapping[str, tuple[str, str]]) -> bool:
+    """True when the GET for a signal naming ``name`` should ask the watch cache first.
+
+    Only for a Prompt this sidecar serves: its new revisions are the edits, the
+    read that repeats on every pod. A name never served is read from etcd as
+    before: a forged name then still costs its one read and no more (from the
+    cache, its 404 would have to be confirmed, two reads where there was one),
+    and a Prompt's first delivery happens once per pod.
+    """
+    return name in served
+
+
 def trusted_from_cache(action: Action) -> bool:
     """True when ``action``, decided from a watch-cache read, may be carried out as is.
 

@@ -28,6 +28,7 @@ from .planning import (
     Desired,
     admitted,
     by_key,
+    cache_first,
     desired_from_configmap,
     newer,
     plan,
@@ -272,8 +273,10 @@ class Syncer:
         if not revision:  # "no longer concerns you": only a full list can tell
             self._full_sync({name: arrived})
             return
-        action = self._read_one(name, revision, cached=True)
-        if not trusted_from_cache(action):
+        with self._loop.cond:
+            cached = cache_first(name, self._disk.served)
+        action = self._read_one(name, revision, cached=cached)
+        if cached and not trusted_from_cache(action):
             # A second read for this signal: it costs a token too, so a flood of
             # forged revisions reads no more than the rate limit allows.
             self._loop.charge()

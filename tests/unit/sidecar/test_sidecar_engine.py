@@ -27,6 +27,7 @@ from prompt_sidecar.config import ConfigError, parse_config
 from prompt_sidecar.kubeapi import ApiError, load_kubeconfig
 from prompt_sidecar.planning import (
     Desired,
+    cache_first,
     newer,
     single_action,
     stale_names,
@@ -235,6 +236,9 @@ def test_only_a_write_is_trusted_from_the_watch_cache() -> None:
     assert not trusted("a", "not selected by this pod's prompts.dev/selector")  # relabelled
     assert not trusted("a", desired("a", "a", "r1", 1))  # a rollback raised its number since
     assert not trusted("c", desired("c", key="kb"))  # the key's holder may have moved on
+    # Only a served Prompt's revisions are read from the cache: a name never served
+    # (a forged one, or a first delivery) keeps its one read from etcd.
+    assert cache_first("a", served) and not cache_first("zz", served)
 
 
 def test_the_highest_revision_number_is_current() -> None:
@@ -560,6 +564,9 @@ def test_a_cached_read_is_acted_on_only_when_it_writes(
     api.put(configmap("p", "one", "r1", number=5))
     assert syncer.signal([("p", "r1")]) == {"p": "r1"}
     assert read(tmp_path, "p") == b"one" and api.lists == 1
+    # A name never served: one read, from etcd, as before.
+    assert syncer.signal([("zz", "r1")]) == {"zz": None}
+    assert api.gets[-1] == objects.configmap_name("zz", "r1") and api.cached_gets == 3
 
 
 def variant_configmap(name: str, revision: str, weights: dict[str, int]) -> dict[str, Any]:
