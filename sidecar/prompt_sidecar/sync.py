@@ -299,12 +299,15 @@ class Syncer:
             cm = self._client.get_configmap(
                 self._namespace, objects.configmap_name(name, revision), cached=cached
             )
-            hops.mark(hops.FETCHED, f"{self._namespace}/{name}", revision, self._pod)
             result: Desired | str | None = desired_from_configmap(cm, self._selector, self._pod)
         except NotFound:
             result = None
         with self._loop.cond:  # only this thread changes them; the lock is for the server's reads
-            return single_action(name, result, *self._disk.records())
+            action = single_action(name, result, *self._disk.records())
+        if result is not None and (not cached or trusted_from_cache(action)):
+            # The hop trace times the read that is acted on, not a cached one read again.
+            hops.mark(hops.FETCHED, f"{self._namespace}/{name}", revision, self._pod)
+        return action
 
     # -- writes -------------------------------------------------------------------------
 
