@@ -47,6 +47,8 @@ class OperatorConfig:
     # The Secret holding the signing keys, beside the Lease ("": signals go unsigned).
     signing_secret: str = "prompt-operator-signing-keys"
     signing_rotate_after: float = 30 * 86400.0  # seconds; 0: never
+    # The chart's sidecar.promptVolume: the prompt volume's size in memory, KiB; 0: on disk.
+    prompt_volume_memory_kib: int = 0
 
 
 EPILOG = """\
@@ -64,6 +66,9 @@ DESCRIPTION = (
     "Run the operator: reconcile Prompts into ConfigMaps, signal subscribed sidecars, and "
     "report status. Every flag has an environment variable fallback, shown as (env: NAME)."
 )
+
+
+_KIB_PER_UNIT = {"Ki": 1, "Mi": 1024, "Gi": 1024 * 1024}
 
 
 def _lease_timing(name: str, default: float, what: str) -> Flag:
@@ -239,6 +244,15 @@ FLAGS: tuple[Flag, ...] = (
         shown_default="not checked",
     ),
     Flag(
+        "--prompt-volume-memory",
+        "serve injected pods' prompt volume from memory (a tmpfs) of this size, e.g. 32Mi, "
+        "and add it to the sidecar's memory limit (the files count against it)",
+        env="PROMPT_OPERATOR_PROMPT_VOLUME_MEMORY",
+        metavar="SIZE",
+        default="",
+        shown_default="the node's disk",
+    ),
+    Flag(
         "--prometheus-url",
         "base URL of the Prometheus HTTP API that rollouts' analysis steps query, e.g. "
         "http://prometheus-operated.monitoring:9090",
@@ -275,6 +289,14 @@ FLAGS: tuple[Flag, ...] = (
 )
 
 
+def quantity_kib(quantity: str) -> int:
+    """KiB in a binary memory quantity such as "32Mi"; ValueError saying what fits."""
+    number, unit = quantity[:-2], quantity[-2:]
+    if unit not in _KIB_PER_UNIT or not number.isdigit() or int(number) == 0:
+        raise ValueError(f"{quantity!r} is not a size such as 512Ki, 32Mi or 1Gi")
+    return int(number) * _KIB_PER_UNIT[unit]
+
+
 def parser() -> argparse.ArgumentParser:
     return build_parser(FLAGS, prog="prompt-operator run", description=DESCRIPTION, epilog=EPILOG)
 
@@ -303,6 +325,10 @@ def parse_config(
             p.error(f"{flag} {port}: must be a port number from 1 to 65535")
     if values.prometheus_url and not values.prometheus_url.startswith(("http://", "https://")):
         p.error(f"--prometheus-url {values.prometheus_url!r}: must start with http:// or https://")
+    try:
+        memory_kib = quantity_kib(values.prompt_volume_memory) if values.prompt_volume_memory else 0
+    except ValueError as exc:
+        p.error(f"--prompt-volume-memory: {exc}")
     if values.sidecar_port == values.sidecar_probe_port:
         p.error("--sidecar-port and --sidecar-probe-port must differ: the sidecar listens on both")
     return fill(
@@ -315,4 +341,5 @@ def parse_config(
         delivery_refresh=max(0.1, values.delivery_refresh),
         lease=lease,
         signing_rotate_after=max(0.0, values.signing_rotate_after),
+        prompt_volume_memory_kib=memory_kib,
     )

@@ -26,13 +26,16 @@ from .kubeapi import ApiError, Expired, KubeClient, NotFound
 from .metrics import Metrics
 from .planning import (
     MAX_PENDING_NEW,
+    Action,
     Desired,
     admitted,
     by_key,
+    cache_first,
     desired_from_configmap,
     newer,
     plan,
     single_action,
+    trusted_from_cache,
     up_to_date,
 )
 from .runtime import Health, Work, WorkLoop
@@ -324,25 +327,25 @@ class Syncer:
         if not revision:  # "no longer concerns you": only a full list can tell
             self._full_sync({name: arrived})
             return
+        action: Action | None = None
         if signed is not None:
-            result: Desired | str | None = desired_from_configmap(signed, self._selector, self._pod)
+            result = desired_from_configmap(signed, self._selector, self._pod)
             if self._was_removed(result):
                 logger.info("signed revision of prompt %s names one removed; reading it", name)
-                signed = None
             else:
-                self.metrics.inc("signed_writes_total")
-        if signed is None:
-            self.metrics.inc("rereads_total")
-            try:
-                cm = self._client.get_configmap(
-                    self._namespace, objects.configmap_name(name, revision)
-                )
-                hops.mark(hops.FETCHED, f"{self._namespace}/{name}", revision, self._pod)
-                result = desired_from_configmap(cm, self._selector, self._pod)
-            except NotFound:
-                result = None
-        with self._loop.cond:  # only this thread changes them; the lock is for the server's reads
-            action = single_action(name, result, *self._disk.records())
+                with self._loop.cond:
+                    action = single_action(name, result, *self._disk.records())
+                if action.kind == "write":
+                    self.metrics.inc("signed_writes_total")
+        if action is None:
+            with self._loop.cond:
+                cached = cache_first(name, self._disk.served)
+            action = self._read_one(name, revision, cached=cached)
+            if cached and not trusted_from_cache(action):
+                # A second read for this signal: it costs a token too, so a flood of
+                # forged revisions reads no more than the rate limit allows.
+                self._loop.charge()
+                action = self._read_one(name, revision, cached=False)
         if action.kind == "list":
             logger.info("prompt %s: %s; listing everything", name, action.reason)
             # A second read for this signal: it costs a token too, or forged
@@ -353,6 +356,23 @@ class Syncer:
             self._write(action.desired, arrived)
         else:
             logger.debug("signal for prompt %s changes nothing: %s", name, action.reason)
+
+    def _read_one(self, name: str, revision: str, *, cached: bool) -> Action:
+        """GET one revision's ConfigMap and decide what it asks for."""
+        self.metrics.inc("rereads_total")
+        try:
+            cm = self._client.get_configmap(
+                self._namespace, objects.configmap_name(name, revision), cached=cached
+            )
+            result: Desired | str | None = desired_from_configmap(cm, self._selector, self._pod)
+        except NotFound:
+            result = None
+        with self._loop.cond:  # only this thread changes them; the lock is for the server's reads
+            action = single_action(name, result, *self._disk.records())
+        if result is not None and (not cached or trusted_from_cache(action)):
+            # The hop trace times the read that is acted on, not a cached one read again.
+            hops.mark(hops.FETCHED, f"{self._namespace}/{name}", revision, self._pod)
+        return action
 
     # -- writes -------------------------------------------------------------------------
 

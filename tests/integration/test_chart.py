@@ -871,3 +871,49 @@ def test_signing_values_reach_the_operator_and_its_role() -> None:
     assert not [r for r in roles if r["metadata"]["name"].endswith("-signing-keys")]
     bad = template(RELEASE, str(CHART), *sets("signing.rotateAfter=-1"), check=False)
     assert bad.returncode != 0 and "signing/rotateAfter" in bad.stderr
+
+
+def injected_by_chart(*values: str) -> dict[str, Any]:
+    """A pod as the webhook of the chart rendered with ``values`` injects it."""
+    docs = docs_of(template(RELEASE, str(CHART), "-n", NS, *sets(*values)))
+    args = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    pod = injected(
+        {
+            "metadata": {"name": "app", "namespace": "default"},
+            "spec": {"serviceAccountName": "prompt-sidecar", "containers": [{"name": "app"}]},
+        },
+        injection_config(parse_config(args[1:])),
+    )
+    assert pod is not None
+    return pod
+
+
+def prompts_volume_and_limit(pod: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    volume = next(v for v in pod["spec"]["volumes"] if v["name"] == "prompts")
+    return volume["emptyDir"], pod["spec"]["initContainers"][-1]["resources"]["limits"]["memory"]
+
+
+def test_a_memory_backed_prompt_volume_adds_its_size_to_the_sidecars_limit() -> None:
+    # The default: the node's disk, and the sidecar's own limit.
+    assert prompts_volume_and_limit(injected_by_chart()) == ({}, "64Mi")
+    # Memory: a tmpfs of sizeLimit, whose pages are charged to the sidecar that writes them.
+    in_memory = injected_by_chart("sidecar.promptVolume.medium=Memory")
+    assert prompts_volume_and_limit(in_memory) == (
+        {"medium": "Memory", "sizeLimit": "32Mi"},
+        "96Mi",
+    )
+    sized = injected_by_chart(
+        "sidecar.promptVolume.medium=Memory", "sidecar.promptVolume.sizeLimit=1536Ki"
+    )
+    assert prompts_volume_and_limit(sized) == (
+        {"medium": "Memory", "sizeLimit": "1536Ki"},
+        "67072Ki",
+    )
+    # The size alone changes nothing: it is the tmpfs's size only.
+    assert prompts_volume_and_limit(injected_by_chart("sidecar.promptVolume.sizeLimit=8Mi")) == (
+        {},
+        "64Mi",
+    )
+    for bad in ("sidecar.promptVolume.medium=tmpfs", "sidecar.promptVolume.sizeLimit=32MB"):
+        refused = template(RELEASE, str(CHART), "-n", NS, *sets(bad), check=False)
+        assert refused.returncode != 0 and "promptVolume" in refused.stderr, refused.stderr
