@@ -43,6 +43,7 @@ Verify = Callable[[bytes, bytes, bytes], bool]
 MAX_HEAD = 16 * 1024
 # An unknown key id makes the process read the keys ConfigMap again, at most this often.
 KEYS_RETRY_SECONDS = 2.0
+MAX_ATTEMPTS = 10  # of one GET, for 429s and 5xx
 
 
 def nacl_verify() -> Verify | None:
@@ -97,19 +98,28 @@ class ApiReader:
             "Authorization": f"Bearer {config['users'][0]['user']['token']}",
             "Accept": "application/json",
         }
+        self.retries: Counter[int] = Counter()  # by status
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=concurrency, ssl=context),
             timeout=aiohttp.ClientTimeout(total=30),
         )
 
     async def get(self, path: str) -> dict[str, Any] | None:
-        """The object at ``path``, or None when it is not there."""
-        async with self._session.get(self._server + path, headers=self._headers) as resp:
-            if resp.status == 404:
-                return None
-            resp.raise_for_status()
-            body: dict[str, Any] = await resp.json()
-            return body
+        """The object at ``path``, or None when it is not there. A 429 (API
+        Priority and Fairness) or 5xx is tried again after Retry-After, as the
+        sidecar's backoff would, and counted."""
+        for _ in range(MAX_ATTEMPTS - 1):
+            async with self._session.get(self._server + path, headers=self._headers) as resp:
+                if resp.status == 404:
+                    return None
+                if resp.status != 429 and resp.status < 500:
+                    resp.raise_for_status()
+                    body: dict[str, Any] = await resp.json()
+                    return body
+                self.retries[resp.status] += 1
+                wait = float(resp.headers.get("Retry-After") or 1)
+            await asyncio.sleep(wait)
+        raise aiohttp.ClientError(f"GET {path}: {MAX_ATTEMPTS} attempts")
 
     async def close(self) -> None:
         await self._session.close()
@@ -369,7 +379,8 @@ async def serve(config: dict[str, Any]) -> None:
         elif command["cmd"] == "keys":
             reply({"keys": await fleet.read_keys()})
         elif command["cmd"] == "counts":
-            reply(dict(fleet.counts))
+            retried = {f"get_retried:{status}": n for status, n in api.retries.items()}
+            reply({**fleet.counts, **retried})
     for server in servers:
         server.close()
     await api.close()

@@ -316,6 +316,7 @@ def simulate(
     party_pids: Mapping[str, Sequence[int]],
     audit: Path | None = None,
     processes: int | None = None,
+    second_octet: int = 201,
 ) -> Fanout:
     """The whole simulation against a running cluster and operator (``party_pids``:
     whose CPU to count, e.g. the operator and the API server; the simulator's own is added)."""
@@ -324,11 +325,12 @@ def simulate(
     sidecar_kc = sidecar_role(kubeconfig, namespace, work / "sidecar.kc")
     api.create_prompt(namespace, PROMPT, "fanout v0 " + "x" * 2000)
     processes = processes or math.ceil(pods / PODS_PER_PROCESS)
-    sims = Simulators(addresses(pods), sidecar_kc, namespace, work, processes)
+    pod_addresses = addresses(pods, second_octet)
+    sims = Simulators(pod_addresses, sidecar_kc, namespace, work, processes)
     result = Fanout(pods, processes)
     try:
         started = time.monotonic()
-        result.create_s = create_pods(kubeconfig, namespace, addresses(pods), CREATE_THREADS)
+        result.create_s = create_pods(kubeconfig, namespace, pod_addresses, CREATE_THREADS)
         print(f"  created {pods} pods in {result.create_s:.1f} s", flush=True)
         # The operator signals each new pod the Prompts it selects: the first delivery.
         first = sims.wait_new(PROMPT, "", 600)
