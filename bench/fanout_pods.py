@@ -250,8 +250,8 @@ class Fleet:
 
     # -- the parent's questions ----------------------------------------------------------
 
-    async def wait_new(self, prompt: str, old: str, timeout: float) -> dict[str, Any]:
-        """Wait until every pod holds one revision of ``prompt`` other than ``old``."""
+    async def wait_new(self, prompt: str, old: list[str], timeout: float) -> dict[str, Any]:
+        """Wait until every pod holds one revision of ``prompt`` not in ``old``."""
         deadline = time.monotonic() + timeout
         arrivals = self.arrivals.setdefault(prompt, Arrivals())
         while True:
@@ -260,7 +260,7 @@ class Fleet:
             full = [
                 rev
                 for rev, times in arrivals.times.items()
-                if rev != old and len(times) >= len(self.pods)
+                if rev not in old and len(times) >= len(self.pods)
             ]
             left = deadline - time.monotonic()
             if full or left <= 0:
@@ -269,7 +269,7 @@ class Fleet:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(arrivals.full.wait(), timeout=left)
         if not full:
-            newest = {p.held.get(prompt) for p in self.pods} - {old}
+            newest = {p.held.get(prompt) for p in self.pods} - set(old)
             return {"complete": False, "pods": len(self.pods), "seen": sorted(map(str, newest))}
         return {
             "complete": True,

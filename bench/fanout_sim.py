@@ -126,9 +126,9 @@ class Simulators:
             self._send(proc, command)
         return [self._read(proc) for proc in self.procs]
 
-    def wait_new(self, prompt: str, old: str, timeout: float) -> Arrival:
-        """Wait until every pod holds one revision of ``prompt`` other than ``old``."""
-        answers = self.ask({"cmd": "wait", "prompt": prompt, "old": old, "timeout": timeout})
+    def wait_new(self, prompt: str, old: Sequence[str], timeout: float) -> Arrival:
+        """Wait until every pod holds one revision of ``prompt`` not in ``old``."""
+        answers = self.ask({"cmd": "wait", "prompt": prompt, "old": list(old), "timeout": timeout})
         revisions = {a.get("revision") for a in answers}
         if not all(a["complete"] for a in answers) or len(revisions) != 1:
             raise RuntimeError(f"not every pod holds one new revision: {answers!r:.600}")
@@ -274,17 +274,18 @@ def run_edits(
     """Edit the Prompt ``count`` times, one at a time: each is done when every
     pod holds it and (with ``audit``) the API server's audit log is quiet."""
     edits = []
+    revisions = [revision]
     for n in range(count):
         counted = sims.counts()
         cpu, started = cpu_of(pids), time.monotonic()
         api.edit_prompt(namespace, PROMPT, f"fanout edit {n} " + "y" * 2000)
         accepted = time.monotonic()
-        arrival = sims.wait_new(PROMPT, revision, EDIT_TIMEOUT)
+        arrival = sims.wait_new(PROMPT, revisions, EDIT_TIMEOUT)
         if audit is not None:
             settle(audit)  # the operator's status write and any retries are the edit's too
         spent, window = cpu_of(pids), time.monotonic() - started
         now = sims.counts()
-        revision = arrival.revision
+        revisions.append(arrival.revision)
         edits.append(
             Edit(
                 all_ms=(arrival.times[-1] - accepted) * 1000,
@@ -333,8 +334,13 @@ def simulate(
         result.create_s = create_pods(kubeconfig, namespace, pod_addresses, CREATE_THREADS)
         print(f"  created {pods} pods in {result.create_s:.1f} s", flush=True)
         # The operator signals each new pod the Prompts it selects: the first delivery.
-        first = sims.wait_new(PROMPT, "", 600)
+        first = sims.wait_new(PROMPT, [], 600)
         result.first_delivery_s = first.times[-1] - started
+        print(
+            f"  every pod held the Prompt {result.first_delivery_s:.1f} s after the first "
+            "was created",
+            flush=True,
+        )
         sims.ask({"cmd": "keys"})  # as a sidecar reads them at start (absent before signing)
         if audit is not None:
             settle(audit)
