@@ -27,8 +27,8 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ from prompt_contract import objects
 
 from .common import REPO, rss_kib, settle, start_operator
 from .fanout_pods import raise_open_files
+from .fanout_report import Edit, Fanout, save, summary, table
 from .propagation import cpu_seconds
 
 NAMESPACE = "fanout"
@@ -221,34 +222,6 @@ def create_pods(
 # -- the edits -------------------------------------------------------------------------------
 
 
-@dataclass
-class Edit:
-    all_ms: float  # until every pod held it
-    median_ms: float  # until half the pods held it
-    first_ms: float
-    cpu_s: dict[str, float]  # per party, the edit's window less that party's idle rate
-    gets: int
-    signed: int
-
-
-@dataclass
-class Fanout:
-    """What one run measured (``report`` makes it JSON)."""
-
-    pods: int
-    processes: int
-    create_s: float = 0.0
-    first_delivery_s: float = 0.0
-    edits: list[Edit] = field(default_factory=list)
-    idle_cpu_per_s: dict[str, float] = field(default_factory=dict)
-    rss_mib: dict[str, float] = field(default_factory=dict)
-    counts: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def mode(self) -> str:
-        return "signed" if any(e.signed for e in self.edits) else "hint"
-
-
 def cpu_of(pids: Mapping[str, Sequence[int]]) -> dict[str, float]:
     return {party: sum(map(cpu_seconds, group)) for party, group in pids.items()}
 
@@ -329,7 +302,9 @@ def simulate(
     pod_addresses = addresses(pods, second_octet)
     sims = Simulators(pod_addresses, sidecar_kc, namespace, work, processes)
     result = Fanout(pods, processes)
+    operator = party_pids.get("operator", [])
     try:
+        result.rss_mib["operator_before_pods"] = sum(rss_kib(p)[0] for p in operator) / 1024
         started = time.monotonic()
         result.create_s = create_pods(kubeconfig, namespace, pod_addresses, CREATE_THREADS)
         print(f"  created {pods} pods in {result.create_s:.1f} s", flush=True)
@@ -349,6 +324,7 @@ def simulate(
         result.edits = run_edits(
             api, namespace, sims, first.revision, edits, pids, result.idle_cpu_per_s, audit
         )
+        result.rss_mib["operator_after_edits"] = sum(rss_kib(p)[0] for p in operator) / 1024
         for party, group in pids.items():
             result.rss_mib[f"{party}_peak"] = sum(rss_kib(p)[1] for p in group) / 1024
         result.counts = dict(sims.counts())
@@ -356,53 +332,6 @@ def simulate(
         sims.stop()
         api.close()
     return result
-
-
-# -- the report --------------------------------------------------------------------------------
-
-
-def summary(result: Fanout) -> dict[str, Any]:
-    def per_edit(value: Callable[[Edit], float]) -> dict[str, float]:
-        values = [value(e) for e in result.edits]
-        return {"p50": round(statistics.median(values), 1), "max": round(max(values), 1)}
-
-    parties = result.edits[0].cpu_s if result.edits else {}
-    return {
-        "mode": result.mode,
-        "pods": result.pods,
-        "simulator_processes": result.processes,
-        "edits": len(result.edits),
-        "create_pods_s": round(result.create_s, 1),
-        "first_delivery_s": round(result.first_delivery_s, 1),
-        "every_pod_ms": per_edit(lambda e: e.all_ms),
-        "half_the_pods_ms": per_edit(lambda e: e.median_ms),
-        "cpu_ms_per_edit": {
-            party: per_edit(lambda e, party=party: e.cpu_s[party] * 1000) for party in parties
-        },
-        "gets_per_edit": per_edit(lambda e: e.gets),
-        "signed_per_edit": per_edit(lambda e: e.signed),
-        "idle_cpu_ms_per_s": {p: round(v * 1000, 1) for p, v in result.idle_cpu_per_s.items()},
-        "peak_rss_mib": {p: round(v, 1) for p, v in result.rss_mib.items()},
-        "simulator_counts": result.counts,
-    }
-
-
-def table(results: Sequence[Mapping[str, Any]]) -> str:
-    lines = [
-        "| mode | pods | edits | every pod p50 / max ms | CPU ms/edit p50: operator "
-        "| API server | etcd | simulator | GETs/edit | operator peak RSS MiB |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in results:
-        cpu = r["cpu_ms_per_edit"]
-        lines.append(
-            f"| {r['mode']} | {r['pods']} | {r['edits']} | {r['every_pod_ms']['p50']:.0f} / "
-            f"{r['every_pod_ms']['max']:.0f} | {cpu['operator']['p50']:.0f} "
-            f"| {cpu['kube-apiserver']['p50']:.0f} | {cpu['etcd']['p50']:.0f} "
-            f"| {cpu['simulator']['p50']:.0f} | {r['gets_per_edit']['p50']:.0f} "
-            f"| {r['peak_rss_mib']['operator_peak']:.0f} |"
-        )
-    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -454,12 +383,8 @@ def main(argv: list[str] | None = None) -> int:
     record["machine"] = {"cores": os.cpu_count(), "loadavg_at_start": load}
     record["operator_args"] = args.operator_arg
     print(table([record]))
-    out = REPO / "bench" / "results" / "fanout.json"
-    runs = json.loads(out.read_text())["runs"] if out.exists() else {}
-    runs[f"{record['mode']}-{args.pods}"] = record
-    out.write_text(json.dumps({"runs": runs}, indent=2, sort_keys=True) + "\n")
-    print(table(list(runs.values())))
-    print(f"wrote {out}")
+    runs = save(record, REPO / "bench" / "results" / "fanout.json")
+    print(table(runs))
     return 0
 
 
