@@ -18,6 +18,7 @@ class Edit:
     cpu_s: dict[str, float]  # per party, the edit's window less that party's idle rate
     gets: int
     signed: int
+    operator_open_files: int  # once every pod held it
 
 
 @dataclass
@@ -58,6 +59,7 @@ def summary(result: Fanout) -> dict[str, Any]:
         },
         "gets_per_edit": per_edit(lambda e: e.gets),
         "signed_per_edit": per_edit(lambda e: e.signed),
+        "operator_open_files": per_edit(lambda e: e.operator_open_files),
         "idle_cpu_ms_per_s": {p: round(v * 1000, 1) for p, v in result.idle_cpu_per_s.items()},
         "rss_mib": {p: round(v, 1) for p, v in result.rss_mib.items()},
         "simulator_counts": result.counts,
@@ -67,8 +69,8 @@ def summary(result: Fanout) -> dict[str, Any]:
 def table(results: Sequence[Mapping[str, Any]]) -> str:
     lines = [
         "| mode | pods | edits | every pod p50 / max ms | CPU ms/edit p50: operator "
-        "| API server | etcd | simulator | GETs/edit | operator peak RSS MiB |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| API server | etcd | simulator | GETs/edit | signed/edit | operator peak RSS MiB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         cpu = r["cpu_ms_per_edit"]
@@ -77,6 +79,7 @@ def table(results: Sequence[Mapping[str, Any]]) -> str:
             f"{r['every_pod_ms']['max']:.0f} | {cpu['operator']['p50']:.0f} "
             f"| {cpu['kube-apiserver']['p50']:.0f} | {cpu['etcd']['p50']:.0f} "
             f"| {cpu['simulator']['p50']:.0f} | {r['gets_per_edit']['p50']:.0f} "
+            f"| {r['signed_per_edit']['p50']:.0f} "
             f"| {r['rss_mib']['operator_peak']:.0f} |"
         )
     return "\n".join(lines)

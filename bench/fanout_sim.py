@@ -254,6 +254,7 @@ def run_edits(
         api.edit_prompt(namespace, PROMPT, f"fanout edit {n} " + "y" * 2000)
         accepted = time.monotonic()
         arrival = sims.wait_new(PROMPT, revisions, EDIT_TIMEOUT)
+        files = sum(len(os.listdir(f"/proc/{pid}/fd")) for pid in pids.get("operator", []))
         if audit is not None:
             settle(audit)  # the operator's status write and any retries are the edit's too
         spent, window = cpu_of(pids), time.monotonic() - started
@@ -267,6 +268,7 @@ def run_edits(
                 cpu_s={p: spent[p] - cpu[p] - idle.get(p, 0.0) * window for p in pids},
                 gets=now["gets"] - counted["gets"],
                 signed=now["signed_held"] - counted["signed_held"],
+                operator_open_files=files,
             )
         )
         print(f"    {row(n + 1, edits[-1])}", flush=True)
@@ -364,6 +366,7 @@ def main(argv: list[str] | None = None) -> int:
             "operator": [operator.proc.pid],
             "kube-apiserver": [state.pids["kube-apiserver"]],
             "etcd": [state.pids["etcd"]],
+            "kube-controller-manager": [state.pids["kube-controller-manager"]],
         }
         result = simulate(
             state.kubeconfig,
