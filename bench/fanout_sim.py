@@ -318,7 +318,10 @@ def simulate(
             "was created",
             flush=True,
         )
-        sims.ask({"cmd": "keys"})  # as a sidecar reads them at start (absent before signing)
+        # As a sidecar reads them at start; absent while the operator does not sign.
+        keys = sims.ask({"cmd": "keys"})[0]["keys"]
+        verifier = "PyNaCl" if sims.verifier else "none (PyNaCl missing: signed entries are hints)"
+        print(f"  signing keys: {keys}; verifier: {verifier}", flush=True)
         if audit is not None:
             settle(audit)
         pids = {**party_pids, "simulator": sims.pids()}
