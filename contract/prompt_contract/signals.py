@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 SIGNAL_PATH = "/v1/signal"
-# The operator sends a signal whose answer fits MAX_ANSWER_BYTES (signal_chunks),
+# The operator sends a signal whose answer fits MAX_ANSWER_BYTES (signal_bodies),
 # and whose body fits BODY_BUDGET, so anything much larger is not ours.
 MAX_SIGNAL_BYTES = 128 * 1024
 # What the operator puts in one body at most: one entry carrying a revision of
@@ -59,26 +59,31 @@ class SignalError(ValueError):
     """A signal request that does not follow the protocol; the message says why."""
 
 
-def signal_chunks(
-    pairs: Iterable[tuple[str, str]], size: int = MAX_SIGNAL_PAIRS
-) -> list[list[tuple[str, str]]]:
-    """``pairs`` as several signals: at most ``size`` pairs each, and few enough
-    that the answer (which names every Prompt asked, with a revision of at most
-    ``MAX_REVISION_LENGTH`` characters) stays within ``MAX_ANSWER_BYTES``."""
+def signal_bodies(
+    entries: Iterable[tuple[str, bytes]], size: int = MAX_SIGNAL_PAIRS
+) -> list[tuple[list[str], bytes]]:
+    """Encoded entries (name, ``encode_entry`` bytes) as signal bodies, each with
+    the names it carries: at most ``size`` entries and ``BODY_BUDGET`` bytes a body
+    (an entry larger than that goes alone), and an answer within ``MAX_ANSWER_BYTES``."""
     budget = MAX_ANSWER_BYTES - 256  # the answer's pod name and braces
-    chunks: list[list[tuple[str, str]]] = []
-    current: list[tuple[str, str]] = []
-    used = 0
-    for name, revision in pairs:
+    bodies: list[tuple[list[str], bytes]] = []
+    names: list[str] = []
+    parts: list[bytes] = []
+    answer = body = 0
+    for name, entry in entries:
         cost = len(json.dumps(name)) + MAX_REVISION_LENGTH + 8  # "name":"revision",
-        if current and (len(current) >= size or used + cost > budget):
-            chunks.append(current)
-            current, used = [], 0
-        current.append((name, revision))
-        used += cost
-    if current:
-        chunks.append(current)
-    return chunks
+        if names and (
+            len(names) >= size or answer + cost > budget or body + len(entry) + 1 > BODY_BUDGET
+        ):
+            bodies.append((names, join_entries(parts)))
+            names, parts, answer, body = [], [], 0, 0
+        names.append(name)
+        parts.append(entry)
+        answer += cost
+        body += len(entry) + 1
+    if names:
+        bodies.append((names, join_entries(parts)))
+    return bodies
 
 
 def encode_signal(pairs: Iterable[tuple[str, str]]) -> bytes:
@@ -112,14 +117,18 @@ def parse_signal_carrying(body: bytes) -> tuple[list[tuple[str, str]], dict[str,
     the entries that carry one, by name (unverified); raises ``SignalError``."""
     if len(body) > MAX_SIGNAL_BYTES:
         raise SignalError(f"body larger than {MAX_SIGNAL_BYTES} bytes")
-    # Every pair is an object with one comma inside and one after, a signed one
-    # two objects and five commas (its strings are base64): more braces or commas
-    # than that many pairs allow is refused before anything is parsed.
-    if body.count(b"{") > 2 * MAX_SIGNAL_PAIRS + 1 or body.count(b",") > 5 * MAX_SIGNAL_PAIRS + 8:
+    # Every pair is an object with one comma inside and one after; a signed one
+    # has one more object and three more commas (its strings are base64). More
+    # braces or commas than that many pairs allow is refused before anything is
+    # parsed; the count after parsing catches a body that only looks signed.
+    braces = body.count(b"{") - body.count(b'"signed":{')
+    if braces > MAX_SIGNAL_PAIRS + 1 or body.count(b",") > 5 * MAX_SIGNAL_PAIRS + 8:
         raise SignalError(f"more than {MAX_SIGNAL_PAIRS} Prompts in one signal; send several")
     data = _load_json(body, "body")
     if not isinstance(data, dict) or not isinstance(data.get("prompts"), list):
         raise SignalError('body must be {"prompts": [{"name": ..., "revision": ...}, ...]}')
+    if len(data["prompts"]) > MAX_SIGNAL_PAIRS:
+        raise SignalError(f"more than {MAX_SIGNAL_PAIRS} Prompts in one signal; send several")
     pairs: list[tuple[str, str]] = []
     carried: dict[str, Carried] = {}
     for i, item in enumerate(data["prompts"]):
