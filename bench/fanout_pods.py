@@ -5,7 +5,8 @@ and answers ``POST /v1/signal`` as ``prompt_sidecar.server`` does, without
 writing files: an entry that carries a signed revision which ``signing.check``
 accepts is held at once; anything else is a hint, and the pod GETs the
 revision's ConfigMap from the API server (one shared kept-alive client, as the
-sidecar's service account) and holds it when the GET returns. The answer waits
+sidecar's service account; from the watch cache for a Prompt it already holds, as
+the sidecar does) and holds it when the GET returns. The answer waits
 for those GETs at most as long as the sidecar's (``SIGNAL_WAIT``) and says what
 each asked Prompt is held at.
 
@@ -192,9 +193,17 @@ class Fleet:
             f"/api/v1/namespaces/{self.namespace}/configmaps/"
             f"{objects.configmap_name(name, revision)}"
         )
+        # As the sidecar: a Prompt it serves is read from the watch cache, and a
+        # cached 404 again from etcd (a revision's data never changes).
+        cached = name in pod.held
         try:
             self.counts["gets"] += 1
-            configmap = await self.api.get(path)
+            configmap = await self.api.get(path + "?resourceVersion=0" if cached else path)
+            if cached:
+                self.counts["cached_gets"] += 1
+            if cached and configmap is None:
+                self.counts["gets"] += 1
+                configmap = await self.api.get(path)
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             self.counts[f"get_failed:{type(exc).__name__}"] += 1
             return

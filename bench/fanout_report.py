@@ -18,6 +18,7 @@ class Edit:
     cpu_s: dict[str, float]  # per party, the edit's window less that party's idle rate
     gets: int
     signed: int
+    cached_gets: int  # of ``gets``, from the watch cache
     operator_open_files: int  # once every pod held it
 
 
@@ -36,7 +37,10 @@ class Fanout:
 
     @property
     def mode(self) -> str:
-        return "signed" if any(e.signed for e in self.edits) else "hint"
+        if any(e.signed for e in self.edits):
+            return "signed"
+        # The sidecar before the watch-cache reads GETs every hint from etcd.
+        return "hint-cached" if any(e.cached_gets for e in self.edits) else "hint"
 
 
 def summary(result: Fanout) -> dict[str, Any]:
@@ -59,6 +63,7 @@ def summary(result: Fanout) -> dict[str, Any]:
         },
         "gets_per_edit": per_edit(lambda e: e.gets),
         "signed_per_edit": per_edit(lambda e: e.signed),
+        "cached_gets_per_edit": per_edit(lambda e: e.cached_gets),
         "operator_open_files": per_edit(lambda e: e.operator_open_files),
         "idle_cpu_ms_per_s": {p: round(v * 1000, 1) for p, v in result.idle_cpu_per_s.items()},
         "rss_mib": {p: round(v, 1) for p, v in result.rss_mib.items()},

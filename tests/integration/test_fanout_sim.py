@@ -27,7 +27,7 @@ def test_every_simulated_pod_holds_each_edit(
         edits=2,
         party_pids={"operator": [operator.proc.pid]},
         processes=2,  # the slices and the merge of their answers
-        second_octet=240,  # apart from the benches' addresses (fanout_sim 201-, signal_transport 230)
+        second_octet=240,  # apart from fanout_sim (201-) and signal_transport (230)
     )
     # simulate() raises unless every pod held the first revision and each edit's.
     assert len(result.edits) == 2
