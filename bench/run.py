@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     def edits_at(count: int) -> int:
         if quick:
             return 30
-        return 200 if count in RATIO_GOALS else 100
+        return 200 if count in (5, headline) else 100  # the headline steps get more edits
 
     restart_prompts = 1000 if quick else 10000
     figures = Figures(quick)
