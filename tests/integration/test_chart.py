@@ -621,6 +621,8 @@ def test_an_operator_watching_some_namespaces_works_with_those_rights(
         token_kubeconfig(installed, SCOPED_NS, account, tmp_path / "scoped.kubeconfig"),
         tmp_path / "operator.log",
         *(f"--namespace={ns}" for ns in WATCHED),
+        # In a pod, POD_NAMESPACE: the signing keys' Secret is the release's.
+        f"--leader-election-namespace={SCOPED_NS}",
     )
     operator.start()
     try:
