@@ -1,0 +1,513 @@
+"""The sidecar's own CPU per edit, against the watch-based sidecar's.
+
+`python -m bench.sidecar_cpu [--edits 200] [--prompts 100] [--profile]` starts
+a local cluster, the operator and ``--prompts`` Prompts of about 2 KiB, then ONE
+`prompt-sidecar` and ONE watch-based sidecar (bench/baseline.py) side by side,
+and edits the Prompts one at a time (each edit waits until both files hold it,
+then ``--gap`` seconds): both get the same edits at the same rate. The CPU of
+each process (user + system, from /proc/PID/stat) over the edits, divided by the
+edits, is the figure; the CPU each spends per second while nothing happens is
+printed beside it (measured over ``--idle`` seconds before the edits).
+
+`--micro` needs no cluster: the whole sidecar (its server, syncer and writer)
+runs in a child process over ConfigMaps it holds in memory (``MemoryApi``, a
+stand-in for the API server that answers a GET from a dict), and this process
+sends it the operator's signals over one kept-alive connection, each for a new
+revision, and waits for the answer (which comes once the file is written). So
+it times everything an edit costs the sidecar except the GET, quietly and in
+seconds; it also times what the watch-based sidecar does per event (parse the
+event's JSON, write-then-rename) in this process, as the floor to compare with.
+
+`--profile` runs our sidecar under cProfile, one profiler per thread timing the
+thread's own CPU, and prints the top functions by cumulative time and the
+split of CPU by where it went (HTTP server, JSON, logging, writer, ...). The
+profiler slows the sidecar down: its CPU figure is then not the real one.
+
+Run it at low priority on a shared machine (`nice -n 10`); benchmarks print and
+never fail on speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import hashlib
+import http.client
+import json
+import os
+import pstats
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from prompt_contract import objects, signals
+
+REPO = Path(__file__).resolve().parent.parent
+NS = "cpu"
+UID = "00000000-0000-4000-8000-000000000001"
+TEXT_BYTES = 2000
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of ``pid`` so far (all its threads, dead ones included)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def loadavg() -> str:
+    return Path("/proc/loadavg").read_text().strip()
+
+
+# -- the edits both modes make ------------------------------------------------------
+
+
+def edited(names: list[str], n: int) -> str:
+    """The Prompt edit ``n`` changes: spread over all of them, as bench/propagation.py."""
+    return names[(n * 7919) % len(names)]
+
+
+def text_of(name: str, n: int) -> str:
+    return f"prompt {name} edit {n} " + "y" * TEXT_BYTES
+
+
+def revision_of(name: str, n: int) -> str:
+    return hashlib.sha256(f"{name}:{n}".encode()).hexdigest()[:10]
+
+
+def configmap(name: str, n: int, number: int) -> dict[str, Any]:
+    """The revision ConfigMap the operator writes for edit ``n`` (``-1``: the first text)."""
+    revision = revision_of(name, n)
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": objects.configmap_name(name, revision),
+            "namespace": NS,
+            "creationTimestamp": "2026-01-01T00:00:00Z",
+            "labels": {
+                objects.MANAGED_BY_LABEL: objects.MANAGED_BY_VALUE,
+                objects.REVISION_NUMBER_LABEL: str(number),
+                objects.PROMPT_UID_LABEL: UID,
+            },
+            "annotations": {
+                objects.PROMPT_ANNOTATION: name,
+                objects.REVISION_ANNOTATION: revision,
+                objects.KEY_ANNOTATION: name,
+            },
+        },
+        "immutable": True,
+        "data": {
+            objects.METADATA_DATA_KEY: '{"defaults":{},"format":"python","variables":[]}',
+            objects.TEXT_DATA_KEY: text_of(name, n),
+        },
+    }
+
+
+# -- profiling a sidecar process -------------------------------------------------------
+
+
+def run_profiled(out: Path, target: Callable[[], int]) -> int:
+    """Run ``target`` with one cProfile per thread, timing each thread's own CPU,
+    and write the merged statistics to ``out`` when it returns."""
+    profiles: list[cProfile.Profile] = []
+    lock = threading.Lock()
+    original = threading.Thread.run
+
+    def profiled_run(thread: threading.Thread) -> None:
+        profile = cProfile.Profile(time.thread_time_ns, 1e-9)
+        with lock:
+            profiles.append(profile)
+        profile.enable()
+        try:
+            original(thread)
+        finally:
+            profile.disable()
+
+    threading.Thread.run = profiled_run  # type: ignore[method-assign]
+    main = cProfile.Profile(time.thread_time_ns, 1e-9)
+    profiles.append(main)
+    main.enable()
+    try:
+        return target()
+    finally:
+        main.disable()
+        merged: pstats.Stats | None = None
+        with lock:
+            for profile in profiles:
+                # A daemon thread still running (the deadlines thread, a kept-alive
+                # connection) is snapshot as it is: good enough at exit.
+                try:
+                    stats = pstats.Stats(profile)
+                except (TypeError, ValueError):
+                    continue
+                merged = stats if merged is None else merged.add(stats)
+        if merged is not None:
+            merged.dump_stats(str(out))
+
+
+# Where CPU goes, by the file (or built-in) a function lives in: first match wins.
+GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("API client (the GET)", ("kubeapi.py", "http/client.py", "ssl.py", "_ssl.", "urllib")),
+    ("HTTP server", ("http/server.py", "socketserver.py", "email/", "server.py")),
+    ("JSON", ("json/", "_json.")),
+    ("logging", ("logging/",)),
+    ("hops", ("hops.py",)),
+    ("metrics", ("metrics.py",)),
+    ("writer", ("writer.py", "dirfd.py", "files.py", "disk.py", "posix.", "secrets.py")),
+    ("decisions", ("planning.py", "payload.py", "variants.py", "keys.py", "signals.py")),
+    ("syncer and locks", ("sync.py", "runtime.py", "threading.py", "_thread.")),
+    ("sockets", ("socket.py", "_socket.", "selectors.py", "select.")),
+)
+
+
+def group_of(func: tuple[str, int, str]) -> str:
+    filename, _, name = func
+    where = name if filename == "~" else filename
+    for group, marks in GROUPS:
+        if any(mark in where for mark in marks):
+            return group
+    return "other"
+
+
+def print_profile(path: Path, edits: int, top: int) -> None:
+    stats = pstats.Stats(str(path))
+    raw: dict[Any, Any] = stats.stats  # type: ignore[attr-defined]
+    split: dict[str, float] = {}
+    for func, (_, _, tottime, _, _) in raw.items():
+        split[group_of(func)] = split.get(group_of(func), 0.0) + tottime
+    total = sum(split.values())
+    print(f"\nours, split by where the CPU went (profiled; {total * 1000 / edits:.2f} ms/edit):")
+    print("| part | ms/edit | share |\n|---|---:|---:|")
+    for group, seconds in sorted(split.items(), key=lambda kv: -kv[1]):
+        print(f"| {group} | {seconds * 1000 / edits:.3f} | {seconds / total:.0%} |")
+    print(f"\ntop {top} functions by cumulative CPU (the sidecar's threads, profiled):")
+    stats.sort_stats("cumulative").print_stats(top)
+
+
+# -- micro mode: the sidecar over ConfigMaps in memory ---------------------------------
+
+
+class MemoryApi:
+    """ConfigMaps from a dict, in the shape ``KubeClient`` returns them; no network."""
+
+    def __init__(self, listed: list[dict[str, Any]], later: list[dict[str, Any]]) -> None:
+        self._by_name = {cm["metadata"]["name"]: cm for cm in listed + later}
+        self._first = listed  # what a list returns: the first revision of each
+
+    def get_configmap(self, namespace: str, name: str) -> dict[str, Any]:
+        from prompt_sidecar.kubeapi import NotFound
+
+        found = self._by_name.get(name)
+        if found is None:
+            raise NotFound(f"configmap {name} not found")
+        return found
+
+    def list_configmaps(
+        self, namespace: str, label_selector: str, page_size: int = 500
+    ) -> Iterator[list[dict[str, Any]]]:
+        for start in range(0, len(self._first), page_size):
+            yield self._first[start : start + page_size]
+
+    def close(self) -> None:
+        pass
+
+
+def micro_api(prompts: int, edits: int) -> MemoryApi:
+    names = [f"p{i}" for i in range(prompts)]
+    return MemoryApi(
+        [configmap(name, -1, 1) for name in names],
+        [configmap(edited(names, n), n, n + 2) for n in range(edits)],
+    )
+
+
+def micro_sidecar(args: argparse.Namespace) -> int:
+    """The child of ``--micro``: the real sidecar over a ``MemoryApi``."""
+    from prompt_sidecar.config import parse_config
+    from prompt_sidecar.main import configure_logging, serve_with
+
+    api = micro_api(args.prompts, args.edits)
+    argv = [f"--dir={args.dir}", f"--port={args.port}", f"--probe-port={args.port + 1}"]
+    env = {"POD_NAME": "app-0", "POD_NAMESPACE": NS, "POD_IP": "127.0.0.1"}
+    config = parse_config([*argv, "--log-format=json"], env)
+    configure_logging(config.log_format)
+    target = lambda: serve_with(config, api)  # type: ignore[arg-type]  # noqa: E731
+    if args.profile_out:
+        return run_profiled(Path(args.profile_out), target)
+    return target()
+
+
+def wait_ready(url_host: str, port: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            conn = http.client.HTTPConnection(url_host, port, timeout=1)
+            conn.request("GET", "/readyz")
+            if conn.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise TimeoutError("sidecar not ready")
+
+
+@dataclass
+class Figure:
+    name: str
+    edits: int
+    cpu_ms_per_edit: float
+    idle_ms_per_s: float
+
+
+def idle_rate(pids: list[int], seconds: float) -> list[float]:
+    """CPU ms per second each of ``pids`` spends while nothing happens."""
+    before = [cpu_seconds(p) for p in pids]
+    time.sleep(seconds)
+    return [(cpu_seconds(p) - b) * 1000 / seconds for p, b in zip(pids, before, strict=True)]
+
+
+def micro(args: argparse.Namespace) -> list[Figure]:
+    import subprocess
+
+    work = Path(tempfile.mkdtemp(prefix="sidecar-cpu-"))
+    port = 18470 + os.getpid() % 1000
+    profile_out = work / "sidecar.pstats" if args.profile else None
+    command = [
+        sys.executable,
+        "-m",
+        "bench.sidecar_cpu",
+        "--micro-sidecar",
+        f"--dir={work / 'prompts'}",
+        f"--port={port}",
+        f"--prompts={args.prompts}",
+        f"--edits={args.edits}",
+    ]
+    if profile_out:
+        command.append(f"--profile-out={profile_out}")
+    with open(work / "sidecar.log", "wb") as log:
+        child = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_ready("127.0.0.1", port)
+        [idle] = idle_rate([child.pid], args.idle)
+        names = [f"p{i}" for i in range(args.prompts)]
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        before = cpu_seconds(child.pid)
+        for n in range(args.edits):
+            name, revision = edited(names, n), revision_of(edited(names, n), n)
+            body = signals.encode_signal([(name, revision)])
+            conn.request("POST", signals.SIGNAL_PATH, body, {"Content-Type": "application/json"})
+            answer = signals.parse_signal_response(conn.getresponse().read())
+            if answer.get(name) != revision:
+                raise AssertionError(f"edit {n}: the sidecar serves {answer}, not {revision}")
+            time.sleep(args.gap)
+        spent = cpu_seconds(child.pid) - before
+        conn.close()
+    finally:
+        child.terminate()
+        child.wait(30)
+    figures = [Figure("ours, without the GET (micro)", args.edits, spent * 1000 / args.edits, idle)]
+    figures.append(watch_floor(args.edits, work / "watch"))
+    if profile_out:
+        print_profile(profile_out, args.edits, args.top)
+    return figures
+
+
+def watch_floor(edits: int, directory: Path) -> Figure:
+    """What bench/baseline.py does per watch event once its line is read, timed here."""
+    directory.mkdir()
+    names = [f"p{i}" for i in range(100)]
+    lines = [
+        json.dumps({"type": "ADDED", "object": configmap(edited(names, n), n, n + 2)}).encode()
+        for n in range(edits)
+    ]
+    started = time.process_time()
+    for line in lines:
+        cm = json.loads(line)["object"]
+        prompt = cm["metadata"]["annotations"][objects.PROMPT_ANNOTATION]
+        objects.revision_number_of(cm)
+        target = directory / f"prompt-{prompt}.txt"
+        tmp = directory / f".prompt-{prompt}.tmp"
+        with open(tmp, "w", encoding="utf-8", newline="") as handle:
+            handle.write(cm["data"]["prompt"])
+        os.rename(tmp, target)
+    spent = time.process_time() - started
+    return Figure("watch-based, per event after the read (floor)", edits, spent * 1000 / edits, 0.0)
+
+
+# -- cluster mode: one of each against the real API server -------------------------------
+
+
+def cluster(args: argparse.Namespace) -> list[Figure]:
+    from prompt_cluster.api import Api
+    from prompt_cluster.cluster import LocalCluster
+    from prompt_cluster.testing import (
+        SidecarProcess,
+        kubectl,
+        sidecar_role,
+        start_process,
+        stop_process,
+        tool,
+        wait_for,
+    )
+
+    from .common import start_operator
+
+    work = Path(tempfile.mkdtemp(prefix="sidecar-cpu-"))
+    lab = LocalCluster(work / "cluster")
+    state = lab.up()
+    kc = state.kubeconfig
+    operator = None
+    procs: list[Any] = []
+    profile_out = work / "sidecar.pstats" if args.profile else None
+    try:
+        operator = start_operator(kc, work)
+        kubectl(kc, "create", "namespace", NS)
+        api = Api(kc)
+        names = [f"p{i}" for i in range(args.prompts)]
+        for name in names:
+            api.create_prompt(NS, name, text_of(name, -1))
+        wait_for(
+            lambda: (
+                sum(1 for p in api.prompts(NS) if (p.get("status") or {}).get("revision"))
+                == len(names)
+            ),
+            timeout=300,
+            interval=0.2,
+            message="every Prompt rendered",
+        )
+        watch_dir = work / "watch"
+        watch_dir.mkdir()
+        watch = start_process(
+            [sys.executable, "-m", "bench.baseline", str(kc), NS, str(watch_dir)],
+            log=work / "watch.log",
+        )
+        procs.append(watch)
+        ours = SidecarProcess(kc, sidecar_role(kc, NS, work / "sidecar.kc"), NS, "app-0", work)
+        if profile_out:
+            ours.proc = start_process(
+                [
+                    sys.executable,
+                    "-m",
+                    "bench.sidecar_cpu",
+                    f"--profile-out={profile_out}",
+                    "--sidecar",
+                    "--",
+                    f"--dir={ours.dir}",
+                    f"--port={ours.port}",
+                    f"--kubeconfig={ours.kubeconfig}",
+                    "--log-format=json",
+                ],
+                env={"POD_NAME": ours.name, "POD_NAMESPACE": NS, "POD_IP": ours.ip},
+                log=ours.log,
+            )
+            wait_for(ours.ready, timeout=60, interval=0.05, message="the profiled sidecar ready")
+        else:
+            ours.start()
+        procs.append(ours)
+        assert tool("prompt-sidecar")
+        wait_for(
+            lambda: len(list(watch_dir.glob("*.txt"))) == len(names),
+            timeout=120,
+            interval=0.1,
+            message="the watch-based sidecar synced",
+        )
+        assert ours.proc is not None
+        pids = [ours.proc.pid, watch.pid]
+        time.sleep(2)  # the operator's delivery refresh after the new pod settles
+        idle = idle_rate(pids, args.idle)
+        before = [cpu_seconds(p) for p in pids]
+        for n in range(args.edits):
+            name = edited(names, n)
+            text = text_of(name, n).encode()
+            api.edit_prompt(NS, name, text.decode())
+            files = (ours.dir / f"{name}.txt", watch_dir / f"prompt-{name}.txt")
+            wait_for(
+                lambda files=files, text=text: all(_holds(f, text) for f in files),
+                timeout=30,
+                interval=0.005,
+                message=f"edit {n} in both files",
+            )
+            time.sleep(args.gap)
+        spent = [cpu_seconds(p) - b for p, b in zip(pids, before, strict=True)]
+    finally:
+        for proc in reversed(procs):
+            if isinstance(proc, SidecarProcess):
+                proc.stop()
+            else:
+                stop_process(proc)
+        if operator is not None:
+            operator.stop()
+        lab.down()
+    if profile_out:
+        print_profile(profile_out, args.edits, args.top)
+    label = "ours (profiled: slower than real)" if profile_out else "ours (prompt-sidecar)"
+    return [
+        Figure(label, args.edits, spent[0] * 1000 / args.edits, idle[0]),
+        Figure(
+            "watch-based (bench/baseline.py)", args.edits, spent[1] * 1000 / args.edits, idle[1]
+        ),
+    ]
+
+
+def _holds(path: Path, text: bytes) -> bool:
+    try:
+        return path.read_bytes() == text
+    except OSError:
+        return False
+
+
+# -- entry points ------------------------------------------------------------------------
+
+
+def table(figures: list[Figure]) -> str:
+    lines = ["| sidecar | edits | CPU ms/edit | idle CPU ms/s |", "|---|---:|---:|---:|"]
+    for f in figures:
+        lines.append(f"| {f.name} | {f.edits} | {f.cpu_ms_per_edit:.3f} | {f.idle_ms_per_s:.3f} |")
+    if len(figures) == 2 and figures[1].cpu_ms_per_edit > 0:
+        lines.append(
+            f"\nours / watch-based: {figures[0].cpu_ms_per_edit / figures[1].cpu_ms_per_edit:.2f}x"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.sidecar_cpu")
+    parser.add_argument("--edits", type=int, default=200)
+    parser.add_argument("--prompts", type=int, default=100)
+    parser.add_argument("--gap", type=float, default=0.05, help="seconds between edits")
+    parser.add_argument("--idle", type=float, default=5.0, help="seconds of idle CPU measured")
+    parser.add_argument("--micro", action="store_true", help="no cluster: ConfigMaps in memory")
+    parser.add_argument("--profile", action="store_true", help="cProfile our sidecar")
+    parser.add_argument("--top", type=int, default=30)
+    # Internal: the child processes this bench starts.
+    parser.add_argument("--micro-sidecar", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--sidecar", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--profile-out", help=argparse.SUPPRESS)
+    parser.add_argument("--dir", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("rest", nargs="*", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.micro_sidecar:
+        return micro_sidecar(args)
+    if args.sidecar:
+        from prompt_sidecar.main import run
+
+        return run_profiled(Path(args.profile_out), lambda: run(args.rest))
+    print(
+        f"sidecar CPU per edit ({'micro' if args.micro else 'cluster'}): {os.cpu_count()} cores, "
+        f"loadavg at start {loadavg()}; {args.edits} edits of {args.prompts} Prompts, "
+        f"{args.gap * 1000:.0f} ms apart",
+        flush=True,
+    )
+    figures = micro(args) if args.micro else cluster(args)
+    print()
+    print(table(figures))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
