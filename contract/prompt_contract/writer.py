@@ -112,6 +112,9 @@ class PromptFiles:
             raise ValueError(f"bad file extension {ext!r}: {problem}")
         self.directory = os.path.abspath(directory)
         self.ext = ext
+        # Paths for error messages, joined once rather than on every write.
+        self._hidden_shown = os.path.join(self.directory, HIDDEN_DIR)
+        self._meta_shown = os.path.join(self._hidden_shown, "meta")
 
     # -- directory handling --------------------------------------------------------
 
@@ -142,9 +145,8 @@ class PromptFiles:
             os.chmod(self.directory, DIR_MODE)  # mkdir's mode is cut by the umask
             fds.append(os.open(self.directory, flags))
         fds.append(dirfd.real_subdir(fds[0], HIDDEN_DIR, self.directory))
-        shown = os.path.join(self.directory, HIDDEN_DIR)
-        fds.append(dirfd.real_subdir(fds[1], "meta", shown))
-        fds.append(dirfd.real_subdir(fds[1], "staging", shown))
+        fds.append(dirfd.real_subdir(fds[1], "meta", self._hidden_shown))
+        fds.append(dirfd.real_subdir(fds[1], "staging", self._hidden_shown))
 
     # -- writes --------------------------------------------------------------------
 
@@ -163,6 +165,9 @@ class PromptFiles:
             old_meta = dirfd.read_file(meta_dir, meta_name)
             if (
                 old_meta is not None
+                # An edit changes the text's hash: then the stored metadata is not
+                # parsed only to find it differs (its JSON holds the hash as is).
+                and meta.sha256.encode() in old_meta
                 and _same(old_meta, meta)
                 and dirfd.has(target, name, data)
                 and not self._other_exists(target, key, name)
@@ -204,9 +209,9 @@ class PromptFiles:
     def _stage(self, staging: int, meta: PromptMeta, data: bytes) -> Staged:
         meta_name = meta.key + META_SUFFIX
         name = meta.key + file_ext(self.ext, meta.form)
-        meta_tmp = dirfd.stage(staging, meta.to_json(), self._shown(HIDDEN_DIR, "meta", meta_name))
+        meta_tmp = dirfd.stage(staging, meta.to_json(), f"{self._meta_shown}/{meta_name}")
         try:
-            text_tmp = dirfd.stage(staging, data, self._shown(name))
+            text_tmp = dirfd.stage(staging, data, f"{self.directory}/{name}")
         except BaseException:
             dirfd.discard(staging, meta_tmp)
             raise
@@ -217,9 +222,7 @@ class PromptFiles:
     ) -> None:
         meta_name = staged.key + META_SUFFIX
         try:
-            dirfd.rename(
-                staging, staged.meta_tmp, meta_dir, meta_name, self._shown(HIDDEN_DIR, "meta")
-            )
+            dirfd.rename(staging, staged.meta_tmp, meta_dir, meta_name, self._meta_shown)
         except BaseException:
             dirfd.discard(staging, staged.meta_tmp, staged.text_tmp)
             raise
