@@ -36,6 +36,7 @@ import http.client
 import json
 import os
 import pstats
+import statistics
 import sys
 import tempfile
 import threading
@@ -258,9 +259,13 @@ def wait_ready(url_host: str, port: int, timeout: float = 60) -> None:
 @dataclass
 class Figure:
     name: str
-    edits: int
-    cpu_ms_per_edit: float
+    edits: int  # per round
+    rounds: list[float]  # CPU ms per edit, each round
     idle_ms_per_s: float
+
+    @property
+    def cpu_ms_per_edit(self) -> float:
+        return statistics.median(self.rounds)
 
 
 def idle_rate(pids: list[int], seconds: float) -> list[float]:
@@ -284,7 +289,7 @@ def micro(args: argparse.Namespace) -> list[Figure]:
         f"--dir={work / 'prompts'}",
         f"--port={port}",
         f"--prompts={args.prompts}",
-        f"--edits={args.edits}",
+        f"--edits={args.edits * args.rounds}",
     ]
     if profile_out:
         command.append(f"--profile-out={profile_out}")
@@ -295,47 +300,58 @@ def micro(args: argparse.Namespace) -> list[Figure]:
         [idle] = idle_rate([child.pid], args.idle)
         names = [f"p{i}" for i in range(args.prompts)]
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        before = cpu_seconds(child.pid)
-        for n in range(args.edits):
-            name, revision = edited(names, n), revision_of(edited(names, n), n)
-            body = signals.encode_signal([(name, revision)])
-            conn.request("POST", signals.SIGNAL_PATH, body, {"Content-Type": "application/json"})
-            answer = signals.parse_signal_response(conn.getresponse().read())
-            if answer.get(name) != revision:
-                raise AssertionError(f"edit {n}: the sidecar serves {answer}, not {revision}")
-            time.sleep(args.gap)
-        spent = cpu_seconds(child.pid) - before
+        rounds = []
+        for r in range(args.rounds):
+            before = cpu_seconds(child.pid)
+            for n in range(r * args.edits, (r + 1) * args.edits):
+                signal_edit(conn, names, n)
+                time.sleep(args.gap)
+            rounds.append((cpu_seconds(child.pid) - before) * 1000 / args.edits)
         conn.close()
     finally:
         child.terminate()
         child.wait(30)
-    figures = [Figure("ours, without the GET (micro)", args.edits, spent * 1000 / args.edits, idle)]
-    figures.append(watch_floor(args.edits, work / "watch"))
+    figures = [Figure("ours, without the GET (micro)", args.edits, rounds, idle)]
+    figures.append(watch_floor(args, work / "watch"))
     if profile_out:
-        print_profile(profile_out, args.edits, args.top)
+        print_profile(profile_out, args.edits * args.rounds, args.top)
     return figures
 
 
-def watch_floor(edits: int, directory: Path) -> Figure:
-    """What bench/baseline.py does per watch event once its line is read, timed here."""
+def signal_edit(conn: http.client.HTTPConnection, names: list[str], n: int) -> None:
+    """Send the operator's signal for edit ``n``; return once the sidecar serves it."""
+    name = edited(names, n)
+    revision = revision_of(name, n)
+    body = signals.encode_signal([(name, revision)])
+    conn.request("POST", signals.SIGNAL_PATH, body, {"Content-Type": "application/json"})
+    answer = signals.parse_signal_response(conn.getresponse().read())
+    if answer.get(name) != revision:
+        raise AssertionError(f"edit {n}: the sidecar serves {answer}, not {revision}")
+
+
+def watch_floor(args: argparse.Namespace, directory: Path) -> Figure:
+    """What bench/baseline.py does per watch event once its line is read, timed here
+    with the same gap between events (a cache gone cold costs either sidecar)."""
     directory.mkdir()
-    names = [f"p{i}" for i in range(100)]
-    lines = [
-        json.dumps({"type": "ADDED", "object": configmap(edited(names, n), n, n + 2)}).encode()
-        for n in range(edits)
-    ]
-    started = time.process_time()
-    for line in lines:
-        cm = json.loads(line)["object"]
-        prompt = cm["metadata"]["annotations"][objects.PROMPT_ANNOTATION]
-        objects.revision_number_of(cm)
-        target = directory / f"prompt-{prompt}.txt"
-        tmp = directory / f".prompt-{prompt}.tmp"
-        with open(tmp, "w", encoding="utf-8", newline="") as handle:
-            handle.write(cm["data"]["prompt"])
-        os.rename(tmp, target)
-    spent = time.process_time() - started
-    return Figure("watch-based, per event after the read (floor)", edits, spent * 1000 / edits, 0.0)
+    names = [f"p{i}" for i in range(args.prompts)]
+    rounds = []
+    for r in range(args.rounds):
+        spent = 0.0
+        for n in range(r * args.edits, (r + 1) * args.edits):
+            line = json.dumps({"type": "ADDED", "object": configmap(edited(names, n), n, n + 2)})
+            started = time.process_time()
+            cm = json.loads(line)["object"]
+            prompt = cm["metadata"]["annotations"][objects.PROMPT_ANNOTATION]
+            objects.revision_number_of(cm)
+            target = directory / f"prompt-{prompt}.txt"
+            tmp = directory / f".prompt-{prompt}.tmp"
+            with open(tmp, "w", encoding="utf-8", newline="") as handle:
+                handle.write(cm["data"]["prompt"])
+            os.rename(tmp, target)
+            spent += time.process_time() - started
+            time.sleep(args.gap)
+        rounds.append(spent * 1000 / args.edits)
+    return Figure("watch-based, per event once read (in process)", args.edits, rounds, 0.0)
 
 
 # -- cluster mode: one of each against the real API server -------------------------------
@@ -419,20 +435,24 @@ def cluster(args: argparse.Namespace) -> list[Figure]:
         pids = [ours.proc.pid, watch.pid]
         time.sleep(2)  # the operator's delivery refresh after the new pod settles
         idle = idle_rate(pids, args.idle)
-        before = [cpu_seconds(p) for p in pids]
-        for n in range(args.edits):
-            name = edited(names, n)
-            text = text_of(name, n).encode()
-            api.edit_prompt(NS, name, text.decode())
-            files = (ours.dir / f"{name}.txt", watch_dir / f"prompt-{name}.txt")
-            wait_for(
-                lambda files=files, text=text: all(_holds(f, text) for f in files),
-                timeout=30,
-                interval=0.005,
-                message=f"edit {n} in both files",
-            )
-            time.sleep(args.gap)
-        spent = [cpu_seconds(p) - b for p, b in zip(pids, before, strict=True)]
+        rounds: list[list[float]] = [[], []]
+        for r in range(args.rounds):
+            before = [cpu_seconds(p) for p in pids]
+            for n in range(r * args.edits, (r + 1) * args.edits):
+                name = edited(names, n)
+                text = text_of(name, n)
+                api.edit_prompt(NS, name, text)
+                files = (ours.dir / f"{name}.txt", watch_dir / f"prompt-{name}.txt")
+                wanted = text.encode()
+                wait_for(
+                    lambda files=files, wanted=wanted: all(_holds(f, wanted) for f in files),
+                    timeout=30,
+                    interval=0.005,
+                    message=f"edit {n} in both files",
+                )
+                time.sleep(args.gap)
+            for spent, pid, before_pid in zip(rounds, pids, before, strict=True):
+                spent.append((cpu_seconds(pid) - before_pid) * 1000 / args.edits)
     finally:
         for proc in reversed(procs):
             if isinstance(proc, SidecarProcess):
@@ -443,13 +463,11 @@ def cluster(args: argparse.Namespace) -> list[Figure]:
             operator.stop()
         lab.down()
     if profile_out:
-        print_profile(profile_out, args.edits, args.top)
+        print_profile(profile_out, args.edits * args.rounds, args.top)
     label = "ours (profiled: slower than real)" if profile_out else "ours (prompt-sidecar)"
     return [
-        Figure(label, args.edits, spent[0] * 1000 / args.edits, idle[0]),
-        Figure(
-            "watch-based (bench/baseline.py)", args.edits, spent[1] * 1000 / args.edits, idle[1]
-        ),
+        Figure(label, args.edits, rounds[0], idle[0]),
+        Figure("watch-based (bench/baseline.py)", args.edits, rounds[1], idle[1]),
     ]
 
 
@@ -464,19 +482,25 @@ def _holds(path: Path, text: bytes) -> bool:
 
 
 def table(figures: list[Figure]) -> str:
-    lines = ["| sidecar | edits | CPU ms/edit | idle CPU ms/s |", "|---|---:|---:|---:|"]
+    lines = [
+        "| sidecar | edits per round | CPU ms/edit (median) | rounds | idle CPU ms/s |",
+        "|---|---:|---:|---|---:|",
+    ]
     for f in figures:
-        lines.append(f"| {f.name} | {f.edits} | {f.cpu_ms_per_edit:.3f} | {f.idle_ms_per_s:.3f} |")
-    if len(figures) == 2 and figures[1].cpu_ms_per_edit > 0:
+        each = ", ".join(f"{ms:.2f}" for ms in f.rounds)
         lines.append(
-            f"\nours / watch-based: {figures[0].cpu_ms_per_edit / figures[1].cpu_ms_per_edit:.2f}x"
+            f"| {f.name} | {f.edits} | {f.cpu_ms_per_edit:.2f} | {each} | {f.idle_ms_per_s:.2f} |"
         )
+    ours, watch = figures[0].cpu_ms_per_edit, figures[1].cpu_ms_per_edit
+    if watch > 0:
+        lines.append(f"\nours / watch-based: {ours / watch:.2f}x")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.sidecar_cpu")
-    parser.add_argument("--edits", type=int, default=200)
+    parser.add_argument("--edits", type=int, default=200, help="edits per round")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds measured apart")
     parser.add_argument("--prompts", type=int, default=100)
     parser.add_argument("--gap", type=float, default=0.05, help="seconds between edits")
     parser.add_argument("--idle", type=float, default=5.0, help="seconds of idle CPU measured")
@@ -499,7 +523,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_profiled(Path(args.profile_out), lambda: run(args.rest))
     print(
         f"sidecar CPU per edit ({'micro' if args.micro else 'cluster'}): {os.cpu_count()} cores, "
-        f"loadavg at start {loadavg()}; {args.edits} edits of {args.prompts} Prompts, "
+        f"loadavg at start {loadavg()}; {args.rounds} rounds of {args.edits} edits of "
+        f"{args.prompts} Prompts, "
         f"{args.gap * 1000:.0f} ms apart",
         flush=True,
     )
