@@ -95,12 +95,8 @@ def _checked_key(key: str) -> str:
     return key
 
 
-def _checked_meta(meta: PromptMeta, data: bytes) -> str:
-    """``meta``'s key, once it can name a file and ``meta`` describes ``data``."""
-    key = _checked_key(meta.key)
-    if meta.sha256 != text_sha256(data):
-        raise ValueError(f"prompt key {key!r}: metadata sha256 does not match the text")
-    return key
+# Keys a writer remembers as checked (see ``PromptFiles._checked_meta``), at most.
+MAX_CHECKED_KEYS = 4096
 
 
 class PromptFiles:
@@ -115,6 +111,22 @@ class PromptFiles:
         # Paths for error messages, joined once rather than on every write.
         self._hidden_shown = os.path.join(self.directory, HIDDEN_DIR)
         self._meta_shown = os.path.join(self._hidden_shown, "meta")
+        # Keys already checked: the key rules cost an edit more than its hash, and a
+        # sidecar writes the same keys over and over (strings it holds anyway; a bad
+        # key is never remembered, so it is refused every time).
+        self._checked: set[str] = set()
+
+    def _checked_meta(self, meta: PromptMeta, data: bytes) -> str:
+        """``meta``'s key, once it can name a file and ``meta`` describes ``data``."""
+        key = meta.key
+        if key not in self._checked:
+            _checked_key(key)
+            if len(self._checked) >= MAX_CHECKED_KEYS:
+                self._checked.clear()
+            self._checked.add(key)
+        if meta.sha256 != text_sha256(data):
+            raise ValueError(f"prompt key {key!r}: metadata sha256 does not match the text")
+        return key
 
     # -- directory handling --------------------------------------------------------
 
@@ -158,7 +170,7 @@ class PromptFiles:
         ``FileWriteError`` (previous text and metadata intact) when the disk is
         full or anything else fails.
         """
-        key = _checked_meta(meta, data)
+        key = self._checked_meta(meta, data)
         name = key + file_ext(self.ext, meta.form)
         meta_name = key + META_SUFFIX
         with self._dirs() as (target, meta_dir, staging):
@@ -183,7 +195,7 @@ class PromptFiles:
         Raises ``ValueError`` like ``write`` and ``FileWriteError`` (nothing left
         behind) when the disk is full.
         """
-        _checked_meta(meta, data)
+        self._checked_meta(meta, data)
         with self._dirs() as (_, _, staging):
             return self._stage(staging, meta, data)
 
