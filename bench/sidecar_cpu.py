@@ -253,16 +253,21 @@ def micro_api(prompts: int, edits: int) -> MemoryApi:
 
 
 def micro_sidecar(args: argparse.Namespace) -> int:
-    """The child of ``--micro``: the real sidecar over a ``MemoryApi``."""
-    from prompt_sidecar.config import parse_config
-    from prompt_sidecar.main import configure_logging, serve_with
+    """The child of ``--micro``: the real sidecar (``prompt_sidecar.main.run``) with
+    its API client replaced by a ``MemoryApi``, so any checkout's sidecar runs so."""
+    from prompt_sidecar import main
 
     api = micro_api(args.prompts, args.edits)
+
+    class Credentials:
+        @staticmethod
+        def from_environment(kubeconfig: str | None) -> MemoryApi:
+            return api
+
+    main.KubeClient = Credentials  # type: ignore[misc,assignment]
+    os.environ.update(POD_NAME="app-0", POD_NAMESPACE=NS, POD_IP="127.0.0.1")
     argv = [f"--dir={args.dir}", f"--port={args.port}", f"--probe-port={args.port + 1}"]
-    env = {"POD_NAME": "app-0", "POD_NAMESPACE": NS, "POD_IP": "127.0.0.1"}
-    config = parse_config([*argv, "--log-format=json"], env)
-    configure_logging(config.log_format)
-    target = lambda: serve_with(config, api)  # type: ignore[arg-type]  # noqa: E731
+    target = lambda: main.run([*argv, "--log-format=json"])  # noqa: E731
     if args.profile_out:
         return run_profiled(Path(args.profile_out), target)
     return target()
@@ -301,12 +306,10 @@ def idle_rate(pids: list[int], seconds: float) -> list[float]:
     return [(cpu_seconds(p) - b) * 1000 / seconds for p, b in zip(pids, before, strict=True)]
 
 
-def micro(args: argparse.Namespace) -> list[Figure]:
+def start_micro(work: Path, args: argparse.Namespace, port: int, tree: Path | None) -> Any:
+    """A ``--micro-sidecar`` child; with ``tree``, on that checkout's sidecar and contract."""
     import subprocess
 
-    work = Path(tempfile.mkdtemp(prefix="sidecar-cpu-"))
-    port = 18470 + os.getpid() % 1000
-    profile_out = work / "sidecar.pstats" if args.profile else None
     command = [
         sys.executable,
         "-m",
@@ -317,30 +320,58 @@ def micro(args: argparse.Namespace) -> list[Figure]:
         f"--prompts={args.prompts}",
         f"--edits={args.edits * args.rounds}",
     ]
-    if profile_out:
-        command.append(f"--profile-out={profile_out}")
+    if args.profile and tree is None:
+        command.append(f"--profile-out={work / 'sidecar.pstats'}")
+    env = dict(os.environ)
+    if tree is not None:  # this checkout's bench, the other's packages
+        env["PYTHONPATH"] = f"{REPO}:{tree / 'sidecar'}:{tree / 'contract'}"
+    work.mkdir(parents=True, exist_ok=True)
     with open(work / "sidecar.log", "wb") as log:
-        child = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+        return subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def micro(args: argparse.Namespace) -> list[Figure]:
+    """Ours over ConfigMaps in memory (and the ``--against`` checkout's, signalled in
+    turn with ours, so the machine's load weighs on both alike)."""
+    work = Path(tempfile.mkdtemp(prefix="sidecar-cpu-"))
+    port = 18470 + os.getpid() % 1000
+    trees: list[Path | None] = [None] + ([Path(args.against).resolve()] if args.against else [])
+    children = [
+        start_micro(work / f"sidecar-{i}", args, port + 2 * i, tree) for i, tree in enumerate(trees)
+    ]
+    pids = [child.pid for child in children]
     try:
-        wait_ready("127.0.0.1", port)
-        [idle] = idle_rate([child.pid], args.idle)
+        for i in range(len(children)):
+            wait_ready("127.0.0.1", port + 2 * i)
+        idle = idle_rate(pids, args.idle)
         names = [f"p{i}" for i in range(args.prompts)]
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        rounds = []
+        conns = [
+            http.client.HTTPConnection("127.0.0.1", port + 2 * i, timeout=10)
+            for i in range(len(pids))
+        ]
+        rounds: list[list[float]] = [[] for _ in pids]
         for r in range(args.rounds):
-            before = cpu_seconds(child.pid)
+            before = [cpu_seconds(pid) for pid in pids]
             for n in range(r * args.edits, (r + 1) * args.edits):
-                signal_edit(conn, names, n)
+                order = conns if n % 2 == 0 else conns[::-1]  # neither always goes first
+                for conn in order:
+                    signal_edit(conn, names, n)
                 time.sleep(args.gap)
-            rounds.append((cpu_seconds(child.pid) - before) * 1000 / args.edits)
-        conn.close()
+            for spent, pid, at in zip(rounds, pids, before, strict=True):
+                spent.append((cpu_seconds(pid) - at) * 1000 / args.edits)
+        for conn in conns:
+            conn.close()  # its thread ends, and so counts in the profile
+        time.sleep(0.5)
     finally:
-        child.terminate()
-        child.wait(30)
-    figures = [Figure("ours, without the GET (micro)", args.edits, rounds, idle)]
+        for child in children:
+            child.terminate()
+            child.wait(30)
+    figures = [Figure("ours, without the GET (micro)", args.edits, rounds[0], idle[0])]
     figures.append(watch_floor(args, work / "watch"))
-    if profile_out:
-        print_profile(profile_out, args.edits * args.rounds, args.top)
+    if args.against:
+        figures.append(Figure(f"sidecar of {args.against}", args.edits, rounds[1], idle[1]))
+    if args.profile:
+        print_profile(work / "sidecar-0" / "sidecar.pstats", args.edits * args.rounds, args.top)
     return figures
 
 
@@ -520,6 +551,8 @@ def table(figures: list[Figure]) -> str:
     ours, watch = figures[0].cpu_ms_per_edit, figures[1].cpu_ms_per_edit
     if watch > 0:
         lines.append(f"\nours / watch-based: {ours / watch:.2f}x")
+    if len(figures) > 2 and figures[2].cpu_ms_per_edit > 0:
+        lines.append(f"ours / {figures[2].name}: {ours / figures[2].cpu_ms_per_edit:.2f}x")
     return "\n".join(lines)
 
 
@@ -532,6 +565,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--idle", type=float, default=5.0, help="seconds of idle CPU measured")
     parser.add_argument("--micro", action="store_true", help="no cluster: ConfigMaps in memory")
     parser.add_argument("--profile", action="store_true", help="cProfile our sidecar")
+    parser.add_argument(
+        "--against",
+        metavar="CHECKOUT",
+        help="--micro: also run the sidecar of another checkout (a worktree of main), "
+        "signalled in turn with ours",
+    )
     parser.add_argument("--top", type=int, default=30)
     # Internal: the child processes this bench starts.
     parser.add_argument("--micro-sidecar", action="store_true", help=argparse.SUPPRESS)

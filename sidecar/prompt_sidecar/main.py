@@ -100,15 +100,6 @@ def serve(config: SidecarConfig) -> int:
     except (ApiError, OSError, ValueError) as exc:
         logger.error("cannot use the Kubernetes credentials: %s", exc)
         return 2
-    return serve_with(config, client)
-
-
-def serve_with(config: SidecarConfig, client: KubeClient) -> int:
-    """Serve with ``client`` (closed at the end) until SIGTERM or SIGINT.
-
-    Apart from ``serve`` so that bench/sidecar_cpu.py can run the whole sidecar
-    over ConfigMaps it holds in memory, to time what an edit costs besides the GET.
-    """
     files = PromptFiles(config.directory, config.ext)
     syncer = Syncer(
         client,
