@@ -414,7 +414,28 @@ def watch_floor(args: argparse.Namespace, directory: Path) -> Figure:
 # -- cluster mode: one of each against the real API server -------------------------------
 
 
+def start_sidecar(ours: Any, profile_out: Path | None, tree: Path | None) -> None:
+    """Start ``ours`` (a SidecarProcess): plain, under the profiler, or on another
+    checkout's sidecar and contract (``tree``)."""
+    from prompt_cluster.testing import start_process, wait_for
+
+    if profile_out is None and tree is None:
+        ours.start()
+        return
+    command = [sys.executable, "-m", "bench.sidecar_cpu", "--sidecar"]
+    if profile_out is not None:
+        command.append(f"--profile-out={profile_out}")
+    env = {"POD_NAME": ours.name, "POD_NAMESPACE": NS, "POD_IP": ours.ip}
+    if tree is not None:
+        env["PYTHONPATH"] = f"{REPO}:{tree / 'sidecar'}:{tree / 'contract'}"
+    flags = [f"--dir={ours.dir}", f"--port={ours.port}", f"--kubeconfig={ours.kubeconfig}"]
+    ours.proc = start_process([*command, "--", *flags, "--log-format=json"], env=env, log=ours.log)
+    wait_for(ours.ready, timeout=60, interval=0.05, message=f"sidecar {ours.name} ready")
+
+
 def cluster(args: argparse.Namespace) -> list[Figure]:
+    """Ours (and the ``--against`` checkout's) and the watch-based sidecar, one pod
+    each, on the same edits through the real operator and API server."""
     from prompt_cluster.api import Api
     from prompt_cluster.cluster import LocalCluster
     from prompt_cluster.testing import (
@@ -423,7 +444,6 @@ def cluster(args: argparse.Namespace) -> list[Figure]:
         sidecar_role,
         start_process,
         stop_process,
-        tool,
         wait_for,
     )
 
@@ -431,10 +451,10 @@ def cluster(args: argparse.Namespace) -> list[Figure]:
 
     work = Path(tempfile.mkdtemp(prefix="sidecar-cpu-"))
     lab = LocalCluster(work / "cluster")
-    state = lab.up()
-    kc = state.kubeconfig
+    kc = lab.up().kubeconfig
     operator = None
-    procs: list[Any] = []
+    sidecars: list[Any] = []
+    watch = None
     profile_out = work / "sidecar.pstats" if args.profile else None
     try:
         operator = start_operator(kc, work)
@@ -458,74 +478,66 @@ def cluster(args: argparse.Namespace) -> list[Figure]:
             [sys.executable, "-m", "bench.baseline", str(kc), NS, str(watch_dir)],
             log=work / "watch.log",
         )
-        procs.append(watch)
-        ours = SidecarProcess(kc, sidecar_role(kc, NS, work / "sidecar.kc"), NS, "app-0", work)
-        if profile_out:
-            ours.proc = start_process(
-                [
-                    sys.executable,
-                    "-m",
-                    "bench.sidecar_cpu",
-                    f"--profile-out={profile_out}",
-                    "--sidecar",
-                    "--",
-                    f"--dir={ours.dir}",
-                    f"--port={ours.port}",
-                    f"--kubeconfig={ours.kubeconfig}",
-                    "--log-format=json",
-                ],
-                env={"POD_NAME": ours.name, "POD_NAMESPACE": NS, "POD_IP": ours.ip},
-                log=ours.log,
-            )
-            wait_for(ours.ready, timeout=60, interval=0.05, message="the profiled sidecar ready")
-        else:
-            ours.start()
-        procs.append(ours)
-        assert tool("prompt-sidecar")
+        sidecar_kc = sidecar_role(kc, NS, work / "sidecar.kc")
+        trees = [None] + ([Path(args.against).resolve()] if args.against else [])
+        for i, tree in enumerate(trees):
+            sidecars.append(SidecarProcess(kc, sidecar_kc, NS, f"app-{i}", work))
+            start_sidecar(sidecars[-1], profile_out if tree is None else None, tree)
         wait_for(
             lambda: len(list(watch_dir.glob("*.txt"))) == len(names),
             timeout=120,
             interval=0.1,
             message="the watch-based sidecar synced",
         )
-        assert ours.proc is not None
-        pids = [ours.proc.pid, watch.pid]
-        time.sleep(2)  # the operator's delivery refresh after the new pod settles
+        pids = [s.proc.pid for s in sidecars] + [watch.pid]
+        dirs = [(s.dir, "{}.txt") for s in sidecars] + [(watch_dir, "prompt-{}.txt")]
+        time.sleep(2)  # the operator's delivery refresh after the new pods settles
         idle = idle_rate(pids, args.idle)
-        rounds: list[list[float]] = [[], []]
+        rounds: list[list[float]] = [[] for _ in pids]
         for r in range(args.rounds):
             before = [cpu_seconds(p) for p in pids]
             for n in range(r * args.edits, (r + 1) * args.edits):
-                name = edited(names, n)
-                text = text_of(name, n)
-                api.edit_prompt(NS, name, text)
-                files = (ours.dir / f"{name}.txt", watch_dir / f"prompt-{name}.txt")
-                wanted = text.encode()
-                wait_for(
-                    lambda files=files, wanted=wanted: all(_holds(f, wanted) for f in files),
-                    timeout=30,
-                    interval=0.005,
-                    message=f"edit {n} in both files",
-                )
+                edit_and_wait(api, names, n, dirs)
                 time.sleep(args.gap)
-            for spent, pid, before_pid in zip(rounds, pids, before, strict=True):
-                spent.append((cpu_seconds(pid) - before_pid) * 1000 / args.edits)
+            for spent, pid, at in zip(rounds, pids, before, strict=True):
+                spent.append((cpu_seconds(pid) - at) * 1000 / args.edits)
+        if profile_out:
+            time.sleep(6)  # kept-alive connections time out: their threads end and count
     finally:
-        for proc in reversed(procs):
-            if isinstance(proc, SidecarProcess):
-                proc.stop()
-            else:
-                stop_process(proc)
+        for sidecar in sidecars:
+            sidecar.stop()
+        if watch is not None:
+            stop_process(watch)
         if operator is not None:
             operator.stop()
         lab.down()
     if profile_out:
         print_profile(profile_out, args.edits * args.rounds, args.top)
     label = "ours (profiled: slower than real)" if profile_out else "ours (prompt-sidecar)"
-    return [
+    figures = [
         Figure(label, args.edits, rounds[0], idle[0]),
-        Figure("watch-based (bench/baseline.py)", args.edits, rounds[1], idle[1]),
+        Figure("watch-based (bench/baseline.py)", args.edits, rounds[-1], idle[-1]),
     ]
+    if args.against:
+        figures.append(Figure(f"sidecar of {args.against}", args.edits, rounds[1], idle[1]))
+    return figures
+
+
+def edit_and_wait(api: Any, names: list[str], n: int, dirs: list[tuple[Path, str]]) -> None:
+    """Make edit ``n`` through the API server; return once every file holds its text."""
+    from prompt_cluster.testing import wait_for
+
+    name = edited(names, n)
+    text = text_of(name, n)
+    api.edit_prompt(NS, name, text)
+    files = [directory / pattern.format(name) for directory, pattern in dirs]
+    wanted = text.encode()
+    wait_for(
+        lambda: all(_holds(f, wanted) for f in files),
+        timeout=30,
+        interval=0.005,
+        message=f"edit {n} in every file",
+    )
 
 
 def _holds(path: Path, text: bytes) -> bool:
@@ -568,8 +580,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--against",
         metavar="CHECKOUT",
-        help="--micro: also run the sidecar of another checkout (a worktree of main), "
-        "signalled in turn with ours",
+        help="also run the sidecar of another checkout (a worktree of main) beside ours, "
+        "on the same edits",
     )
     parser.add_argument("--top", type=int, default=30)
     # Internal: the child processes this bench starts.
@@ -585,7 +597,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.sidecar:
         from prompt_sidecar.main import run
 
-        return run_profiled(Path(args.profile_out), lambda: run(args.rest))
+        if args.profile_out:
+            return run_profiled(Path(args.profile_out), lambda: run(args.rest))
+        return run(args.rest)
     print(
         f"sidecar CPU per edit ({'micro' if args.micro else 'cluster'}): {os.cpu_count()} cores, "
         f"loadavg at start {loadavg()}; {args.rounds} rounds of {args.edits} edits of "
