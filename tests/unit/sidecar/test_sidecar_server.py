@@ -16,14 +16,8 @@ from hypothesis import strategies as st
 from prompt_contract import signals
 from prompt_contract.selector import parse_selector
 from prompt_contract.writer import PromptFiles
-from prompt_sidecar.server import (
-    MAX_HEADER_LINES,
-    Deadlines,
-    HeaderBudget,
-    SidecarServer,
-    parse_header_block,
-    read_header_block,
-)
+from prompt_sidecar.headers import MAX_HEADER_LINES, parse_header_block, read_header_block
+from prompt_sidecar.server import Deadlines, HeaderBudget, SidecarServer
 from prompt_sidecar.sync import Syncer
 
 from .support import FakeApi, configmap, serving
@@ -65,7 +59,7 @@ def _email_headers(block: bytes) -> http.client.HTTPMessage:
 @given(st.lists(LINES, max_size=8))
 def test_header_fields_read_as_the_email_package_reads_them(lines: list[bytes]) -> None:
     block = b"".join(lines) + b"\r\n"
-    ours = parse_header_block(read_header_block(HeaderBudget(io.BytesIO(block))))
+    ours = parse_header_block(read_header_block(HeaderBudget(io.BytesIO(block)).readline))
     theirs = _email_headers(block)
     for name in NAMES:
         assert ours.get(name) == theirs.get(name), (block, name)
@@ -74,11 +68,11 @@ def test_header_fields_read_as_the_email_package_reads_them(lines: list[bytes]) 
 def test_a_header_block_keeps_http_clients_bounds() -> None:
     many = b"X: 1\r\n" * (MAX_HEADER_LINES + 1) + b"\r\n"
     with pytest.raises(http.client.HTTPException, match="more than 100 headers"):
-        read_header_block(HeaderBudget(io.BytesIO(many)))
+        read_header_block(HeaderBudget(io.BytesIO(many)).readline)
     huge = b"X: " + b"y" * 70000 + b"\r\n\r\n"
     with pytest.raises(http.client.LineTooLong):
-        read_header_block(HeaderBudget(io.BytesIO(huge)))
-    assert read_header_block(HeaderBudget(io.BytesIO(b"A: 1\nB: 2\n\nbody"))) == [
+        read_header_block(HeaderBudget(io.BytesIO(huge)).readline)
+    assert read_header_block(HeaderBudget(io.BytesIO(b"A: 1\nB: 2\n\nbody")).readline) == [
         b"A: 1\n",
         b"B: 2\n",
         b"\n",
