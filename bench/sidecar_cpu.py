@@ -157,7 +157,7 @@ def run_profiled(out: Path, target: Callable[[], int]) -> int:
 # library) passes its time on to its callers, in proportion to what each spent in it.
 GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("API client (the GET)", ("kubeapi.py", "http/client.py", "ssl.py", "_ssl.", "urllib")),
-    ("HTTP server", ("http/server.py", "socketserver.py", "email/", "server.py")),
+    ("HTTP server", ("http/server.py", "socketserver.py", "server.py", "headers.py")),
     ("logging", ("logging/", "main.py")),
     ("hops", ("hops.py",)),
     ("metrics", ("metrics.py",)),
