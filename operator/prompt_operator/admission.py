@@ -81,6 +81,7 @@ def injection_config(config: OperatorConfig) -> InjectionConfig:
         port=config.sidecar_port,
         probe_port=config.sidecar_probe_port,
         sidecar_namespaces=config.sidecar_namespaces,
+        memory_volume_kib=config.prompt_volume_memory_kib,
     )
 
 

@@ -21,6 +21,7 @@ commands:
   rollback   make an earlier revision current again (--to NUMBER)
   rollout    a progressive rollout: status, promote, abort, pause, resume, retry
   console    a local web console for Prompts (browse, diff, edit, roll back)
+  signing-keys  the keys that sign signals: status, rotate
 
 `prompt-operator <command> --help` describes each command, its flags, the
 environment variable behind each flag (shown as "env: NAME") and an example.
@@ -75,6 +76,10 @@ def main(argv: list[str] | None = None) -> int:
         from prompt_operator.console.command import run as run_console
 
         return run_console(rest)
+    if command == "signing-keys":
+        from prompt_operator.signing_cli import run as run_signing_keys
+
+        return run_signing_keys(rest)
     if command == "validate":
         from prompt_operator.validate import main as run_validate
 

@@ -44,6 +44,11 @@ class OperatorConfig:
     # Where rollouts' Prometheus analysis queries (the chart's rollouts.prometheus.url);
     # None: such a step waits, saying that no address is set.
     prometheus_url: str | None = None
+    # The Secret holding the signing keys, beside the Lease ("": signals go unsigned).
+    signing_secret: str = "prompt-operator-signing-keys"
+    signing_rotate_after: float = 30 * 86400.0  # seconds; 0: never
+    # The chart's sidecar.promptVolume: the prompt volume's size in memory, KiB; 0: on disk.
+    prompt_volume_memory_kib: int = 0
 
 
 EPILOG = """\
@@ -53,13 +58,17 @@ example (outside a cluster, with your kubeconfig; the chart runs it in one):
 It needs: Prompts (get, list, watch), prompts/status (patch), ConfigMaps (get,
 list, watch, create, patch, delete), Pods (list, watch), Events (create) and,
 with --leader-elect, its Lease (create, get, update); for rollouts' Job
-analysis, Jobs (create, get, list, watch, delete).
+analysis, Jobs (create, get, list, watch, delete); for signed signals, its
+Secret --signing-secret (create, get, update).
 """
 
 DESCRIPTION = (
     "Run the operator: reconcile Prompts into ConfigMaps, signal subscribed sidecars, and "
     "report status. Every flag has an environment variable fallback, shown as (env: NAME)."
 )
+
+
+_KIB_PER_UNIT = {"Ki": 1, "Mi": 1024, "Gi": 1024 * 1024}
 
 
 def _lease_timing(name: str, default: float, what: str) -> Flag:
@@ -235,12 +244,40 @@ FLAGS: tuple[Flag, ...] = (
         shown_default="not checked",
     ),
     Flag(
+        "--prompt-volume-memory",
+        "serve injected pods' prompt volume from memory (a tmpfs) of this size, e.g. 32Mi, "
+        "and add it to the sidecar's memory limit (the files count against it)",
+        env="PROMPT_OPERATOR_PROMPT_VOLUME_MEMORY",
+        metavar="SIZE",
+        default="",
+        shown_default="the node's disk",
+    ),
+    Flag(
         "--prometheus-url",
         "base URL of the Prometheus HTTP API that rollouts' analysis steps query, e.g. "
         "http://prometheus-operated.monitoring:9090",
         env="PROMPT_OPERATOR_PROMETHEUS_URL",
         metavar="URL",
         shown_default="none: a Prometheus analysis step waits and says so",
+    ),
+    Flag(
+        "--signing-secret",
+        "the Secret with the keys that sign signals (Ed25519), in the operator's own "
+        "namespace (--leader-election-namespace); the leader creates it when missing. "
+        "Empty: signals go unsigned and every sidecar reads what it is told about",
+        env="PROMPT_OPERATOR_SIGNING_SECRET",
+        default="prompt-operator-signing-keys",
+        empty_is_value=True,
+        metavar="NAME",
+    ),
+    Flag(
+        "--signing-rotate-after",
+        "the leader replaces the signing key once it is this old, seconds (the old one "
+        "keeps verifying for an hour); 0 never",
+        env="PROMPT_OPERATOR_SIGNING_ROTATE_AFTER",
+        kind="float",
+        default=30 * 86400.0,
+        shown_default="2592000, 30 days",
     ),
     Flag(
         "--kubeconfig",
@@ -250,6 +287,14 @@ FLAGS: tuple[Flag, ...] = (
         shown_default="the in-cluster service account, then ~/.kube/config",
     ),
 )
+
+
+def quantity_kib(quantity: str) -> int:
+    """KiB in a binary memory quantity such as "32Mi"; ValueError saying what fits."""
+    number, unit = quantity[:-2], quantity[-2:]
+    if unit not in _KIB_PER_UNIT or not number.isdigit() or int(number) == 0:
+        raise ValueError(f"{quantity!r} is not a size such as 512Ki, 32Mi or 1Gi")
+    return int(number) * _KIB_PER_UNIT[unit]
 
 
 def parser() -> argparse.ArgumentParser:
@@ -280,6 +325,10 @@ def parse_config(
             p.error(f"{flag} {port}: must be a port number from 1 to 65535")
     if values.prometheus_url and not values.prometheus_url.startswith(("http://", "https://")):
         p.error(f"--prometheus-url {values.prometheus_url!r}: must start with http:// or https://")
+    try:
+        memory_kib = quantity_kib(values.prompt_volume_memory) if values.prompt_volume_memory else 0
+    except ValueError as exc:
+        p.error(f"--prompt-volume-memory: {exc}")
     if values.sidecar_port == values.sidecar_probe_port:
         p.error("--sidecar-port and --sidecar-probe-port must differ: the sidecar listens on both")
     return fill(
@@ -291,4 +340,6 @@ def parse_config(
         delivery_wait=max(0.0, values.delivery_wait),
         delivery_refresh=max(0.1, values.delivery_refresh),
         lease=lease,
+        signing_rotate_after=max(0.0, values.signing_rotate_after),
+        prompt_volume_memory_kib=memory_kib,
     )

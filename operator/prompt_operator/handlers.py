@@ -25,6 +25,7 @@ from prompt_contract import hops, objects
 
 from .config import OperatorConfig
 from .controllers import prompts
+from .controllers.carry import SignedRevisions
 from .controllers.delivery import Delivery
 from .controllers.prompts import PromptController
 from .controllers.readiness import Readiness
@@ -37,6 +38,7 @@ from .runtime.client import KubeApi
 from .runtime.controller import Controller
 from .runtime.kubeconfig import Access
 from .runtime.leader import AlwaysLeader, LeaderElector, Leadership
+from .signing import SigningKeys, signing_keys
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +53,7 @@ class Controllers:
     prompts: PromptController
     signals: Signals
     tasks: list[asyncio.Task[Any]]
+    signing_keys: SigningKeys | None = None  # None: --signing-secret ""
 
 
 def _utc_now() -> datetime:
@@ -188,7 +191,8 @@ def build_controllers(api: KubeApi, leader: Leadership, config: OperatorConfig) 
     """The informers and the controllers on them, each started as a task."""
     inventory = Inventory(api, config.namespaces)
     subscribers = Subscribers(api, config.namespaces)
-    signals = Signals(subscribers, config)
+    keys = signing_keys(api, leader, config)
+    signals = Signals(subscribers, config, SignedRevisions(keys))
     readiness = Readiness(api)
     delivery = Delivery(subscribers, signals, readiness, config)
     prompt_controller = PromptController(
@@ -233,7 +237,10 @@ def build_controllers(api: KubeApi, leader: Leadership, config: OperatorConfig) 
         loop.create_task(subscribers.run(), name="subscribed pods"),
         *(loop.create_task(c.run(), name=f"{c.name} controller") for c in runtime),
     ]
-    return Controllers(api, leader, inventory, prompt_controller, signals, tasks)
+    if keys is not None:
+        tasks.append(loop.create_task(keys.store.run(), name="signing keys"))
+        tasks.append(loop.create_task(keys.publisher.run(), name="signing keys publisher"))
+    return Controllers(api, leader, inventory, prompt_controller, signals, tasks, keys)
 
 
 # How long the operator may take to stop once kopf begins its cleanup (after a

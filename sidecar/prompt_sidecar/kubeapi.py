@@ -3,7 +3,8 @@
 The sidecar runs in every app pod, so it stays small: ``http.client`` with one
 kept-alive TLS connection, JSON, and pyyaml for kubeconfig files. The full
 ``kubernetes`` client costs more memory on import than this whole process.
-It needs two calls: get one ConfigMap, list ConfigMaps by label selector.
+It needs two calls: get one ConfigMap (from etcd, or from the API server's
+watch cache), list ConfigMaps by label selector.
 """
 
 from __future__ import annotations
@@ -251,10 +252,16 @@ class KubeClient:
                     raise ApiError(f"API server sent no JSON for {path}: {exc}") from None
         raise ApiError("unreachable")  # pragma: no cover
 
-    def get_configmap(self, namespace: str, name: str) -> dict[str, Any]:
-        result: dict[str, Any] = self._request(
-            f"/api/v1/namespaces/{quote(namespace, safe='')}/configmaps/{quote(name, safe='')}"
-        )
+    def get_configmap(self, namespace: str, name: str, *, cached: bool = False) -> dict[str, Any]:
+        """One ConfigMap; ``cached`` reads the API server's watch cache instead of etcd.
+
+        A cached answer (``resourceVersion=0``: any version the server holds) costs
+        no etcd read but may lag: a ConfigMap just created may be missing (404) and
+        its labels may be older than the last change. Only a caller that can tell
+        which answers are safe to act on should ask for one.
+        """
+        path = f"/api/v1/namespaces/{quote(namespace, safe='')}/configmaps/{quote(name, safe='')}"
+        result: dict[str, Any] = self._request(path + "?resourceVersion=0" if cached else path)
         return result
 
     def list_configmaps(

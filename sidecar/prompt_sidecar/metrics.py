@@ -23,6 +23,8 @@ class Metrics:
         "signals_total": "Signal requests accepted",
         "signals_rejected_total": "Signal requests rejected as malformed",
         "rereads_total": "ConfigMap reads (gets and lists) caused by signals or resyncs",
+        "signed_writes_total": "Revisions taken from a signed signal, without a read",
+        "signed_refused_total": "Signed signal entries not verified (read as hints)",
         "files_written_total": "Prompt files written",
         "files_removed_total": "Prompt files removed",
         "write_failures_total": "Prompt files that could not be written (disk full, ...)",

@@ -328,3 +328,27 @@ def single_action(
         # Another Prompt serves this key: only a full view can say who keeps it.
         return Action("list", reason=f"key {result.key!r} is served for Prompt {holder}")
     return Action("write", desired=result)
+
+
+def cache_first(name: str, served: Mapping[str, tuple[str, str]]) -> bool:
+    """True when the GET for a signal naming ``name`` should ask the watch cache first.
+
+    Only for a Prompt this sidecar serves: its new revisions are the edits, the
+    read that repeats on every pod. A name never served is read from etcd as
+    before: a forged name then still costs its one read and no more (from the
+    cache, its 404 would have to be confirmed, two reads where there was one),
+    and a Prompt's first delivery happens once per pod.
+    """
+    return name in served
+
+
+def trusted_from_cache(action: Action) -> bool:
+    """True when ``action``, decided from a watch-cache read, may be carried out as is.
+
+    A revision's data never changes, so a cached copy that leads to a write writes
+    the right bytes. Everything else may be the cache lagging: a 404 for a
+    ConfigMap just created, a selector or revision-number label from before a
+    relabel or a rollback, a key another Prompt held a moment ago. Such an answer
+    is read again from etcd before anything (nothing, or a full list) follows it.
+    """
+    return action.kind == "write"

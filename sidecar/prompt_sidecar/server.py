@@ -1,7 +1,8 @@
 """HTTP endpoints of the sidecar: the signal, readiness, health and metrics.
 
-The signal is a hint, never data: a request can at most make the sidecar
-re-read ConfigMaps from the API server, which the syncer rate-limits. Bodies
+A signal is a hint, or data signed by the operator (``trust`` checks it): an
+unsigned or unverifiable request can at most make the sidecar re-read
+ConfigMaps from the API server, which the syncer rate-limits. Bodies
 are bounded, malformed requests get a 4xx with a short JSON reason, the number
 of connections served at once is bounded, and no endpoint shows prompt text.
 
@@ -392,8 +393,15 @@ class _Handler(BaseHTTPRequestHandler):
             # and the operator would take the pod for gone rather than starting.)
             self._send(503, b'{"error":"initial sync in progress"}', **{"Retry-After": "1"})
             return
+        self._signal(body)
+
+    def _signal(self, body: bytes) -> None:
+        """Answer a signal's body: what is served once its revisions are read or
+        (signed and verified) written, within SIGNAL_WAIT."""
+        syncer = self.server.syncer
         try:
-            pairs = signals.parse_signal(body)  # at most MAX_SIGNAL_PAIRS, counted before parsing
+            # At most MAX_SIGNAL_PAIRS, counted before parsing.
+            pairs, carried = signals.parse_signal_carrying(body)
         except signals.SignalError as exc:
             self._reject(400, str(exc))
             return
@@ -401,7 +409,13 @@ class _Handler(BaseHTTPRequestHandler):
         if hops.enabled() and len(pairs) <= hops.MAX_NAMES_STAMPED:
             for name, revision in pairs:
                 hops.mark(hops.RECEIVED, f"{syncer.namespace}/{name}", revision, self.server.pod)
-        served = syncer.signal(pairs, wait=SIGNAL_WAIT)
+        vouched: dict[str, Any] = {}
+        if carried:
+            vouched, refused = syncer.keys.vouched(pairs, carried)
+            if refused:
+                syncer.metrics.inc("signed_refused_total", len(refused))
+                logger.debug("signed entries read as hints: %s", sorted(set(refused.values())))
+        served = syncer.signal(pairs, wait=SIGNAL_WAIT, vouched=vouched)
         self._send(200, signals.encode_signal_response(self.server.pod, served))
 
     def _method_not_allowed(self) -> None:

@@ -3,8 +3,10 @@
 ``Syncer`` glues the pieces on one thread: ``planning`` decides, ``runtime``
 paces, ``PromptDisk`` owns the directory and what is on it. A full list at
 start (then the pod is ready), a re-read when a signal names a revision it
-does not serve (coalesced and rate-limited), and a full list on a timer so a
-missed signal heals. A failed call never removes a file.
+does not serve (coalesced and rate-limited), unless the signal carried that
+revision signed by the operator (``trust``: then it is written without a
+read), and a full list on a timer so a missed signal heals. A failed call
+never removes a file.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import threading
 import time
 from collections.abc import Iterable, Mapping
 
-from prompt_contract import hops, objects
+from prompt_contract import hops, objects, signing
 from prompt_contract.selector import Selector
 from prompt_contract.timing import now_rfc3339
 from prompt_contract.writer import FileWriteError, PromptFiles, Staged
@@ -24,18 +26,31 @@ from .kubeapi import ApiError, Expired, KubeClient, NotFound
 from .metrics import Metrics
 from .planning import (
     MAX_PENDING_NEW,
+    Action,
     Desired,
     admitted,
     by_key,
+    cache_first,
     desired_from_configmap,
     newer,
     plan,
     single_action,
+    trusted_from_cache,
     up_to_date,
 )
 from .runtime import Health, Work, WorkLoop
+from .trust import KeyRing
+
+TYPE_CHECKING = False  # typing costs every pod 0.4 MiB; annotations here are strings (PEP 563)
+if TYPE_CHECKING:
+    from typing import Any
 
 logger = logging.getLogger(__name__)
+
+# Prompts whose file a complete list removed, remembered (uid, revision number)
+# so a replayed signed revision of theirs is not written again; the oldest are
+# forgotten past this many (signed entries expire anyway).
+MAX_REMOVED_REMEMBERED = 1024
 
 
 class SyncIncomplete(Exception):
@@ -82,9 +97,19 @@ class Syncer:
         self.health = Health()
         self.ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name="syncer", daemon=True)
+        # The keys ConfigMap carries the managed-by label too; it is no revision.
         self._label_selector = ",".join(
-            filter(None, [f"{objects.MANAGED_BY_LABEL}={objects.MANAGED_BY_VALUE}", selector.text])
+            filter(
+                None,
+                [
+                    f"{objects.MANAGED_BY_LABEL}={objects.MANAGED_BY_VALUE}",
+                    f"!{signing.KEYS_LABEL}",
+                    selector.text,
+                ],
+            )
         )
+        self.keys = KeyRing(namespace)
+        self._removed_numbers: dict[str, tuple[str, int]] = {}
 
     # -- public ---------------------------------------------------------------------
 
@@ -120,14 +145,20 @@ class Syncer:
             "lastError": self.health.last_error,
         }
 
-    def signal(self, pairs: Iterable[tuple[str, str]], wait: float = 2.0) -> dict[str, str | None]:
-        """Note signalled revisions; wait (bounded) until they are read; say what is served."""
+    def signal(
+        self,
+        pairs: Iterable[tuple[str, str]],
+        wait: float = 2.0,
+        vouched: Mapping[str, dict[str, Any]] | None = None,
+    ) -> dict[str, str | None]:
+        """Note signalled revisions; wait (bounded) until they are read (or, for
+        those ``vouched`` for by a signature, written); say what is served."""
         pairs = list(pairs)
         arrived = time.monotonic()
         with self._loop.cond:  # the disk's lock: what is served and pending, at once
             new = admitted(pairs, self._disk.served, self._loop.pending.names, MAX_PENDING_NEW)
             if new is not None:
-                self._loop.submit(new, arrived, arrived + wait)
+                self._loop.submit(new, arrived, arrived + wait, vouched)
             served = self._disk.served
             return {name: served.get(name, ("", None))[1] for name, _ in pairs}
 
@@ -159,6 +190,11 @@ class Syncer:
         if work is None:
             return False
         try:
+            if self.keys.refresh_wanted():  # a signal named a key we do not know
+                self._loop.charge()
+                self._read_keys()
+            for name, (arrived, revision, configmap) in work.carried.items():
+                self._sync_one(name, revision, arrived, configmap)
             if work.full:
                 self._full_sync({name: arrived for name, (arrived, _) in work.names.items()})
             else:
@@ -201,6 +237,22 @@ class Syncer:
             logger.info("list expired between pages; listing again")
             self._full_sync_once(signalled or {})
 
+    def _read_keys(self) -> None:
+        """The operator's public keys, from the namespace's keys ConfigMap. A failed
+        read keeps the keys known: signals signed with others are read as hints."""
+        try:
+            cm: dict[str, Any] | None = self._client.get_configmap(
+                self._namespace, signing.KEYS_CONFIGMAP
+            )
+        except NotFound:
+            cm = None
+        except ApiError as exc:
+            logger.warning("could not read the signing keys, keeping those known: %s", exc)
+            return
+        problem = self.keys.load(cm)
+        if problem is not None:
+            logger.warning("trusting no signing key: %s", problem)
+
     def _full_sync_once(self, signalled: Mapping[str, float]) -> None:
         """List every revision selected, keep the highest per Prompt, then write and remove.
 
@@ -212,6 +264,8 @@ class Syncer:
         sidecar holds one page at a time, never every text. A failed or partial
         list shows, writes and removes nothing.
         """
+        if self.keys.learned:  # keys are read once a signed signal asks; then on every list
+            self._read_keys()
         present = self._disk.present()
         on_disk = self._disk.keys()
         staged: dict[str, Staged] = {}  # Prompt -> its staged files, until written or dropped
@@ -265,20 +319,33 @@ class Syncer:
             del page
         return current
 
-    def _sync_one(self, name: str, revision: str, arrived: float) -> None:
-        """Read the one revision a signal names; an empty revision lists everything."""
+    def _sync_one(
+        self, name: str, revision: str, arrived: float, signed: dict[str, Any] | None = None
+    ) -> None:
+        """Read the one revision a signal names (or take the ConfigMap a signed
+        signal carried); an empty revision lists everything."""
         if not revision:  # "no longer concerns you": only a full list can tell
             self._full_sync({name: arrived})
             return
-        self.metrics.inc("rereads_total")
-        try:
-            cm = self._client.get_configmap(self._namespace, objects.configmap_name(name, revision))
-            hops.mark(hops.FETCHED, f"{self._namespace}/{name}", revision, self._pod)
-            result: Desired | str | None = desired_from_configmap(cm, self._selector, self._pod)
-        except NotFound:
-            result = None
-        with self._loop.cond:  # only this thread changes them; the lock is for the server's reads
-            action = single_action(name, result, *self._disk.records())
+        action: Action | None = None
+        if signed is not None:
+            result = desired_from_configmap(signed, self._selector, self._pod)
+            if self._was_removed(result):
+                logger.info("signed revision of prompt %s names one removed; reading it", name)
+            else:
+                with self._loop.cond:
+                    action = single_action(name, result, *self._disk.records())
+                if action.kind == "write":
+                    self.metrics.inc("signed_writes_total")
+        if action is None:
+            with self._loop.cond:
+                cached = cache_first(name, self._disk.served)
+            action = self._read_one(name, revision, cached=cached)
+            if cached and not trusted_from_cache(action):
+                # A second read for this signal: it costs a token too, so a flood of
+                # forged revisions reads no more than the rate limit allows.
+                self._loop.charge()
+                action = self._read_one(name, revision, cached=False)
         if action.kind == "list":
             logger.info("prompt %s: %s; listing everything", name, action.reason)
             # A second read for this signal: it costs a token too, or forged
@@ -289,6 +356,23 @@ class Syncer:
             self._write(action.desired, arrived)
         else:
             logger.debug("signal for prompt %s changes nothing: %s", name, action.reason)
+
+    def _read_one(self, name: str, revision: str, *, cached: bool) -> Action:
+        """GET one revision's ConfigMap and decide what it asks for."""
+        self.metrics.inc("rereads_total")
+        try:
+            cm = self._client.get_configmap(
+                self._namespace, objects.configmap_name(name, revision), cached=cached
+            )
+            result: Desired | str | None = desired_from_configmap(cm, self._selector, self._pod)
+        except NotFound:
+            result = None
+        with self._loop.cond:  # only this thread changes them; the lock is for the server's reads
+            action = single_action(name, result, *self._disk.records())
+        if result is not None and (not cached or trusted_from_cache(action)):
+            # The hop trace times the read that is acted on, not a cached one read again.
+            hops.mark(hops.FETCHED, f"{self._namespace}/{name}", revision, self._pod)
+        return action
 
     # -- writes -------------------------------------------------------------------------
 
@@ -312,8 +396,23 @@ class Syncer:
             "prompt %s -> %s%s at revision %s", item.prompt, item.key, self._disk.ext, item.revision
         )
 
+    def _was_removed(self, item: Desired | str | None) -> bool:
+        """True for a revision no newer than one whose file a complete list removed
+        (a replayed signed revision of a deleted or unselected Prompt)."""
+        if not isinstance(item, Desired):
+            return False
+        uid, number = self._removed_numbers.get(item.prompt, ("", 0))
+        return uid == item.uid and item.number <= number
+
     def _remove(self, key: str, prompt: str) -> None:
+        with self._loop.cond:
+            held = self._disk.records()[1].get(prompt)
         if self._disk.remove(key):
+            if held is not None:
+                self._removed_numbers.pop(prompt, None)
+                self._removed_numbers[prompt] = held
+                while len(self._removed_numbers) > MAX_REMOVED_REMEMBERED:
+                    del self._removed_numbers[next(iter(self._removed_numbers))]
             self._removed(key, prompt)
 
     def _removed(self, key: str, prompt: str) -> None:

@@ -397,3 +397,83 @@ def test_the_operator_never_adopts_a_configmap_it_did_not_create(
         f"Ready=False ConfigMapTaken with a Warning event; the squatter untouched; "
         f"Ready {healed:.1f} s after it was deleted"
     )
+
+
+@pytest.mark.reliability(
+    case="S-keys-configmap forged",
+    did="as a namespace user with every ConfigMap right: create the signing keys "
+    "ConfigMap with the managed-by label and a key of its own, then (once the operator "
+    "published its keys) replace its key, remove its label, and delete it and create "
+    "an unlabelled one",
+)
+def test_a_namespace_user_cannot_write_the_signing_keys_configmap(
+    kubeconfig: Path, operator_kubeconfig: Path, namespace: str, guarded: str, observed: Observed
+) -> None:
+    import asyncio
+
+    from prompt_contract import signing
+    from prompt_operator.runtime.client import KubeApi
+    from prompt_operator.runtime.kubeconfig import load
+    from prompt_operator.runtime.leader import AlwaysLeader
+    from prompt_operator.signing import KeysPublisher, KeyStore, keyset
+
+    policy_in_force(kubeconfig, namespace)
+    own_key = keyset.new_key(0, b"m" * 32)
+    forged = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": signing.KEYS_CONFIGMAP,
+            "labels": {
+                objects.MANAGED_BY_LABEL: objects.MANAGED_BY_VALUE,
+                signing.KEYS_LABEL: "true",
+            },
+        },
+        "data": signing.keys_data(keyset.published([own_key], 0)),
+    }
+    create = as_user(kubeconfig, namespace, "create", "-f", "-", input=json.dumps(forged))
+    assert create.returncode != 0 and "written by prompt-operator" in create.stderr, create.stderr
+
+    async def publish() -> KeysPublisher:
+        leader = AlwaysLeader()
+        async with KubeApi(load(operator_kubeconfig).credentials()) as api:
+            store = KeyStore(api, namespace, "signing-keys", leader, rotate_after=0)
+            await store.refresh()
+            publisher = KeysPublisher(api, store, leader)
+            assert await publisher.ensure(namespace)
+            return publisher
+
+    asyncio.run(publish())
+    genuine = kubectl_json(kubeconfig, "-n", namespace, "get", "cm", signing.KEYS_CONFIGMAP)
+    replace = patch_configmap(
+        kubeconfig,
+        [f"--as={USER}"],
+        namespace,
+        signing.KEYS_CONFIGMAP,
+        "merge",
+        {"data": forged["data"]},
+    )
+    unlabel = as_user(
+        kubeconfig, namespace, "label", "cm", signing.KEYS_CONFIGMAP, f"{objects.MANAGED_BY_LABEL}-"
+    )
+    for result in (replace, unlabel):
+        assert result.returncode != 0 and "written by prompt-operator" in result.stderr, (
+            result.stderr
+        )
+    now = kubectl_json(kubeconfig, "-n", namespace, "get", "cm", signing.KEYS_CONFIGMAP)
+    assert (
+        now["data"] == genuine["data"]
+        and now["metadata"]["labels"] == genuine["metadata"]["labels"]
+    )
+    # Deleting is RBAC's; an unlabelled one in its place is trusted by no sidecar.
+    assert as_user(kubeconfig, namespace, "delete", "cm", signing.KEYS_CONFIGMAP).returncode == 0
+    unlabelled = {**forged, "metadata": {"name": signing.KEYS_CONFIGMAP}}
+    squat = as_user(kubeconfig, namespace, "create", "-f", "-", input=json.dumps(unlabelled))
+    assert squat.returncode == 0, squat.stderr
+    squatted = kubectl_json(kubeconfig, "-n", namespace, "get", "cm", signing.KEYS_CONFIGMAP)
+    assert isinstance(signing.parse_keys(squatted), str)  # refused: not labelled
+    said = create.stderr.strip().split("denied request: ")[-1][:160]
+    observed(
+        f"create with the label refused ({said}); replacing the published key and removing "
+        "the label: refused; an unlabelled one is not trusted (parse_keys refuses it)"
+    )

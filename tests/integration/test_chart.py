@@ -190,6 +190,8 @@ def test_install_creates_what_the_chart_promises(installed: Path) -> None:
         ("poddisruptionbudget", NS, RELEASE),
         ("role", NS, f"{RELEASE}-leader-election"),
         ("rolebinding", NS, f"{RELEASE}-leader-election"),
+        ("role", NS, f"{RELEASE}-signing-keys"),
+        ("rolebinding", NS, f"{RELEASE}-signing-keys"),
     }
     for kind, namespace, name in kinds:
         args = ["get", kind, name] + (["-n", namespace] if namespace else [])
@@ -220,6 +222,11 @@ RBAC_CASES = [
     (OPERATOR_SA, "create", "pods", APPS, False),
     (OPERATOR_SA, "get", "secrets", APPS, False),
     (OPERATOR_SA, "list", "secrets", NS, False),
+    # Its one Secret: the signing keys, in its own namespace.
+    (OPERATOR_SA, "get", f"secrets named {RELEASE}-signing-keys", NS, True),
+    (OPERATOR_SA, "update", f"secrets named {RELEASE}-signing-keys", NS, True),
+    (OPERATOR_SA, "get", f"secrets named {RELEASE}-webhook-tls", NS, False),
+    (OPERATOR_SA, "get", f"secrets named {RELEASE}-signing-keys", APPS, False),
     (OPERATOR_SA, "create", "mutatingwebhookconfigurations", None, False),
     (OPERATOR_SA, "create", "events", APPS, True),
     (OPERATOR_SA, "create", "jobs.batch", APPS, True),  # rollouts' Job analysis
@@ -248,7 +255,7 @@ def _rbac_id(case: tuple[str, str, str, str | None, bool]) -> str:
 @pytest.mark.reliability(
     case="S-RBAC",
     did="kubectl auth can-i as the chart's service account (the sidecar reads ConfigMaps "
-    "of its namespace only; the operator reads no Secrets)",
+    "of its namespace only; the operator reads no Secret but its own signing keys)",
 )
 @pytest.mark.parametrize(
     ("user", "verb", "resource", "namespace", "allowed"),
@@ -324,11 +331,23 @@ def test_operator_and_sidecar_work_with_the_charts_service_accounts(
         "--leader-elect",
         f"--leader-election-namespace={NS}",
         f"--leader-election-id={RELEASE}",
+        f"--signing-secret={RELEASE}-signing-keys",
     )
     operator.start()
     try:
         apply(installed, prompt_manifest("hello", "Hello from the chart"), APPS)
         wait_prompt(installed, APPS, "hello")
+        # The leader made its signing keys with the chart's rights.
+        wait_for(
+            lambda: (
+                kubectl(
+                    installed, "-n", NS, "get", "secret", f"{RELEASE}-signing-keys", check=False
+                ).returncode
+                == 0
+            ),
+            timeout=15,
+            message="the signing keys Secret",
+        )
         sidecar = SidecarProcess(
             installed,
             token_kubeconfig(installed, APPS, "prompt-sidecar", tmp_path / "sc.kc"),
@@ -823,3 +842,78 @@ def test_the_prometheus_url_reaches_the_operator_and_its_egress_policy() -> None
         "rollouts.prometheus.networkPolicyEgress[0].ports[0].port=9090",
     )
     assert to_prometheus in policy["spec"]["egress"]
+
+
+def test_signing_values_reach_the_operator_and_its_role() -> None:
+    def rendered_with(*values: str) -> tuple[list[str], list[dict[str, Any]]]:
+        docs = docs_of(template("keys", str(CHART), "-n", NS, *sets(*values)))
+        deployment = one(docs, "Deployment")
+        args: list[str] = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+        roles = [d for d in docs if d["kind"] == "Role" and d["metadata"]["namespace"] == NS]
+        return args, roles
+
+    args, roles = rendered_with()
+    on = parse_config(args[1:])
+    assert on.signing_secret == "keys-prompt-operator-signing-keys"
+    assert on.signing_rotate_after == 30 * 86400
+    (role,) = [r for r in roles if r["metadata"]["name"].endswith("-signing-keys")]
+    named = [rule for rule in role["rules"] if rule.get("resourceNames")]
+    assert named == [
+        {
+            "apiGroups": [""],
+            "resources": ["secrets"],
+            "resourceNames": [on.signing_secret],
+            "verbs": ["get", "update", "patch"],
+        }
+    ]
+    args, roles = rendered_with("signing.enabled=false", "signing.rotateAfter=0")
+    assert parse_config(args[1:]).signing_secret == ""
+    assert not [r for r in roles if r["metadata"]["name"].endswith("-signing-keys")]
+    bad = template(RELEASE, str(CHART), *sets("signing.rotateAfter=-1"), check=False)
+    assert bad.returncode != 0 and "signing/rotateAfter" in bad.stderr
+
+
+def injected_by_chart(*values: str) -> dict[str, Any]:
+    """A pod as the webhook of the chart rendered with ``values`` injects it."""
+    docs = docs_of(template(RELEASE, str(CHART), "-n", NS, *sets(*values)))
+    args = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    pod = injected(
+        {
+            "metadata": {"name": "app", "namespace": "default"},
+            "spec": {"serviceAccountName": "prompt-sidecar", "containers": [{"name": "app"}]},
+        },
+        injection_config(parse_config(args[1:])),
+    )
+    assert pod is not None
+    return pod
+
+
+def prompts_volume_and_limit(pod: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    volume = next(v for v in pod["spec"]["volumes"] if v["name"] == "prompts")
+    return volume["emptyDir"], pod["spec"]["initContainers"][-1]["resources"]["limits"]["memory"]
+
+
+def test_a_memory_backed_prompt_volume_adds_its_size_to_the_sidecars_limit() -> None:
+    # The default: the node's disk, and the sidecar's own limit.
+    assert prompts_volume_and_limit(injected_by_chart()) == ({}, "64Mi")
+    # Memory: a tmpfs of sizeLimit, whose pages are charged to the sidecar that writes them.
+    in_memory = injected_by_chart("sidecar.promptVolume.medium=Memory")
+    assert prompts_volume_and_limit(in_memory) == (
+        {"medium": "Memory", "sizeLimit": "32Mi"},
+        "96Mi",
+    )
+    sized = injected_by_chart(
+        "sidecar.promptVolume.medium=Memory", "sidecar.promptVolume.sizeLimit=1536Ki"
+    )
+    assert prompts_volume_and_limit(sized) == (
+        {"medium": "Memory", "sizeLimit": "1536Ki"},
+        "67072Ki",
+    )
+    # The size alone changes nothing: it is the tmpfs's size only.
+    assert prompts_volume_and_limit(injected_by_chart("sidecar.promptVolume.sizeLimit=8Mi")) == (
+        {},
+        "64Mi",
+    )
+    for bad in ("sidecar.promptVolume.medium=tmpfs", "sidecar.promptVolume.sizeLimit=32MB"):
+        refused = template(RELEASE, str(CHART), "-n", NS, *sets(bad), check=False)
+        assert refused.returncode != 0 and "promptVolume" in refused.stderr, refused.stderr

@@ -259,7 +259,7 @@ def _schema_rows(
         kind = sub.get("type") or ("enum" if "enum" in sub else "")
         kind = " or ".join(kind) if isinstance(kind, list) else str(kind)
         if "enum" in sub:
-            kind = " \\| ".join(f"`{v}`" for v in sub["enum"])
+            kind = " \\| ".join(f"`{v}`" if v else '`""`' for v in sub["enum"])
         rows.append((key, kind, json.dumps(default), str(sub.get("description", ""))))
     return rows
 

@@ -181,7 +181,12 @@ class Delivery:
         pods = self._subscribers.matching(ref, current.labels)
         await self._wait([self._signals.send(p, ref.name, "") for p in pods])
 
+    def revision_written(self, configmap: Mapping[str, Any]) -> None:
+        """A revision ConfigMap as the API server returned it: what signals carry."""
+        self._signals.revisions.written(configmap)
+
     def forget(self, ref: PromptRef) -> None:
+        self._signals.revisions.forget(ref.namespace, ref.name)
         self._pending.discard(ref)
         self._current.pop(ref, None)
         self._last_written.pop(ref, None)

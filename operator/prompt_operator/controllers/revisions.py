@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -259,9 +259,16 @@ class Revisions:
     while the history summary (a GET of the previous revision) and pruning run:
     ``create`` then ``finish``."""
 
-    def __init__(self, api: KubeApi, inventory: Inventory) -> None:
+    def __init__(
+        self,
+        api: KubeApi,
+        inventory: Inventory,
+        written: Callable[[Mapping[str, Any]], None] | None = None,
+    ) -> None:
         self._api = api
         self._inventory = inventory
+        # Told of every revision ConfigMap written (its signed signal entry).
+        self._written = written or (lambda configmap: None)
 
     async def create(
         self, prompt: Prompt, rendered: Rendered, status: Mapping[str, Any]
@@ -277,6 +284,7 @@ class Revisions:
             return Created(plan, records, wrote=False)
         result = await self._create(ref, plan.create, prompt.uid)
         self._inventory.record(ref.namespace, entry_from(result["metadata"]))
+        self._written(result)
         logger.info(
             "Prompt %s: revision %d (%s) created",
             ref,
@@ -313,6 +321,7 @@ class Revisions:
             )
             metrics.WRITES.labels("configmap").inc()
             self._inventory.record(ref.namespace, entry_from(result["metadata"]))
+            self._written(result)
             wrote = wrote or entry.revision == rendered.revision
         return Outcome(wrote, plan.number, kept, new)
 

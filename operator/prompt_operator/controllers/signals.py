@@ -17,15 +17,15 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 
-import aiohttp
-
 from prompt_contract import hops, signals
 
 from .. import metrics
 from ..config import OperatorConfig
 from ..logs import about
 from ..runtime.controller import DONE, RETRY, Result
+from ..runtime.signal_transport import SignalTransport, TransportError
 from ..runtime.workqueue import WorkQueue
+from .carry import SignedRevisions
 from .subscribers import PodKey, Subscriber, Subscribers
 
 logger = logging.getLogger(__name__)
@@ -50,20 +50,6 @@ UNREACHABLE_PAUSE = 10.0
 STARTING_GRACE = 120.0
 
 
-async def read_bounded(stream: aiohttp.StreamReader, limit: int) -> bytes:
-    """At most ``limit + 1`` bytes of a body: enough to tell that it is too big,
-    without ever holding more of it."""
-    chunks: list[bytes] = []
-    size = 0
-    while size <= limit:
-        chunk = await stream.read(limit + 1 - size)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size += len(chunk)
-    return b"".join(chunks)
-
-
 class _Failed(enum.Enum):
     """Why a signal got no served revisions back."""
 
@@ -72,9 +58,16 @@ class _Failed(enum.Enum):
 
 
 class Signals:
-    def __init__(self, subscribers: Subscribers, config: OperatorConfig) -> None:
+    def __init__(
+        self,
+        subscribers: Subscribers,
+        config: OperatorConfig,
+        revisions: SignedRevisions | None = None,
+    ) -> None:
         self._subscribers = subscribers
         self._config = config
+        # Each revision's entry, signed once (a hint when it cannot be signed).
+        self.revisions = revisions or SignedRevisions(None)
         self._served: dict[PodKey, dict[str, str | None]] = {}
         # Per pod: the pairs for its next batch, and the callers waiting for them.
         self._pending: dict[PodKey, dict[str, str]] = {}
@@ -84,7 +77,9 @@ class Signals:
         self._unreachable: dict[PodKey, float] = {}  # pod -> monotonic end of its pause
         self._first_seen: dict[PodKey, float] = {}  # pod -> monotonic time it (re)appeared
         self._limit = asyncio.Semaphore(config.signal_concurrency)
-        self._http: aiohttp.ClientSession | None = None
+        self._http = SignalTransport(
+            timeout=config.signal_timeout, connect_timeout=1.0, max_answer=signals.MAX_ANSWER_BYTES
+        )
         self._on_served: list[Callable[[PodKey, list[str]], None]] = []
         subscribers.add_handler(self._pod_changed)
 
@@ -207,16 +202,15 @@ class Signals:
     async def _signal(
         self, pod: Subscriber, batch: Mapping[str, str]
     ) -> dict[str, str | None] | _Failed:
-        if self._http is None or self._http.closed:
-            self._http = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self._config.signal_timeout, sock_connect=1),
-                connector=aiohttp.TCPConnector(limit=self._config.signal_concurrency),
-            )
         started = time.monotonic()
         served: dict[str, str | None] = {}
         # A sidecar takes at most MAX_SIGNAL_PAIRS pairs a signal: more go as several.
-        for chunk in signals.signal_chunks(batch.items()):
-            answer = await self._signal_once(pod, dict(chunk))
+        entries = (
+            (name, self.revisions.entry(pod.namespace, name, revision))
+            for name, revision in batch.items()
+        )
+        for names, body in signals.signal_bodies(entries):
+            answer = await self._signal_once(pod, {name: batch[name] for name in names}, body)
             if isinstance(answer, _Failed):
                 return answer
             served.update(answer)
@@ -225,39 +219,32 @@ class Signals:
         return served
 
     async def _signal_once(
-        self, pod: Subscriber, batch: Mapping[str, str]
+        self, pod: Subscriber, batch: Mapping[str, str], body: bytes
     ) -> dict[str, str | None] | _Failed:
-        assert self._http is not None
         where = about(pod=(pod.namespace, pod.name))
         async with self._limit:
             if hops.enabled() and len(batch) <= hops.MAX_NAMES_STAMPED:
                 for name, revision in batch.items():
                     hops.mark(hops.SIGNALLED, f"{pod.namespace}/{name}", revision, pod.name)
             try:
-                # Never follow a redirect: a pod's answer must not make the operator
-                # connect anywhere else. A 3xx is a refused signal like any non-200.
-                async with self._http.post(
-                    f"http://{pod.address}{signals.SIGNAL_PATH}",
-                    data=signals.encode_signal(batch.items()),
-                    headers={"Content-Type": "application/json"},
-                    allow_redirects=False,
-                ) as resp:
-                    if resp.status == 503:
-                        metrics.SIGNALS.labels("not_ready").inc()
-                        return _Failed.ANSWERED  # still on its first full sync; try again shortly
-                    if resp.status != 200:
-                        metrics.SIGNALS.labels("rejected").inc()
-                        # The status only: a pod's answer body is never logged.
-                        logger.warning(
-                            "Pod %s/%s refused a signal: HTTP %s",
-                            pod.namespace,
-                            pod.name,
-                            resp.status,
-                            extra=where,
-                        )
-                        return _Failed.ANSWERED
-                    body = await read_bounded(resp.content, signals.MAX_ANSWER_BYTES)
-                    served = signals.parse_signal_response(body, batch)
+                # The transport never follows a redirect: a pod's answer must not make
+                # the operator connect anywhere else. A 3xx is a refused signal like any non-200.
+                status, answer = await self._http.post(pod.address, signals.SIGNAL_PATH, body)
+                if status == 503:
+                    metrics.SIGNALS.labels("not_ready").inc()
+                    return _Failed.ANSWERED  # still on its first full sync; try again shortly
+                if status != 200:
+                    metrics.SIGNALS.labels("rejected").inc()
+                    # The status only: a pod's answer body is never logged.
+                    logger.warning(
+                        "Pod %s/%s refused a signal: HTTP %s",
+                        pod.namespace,
+                        pod.name,
+                        status,
+                        extra=where,
+                    )
+                    return _Failed.ANSWERED
+                served = signals.parse_signal_response(answer, batch)
             except signals.SignalError as exc:
                 metrics.SIGNALS.labels("rejected").inc()
                 logger.warning(
@@ -268,7 +255,7 @@ class Signals:
                     extra=where,
                 )
                 return _Failed.ANSWERED
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            except TransportError as exc:
                 metrics.SIGNALS.labels("failed").inc()
                 logger.debug(
                     "signal to %s/%s failed: %s", pod.namespace, pod.name, exc, extra=where
@@ -277,8 +264,7 @@ class Signals:
         return served
 
     async def close(self) -> None:
-        if self._http is not None:
-            await self._http.close()
+        await self._http.close()
 
 
 def _release(waiters: list[tuple[str, str, Waiter]]) -> None:

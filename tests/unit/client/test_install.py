@@ -59,12 +59,19 @@ def test_client_installs_alone_without_kopf_or_kubernetes(tmp_path: Path) -> Non
 
 
 @pytest.mark.slow
-def test_sidecar_installs_alone_with_the_standard_library_and_the_contract(
+def test_sidecar_installs_alone_with_the_contract_and_pynacl(
     tmp_path: Path,
 ) -> None:
     venv, names = install_alone(tmp_path, "contract", "sidecar")
-    # pip and setuptools come with the venv (setuptools on Python < 3.12).
-    assert names - {"pip", "setuptools"} == {"prompt-operator-contract", "prompt-operator-sidecar"}
+    # pip and setuptools come with the venv (setuptools on Python < 3.12); PyNaCl
+    # (and its cffi) verifies signed signals.
+    assert names - {"pip", "setuptools"} == {
+        "prompt-operator-contract",
+        "prompt-operator-sidecar",
+        "pynacl",
+        "cffi",
+        "pycparser",
+    }
     shown = subprocess.run(
         [str(venv / "bin" / "prompt-sidecar"), "--help"], check=True, capture_output=True, text=True
     ).stdout

@@ -12,7 +12,15 @@ from pathlib import Path
 import pytest
 
 from prompt_contract.flags import Flag, help_line
-from prompt_operator import cli, config, files_cli, revisions_cli, rollout_cli, validate
+from prompt_operator import (
+    cli,
+    config,
+    files_cli,
+    revisions_cli,
+    rollout_cli,
+    signing_cli,
+    validate,
+)
 from prompt_operator.console import command as console_command
 from prompt_sidecar import config as sidecar_config
 from prompt_sidecar import main as sidecar_main
@@ -31,12 +39,13 @@ PARSERS: dict[str, argparse.ArgumentParser] = {
     "console": console_command.parser(),
     "files": files_cli.parser(),
     "rollout": rollout_cli.parser(),
+    "signing-keys": signing_cli.parser(),
     **_revision_parsers(),
 }
 
 
 def test_every_command_in_the_usage_has_a_parser_here() -> None:
-    listed = re.findall(r"^  (\w+)\s{2,}", cli._USAGE, flags=re.MULTILINE)
+    listed = re.findall(r"^  ([\w-]+)\s{2,}", cli._USAGE, flags=re.MULTILINE)
     assert sorted(listed) == sorted(set(PARSERS) - {"sidecar"})
 
 

@@ -200,3 +200,37 @@ def test_the_sidecar_namespaces_flag_reaches_the_injection() -> None:
     assert injection_config(parse_config(["--sidecar-namespaces="])).sidecar_namespaces == ()
     flag = ["--sidecar-namespaces=default, team-a"]
     assert injection_config(parse_config(flag)).sidecar_namespaces == ("default", "team-a")
+
+
+def test_a_memory_backed_volume_is_sized_and_added_to_the_sidecars_limit() -> None:
+    from prompt_operator.admission import injection_config
+    from prompt_operator.config import parse_config
+
+    def volume_and_limit(argv: list[str]) -> tuple[dict[str, Any], str]:
+        out = injected(pod(), injection_config(parse_config(["--sidecar-image=x", *argv])))
+        assert out is not None
+        volume = next(v for v in out["spec"]["volumes"] if v["name"] == "prompts")
+        sidecar = out["spec"]["initContainers"][-1]
+        return volume["emptyDir"], sidecar["resources"]["limits"]["memory"]
+
+    assert volume_and_limit([]) == ({}, "64Mi")
+    assert volume_and_limit(["--prompt-volume-memory=32Mi"]) == (
+        {"medium": "Memory", "sizeLimit": "32Mi"},
+        "96Mi",
+    )
+    assert volume_and_limit(["--prompt-volume-memory=1Gi"])[1] == "1088Mi"
+    assert volume_and_limit(["--prompt-volume-memory=100Ki"]) == (
+        {"medium": "Memory", "sizeLimit": "100Ki"},
+        "65636Ki",
+    )
+
+
+@pytest.mark.parametrize("bad", ["32MB", "0Mi", "Mi", "-1Mi", "1.5Gi"])
+def test_a_volume_size_that_is_not_a_binary_quantity_is_refused(
+    bad: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from prompt_operator.config import parse_config
+
+    with pytest.raises(SystemExit):
+        parse_config([f"--prompt-volume-memory={bad}"])
+    assert "--prompt-volume-memory" in capsys.readouterr().err

@@ -51,6 +51,9 @@ class FakeApi:
     def __init__(self) -> None:
         self.objects: dict[str, dict[str, Any]] = {}
         self.gets: list[str] = []
+        self.cached_gets = 0
+        # What a watch cache that lags answers (None: it is up to date).
+        self.cache: dict[str, dict[str, Any]] | None = None
         self.lists = 0
         self.down = False
         self.gate = threading.Event()
@@ -59,14 +62,16 @@ class FakeApi:
     def put(self, cm: dict[str, Any]) -> None:
         self.objects[cm["metadata"]["name"]] = cm
 
-    def get_configmap(self, namespace: str, name: str) -> dict[str, Any]:
+    def get_configmap(self, namespace: str, name: str, *, cached: bool = False) -> dict[str, Any]:
         self.gate.wait(5)
         if self.down:
             raise ApiError("API server unreachable: connection refused")
         self.gets.append(name)
-        if name not in self.objects:
+        self.cached_gets += cached
+        source = self.cache if cached and self.cache is not None else self.objects
+        if name not in source:
             raise NotFound(name, 404)
-        return self.objects[name]
+        return source[name]
 
     def list_configmaps(
         self, namespace: str, label_selector: str, page_size: int = 50

@@ -74,14 +74,15 @@ def test_a_backlog_of_new_names_brings_the_resync_forward_only_when_allowed() ->
 
 def test_a_big_batch_goes_as_signals_whose_answers_fit_the_bound() -> None:
     pairs = [("p" * 253 if i % 2 else f"n{i}", "r" * 16) for i in range(3000)]
-    chunks = signals.signal_chunks(pairs)
-    assert [p for chunk in chunks for p in chunk] == pairs
-    for chunk in chunks:
-        assert len(chunk) <= signals.MAX_SIGNAL_PAIRS
-        worst = {name: "r" * signals.MAX_REVISION_LENGTH for name, _ in chunk}
+    bodies = signals.signal_bodies((n, signals.encode_entry(n, r)) for n, r in pairs)
+    assert [n for names, _ in bodies for n in names] == [n for n, _ in pairs]
+    for names, body in bodies:
+        assert len(names) <= signals.MAX_SIGNAL_PAIRS
+        assert len(body) <= signals.BODY_BUDGET
+        worst = dict.fromkeys(names, "r" * signals.MAX_REVISION_LENGTH)
         answer = signals.encode_signal_response("p" * 253, worst)
         assert len(answer) <= signals.MAX_ANSWER_BYTES
-        assert signals.parse_signal(signals.encode_signal(chunk)) == chunk
+        assert [n for n, _ in signals.parse_signal(body)] == names
 
 
 def test_a_signal_with_too_many_pairs_is_refused_before_parsing() -> None:

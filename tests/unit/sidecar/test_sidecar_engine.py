@@ -25,7 +25,15 @@ from prompt_contract.variants import choose_variant
 from prompt_contract.writer import PromptFiles
 from prompt_sidecar.config import ConfigError, parse_config
 from prompt_sidecar.kubeapi import ApiError, load_kubeconfig
-from prompt_sidecar.planning import Desired, newer, single_action, stale_names, use_list
+from prompt_sidecar.planning import (
+    Desired,
+    cache_first,
+    newer,
+    single_action,
+    stale_names,
+    trusted_from_cache,
+    use_list,
+)
 from prompt_sidecar.runtime import TokenBucket
 from prompt_sidecar.server import SidecarServer
 from prompt_sidecar.sync import Syncer
@@ -209,6 +217,28 @@ def test_single_read_decides_write_list_or_nothing() -> None:
     assert single_action("a", desired("a", "a", "r0", 1), served, {}, disk).kind == "write"
     # Another Prompt serves the key: only a full list may decide.
     assert single_action("c", desired("c", key="kb"), served, numbers, disk).kind == "list"
+
+
+def test_only_a_write_is_trusted_from_the_watch_cache() -> None:
+    served = {"a": ("a", "r2"), "b": ("kb", "r1")}
+    numbers = {"a": ("u1", 2), "b": ("u1", 1)}
+    disk = {"a": ("a", "r2"), "kb": ("b", "r1")}
+
+    def trusted(name: str, result: Desired | str | None) -> bool:
+        return trusted_from_cache(single_action(name, result, served, numbers, disk))
+
+    # A revision's data never changes: a cached copy that writes writes the right bytes.
+    assert trusted("a", desired("a", "a", "r3", 3))
+    assert trusted("zz", desired("zz", "zz", "r1", 1))
+    # Anything else may be the cache lagging, so etcd is asked before acting.
+    assert not trusted("a", None)  # just created, not yet in the cache
+    assert not trusted("zz", None)
+    assert not trusted("a", "not selected by this pod's prompts.dev/selector")  # relabelled
+    assert not trusted("a", desired("a", "a", "r1", 1))  # a rollback raised its number since
+    assert not trusted("c", desired("c", key="kb"))  # the key's holder may have moved on
+    # Only a served Prompt's revisions are read from the cache: a name never served
+    # (a forged one, or a first delivery) keeps its one read from etcd.
+    assert cache_first("a", served) and not cache_first("zz", served)
 
 
 def test_the_highest_revision_number_is_current() -> None:
@@ -510,7 +540,33 @@ def test_a_pruned_revision_never_drops_the_file_on_a_get_alone(
     api.put(configmap("p", "three", "r3"))
     assert syncer.signal([("p", "r2")]) == {"p": "r3"}
     assert read(tmp_path, "p") == b"three"
-    assert api.gets == [objects.configmap_name("p", "r2")] and api.lists == 2
+    # The watch cache's 404, then etcd's: only then the list.
+    assert api.gets == [objects.configmap_name("p", "r2")] * 2 and api.cached_gets == 1
+    assert api.lists == 2
+
+
+def test_a_cached_read_is_acted_on_only_when_it_writes(
+    api: FakeApi, make_syncer: Callable[..., Syncer], tmp_path: Path
+) -> None:
+    api.put(configmap("p", "one", "r1"))
+    syncer = make_syncer()
+    assert syncer.ready.wait(5)
+    api.put(configmap("p", "two", "r2"))
+    assert syncer.signal([("p", "r2")]) == {"p": "r2"}
+    assert (api.gets, api.cached_gets) == ([objects.configmap_name("p", "r2")], 1)
+    # A cache that lags: r3 is missing from it, so its 404 is read again from etcd.
+    api.cache = dict(api.objects)
+    api.put(configmap("p", "three", "r3"))
+    assert syncer.signal([("p", "r3")]) == {"p": "r3"}
+    assert read(tmp_path, "p") == b"three"
+    assert api.gets[1:] == [objects.configmap_name("p", "r3")] * 2 and api.cached_gets == 2
+    # A rollback to r1 raised its number; the cache still has the old one ("not newer").
+    api.put(configmap("p", "one", "r1", number=5))
+    assert syncer.signal([("p", "r1")]) == {"p": "r1"}
+    assert read(tmp_path, "p") == b"one" and api.lists == 1
+    # A name never served: one read, from etcd, as before.
+    assert syncer.signal([("zz", "r1")]) == {"zz": None}
+    assert api.gets[-1] == objects.configmap_name("zz", "r1") and api.cached_gets == 3
 
 
 def variant_configmap(name: str, revision: str, weights: dict[str, int]) -> dict[str, Any]:

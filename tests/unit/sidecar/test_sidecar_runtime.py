@@ -56,13 +56,13 @@ def test_pending_answers_a_ticket_only_when_all_it_named_is_read() -> None:
     pending.add("a", "r2", 2.0)  # the latest revision, the first arrival
     pending.add("b", "r1", 2.0)
     ticket = pending.ticket()
-    taken, answers = pending.take(("b",))
+    taken, _, answers = pending.take(("b",))
     assert taken == {"a": (1.0, "r2")} and pending.names == {"b": (2.0, "r1")}
     assert answers == 0  # b waits, so the signal is not answered yet
-    taken, answers = pending.take(())
+    taken, _, answers = pending.take(())
     assert answers == ticket
     pending.add("b", "r2", 3.0)
-    pending.put_back(taken)  # a failed read: newer signals keep their entry
+    pending.put_back(taken, {})  # a failed read: newer signals keep their entry
     assert pending.names == {"b": (3.0, "r2")}
     pending.finish(ticket)
     assert pending.done == ticket
