@@ -228,7 +228,7 @@ class MemoryApi:
         self._by_name = {cm["metadata"]["name"]: cm for cm in listed + later}
         self._first = listed  # what a list returns: the first revision of each
 
-    def get_configmap(self, namespace: str, name: str) -> dict[str, Any]:
+    def get_configmap(self, namespace: str, name: str, *, cached: bool = False) -> dict[str, Any]:
         from prompt_sidecar.kubeapi import NotFound
 
         found = self._by_name.get(name)
