@@ -23,12 +23,12 @@ stops with one warning (a sidecar stamps names from any signal it gets).
 from __future__ import annotations
 
 import errno
-import json
 import logging
 import os
 import stat
 import threading
 import time
+from json.encoder import encode_basestring_ascii as _quote
 
 # The hops of one edit, in order. "accepted" and "read" are stamped by the
 # bench (the API call returned; a reader outside our code saw the new bytes).
@@ -107,9 +107,11 @@ def mark(hop: str, prompt: str, revision: str = "", pod: str = "") -> None:
     global _fd, _room
     if _fd is None:
         return
-    at = time.time()
-    line = {"hop": hop, "at": round(at, 6), "prompt": prompt, "revision": revision, "pod": pod}
-    data = (json.dumps(line, separators=(",", ":")) + "\n").encode()
+    # The line formatted here: json.dumps of a dict costs a hop five times as much.
+    data = (
+        f'{{"hop":{_quote(hop)},"at":{time.time():.6f},"prompt":{_quote(prompt)},'
+        f'"revision":{_quote(revision)},"pod":{_quote(pod)}}}\n'
+    ).encode()
     with _lock:
         if _fd is None:
             return

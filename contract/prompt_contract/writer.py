@@ -95,12 +95,8 @@ def _checked_key(key: str) -> str:
     return key
 
 
-def _checked_meta(meta: PromptMeta, data: bytes) -> str:
-    """``meta``'s key, once it can name a file and ``meta`` describes ``data``."""
-    key = _checked_key(meta.key)
-    if meta.sha256 != text_sha256(data):
-        raise ValueError(f"prompt key {key!r}: metadata sha256 does not match the text")
-    return key
+# Keys a writer remembers as checked (see ``PromptFiles._checked_meta``), at most.
+MAX_CHECKED_KEYS = 4096
 
 
 class PromptFiles:
@@ -112,6 +108,25 @@ class PromptFiles:
             raise ValueError(f"bad file extension {ext!r}: {problem}")
         self.directory = os.path.abspath(directory)
         self.ext = ext
+        # Paths for error messages, joined once rather than on every write.
+        self._hidden_shown = os.path.join(self.directory, HIDDEN_DIR)
+        self._meta_shown = os.path.join(self._hidden_shown, "meta")
+        # Keys already checked: the key rules cost an edit more than its hash, and a
+        # sidecar writes the same keys over and over (strings it holds anyway; a bad
+        # key is never remembered, so it is refused every time).
+        self._checked: set[str] = set()
+
+    def _checked_meta(self, meta: PromptMeta, data: bytes) -> str:
+        """``meta``'s key, once it can name a file and ``meta`` describes ``data``."""
+        key = meta.key
+        if key not in self._checked:
+            _checked_key(key)
+            if len(self._checked) >= MAX_CHECKED_KEYS:
+                self._checked.clear()
+            self._checked.add(key)
+        if meta.sha256 != text_sha256(data):
+            raise ValueError(f"prompt key {key!r}: metadata sha256 does not match the text")
+        return key
 
     # -- directory handling --------------------------------------------------------
 
@@ -142,9 +157,8 @@ class PromptFiles:
             os.chmod(self.directory, DIR_MODE)  # mkdir's mode is cut by the umask
             fds.append(os.open(self.directory, flags))
         fds.append(dirfd.real_subdir(fds[0], HIDDEN_DIR, self.directory))
-        shown = os.path.join(self.directory, HIDDEN_DIR)
-        fds.append(dirfd.real_subdir(fds[1], "meta", shown))
-        fds.append(dirfd.real_subdir(fds[1], "staging", shown))
+        fds.append(dirfd.real_subdir(fds[1], "meta", self._hidden_shown))
+        fds.append(dirfd.real_subdir(fds[1], "staging", self._hidden_shown))
 
     # -- writes --------------------------------------------------------------------
 
@@ -156,13 +170,16 @@ class PromptFiles:
         ``FileWriteError`` (previous text and metadata intact) when the disk is
         full or anything else fails.
         """
-        key = _checked_meta(meta, data)
+        key = self._checked_meta(meta, data)
         name = key + file_ext(self.ext, meta.form)
         meta_name = key + META_SUFFIX
         with self._dirs() as (target, meta_dir, staging):
             old_meta = dirfd.read_file(meta_dir, meta_name)
             if (
                 old_meta is not None
+                # An edit changes the text's hash: then the stored metadata is not
+                # parsed only to find it differs (its JSON holds the hash as is).
+                and meta.sha256.encode() in old_meta
                 and _same(old_meta, meta)
                 and dirfd.has(target, name, data)
                 and not self._other_exists(target, key, name)
@@ -178,7 +195,7 @@ class PromptFiles:
         Raises ``ValueError`` like ``write`` and ``FileWriteError`` (nothing left
         behind) when the disk is full.
         """
-        _checked_meta(meta, data)
+        self._checked_meta(meta, data)
         with self._dirs() as (_, _, staging):
             return self._stage(staging, meta, data)
 
@@ -204,9 +221,9 @@ class PromptFiles:
     def _stage(self, staging: int, meta: PromptMeta, data: bytes) -> Staged:
         meta_name = meta.key + META_SUFFIX
         name = meta.key + file_ext(self.ext, meta.form)
-        meta_tmp = dirfd.stage(staging, meta.to_json(), self._shown(HIDDEN_DIR, "meta", meta_name))
+        meta_tmp = dirfd.stage(staging, meta.to_json(), f"{self._meta_shown}/{meta_name}")
         try:
-            text_tmp = dirfd.stage(staging, data, self._shown(name))
+            text_tmp = dirfd.stage(staging, data, f"{self.directory}/{name}")
         except BaseException:
             dirfd.discard(staging, meta_tmp)
             raise
@@ -217,9 +234,7 @@ class PromptFiles:
     ) -> None:
         meta_name = staged.key + META_SUFFIX
         try:
-            dirfd.rename(
-                staging, staged.meta_tmp, meta_dir, meta_name, self._shown(HIDDEN_DIR, "meta")
-            )
+            dirfd.rename(staging, staged.meta_tmp, meta_dir, meta_name, self._meta_shown)
         except BaseException:
             dirfd.discard(staging, staged.meta_tmp, staged.text_tmp)
             raise

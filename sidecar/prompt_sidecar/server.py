@@ -21,13 +21,16 @@ import http.client
 import ipaddress
 import json
 import logging
+import math
 import socket
 import threading
 import time
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prompt_contract import hops, signals
 
+from .headers import http_version, parse_header_block, read_header_block
 from .sync import Syncer
 
 TYPE_CHECKING = False  # typing costs every pod 0.4 MiB; annotations here are strings (PEP 563)
@@ -63,19 +66,26 @@ class Deadlines:
     """Shuts a connection's socket when its request runs past its deadline.
 
     One thread for every connection: a per-read socket timeout lets a client
-    that sends a byte now and then hold its slot for ever; this does not.
+    that sends a byte now and then hold its slot for ever; this does not. The
+    thread sleeps until the nearest deadline and is woken only for an earlier
+    one: every request re-arms its connection's deadline later than the one the
+    thread sleeps for, so a signal costs no wake-up here (one cost every signal
+    a thread switch before).
     """
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._due: dict[int, tuple[float, socket.socket]] = {}
+        self._wake_at = math.inf  # when the thread wakes by itself (inf: only when notified)
         self._thread = threading.Thread(target=self._run, name="deadlines", daemon=True)
         self._thread.start()
 
     def arm(self, sock: socket.socket, seconds: float) -> None:
+        at = time.monotonic() + seconds
         with self._cond:
-            self._due[id(sock)] = (time.monotonic() + seconds, sock)
-            self._cond.notify()
+            self._due[id(sock)] = (at, sock)
+            if at < self._wake_at:
+                self._cond.notify()
 
     def disarm(self, sock: socket.socket) -> None:
         with self._cond:
@@ -87,9 +97,11 @@ class Deadlines:
                 now = time.monotonic()
                 expired = [k for k, (at, _) in self._due.items() if at <= now]
                 late = [self._due.pop(k)[1] for k in expired]
-                nearest = min((at for at, _ in self._due.values()), default=now + 1.0)
                 if not late:
-                    self._cond.wait(max(0.01, nearest - now))
+                    self._wake_at = min((at for at, _ in self._due.values()), default=math.inf)
+                    timeout = None if self._wake_at == math.inf else max(0.01, self._wake_at - now)
+                    self._cond.wait(timeout)
+                    self._wake_at = -math.inf  # awake: the loop looks at every deadline again
             for sock in late:
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)  # the handler's read or write ends at once
@@ -191,6 +203,11 @@ class _Handler(BaseHTTPRequestHandler):
     error_message_format = '{"error": "%(code)d %(message)s"}\n'
 
     rfile: Any  # a HeaderBudget over the socket's reader
+    raw_requestline: bytes  # set by http.server before parse_request
+    # Answers are written through a buffer that http.server flushes once the
+    # request is handled: status line, headers and body leave in one send.
+    wbufsize = 64 * 1024
+    _date: tuple[int, str] = (0, "")  # the Date header of the current second
 
     def setup(self) -> None:
         super().setup()
@@ -203,6 +220,89 @@ class _Handler(BaseHTTPRequestHandler):
             super().handle_one_request()
         finally:
             self.server.deadlines.disarm(self.connection)
+
+    def parse_request(self) -> bool:
+        """http.server's, with the header block parsed by ``headers`` rather than
+        the email package (see there). What the request line and headers decide
+        (errors, keep-alive, ``Expect: 100-continue``) is decided as http.server does."""
+        if not self._parse_request_line():
+            return False
+        try:
+            self.headers = parse_header_block(read_header_block(self.rfile.readline))
+        except http.client.LineTooLong as err:
+            self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Line too long", str(err))
+            return False
+        except http.client.HTTPException as err:
+            self.send_error(
+                HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Too many headers", str(err)
+            )
+            return False
+        connection = (self.headers.get("Connection") or "").lower()
+        if connection == "close":
+            self.close_connection = True
+        elif connection == "keep-alive" and self.protocol_version >= "HTTP/1.1":
+            self.close_connection = False
+        expect = (self.headers.get("Expect") or "").lower()
+        if (
+            expect == "100-continue"
+            and self.protocol_version >= "HTTP/1.1"
+            and self.request_version >= "HTTP/1.1"
+        ):
+            return self.handle_expect_100()
+        return True
+
+    def _parse_request_line(self) -> bool:
+        """The request line's part of http.server's ``parse_request`` (Python 3.11-3.13)."""
+        self.command = None  # type: ignore[assignment]  # set in case of error on the first line
+        self.request_version = version = self.default_request_version
+        self.close_connection = True
+        self.requestline = requestline = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
+        words = requestline.split()
+        if not words:
+            return False
+        if len(words) >= 3:  # enough to know the protocol version
+            version = words[-1]
+            number = http_version(version)
+            if number is None:
+                self.send_error(HTTPStatus.BAD_REQUEST, f"Bad request version ({version!r})")
+                return False
+            if number >= (1, 1) and self.protocol_version >= "HTTP/1.1":
+                self.close_connection = False
+            if number >= (2, 0):
+                self.send_error(
+                    HTTPStatus.HTTP_VERSION_NOT_SUPPORTED,
+                    f"Invalid HTTP version ({version.split('/', 1)[1]})",
+                )
+                return False
+            self.request_version = version
+        if not 2 <= len(words) <= 3:
+            self.send_error(HTTPStatus.BAD_REQUEST, f"Bad request syntax ({requestline!r})")
+            return False
+        command, path = words[:2]
+        if len(words) == 2:
+            self.close_connection = True
+            if command != "GET":
+                self.send_error(HTTPStatus.BAD_REQUEST, f"Bad HTTP/0.9 request type ({command!r})")
+                return False
+        self.command, self.path = command, path
+        if self.path.startswith("//"):  # gh-87389: never an absolute URI without scheme
+            self.path = "/" + self.path.lstrip("/")
+        return True
+
+    def handle_expect_100(self) -> bool:
+        ok = super().handle_expect_100()
+        self.wfile.flush()  # the client waits for it before it sends the body
+        return ok
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        if timestamp is not None:
+            return super().date_time_string(timestamp)
+        now = int(time.time())
+        second, text = _Handler._date
+        if second != now:
+            text = super().date_time_string(now)
+            _Handler._date = (now, text)
+        return text
 
     def log_message(self, format: str, *args: Any) -> None:
         logger.debug("%s " + format, self.client_address[0], *args)

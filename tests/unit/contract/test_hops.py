@@ -117,3 +117,14 @@ def test_the_cap_counts_what_the_file_already_holds(tmp_path: Path) -> None:
     hops.enable(str(trace), max_bytes=1000)
     hops.mark(hops.RECEIVED, "ns/p", "r", "pod")
     assert trace.stat().st_size == 990
+
+
+def test_a_line_stays_json_whatever_the_names_hold(tmp_path: Path) -> None:
+    trace = tmp_path / "hops.jsonl"
+    hops.enable(str(trace))
+    odd = 'ns/"quoted"\\back\nslash-ünï'
+    hops.mark(hops.RECEIVED, odd, "r:1.2", 'pod "x"')
+    [line] = trace.read_text(encoding="ascii").splitlines()
+    entry = json.loads(line)
+    assert (entry["prompt"], entry["revision"], entry["pod"]) == (odd, "r:1.2", 'pod "x"')
+    assert isinstance(entry["at"], float) and entry["at"] > 1_600_000_000  # seconds since 1970
