@@ -350,7 +350,22 @@ def test_a_deleted_prompts_signed_revision_is_not_written_again(
     assert app.file("p") is None
     reads = scene.audit.reads()
     assert reads == [("get", "prompt-p-r2", False, 404)], reads
-    observed("not written: one GET of the revision (404), the file stays removed")
+    # A pod started after the deletion has no tombstone: a verified revision of a
+    # Prompt it does not serve is still only a hint (the first replay also teaches
+    # it the key, the second is verified).
+    fresh = sidecars("fresh")
+    fresh_audit = Audit(scene.audit.log, scene.api, scene.namespace)
+    fresh_audit.mark()
+    for _ in range(2):
+        assert scene.signal(fresh, captured)["p"] is None
+        assert fresh.file("p") is None
+    fresh_reads = [r for r in fresh_audit.reads() if r[1] != signing.KEYS_CONFIGMAP]
+    assert fresh_reads == [("get", "prompt-p-r2", False, 404)] * 2, fresh_reads
+    observed(
+        "not written: one GET of the revision (404), the file stays removed; a pod started "
+        "after the deletion, replayed to twice (the key learned after the first): not "
+        "written, one GET (404) each"
+    )
 
 
 @pytest.mark.reliability(

@@ -230,3 +230,21 @@ def test_a_deleted_prompts_signed_revision_is_not_written_again(
     assert post(srv, captured)["p"] is None  # replayed: read, found gone, not written
     assert not (tmp_path / "prompts" / "p.txt").exists()
     assert api.gets[gets:] == ["prompt-p-r1"]
+
+
+def test_a_pod_without_the_tombstone_reads_a_verified_revision_it_does_not_serve(
+    api: FakeApi,
+    sidecar: Callable[[], tuple[SidecarServer, Syncer]],
+    key: OperatorKey,
+    tmp_path: Path,
+) -> None:
+    """A pod started after its Prompt was deleted: a genuine entry proves only that
+    the revision existed; it is read (404) and not written."""
+    api.put(keys_configmap(NS, key.public))
+    captured = key.entry(revision_configmap(NS, "p", 1))  # p deleted since
+    srv, syncer = sidecar()
+    for _ in range(2):  # the first teaches the key, the second is verified
+        assert post(srv, captured)["p"] is None
+    assert not (tmp_path / "prompts" / "p.txt").exists()
+    assert api.gets == [signing.KEYS_CONFIGMAP, "prompt-p-r1", "prompt-p-r1"]
+    assert syncer.keys.kids == [key.kid]
