@@ -13,6 +13,7 @@ from prompt_cluster.testing import (
     OperatorProcess,
     audit_line_count,
     kubectl,
+    kubectl_json,
     service_account_kubeconfig,
     wait_for,
 )
@@ -69,7 +70,15 @@ def start_operator(kubeconfig: Path, work: Path, *args: str) -> OperatorProcess:
     """The CRDs in place, then the operator running as its own service account
     (``args``: extra flags), its log in ``work``."""
     kubectl(kubeconfig, "apply", "--server-side", "-f", str(REPO / "crds"))
-    kubectl(kubeconfig, "wait", "--for=condition=Established", "crd/prompts.prompts.dev")
+
+    def established() -> bool:
+        # Not `kubectl wait`: right after the apply the CRD may have no
+        # conditions yet, which kubectl takes for an error.
+        crd = kubectl_json(kubeconfig, "get", "crd", "prompts.prompts.dev")
+        conditions = (crd.get("status") or {}).get("conditions") or []
+        return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
+
+    wait_for(established, timeout=60, message="the Prompt CRD Established")
     operator_kc = service_account_kubeconfig(
         kubeconfig,
         "prompt-system",

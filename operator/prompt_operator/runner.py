@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import resource
 import sys
 import threading
 from collections.abc import Sequence
@@ -54,6 +55,20 @@ def _credentials_found() -> bool:
     return True
 
 
+def _raise_open_files_limit() -> None:
+    """Soft open-files limit up to the hard one, as Go programs do at start.
+
+    The signal transport keeps an idle connection to each pod it signals (at
+    most half the soft limit): container runtimes often set a soft limit of
+    1,024 under a hard one of a million, which would cap it at 512 pods."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError) as exc:  # some sandboxes refuse; the default stays
+            logging.getLogger(__name__).info("open-files limit stays at %d: %s", soft, exc)
+
+
 def run(argv: Sequence[str] | None = None) -> int:
     config = parse_config(argv)
     if config.kubeconfig:
@@ -69,6 +84,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         from . import admission  # noqa: F401  (registers the webhooks)
 
     _configure_logging(config)
+    _raise_open_files_limit()
     try:
         hops.enable(config.trace_file)
     except hops.TraceFileError as exc:

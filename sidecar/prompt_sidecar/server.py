@@ -293,6 +293,12 @@ class _Handler(BaseHTTPRequestHandler):
             # and the operator would take the pod for gone rather than starting.)
             self._send(503, b'{"error":"initial sync in progress"}', **{"Retry-After": "1"})
             return
+        self._signal(body)
+
+    def _signal(self, body: bytes) -> None:
+        """Answer a signal's body: what is served once its revisions are read or
+        (signed and verified) written, within SIGNAL_WAIT."""
+        syncer = self.server.syncer
         try:
             # At most MAX_SIGNAL_PAIRS, counted before parsing.
             pairs, carried = signals.parse_signal_carrying(body)
