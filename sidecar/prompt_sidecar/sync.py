@@ -158,9 +158,25 @@ class Syncer:
         with self._loop.cond:  # the disk's lock: what is served and pending, at once
             new = admitted(pairs, self._disk.served, self._loop.pending.names, MAX_PENDING_NEW)
             if new is not None:
-                self._loop.submit(new, arrived, arrived + wait, vouched)
+                trusted = {n: cm for n, cm in (vouched or {}).items() if self._may_take(n, cm)}
+                self._loop.submit(new, arrived, arrived + wait, trusted)
             served = self._disk.served
             return {name: served.get(name, ("", None))[1] for name, _ in pairs}
+
+    def _may_take(self, name: str, configmap: dict[str, Any]) -> bool:
+        """Whether a verified revision may be written without a read. A signature
+        proves the revision existed, not that it still does: for a Prompt this pod
+        does not serve (deleted before it started or restarted, so no tombstone
+        here) or whose file a list removed, only the API server tells deleted from
+        new, so the entry is a hint, read within the rate limit like any other."""
+        if name not in self._disk.served:
+            return False
+        labels = (configmap.get("metadata") or {}).get("labels") or {}
+        uid, number = self._removed_numbers.get(name, ("", 0))
+        return not (
+            labels.get(objects.PROMPT_UID_LABEL) == uid
+            and objects.revision_number_of(configmap) <= number
+        )
 
     # -- the loop ---------------------------------------------------------------------
 
