@@ -607,6 +607,14 @@ def test_a_namespaced_operators_cluster_role_reads_crds_and_namespaces_only(
     assert len(roles) == len(WATCHED)
 
 
+def signing_secret(kubeconfig: Path, namespace: str) -> str:
+    """The signing keys' Secret the chart's Role in ``namespace`` grants (it is
+    named after the Secret)."""
+    roles = kubectl(kubeconfig, "get", "roles", "-n", namespace, "-o", "name").stdout.split()
+    (role,) = [r for r in roles if r.endswith("-signing-keys")]
+    return role.rsplit("/", 1)[1]
+
+
 def test_an_operator_watching_some_namespaces_works_with_those_rights(
     installed: Path, scoped: str, tmp_path: Path
 ) -> None:
@@ -621,8 +629,10 @@ def test_an_operator_watching_some_namespaces_works_with_those_rights(
         token_kubeconfig(installed, SCOPED_NS, account, tmp_path / "scoped.kubeconfig"),
         tmp_path / "operator.log",
         *(f"--namespace={ns}" for ns in WATCHED),
-        # In a pod, POD_NAMESPACE: the signing keys' Secret is the release's.
+        # As the chart runs it: the Lease and the signing keys' Secret are in the
+        # release's namespace (POD_NAMESPACE in a pod), under the chart's name.
         f"--leader-election-namespace={SCOPED_NS}",
+        f"--signing-secret={signing_secret(installed, SCOPED_NS)}",
     )
     operator.start()
     try:
