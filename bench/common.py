@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -102,4 +104,27 @@ def settle(audit: Path, timeout: float = 60) -> int:
         last[0] = now
         return None
 
-    return int(wait_for(stable, timeout=timeout, interval=0.5, message="a quiet audit log"))
+    try:
+        return int(wait_for(stable, timeout=timeout, interval=0.5, message="a quiet audit log"))
+    except Exception:
+        now = datetime.now(UTC).isoformat()
+        print(f"  the audit log still grows at {now}: {audit_tail(audit)}", flush=True)
+        raise
+
+
+def audit_tail(log: Path, lines: int = 2000) -> str:
+    """Who made the last ``lines`` requests, and how old the newest is: says
+    whether a component is still busy or the audit writer lags behind."""
+    with open(log, encoding="utf-8") as handle:
+        tail = handle.readlines()[-lines:]
+    kinds: Counter[str] = Counter()
+    newest = ""
+    for line in tail:
+        event = json.loads(line)
+        ref = event.get("objectRef") or {}
+        user = event.get("user", {}).get("username", "?").rsplit(":", 1)[-1]
+        resource = "/".join(filter(None, (ref.get("resource"), ref.get("subresource"))))
+        kinds[f"{user} {event.get('verb')} {resource}"] += 1
+        newest = max(newest, event.get("requestReceivedTimestamp", ""))
+    top = ", ".join(f"{kind} x{count}" for kind, count in kinds.most_common(6))
+    return f"last {len(tail)} events: {top}; newest received at {newest}"
