@@ -12,6 +12,7 @@ is a hint and the sidecar reads the ConfigMap as before.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -22,9 +23,10 @@ from prompt_contract import objects, signals, signing
 
 logger = logging.getLogger(__name__)
 
-# Revisions remembered per Prompt: the current one and the few a rollout or a
-# rollback may still signal; older ones are signalled as hints.
-KEPT_PER_PROMPT = 4
+# Revisions remembered per Prompt: the current one and the one before, which a
+# signal already queued may still name. A rollback or a rollout step relabels or
+# writes its revision, which reports it again; anything older goes as a hint.
+KEPT_PER_PROMPT = 2
 
 
 class SigningKeys(Protocol):
@@ -42,9 +44,10 @@ class SigningKeys(Protocol):
 
 @dataclass
 class _Held:
-    number: int
+    # Only what signing needs, not the ConfigMap: with a thousand Prompts the
+    # parsed objects would cost the operator megabytes for nothing.
+    claims: signing.Claims  # kid and expiry are filled in when it is signed
     content: bytes | None  # None: larger than a signal carries
-    configmap: Mapping[str, Any]
     entry: bytes = b""  # the signed entry, once made
     kid: str = ""
     signed_at: float = 0.0
@@ -66,14 +69,18 @@ class SignedRevisions:
         if not (isinstance(prompt, str) and isinstance(revision, str) and namespace):
             return
         content = signing.content_bytes(configmap)
+        claims = signing.claims_for(configmap, content, kid="", now=0)
+        if claims is None:
+            logger.warning(
+                "revision %s of Prompt %s is not signable; sent as hints", revision, prompt
+            )
+            return
         held = self._held.setdefault((str(namespace), prompt), {})
         held[revision] = _Held(
-            objects.revision_number_of(configmap),
-            content if len(content) <= signing.MAX_CARRIED_BYTES else None,
-            signing.carried_configmap(configmap),
+            claims, content if len(content) <= signing.MAX_CARRIED_BYTES else None
         )
         while len(held) > KEPT_PER_PROMPT:
-            del held[min(held, key=lambda rev: held[rev].number)]
+            del held[min(held, key=lambda rev: held[rev].claims.number)]
 
     def forget(self, namespace: str, prompt: str) -> None:
         self._held.pop((namespace, prompt), None)
@@ -103,10 +110,7 @@ def _signed_entry(
     held: _Held, prompt: str, revision: str, kid: str, sign: Callable[[bytes], bytes], now: float
 ) -> bytes | None:
     assert held.content is not None
-    claims = signing.claims_for(held.configmap, held.content, kid, now)
-    if claims is None:
-        logger.warning("revision %s of Prompt %s is not signable; sent as a hint", revision, prompt)
-        return None
+    claims = dataclasses.replace(held.claims, kid=kid, expires=int(now) + signing.VALIDITY_SECONDS)
     try:
         signature = sign(signing.signed_message(claims.encode()))
     except LookupError:  # the key retired meanwhile

@@ -205,8 +205,18 @@ class Signals:
         started = time.monotonic()
         served: dict[str, str | None] = {}
         # A sidecar takes at most MAX_SIGNAL_PAIRS pairs a signal: more go as several.
+        # It writes a signed revision only of a Prompt it already serves (anything
+        # else it reads), so only those carry the text: a new pod's first signal
+        # names every Prompt it uses, and carrying them all would cost the
+        # operator megabytes and the pod a verification each, for nothing.
+        serves = self._served.get((pod.namespace, pod.name), {})
         entries = (
-            (name, self.revisions.entry(pod.namespace, name, revision))
+            (
+                name,
+                self.revisions.entry(pod.namespace, name, revision)
+                if serves.get(name)
+                else signals.encode_entry(name, revision),
+            )
             for name, revision in batch.items()
         )
         for names, body in signals.signal_bodies(entries):
