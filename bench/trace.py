@@ -4,9 +4,9 @@ and a table of the median time each hop took.
 An edit is one Prompt changed at ``accepted`` (the API call returned); the
 bench waits for every pod to show it before the next edit, so the stamps for
 that Prompt between this edit and the next belong to it. Per pod the chain is
-accepted -> seen -> applied -> signalled -> received -> fetched -> renamed ->
-read; a watch-based sidecar's is accepted -> seen -> applied -> received
-(its watch event) -> renamed -> read.
+accepted -> seen -> applied -> signalled -> received -> verified (a signed
+revision) or fetched (a GET) -> renamed -> read; a watch-based sidecar's is
+accepted -> seen -> applied -> received (its watch event) -> renamed -> read.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ import hashlib
 import json
 import os
 import stat
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 from .calls import CALL_EXT, CALL_FORM
 
@@ -107,7 +107,9 @@ class PromptMeta:
     form: str | None = None
 
     def to_json(self) -> bytes:
-        data = asdict(self)
+        # A shallow copy, not ``asdict``: its deep copy was a fifth of the
+        # sidecar's decisions per write, and json.dumps copies nothing anyway.
+        data = dict(vars(self))
         data["variables"] = list(self.variables)
         if self.form is None:
             del data["form"]

@@ -37,10 +37,11 @@ SEEN = "seen"  # the operator's handler got the Prompt's watch event
 APPLIED = "applied"  # the revision's ConfigMap write returned
 SIGNALLED = "signalled"  # the signal to one pod is about to be sent
 RECEIVED = "received"  # the sidecar parsed that signal
-FETCHED = "fetched"  # the sidecar's GET of the ConfigMap returned
+VERIFIED = "verified"  # the sidecar checked the signed revision the signal carried
+FETCHED = "fetched"  # the sidecar's GET of the ConfigMap returned (a signal it could not verify)
 RENAMED = "renamed"  # the new file is in place under its name
 READ = "read"
-HOPS = (ACCEPTED, SEEN, APPLIED, SIGNALLED, RECEIVED, FETCHED, RENAMED, READ)
+HOPS = (ACCEPTED, SEEN, APPLIED, SIGNALLED, RECEIVED, VERIFIED, FETCHED, RENAMED, READ)
 
 # A batch that names more Prompts than this (a restart's catch-up) is not an
 # edit: stamping each of its names would only slow the catch-up down.

@@ -33,6 +33,11 @@ def key_problem(key: str) -> str | None:
         return "the key contains a NUL character"
     if key.startswith("."):
         return "the key starts with '.'; hidden names are reserved for metadata"
+    if key.isascii() and key.isprintable():
+        # Nearly every key, on every write: printable ASCII has no control or
+        # invisible character, is NFC and mixes no scripts, so the rules below
+        # have nothing to find (they cost the sidecar 11 µs a call).
+        return None
     if any(unicodedata.category(ch) == "Cc" for ch in key):
         return "the key contains a control character"
     invisible = next((ch for ch in key if unicodedata.category(ch) == "Cf"), None)

@@ -415,6 +415,11 @@ class _Handler(BaseHTTPRequestHandler):
             if refused:
                 syncer.metrics.inc("signed_refused_total", len(refused))
                 logger.debug("signed entries read as hints: %s", sorted(set(refused.values())))
+            if hops.enabled() and len(vouched) <= hops.MAX_NAMES_STAMPED:
+                signalled = dict(pairs)
+                for name in vouched:
+                    where = f"{syncer.namespace}/{name}"
+                    hops.mark(hops.VERIFIED, where, signalled[name], self.server.pod)
         served = syncer.signal(pairs, wait=SIGNAL_WAIT, vouched=vouched)
         self._send(200, signals.encode_signal_response(self.server.pod, served))
 
