@@ -250,8 +250,46 @@ def micro_api(prompts: int, edits: int) -> MemoryApi:
     names = [f"p{i}" for i in range(prompts)]
     return MemoryApi(
         [configmap(name, -1, 1) for name in names],
-        [configmap(edited(names, n), n, n + 2) for n in range(edits)],
+        [configmap(edited(names, n), n, n + 2) for n in range(edits)] + [keys_configmap()],
     )
+
+
+# ``--signed``: the operator's signature on every edit, with a key both sides derive.
+SIGNING_SEED = bytes(range(32))
+
+
+def keys_configmap() -> dict[str, Any]:
+    """The namespace's keys ConfigMap, publishing ``SIGNING_SEED``'s public key."""
+    from nacl.signing import SigningKey
+
+    from prompt_contract import signing
+
+    public = bytes(SigningKey(SIGNING_SEED).verify_key)
+    key = signing.PublicKey(signing.key_id(public), public)
+    return {
+        "metadata": {
+            "name": signing.KEYS_CONFIGMAP,
+            "namespace": NS,
+            "labels": {objects.MANAGED_BY_LABEL: objects.MANAGED_BY_VALUE, signing.KEYS_LABEL: "1"},
+        },
+        "data": signing.keys_data([key]),
+    }
+
+
+def signed_body(name: str, n: int) -> bytes:
+    """The body of the operator's signal for edit ``n``, the revision signed and carried."""
+    from nacl.signing import SigningKey
+
+    from prompt_contract import signing
+
+    key = SigningKey(SIGNING_SEED)
+    cm = configmap(name, n, n + 2)
+    content = signing.content_bytes(cm)
+    claims = signing.claims_for(cm, content, signing.key_id(bytes(key.verify_key)), time.time())
+    assert claims is not None
+    signature = key.sign(signing.signed_message(claims.encode())).signature
+    carried = signing.carry(claims, signature, content)
+    return signals.join_entries([signals.encode_entry(name, revision_of(name, n), carried)])
 
 
 def micro_sidecar(args: argparse.Namespace) -> int:
@@ -357,7 +395,7 @@ def micro(args: argparse.Namespace) -> list[Figure]:
             for n in range(r * args.edits, (r + 1) * args.edits):
                 order = conns if n % 2 == 0 else conns[::-1]  # neither always goes first
                 for conn in order:
-                    signal_edit(conn, names, n)
+                    signal_edit(conn, names, n, args.signed)
                 time.sleep(args.gap)
             for spent, pid, at in zip(rounds, pids, before, strict=True):
                 spent.append((cpu_seconds(pid) - at) * 1000 / args.edits)
@@ -368,7 +406,8 @@ def micro(args: argparse.Namespace) -> list[Figure]:
         for child in children:
             child.terminate()
             child.wait(30)
-    figures = [Figure("ours, without the GET (micro)", args.edits, rounds[0], idle[0])]
+    what = "signed signals" if args.signed else "hints, the GET from memory"
+    figures = [Figure(f"ours, micro ({what})", args.edits, rounds[0], idle[0])]
     if args.against:
         figures.append(Figure(f"sidecar of {args.against}", args.edits, rounds[1], idle[1]))
     if args.profile:
@@ -376,11 +415,13 @@ def micro(args: argparse.Namespace) -> list[Figure]:
     return figures
 
 
-def signal_edit(conn: http.client.HTTPConnection, names: list[str], n: int) -> None:
+def signal_edit(
+    conn: http.client.HTTPConnection, names: list[str], n: int, signed: bool = False
+) -> None:
     """Send the operator's signal for edit ``n``; return once the sidecar serves it."""
     name = edited(names, n)
     revision = revision_of(name, n)
-    body = signals.encode_signal([(name, revision)])
+    body = signed_body(name, n) if signed else signals.encode_signal([(name, revision)])
     conn.request("POST", signals.SIGNAL_PATH, body, {"Content-Type": "application/json"})
     answer = signals.parse_signal_response(conn.getresponse().read())
     if answer.get(name) != revision:
@@ -552,6 +593,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--idle", type=float, default=5.0, help="seconds of idle CPU measured")
     parser.add_argument("--micro", action="store_true", help="no cluster: ConfigMaps in memory")
     parser.add_argument("--profile", action="store_true", help="cProfile our sidecar")
+    parser.add_argument(
+        "--signed", action="store_true", help="micro: signed signals, written without a GET"
+    )
     parser.add_argument(
         "--against",
         metavar="CHECKOUT",

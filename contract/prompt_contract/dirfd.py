@@ -67,6 +67,13 @@ def stage(staging: int, data: bytes, shown: str) -> str:
         raise error("stage", shown, exc) from exc
     try:
         os.fchmod(fd, FILE_MODE)  # not subject to the umask
+        if data:
+            # Blocks allocated now, not delayed: ext4 renaming a file with delayed
+            # blocks over an old one writes it out at once, in this process
+            # (auto_da_alloc), which cost a replace about 40% more CPU and three
+            # times the wall time on the critical path. A disk that is full
+            # fails here, before anything is written.
+            os.posix_fallocate(fd, 0, len(data))
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]

@@ -94,6 +94,10 @@ class Pending:
         if self.names.get(name, (0.0, None))[1] == revision:
             del self.names[name]
 
+    def busy(self, names: Iterable[str]) -> bool:
+        """Whether any of ``names`` waits for a cycle already."""
+        return any(n in self.names or n in self.carried for n in names)
+
     def ticket(self) -> int:
         self.requested += 1
         return self.requested

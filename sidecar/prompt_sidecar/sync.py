@@ -110,6 +110,10 @@ class Syncer:
         )
         self.keys = KeyRing(namespace)
         self._removed_numbers: dict[str, tuple[str, int]] = {}
+        # Held by whoever changes the directory: this thread for a cycle, or a
+        # server thread writing a signed revision (``signal``). Taken before the
+        # disk's lock, never while holding it.
+        self._writing = threading.Lock()
 
     # -- public ---------------------------------------------------------------------
 
@@ -152,16 +156,61 @@ class Syncer:
         vouched: Mapping[str, dict[str, Any]] | None = None,
     ) -> dict[str, str | None]:
         """Note signalled revisions; wait (bounded) until they are read (or, for
-        those ``vouched`` for by a signature, written); say what is served."""
+        those ``vouched`` for by a signature, written); say what is served.
+
+        A signal whose stale revisions are all vouched for is written here, on
+        the calling thread, when no cycle is changing the directory: that saves
+        the hand-off to the syncer's thread and back, about a tenth of a signed
+        edit's CPU. Anything it cannot finish goes to the syncer as before."""
         pairs = list(pairs)
         arrived = time.monotonic()
         with self._loop.cond:  # the disk's lock: what is served and pending, at once
             new = admitted(pairs, self._disk.served, self._loop.pending.names, MAX_PENDING_NEW)
-            if new is not None:
-                trusted = {n: cm for n, cm in (vouched or {}).items() if self._may_take(n, cm)}
+            trusted = {n: cm for n, cm in (vouched or {}).items() if self._may_take(n, cm)}
+            busy = self._loop.pending.busy(n for n, _ in new or ())
+        if new is not None and not busy and all(n in trusted for n, _ in new):
+            new = self._write_now(new, trusted, arrived)
+        with self._loop.cond:
+            if new:
                 self._loop.submit(new, arrived, arrived + wait, trusted)
             served = self._disk.served
             return {name: served.get(name, ("", None))[1] for name, _ in pairs}
+
+    def _write_now(
+        self, pairs: list[tuple[str, str]], vouched: Mapping[str, dict[str, Any]], arrived: float
+    ) -> list[tuple[str, str]]:
+        """Write vouched-for revisions on this thread; returns the pairs left for
+        the syncer (all of them while a cycle holds the directory)."""
+        if not self._writing.acquire(blocking=False):
+            return pairs
+        left = list(pairs)
+        try:
+            while left:
+                name = left[0][0]
+                action = self._signed_action(name, vouched[name])
+                if action is None or action.kind == "list":
+                    break  # the syncer reads or lists it
+                if action.kind == "write" and action.desired is not None:
+                    self._write(action.desired, arrived)
+                left.pop(0)
+        except FileWriteError:  # said already; the syncer retries it, with backoff
+            pass
+        finally:
+            self._writing.release()
+        return left
+
+    def _signed_action(self, name: str, configmap: dict[str, Any]) -> Action | None:
+        """What a verified revision asks for; None when it names a revision whose
+        file a list removed (then only a read tells deleted from new)."""
+        result = desired_from_configmap(configmap, self._selector, self._pod)
+        if self._was_removed(result):
+            logger.info("signed revision of prompt %s names one removed; reading it", name)
+            return None
+        with self._loop.cond:
+            action = single_action(name, result, *self._disk.records())
+        if action.kind == "write":
+            self.metrics.inc("signed_writes_total")
+        return action
 
     def _may_take(self, name: str, configmap: dict[str, Any]) -> bool:
         """Whether a verified revision may be written without a read. A signature
@@ -183,7 +232,8 @@ class Syncer:
     def _run(self) -> None:
         while not self._loop.stopped:
             try:
-                self._full_sync()
+                with self._writing:
+                    self._full_sync()
                 break
             except Exception as exc:  # never let the thread die: retry after backoff
                 self._loop.sleep_until(self._failed(exc))
@@ -205,6 +255,12 @@ class Syncer:
             work = self._loop.take(self._disk.served)
         if work is None:
             return False
+        with self._writing:
+            self._do(work)
+        return True
+
+    def _do(self, work: Work) -> None:
+        """One cycle's reads and writes (``_writing`` held)."""
         try:
             if self.keys.refresh_wanted():  # a signal named a key we do not know
                 self._loop.charge()
@@ -219,9 +275,8 @@ class Syncer:
                 self._succeeded()
         except Exception as exc:
             self._failed(exc, work)
-            return True
+            return
         self._loop.done(work)
-        return True
 
     def _failed(self, exc: Exception, work: Work | None = None) -> float:
         """Back off (``work``'s names wait again); returns when to retry."""
@@ -343,16 +398,7 @@ class Syncer:
         if not revision:  # "no longer concerns you": only a full list can tell
             self._full_sync({name: arrived})
             return
-        action: Action | None = None
-        if signed is not None:
-            result = desired_from_configmap(signed, self._selector, self._pod)
-            if self._was_removed(result):
-                logger.info("signed revision of prompt %s names one removed; reading it", name)
-            else:
-                with self._loop.cond:
-                    action = single_action(name, result, *self._disk.records())
-                if action.kind == "write":
-                    self.metrics.inc("signed_writes_total")
+        action = self._signed_action(name, signed) if signed is not None else None
         if action is None:
             with self._loop.cond:
                 cached = cache_first(name, self._disk.served)
