@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import http.client
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -248,3 +249,57 @@ def test_a_pod_without_the_tombstone_reads_a_verified_revision_it_does_not_serve
     assert not (tmp_path / "prompts" / "p.txt").exists()
     assert api.gets == [signing.KEYS_CONFIGMAP, "prompt-p-r1", "prompt-p-r1"]
     assert syncer.keys.kids == [key.kid]
+
+
+def test_a_verified_revision_is_written_on_the_signals_own_thread(
+    api: FakeApi,
+    sidecar: Callable[[], tuple[SidecarServer, Syncer]],
+    key: OperatorKey,
+    tmp_path: Path,
+) -> None:
+    api.put(keys_configmap(NS, key.public))
+    api.put(revision_configmap(NS, "p", 1))
+    srv, syncer = sidecar()
+    api.put(revision_configmap(NS, "p", 2))
+    post(srv, key.entry(revision_configmap(NS, "p", 2)))  # learns the key (r2 read as a hint)
+    writers: list[str] = []
+    show = syncer._disk.show
+
+    def recorded(item: Any) -> Any:
+        writers.append(threading.current_thread().name)
+        return show(item)
+
+    syncer._disk.show = recorded  # type: ignore[method-assign]
+    assert post(srv, key.entry(revision_configmap(NS, "p", 3)))["p"] == "r3"
+    assert read(tmp_path, "p") == b"text 3"
+    assert writers and "syncer" not in writers
+
+
+def test_a_verified_revision_waits_for_a_cycle_that_holds_the_directory(
+    api: FakeApi,
+    sidecar: Callable[[], tuple[SidecarServer, Syncer]],
+    key: OperatorKey,
+    tmp_path: Path,
+) -> None:
+    """While the syncer changes the directory, a signed signal is not written beside
+    it: it joins the syncer's work, which writes it once the cycle ends."""
+    api.put(keys_configmap(NS, key.public))
+    api.put(revision_configmap(NS, "p", 1))
+    srv, syncer = sidecar()
+    api.put(revision_configmap(NS, "p", 2))
+    post(srv, key.entry(revision_configmap(NS, "p", 2)))  # learns the key (r2 read as a hint)
+    answers: list[dict[str, str | None]] = []
+    before = syncer._loop.pending.requested
+    with syncer._writing:  # what a cycle holds while it reads and writes
+        sender = threading.Thread(
+            target=lambda: answers.append(post(srv, key.entry(revision_configmap(NS, "p", 3))))
+        )
+        sender.start()
+        deadline = time.monotonic() + 5
+        while syncer._loop.pending.requested == before and time.monotonic() < deadline:
+            time.sleep(0.01)  # until the signal waits for the syncer
+        assert syncer._loop.pending.requested > before, "the signal never reached the syncer"
+        assert read(tmp_path, "p") == b"text 2"
+    sender.join(5)
+    assert answers == [{"p": "r3"}]
+    assert read(tmp_path, "p") == b"text 3"
