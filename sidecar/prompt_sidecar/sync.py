@@ -39,18 +39,13 @@ from .planning import (
     up_to_date,
 )
 from .runtime import Health, Work, WorkLoop
-from .trust import KeyRing
+from .trust import KeyRing, Tombstones
 
 TYPE_CHECKING = False  # typing costs every pod 0.4 MiB; annotations here are strings (PEP 563)
 if TYPE_CHECKING:
     from typing import Any
 
 logger = logging.getLogger(__name__)
-
-# Prompts whose file a complete list removed, remembered (uid, revision number)
-# so a replayed signed revision of theirs is not written again; the oldest are
-# forgotten past this many (signed entries expire anyway).
-MAX_REMOVED_REMEMBERED = 1024
 
 
 class SyncIncomplete(Exception):
@@ -109,7 +104,7 @@ class Syncer:
             )
         )
         self.keys = KeyRing(namespace)
-        self._removed_numbers: dict[str, tuple[str, int]] = {}
+        self._removed = Tombstones()  # Prompts whose file a complete list removed
         # Held by whoever changes the directory: this thread for a cycle, or a
         # server thread writing a signed revision (``signal``). Taken before the
         # disk's lock, never while holding it.
@@ -203,7 +198,9 @@ class Syncer:
         """What a verified revision asks for; None when it names a revision whose
         file a list removed (then only a read tells deleted from new)."""
         result = desired_from_configmap(configmap, self._selector, self._pod)
-        if self._was_removed(result):
+        if isinstance(result, Desired) and self._removed.covers(
+            result.prompt, result.uid, result.number
+        ):  # a replayed signed revision of a deleted or unselected Prompt
             logger.info("signed revision of prompt %s names one removed; reading it", name)
             return None
         with self._loop.cond:
@@ -221,11 +218,8 @@ class Syncer:
         if name not in self._disk.served:
             return False
         labels = (configmap.get("metadata") or {}).get("labels") or {}
-        uid, number = self._removed_numbers.get(name, ("", 0))
-        return not (
-            labels.get(objects.PROMPT_UID_LABEL) == uid
-            and objects.revision_number_of(configmap) <= number
-        )
+        uid = labels.get(objects.PROMPT_UID_LABEL)
+        return not self._removed.covers(name, uid, objects.revision_number_of(configmap))
 
     # -- the loop ---------------------------------------------------------------------
 
@@ -264,7 +258,7 @@ class Syncer:
         try:
             if self.keys.refresh_wanted():  # a signal named a key we do not know
                 self._loop.charge()
-                self._read_keys()
+                self.keys.read(self._client)
             for name, (arrived, revision, configmap) in work.carried.items():
                 self._sync_one(name, revision, arrived, configmap)
             if work.full:
@@ -308,22 +302,6 @@ class Syncer:
             logger.info("list expired between pages; listing again")
             self._full_sync_once(signalled or {})
 
-    def _read_keys(self) -> None:
-        """The operator's public keys, from the namespace's keys ConfigMap. A failed
-        read keeps the keys known: signals signed with others are read as hints."""
-        try:
-            cm: dict[str, Any] | None = self._client.get_configmap(
-                self._namespace, signing.KEYS_CONFIGMAP
-            )
-        except NotFound:
-            cm = None
-        except ApiError as exc:
-            logger.warning("could not read the signing keys, keeping those known: %s", exc)
-            return
-        problem = self.keys.load(cm)
-        if problem is not None:
-            logger.warning("trusting no signing key: %s", problem)
-
     def _full_sync_once(self, signalled: Mapping[str, float]) -> None:
         """List every revision selected, keep the highest per Prompt, then write and remove.
 
@@ -336,7 +314,7 @@ class Syncer:
         list shows, writes and removes nothing.
         """
         if self.keys.learned:  # keys are read once a signed signal asks; then on every list
-            self._read_keys()
+            self.keys.read(self._client)
         present = self._disk.present()
         on_disk = self._disk.keys()
         staged: dict[str, Staged] = {}  # Prompt -> its staged files, until written or dropped
@@ -447,7 +425,7 @@ class Syncer:
             logger.error("prompt %s stays at its last good file: %s", item.prompt, exc)
             raise
         if written.removed_key is not None:
-            self._removed(written.removed_key, item.prompt)
+            self._logged_removal(written.removed_key, item.prompt)
         if not written.changed:
             return
         hops.mark(hops.RENAMED, f"{self._namespace}/{item.prompt}", item.revision, self._pod)
@@ -458,25 +436,14 @@ class Syncer:
             "prompt %s -> %s%s at revision %s", item.prompt, item.key, self._disk.ext, item.revision
         )
 
-    def _was_removed(self, item: Desired | str | None) -> bool:
-        """True for a revision no newer than one whose file a complete list removed
-        (a replayed signed revision of a deleted or unselected Prompt)."""
-        if not isinstance(item, Desired):
-            return False
-        uid, number = self._removed_numbers.get(item.prompt, ("", 0))
-        return uid == item.uid and item.number <= number
-
     def _remove(self, key: str, prompt: str) -> None:
         with self._loop.cond:
             held = self._disk.records()[1].get(prompt)
         if self._disk.remove(key):
             if held is not None:
-                self._removed_numbers.pop(prompt, None)
-                self._removed_numbers[prompt] = held
-                while len(self._removed_numbers) > MAX_REMOVED_REMEMBERED:
-                    del self._removed_numbers[next(iter(self._removed_numbers))]
-            self._removed(key, prompt)
+                self._removed.bury(prompt, *held)
+            self._logged_removal(key, prompt)
 
-    def _removed(self, key: str, prompt: str) -> None:
+    def _logged_removal(self, key: str, prompt: str) -> None:
         self.metrics.inc("files_removed_total")
         logger.info("removed %s%s (prompt %s)", key, self._disk.ext, prompt)

@@ -18,10 +18,14 @@ from nacl.signing import VerifyKey
 
 from prompt_contract import signing
 
+from .kubeapi import ApiError, NotFound
+
 TYPE_CHECKING = False  # typing costs every pod 0.4 MiB; annotations here are strings (PEP 563)
 if TYPE_CHECKING:
     from collections.abc import Mapping
     from typing import Any
+
+    from .kubeapi import KubeClient
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +77,22 @@ class KeyRing:
             }
         return None
 
+    def read(self, client: KubeClient) -> None:
+        """The operator's public keys, from the namespace's keys ConfigMap. A failed
+        read keeps the keys known: signals signed with others are read as hints."""
+        try:
+            cm: dict[str, Any] | None = client.get_configmap(
+                self._namespace, signing.KEYS_CONFIGMAP
+            )
+        except NotFound:
+            cm = None
+        except ApiError as exc:
+            logger.warning("could not read the signing keys, keeping those known: %s", exc)
+            return
+        problem = self.load(cm)
+        if problem is not None:
+            logger.warning("trusting no signing key: %s", problem)
+
     def refresh_wanted(self, now: float | None = None) -> bool:
         """Whether the syncer should read the keys again now (and note that it does)."""
         now = time.monotonic() if now is None else now
@@ -117,3 +137,30 @@ class KeyRing:
         except BadSignatureError:
             return False
         return True
+
+
+# Prompts remembered as removed, at most; the oldest are forgotten first (a
+# signed entry expires anyway, signing.VALIDITY_SECONDS after it was signed).
+MAX_REMOVED_REMEMBERED = 1024
+
+
+class Tombstones:
+    """Prompts whose file a complete list removed, each with the (uid, revision
+    number) it had then: a replayed signed revision no newer than that is not
+    written again (only a read tells deleted from new). Syncer thread only."""
+
+    def __init__(self, limit: int = MAX_REMOVED_REMEMBERED) -> None:
+        self._limit = limit
+        self._held: dict[str, tuple[str, int]] = {}
+
+    def bury(self, prompt: str, uid: str, number: int) -> None:
+        self._held.pop(prompt, None)  # re-inserted: the newest is forgotten last
+        self._held[prompt] = (uid, number)
+        while len(self._held) > self._limit:
+            del self._held[next(iter(self._held))]
+
+    def covers(self, prompt: str, uid: object, number: int) -> bool:
+        """Whether revision ``number`` of ``prompt`` (uid ``uid``) is no newer than
+        the one removed."""
+        held_uid, held_number = self._held.get(prompt, ("", 0))
+        return uid == held_uid and number <= held_number
