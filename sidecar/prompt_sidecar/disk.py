@@ -6,7 +6,8 @@ what is on disk: key -> (Prompt, revision), its inverse (what each Prompt is
 served as) and the revision numbers a read told us. The syncer asks it what
 is there and tells it what to show; the server's threads read it under its
 lock. Records change in place (an edit costs O(1), not a copy per file),
-only on the syncer's thread, under the lock.
+under the lock, by one writer at a time: the syncer's thread, or a server
+thread writing a signed revision (``Syncer._writing`` decides which).
 """
 
 from __future__ import annotations

@@ -53,10 +53,12 @@ class SyncIncomplete(Exception):
 
 
 class Syncer:
-    """One thread that owns the directory; signals only mark Prompts dirty.
+    """One thread that reads the API server and owns the directory between reads.
 
     ``signal()`` runs on server threads: it marks stale names dirty and waits
-    (bounded) for the cycle that reads them. The syncer thread waits for work,
+    (bounded) for the cycle that reads them, or writes revisions signed by the
+    operator itself while no cycle holds the directory (``_writing``: one
+    writer at a time, always). The syncer thread waits for work,
     for a re-read token and for any backoff, then takes the whole dirty set at
     once, so a burst of signals that arrives meanwhile ends in one read of the
     latest state.
@@ -153,10 +155,9 @@ class Syncer:
         """Note signalled revisions; wait (bounded) until they are read (or, for
         those ``vouched`` for by a signature, written); say what is served.
 
-        A signal whose stale revisions are all vouched for is written here, on
-        the calling thread, when no cycle is changing the directory: that saves
-        the hand-off to the syncer's thread and back, about a tenth of a signed
-        edit's CPU. Anything it cannot finish goes to the syncer as before."""
+        When every stale revision is vouched for and no cycle holds the directory,
+        they are written here (no hand-off to the syncer's thread and back, about
+        a tenth of a signed edit's CPU); what is left goes to the syncer."""
         pairs = list(pairs)
         arrived = time.monotonic()
         with self._loop.cond:  # the disk's lock: what is served and pending, at once
