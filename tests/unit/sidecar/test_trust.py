@@ -7,6 +7,7 @@ unit layer's fake (``support.FakeApi``), which counts every read."""
 from __future__ import annotations
 
 import dataclasses
+import errno
 import http.client
 import threading
 import time
@@ -18,7 +19,7 @@ import pytest
 
 from prompt_contract import signals, signing
 from prompt_contract.selector import parse_selector
-from prompt_contract.writer import PromptFiles
+from prompt_contract.writer import FileWriteError, PromptFiles
 from prompt_sidecar.server import SidecarServer
 from prompt_sidecar.sync import Syncer
 from prompt_sidecar.trust import KEYS_REFRESH_SECONDS, KeyRing
@@ -303,3 +304,33 @@ def test_a_verified_revision_waits_for_a_cycle_that_holds_the_directory(
     sender.join(5)
     assert answers == [{"p": "r3"}]
     assert read(tmp_path, "p") == b"text 3"
+
+
+def test_a_verified_revision_that_fails_to_write_is_retried_by_the_syncer(
+    api: FakeApi,
+    sidecar: Callable[[], tuple[SidecarServer, Syncer]],
+    key: OperatorKey,
+    tmp_path: Path,
+) -> None:
+    api.put(keys_configmap(NS, key.public))
+    api.put(revision_configmap(NS, "p", 1))
+    srv, syncer = sidecar()
+    api.put(revision_configmap(NS, "p", 2))
+    post(srv, key.entry(revision_configmap(NS, "p", 2)))  # learns the key
+    show = syncer._disk.show
+    failures: list[str] = []
+
+    def full_once(item: Any) -> Any:
+        if not failures:
+            failures.append(threading.current_thread().name)
+            raise FileWriteError(errno.ENOSPC, "could not stage p.txt: No space left on device")
+        return show(item)
+
+    syncer._disk.show = full_once  # type: ignore[method-assign]
+    post(srv, key.entry(revision_configmap(NS, "p", 3)))
+    deadline = time.monotonic() + 10
+    while read(tmp_path, "p") != b"text 3" and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert read(tmp_path, "p") == b"text 3"
+    assert failures and failures[0] != "syncer"  # failed on the signal's thread, then retried
+    assert api.gets[-1] != "prompt-p-r3"  # retried from the signed entry, not read
