@@ -104,7 +104,8 @@ async def edit_submit(request: web.Request) -> web.StreamResponse:
     if not checks.ok:
         return page(422, Outcome("invalid", "Nothing was written: fix the problems marked below."))
     try:
-        result = await service.save(obj, spec, form.resource_version, dry_run=dry_run)
+        expected = edit_form.precondition(obj, form.resource_version, form.generation)
+        result = await service.save(obj, spec, expected, dry_run=dry_run)
     except ApiError as exc:
         outcome = await _refused(service, ns, name, form, exc)
         status = exc.status if exc.status < 500 else 502

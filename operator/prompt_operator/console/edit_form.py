@@ -95,6 +95,7 @@ class Form:
     var_descriptions: list[str] = field(default_factory=list)
     var_defaults: list[str] = field(default_factory=list)
     resource_version: str = ""
+    generation: str = ""  # the spec's generation when the form was opened
     call: str = ""  # YAML: the spec's messages and model (see parse_call)
 
     @property
@@ -149,8 +150,25 @@ def form_from_spec(obj: Mapping[str, Any]) -> Form:
         var_descriptions=[v.description for v in declared],
         var_defaults=["" if v.default is None else v.default for v in declared],
         resource_version=str((obj.get("metadata") or {}).get("resourceVersion") or ""),
+        generation=str((obj.get("metadata") or {}).get("generation") or ""),
         call=call_text(spec),
     )
+
+
+def precondition(obj: Mapping[str, Any], resource_version: str, generation: str) -> str:
+    """The resourceVersion a write from a form opened at ``resource_version`` and
+    ``generation`` must match, now that the Prompt is ``obj``.
+
+    Any write bumps the resourceVersion, the operator's status updates too (a
+    pod answering a signal is one), so a user who opened the form a moment
+    earlier would be told someone else changed the Prompt when no one touched
+    its spec. The generation counts spec changes only: while it is the same,
+    the write is checked against the resourceVersion just read instead, which
+    still refuses a spec written in between."""
+    meta = obj.get("metadata") or {}
+    if generation and generation == str(meta.get("generation") or ""):
+        return str(meta.get("resourceVersion") or resource_version)
+    return resource_version
 
 
 def _normalize(text: str) -> str:
@@ -179,6 +197,7 @@ def form_from_fields(fields: Mapping[str, Sequence[str]]) -> Form:
         var_descriptions=many("var_description"),
         var_defaults=many("var_default"),
         resource_version=one("resource_version"),
+        generation=one("generation"),
         call=_normalize(one("call")),
     )
 

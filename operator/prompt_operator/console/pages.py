@@ -16,7 +16,7 @@ from prompt_contract.objects import ROLLOUT_ACTIONS, namespace_problem
 from ..prompt_api import LIST_CAP, ApiError
 from ..rollback import RollbackError
 from ..rollouts import view as rollout_view
-from . import callview, rollout, views
+from . import callview, edit_form, rollout, views
 from .rendering import redirect, render, render_diffs, write_error
 from .service import RollbackPlan
 from .settings import SERVICE, SETTINGS
@@ -207,7 +207,8 @@ async def rollback(request: web.Request) -> web.StreamResponse:
     if request.method != "POST" or context["gitops"]:
         return await render_diffs(request, "rollback.html", **context)
     try:
-        await service.rollback(plan, str(form.get("resource_version") or ""))
+        seen = str(form.get("resource_version") or ""), str(form.get("generation") or "")
+        await service.rollback(plan, edit_form.precondition(plan.obj, *seen))
     except RollbackError as exc:
         context["error"] = str(exc)
         return await render_diffs(request, "rollback.html", 422, **context)
@@ -231,4 +232,5 @@ def _rollback_context(plan: RollbackPlan) -> dict[str, Any]:
         "summary": plan.summary,
         "texts": plan.texts or [],
         "resource_version": plan.obj["metadata"].get("resourceVersion", ""),
+        "generation": plan.obj["metadata"].get("generation", ""),
     }

@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from prompt_cluster.testing import prompt_manifest, stop_process, wait_for
+from prompt_cluster.testing import kubectl, prompt_manifest, stop_process, wait_for
 from tests.reliability.report import Observed
 
 from ..helpers import apply, get, settle_audit, wait_prompt
@@ -273,6 +273,7 @@ def test_a_variable_another_manager_added_and_the_user_removed_is_gone_after_sav
         {
             "csrf_token": _form_value(html, "csrf_token"),
             "resource_version": _form_value(html, "resource_version"),
+            "generation": _form_value(html, "generation"),
             "key": "pair",
             "format": "python",
             "template": "Hi {name}",
@@ -289,3 +290,42 @@ def test_a_variable_another_manager_added_and_the_user_removed_is_gone_after_sav
     stored = get(kubeconfig, namespace, "prompt", "pair") or {}
     assert stored["spec"]["template"] == "Hi {name}"
     assert stored["spec"]["variables"] == [{"name": "name"}]
+
+
+def test_a_status_write_between_opening_and_saving_is_not_a_conflict(
+    kubeconfig: Path, namespace: str, running: Console
+) -> None:
+    """The operator writes a Prompt's status whenever pods answer; that bumps the
+    resourceVersion the form was opened at, but no one changed the spec, so the
+    save goes through (a spec written in between is still a conflict:
+    test_console's concurrent edit)."""
+    apply(kubeconfig, prompt_manifest("steady", "Hi {name}", variables=["name"]), namespace)
+    cookie = session(running)
+    status, html, _ = call(running, "GET", f"/ns/{namespace}/prompts/steady/edit", cookie=cookie)
+    assert status == 200
+    opened_at = _form_value(html, "resource_version")
+    status_write = '{"status":{"observedGeneration":12345}}'  # any status write will do
+    kubectl(
+        kubeconfig, "-n", namespace, "patch", "prompt", "steady",
+        "--subresource=status", "--type=merge", "-p", status_write,
+    )  # fmt: skip
+    stored = get(kubeconfig, namespace, "prompt", "steady") or {}
+    assert stored["metadata"]["resourceVersion"] != opened_at
+    form = {
+        "csrf_token": _form_value(html, "csrf_token"),
+        "resource_version": opened_at,
+        "generation": _form_value(html, "generation"),
+        "key": "steady",
+        "format": "python",
+        "template": "Hello {name}",
+        "var_name": "name",
+        "var_description": "",
+        "var_default": "",
+        "action": "save",
+    }
+    status, text, _ = call(
+        running, "POST", f"/ns/{namespace}/prompts/steady/edit", cookie=cookie, body=urlencode(form)
+    )
+    assert status == 303, text[-2000:]
+    stored = get(kubeconfig, namespace, "prompt", "steady") or {}
+    assert stored["spec"]["template"] == "Hello {name}"

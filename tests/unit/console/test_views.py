@@ -108,6 +108,19 @@ def test_form_round_trip_keeps_schedule_and_drops_empty_variable_rows() -> None:
     assert spec["schedule"] == obj["spec"]["schedule"]
 
 
+def test_a_form_opened_before_a_status_update_saves_against_the_current_version() -> None:
+    """The operator's status writes bump the resourceVersion, not the generation: the
+    user changed nothing of theirs, so the save is checked against the version
+    read now. A spec written by someone else (a new generation) keeps the old one,
+    and the API server refuses the save as a conflict."""
+    obj = {"metadata": {"resourceVersion": "120", "generation": 3}}
+    assert edit_form.precondition(obj, "100", "3") == "120"
+    assert edit_form.precondition(obj, "100", "2") == "100"
+    assert edit_form.precondition(obj, "100", "") == "100"  # a form without one: as before
+    opened = edit_form.form_from_spec({"metadata": {"resourceVersion": "7", "generation": 2}})
+    assert (opened.resource_version, opened.generation) == ("7", "2")
+
+
 @pytest.mark.parametrize(
     ("spec", "field", "words"),
     [
