@@ -254,42 +254,62 @@ def micro_api(prompts: int, edits: int) -> MemoryApi:
     )
 
 
-# ``--signed``: the operator's signature on every edit, with a key both sides derive.
+# ``--signed``: each edit's entry as the operator builds it (``controllers.carry``:
+# signed once per revision), with a key both sides derive from this seed.
 SIGNING_SEED = bytes(range(32))
+
+
+class FixedKey:
+    """The operator's key store (``carry.SigningKeys``) reduced to one key that
+    every namespace already publishes."""
+
+    def __init__(self) -> None:
+        from nacl.signing import SigningKey
+
+        from prompt_operator.signing import keyset
+
+        self.key = keyset.new_key(time.time(), SIGNING_SEED)
+        self._nacl = SigningKey(SIGNING_SEED)
+
+    def signer(self) -> tuple[str, Callable[[bytes], bytes]]:
+        return self.key.kid, lambda message: self._nacl.sign(message).signature
+
+    def published(self, namespace: str) -> bool:
+        return True
+
+    def publish(self, namespace: str) -> None:
+        pass
 
 
 def keys_configmap() -> dict[str, Any]:
     """The namespace's keys ConfigMap, publishing ``SIGNING_SEED``'s public key."""
-    from nacl.signing import SigningKey
-
     from prompt_contract import signing
+    from prompt_operator.signing import keyset
 
-    public = bytes(SigningKey(SIGNING_SEED).verify_key)
-    key = signing.PublicKey(signing.key_id(public), public)
+    published = keyset.published([keyset.new_key(time.time(), SIGNING_SEED)], time.time())
     return {
         "metadata": {
             "name": signing.KEYS_CONFIGMAP,
             "namespace": NS,
             "labels": {objects.MANAGED_BY_LABEL: objects.MANAGED_BY_VALUE, signing.KEYS_LABEL: "1"},
         },
-        "data": signing.keys_data([key]),
+        "data": signing.keys_data(published),
     }
 
 
-def signed_body(name: str, n: int) -> bytes:
-    """The body of the operator's signal for edit ``n``, the revision signed and carried."""
-    from nacl.signing import SigningKey
+def signed_revisions() -> Any:
+    """The operator's ``SignedRevisions`` over ``FixedKey``."""
+    from prompt_operator.controllers.carry import SignedRevisions
 
-    from prompt_contract import signing
+    return SignedRevisions(FixedKey())
 
-    key = SigningKey(SIGNING_SEED)
-    cm = configmap(name, n, n + 2)
-    content = signing.content_bytes(cm)
-    claims = signing.claims_for(cm, content, signing.key_id(bytes(key.verify_key)), time.time())
-    assert claims is not None
-    signature = key.sign(signing.signed_message(claims.encode())).signature
-    carried = signing.carry(claims, signature, content)
-    return signals.join_entries([signals.encode_entry(name, revision_of(name, n), carried)])
+
+def signed_body(revisions: Any, name: str, n: int) -> bytes:
+    """The body of the operator's signal for edit ``n`` (``revisions``: its
+    ``SignedRevisions``), the revision signed and carried."""
+    revisions.written(configmap(name, n, n + 2))
+    entry = revisions.entry(NS, name, revision_of(name, n))
+    return signals.join_entries([entry])
 
 
 def micro_sidecar(args: argparse.Namespace) -> int:
@@ -385,6 +405,7 @@ def micro(args: argparse.Namespace) -> list[Figure]:
             wait_ready("127.0.0.1", port + 2 * i)
         idle = idle_rate(pids, args.idle)
         names = [f"p{i}" for i in range(args.prompts)]
+        revisions = signed_revisions() if args.signed else None
         conns = [
             http.client.HTTPConnection("127.0.0.1", port + 2 * i, timeout=10)
             for i in range(len(pids))
@@ -395,7 +416,7 @@ def micro(args: argparse.Namespace) -> list[Figure]:
             for n in range(r * args.edits, (r + 1) * args.edits):
                 order = conns if n % 2 == 0 else conns[::-1]  # neither always goes first
                 for conn in order:
-                    signal_edit(conn, names, n, args.signed)
+                    signal_edit(conn, names, n, revisions)
                 time.sleep(args.gap)
             for spent, pid, at in zip(rounds, pids, before, strict=True):
                 spent.append((cpu_seconds(pid) - at) * 1000 / args.edits)
@@ -416,12 +437,16 @@ def micro(args: argparse.Namespace) -> list[Figure]:
 
 
 def signal_edit(
-    conn: http.client.HTTPConnection, names: list[str], n: int, signed: bool = False
+    conn: http.client.HTTPConnection, names: list[str], n: int, revisions: Any = None
 ) -> None:
-    """Send the operator's signal for edit ``n``; return once the sidecar serves it."""
+    """Send the operator's signal for edit ``n`` (signed with ``revisions``, the
+    operator's ``SignedRevisions``, when given); return once the sidecar serves it."""
     name = edited(names, n)
     revision = revision_of(name, n)
-    body = signed_body(name, n) if signed else signals.encode_signal([(name, revision)])
+    if revisions is not None:
+        body = signed_body(revisions, name, n)
+    else:
+        body = signals.encode_signal([(name, revision)])
     conn.request("POST", signals.SIGNAL_PATH, body, {"Content-Type": "application/json"})
     answer = signals.parse_signal_response(conn.getresponse().read())
     if answer.get(name) != revision:

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from prompt_cluster.testing import wait_for
 from prompt_contract import signals, signing
 from prompt_contract.selector import parse_selector
 from prompt_contract.writer import FileWriteError, PromptFiles
@@ -252,17 +253,25 @@ def test_a_pod_without_the_tombstone_reads_a_verified_revision_it_does_not_serve
     assert syncer.keys.kids == [key.kid]
 
 
-def test_a_verified_revision_is_written_on_the_signals_own_thread(
-    api: FakeApi,
-    sidecar: Callable[[], tuple[SidecarServer, Syncer]],
-    key: OperatorKey,
-    tmp_path: Path,
-) -> None:
+@pytest.fixture
+def learned(
+    api: FakeApi, sidecar: Callable[[], tuple[SidecarServer, Syncer]], key: OperatorKey
+) -> tuple[SidecarServer, Syncer]:
+    """A sidecar serving r2 of Prompt p that knows the key (r2 came signed and was
+    read as a hint, which taught it the key); later revisions are not in the API."""
     api.put(keys_configmap(NS, key.public))
     api.put(revision_configmap(NS, "p", 1))
     srv, syncer = sidecar()
     api.put(revision_configmap(NS, "p", 2))
-    post(srv, key.entry(revision_configmap(NS, "p", 2)))  # learns the key (r2 read as a hint)
+    post(srv, key.entry(revision_configmap(NS, "p", 2)))
+    assert syncer.keys.kids == [key.kid]
+    return srv, syncer
+
+
+def test_a_verified_revision_is_written_on_the_signals_own_thread(
+    learned: tuple[SidecarServer, Syncer], key: OperatorKey, tmp_path: Path
+) -> None:
+    srv, syncer = learned
     writers: list[str] = []
     show = syncer._disk.show
 
@@ -277,18 +286,11 @@ def test_a_verified_revision_is_written_on_the_signals_own_thread(
 
 
 def test_a_verified_revision_waits_for_a_cycle_that_holds_the_directory(
-    api: FakeApi,
-    sidecar: Callable[[], tuple[SidecarServer, Syncer]],
-    key: OperatorKey,
-    tmp_path: Path,
+    learned: tuple[SidecarServer, Syncer], key: OperatorKey, tmp_path: Path
 ) -> None:
     """While the syncer changes the directory, a signed signal is not written beside
     it: it joins the syncer's work, which writes it once the cycle ends."""
-    api.put(keys_configmap(NS, key.public))
-    api.put(revision_configmap(NS, "p", 1))
-    srv, syncer = sidecar()
-    api.put(revision_configmap(NS, "p", 2))
-    post(srv, key.entry(revision_configmap(NS, "p", 2)))  # learns the key (r2 read as a hint)
+    srv, syncer = learned
     answers: list[dict[str, str | None]] = []
     before = syncer._loop.pending.requested
     with syncer._writing:  # what a cycle holds while it reads and writes
@@ -296,10 +298,11 @@ def test_a_verified_revision_waits_for_a_cycle_that_holds_the_directory(
             target=lambda: answers.append(post(srv, key.entry(revision_configmap(NS, "p", 3))))
         )
         sender.start()
-        deadline = time.monotonic() + 5
-        while syncer._loop.pending.requested == before and time.monotonic() < deadline:
-            time.sleep(0.01)  # until the signal waits for the syncer
-        assert syncer._loop.pending.requested > before, "the signal never reached the syncer"
+        wait_for(
+            lambda: syncer._loop.pending.requested > before,
+            timeout=5,
+            message="the signal waiting for the syncer",
+        )
         assert read(tmp_path, "p") == b"text 2"
     sender.join(5)
     assert answers == [{"p": "r3"}]
@@ -307,16 +310,9 @@ def test_a_verified_revision_waits_for_a_cycle_that_holds_the_directory(
 
 
 def test_a_verified_revision_that_fails_to_write_is_retried_by_the_syncer(
-    api: FakeApi,
-    sidecar: Callable[[], tuple[SidecarServer, Syncer]],
-    key: OperatorKey,
-    tmp_path: Path,
+    api: FakeApi, learned: tuple[SidecarServer, Syncer], key: OperatorKey, tmp_path: Path
 ) -> None:
-    api.put(keys_configmap(NS, key.public))
-    api.put(revision_configmap(NS, "p", 1))
-    srv, syncer = sidecar()
-    api.put(revision_configmap(NS, "p", 2))
-    post(srv, key.entry(revision_configmap(NS, "p", 2)))  # learns the key
+    srv, syncer = learned
     show = syncer._disk.show
     failures: list[str] = []
 
@@ -328,9 +324,6 @@ def test_a_verified_revision_that_fails_to_write_is_retried_by_the_syncer(
 
     syncer._disk.show = full_once  # type: ignore[method-assign]
     post(srv, key.entry(revision_configmap(NS, "p", 3)))
-    deadline = time.monotonic() + 10
-    while read(tmp_path, "p") != b"text 3" and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert read(tmp_path, "p") == b"text 3"
+    wait_for(lambda: read(tmp_path, "p") == b"text 3", message="text 3 written by the syncer")
     assert failures and failures[0] != "syncer"  # failed on the signal's thread, then retried
-    assert api.gets[-1] != "prompt-p-r3"  # retried from the signed entry, not read
+    assert "prompt-p-r3" not in api.gets  # retried from the signed entry, never read
