@@ -25,6 +25,7 @@ from prompt_cluster.testing import (
 from prompt_contract.files import read_meta
 from prompt_operator.controllers.revisions import prune_margin
 
+from .conftest import OPERATOR_USER
 from .helpers import apply, events_for, get, revision_configmaps, settle_audit, wait_prompt
 from .test_operator import writes_in
 
@@ -75,13 +76,37 @@ def edit(kubeconfig: Path, namespace: str, name: str, text: str, **kwargs: Any) 
 # -- revisions and rollback --------------------------------------------------------------
 
 
+def configmap_reads(audit_log: Path, since: int, namespace: str) -> list[str]:
+    """ConfigMaps the operator read one by one in ``namespace`` after line ``since``."""
+    names = []
+    with open(audit_log, encoding="utf-8") as handle:
+        for number, line in enumerate(handle):
+            if number < since:
+                continue
+            event = json.loads(line)
+            ref = event.get("objectRef") or {}
+            if (
+                event.get("user", {}).get("username") == OPERATOR_USER
+                and event.get("verb") == "get"
+                and ref.get("resource") == "configmaps"
+                and ref.get("namespace") == namespace
+            ):
+                names.append(ref.get("name", ""))
+    return names
+
+
 def test_edits_make_numbered_revisions_and_going_back_is_a_new_number(
-    kubeconfig: Path, namespace: str
+    kubeconfig: Path, namespace: str, audit_log: Path
 ) -> None:
+    start = settle_audit(audit_log)
     a = edit(kubeconfig, namespace, "p", "text A\n")["status"]["revision"]
     b = edit(kubeconfig, namespace, "p", "text A\ntext B\n")["status"]["revision"]
     again = edit(kubeconfig, namespace, "p", "text A\n")["status"]["revision"]
     assert again == a != b
+    # Each summary compares with the revision before, which the operator still
+    # holds from writing it: no edit costs it a read of a ConfigMap.
+    settle_audit(audit_log)
+    assert configmap_reads(audit_log, start, namespace) == []
     records = revisions(kubeconfig, namespace, "p")
     assert [(r["number"], r["revision"]) for r in records] == [(1, a), (2, b), (3, a)]
     assert records[0]["summary"] == "first revision"

@@ -13,6 +13,7 @@ is a hint and the sidecar reads the ConfigMap as before.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -84,6 +85,16 @@ class SignedRevisions:
 
     def forget(self, namespace: str, prompt: str) -> None:
         self._held.pop((namespace, prompt), None)
+
+    def configmap(self, namespace: str, prompt: str, revision: str) -> dict[str, Any] | None:
+        """The part of ``revision``'s ConfigMap a sidecar reads (its data and
+        annotations included) while it is one of the last two written of the
+        Prompt; None when it is not held or larger than a signal carries."""
+        held = self._held.get((namespace, prompt), {}).get(revision)
+        if held is None or held.content is None:
+            return None
+        configmap: dict[str, Any] = json.loads(held.content)
+        return configmap
 
     def entry(self, namespace: str, prompt: str, revision: str) -> bytes:
         """The signal entry for ``revision``: signed when it can be, else a hint."""

@@ -185,6 +185,10 @@ class Delivery:
         """A revision ConfigMap as the API server returned it: what signals carry."""
         self._signals.revisions.written(configmap)
 
+    def revision_held(self, namespace: str, prompt: str, revision: str) -> dict[str, Any] | None:
+        """A revision ConfigMap still held for signals (the last two of a Prompt)."""
+        return self._signals.revisions.configmap(namespace, prompt, revision)
+
     def forget(self, ref: PromptRef) -> None:
         self._signals.revisions.forget(ref.namespace, ref.name)
         self._pending.discard(ref)

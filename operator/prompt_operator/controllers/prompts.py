@@ -113,7 +113,9 @@ class PromptController:
         self._leadership = leadership
         self._clock: Clock = clock or (lambda: datetime.now(timezone.utc))
         self._claims = KeyClaims()
-        self._revisions = Revisions(api, inventory, written=delivery.revision_written)
+        self._revisions = Revisions(
+            api, inventory, written=delivery.revision_written, held=delivery.revision_held
+        )
         self._rollouts = Rollouts(api, self._clock, prometheus_url)
         self.queue: WorkQueue[PromptRef] = WorkQueue(base_delay=0.5, max_delay=60)
         self._bodies: dict[PromptRef, Mapping[str, Any] | None] = {}  # None: deleted

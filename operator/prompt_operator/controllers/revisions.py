@@ -256,7 +256,7 @@ class Revisions:
     """Writes the revision ConfigMaps a plan asks for, and prunes them.
 
     Two steps, so that pods are signalled the moment the new ConfigMap exists,
-    while the history summary (a GET of the previous revision) and pruning run:
+    while the history summary (from the previous revision) and pruning run:
     ``create`` then ``finish``."""
 
     def __init__(
@@ -264,11 +264,16 @@ class Revisions:
         api: KubeApi,
         inventory: Inventory,
         written: Callable[[Mapping[str, Any]], None] | None = None,
+        held: Callable[[str, str, str], Mapping[str, Any] | None] | None = None,
     ) -> None:
         self._api = api
         self._inventory = inventory
         # Told of every revision ConfigMap written (its signed signal entry).
         self._written = written or (lambda configmap: None)
+        # (namespace, Prompt, revision) -> that ConfigMap, when the operator still
+        # holds it (the last two written of each Prompt, kept for signals): the
+        # summary of an edit then costs no GET of the revision before it.
+        self._held = held or (lambda namespace, prompt, revision: None)
 
     async def create(
         self, prompt: Prompt, rendered: Rendered, status: Mapping[str, Any]
@@ -389,14 +394,17 @@ class Revisions:
         metrics.WRITES.labels("configmap").inc()
 
     async def _snapshot(self, ref: PromptRef, record: history.Record) -> history.Snapshot | None:
-        """What apps read at ``record`` (one GET of its ConfigMap), for the summary."""
-        name = objects.configmap_name(ref.name, record.revision)
-        try:
-            cm = await self._api.get(object_path("v1", "configmaps", ref.namespace, name))
-        except ApiError:
-            return None
+        """What apps read at ``record``, for the summary: from the ConfigMap the
+        operator holds, else one GET of it."""
+        cm = self._held(ref.namespace, ref.name, record.revision)
         if cm is None:
-            return None
+            name = objects.configmap_name(ref.name, record.revision)
+            try:
+                cm = await self._api.get(object_path("v1", "configmaps", ref.namespace, name))
+            except ApiError:
+                return None
+            if cm is None:
+                return None
         annotations = (cm.get("metadata") or {}).get("annotations") or {}
         return history.snapshot_from_configmap(
             cm.get("data") or {}, str(annotations.get(objects.KEY_ANNOTATION, ""))

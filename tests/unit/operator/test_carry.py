@@ -64,6 +64,22 @@ def test_only_the_last_two_revisions_of_a_prompt_are_kept() -> None:
     assert "p" in carried_by(signals.join_entries([revisions.entry(NS, "p", "r2")]))
 
 
+def test_the_last_two_revisions_are_held_for_the_history_summary() -> None:
+    # Without a key too: the summary of an edit reads the revision before it here.
+    revisions = SignedRevisions(None, clock=lambda: NOW)
+    for number in (1, 2, 3):
+        revisions.written(revision_configmap(NS, "p", number))
+    revisions.written(revision_configmap(NS, "big", 1, text="x" * signing.MAX_CARRIED_BYTES))
+    assert revisions.configmap(NS, "p", "r2") == signing.carried_configmap(
+        revision_configmap(NS, "p", 2)
+    )
+    assert revisions.configmap(NS, "p", "r1") is None  # no longer held: a GET
+    assert revisions.configmap(NS, "big", "r1") is None  # larger than a signal carries
+    assert revisions.configmap("other", "p", "r3") is None
+    revisions.forget(NS, "p")
+    assert revisions.configmap(NS, "p", "r3") is None
+
+
 class Recording(Signals):
     """Signals whose pod answers every signal and shows the bodies it got."""
 
