@@ -343,10 +343,11 @@ class PromptController:
             created = await self._revisions.create(prompt, rendered, status)
             signalling = self._delivery.start(desired) if created.wrote else None
             if signalling is not None:
-                # The pods first, the history after: its GET of the previous
-                # revision and any pruning would only compete with the signals
-                # (and the sidecars, on a small node) for CPU, while the status
-                # that records them waits for the pods' answers anyway.
+                # The pods first, the history after: its summary (a GET of the
+                # previous revision when the operator no longer holds it) and any
+                # pruning would only compete with the signals (and the sidecars,
+                # on a small node) for CPU, while the status that records them
+                # waits for the pods' answers anyway.
                 await asyncio.wait({signalling})
             outcome = await self._revisions.finish(
                 prompt, rendered, created, desired.cause, protected
