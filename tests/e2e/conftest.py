@@ -11,7 +11,7 @@ The node needs root and is one per machine; the session owns it and
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -19,8 +19,9 @@ import pytest
 from prompt_cluster import images, node, release
 from prompt_cluster.build import ensure_binaries
 from prompt_cluster.cluster import local_cluster
+from prompt_cluster.testing import kubectl
 
-from .helpers import Node
+from .helpers import Node, cluster_story
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -28,6 +29,27 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if "e2e" in Path(str(item.fspath)).parts:
             item.add_marker(pytest.mark.node)
             item.add_marker(pytest.mark.slow)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A failed test on the node carries the pods' story (phases and the last
+    log lines of every container outside kube-system): a flake seen once in CI
+    is then read from its report, not guessed at."""
+    report: pytest.TestReport = yield
+    funcargs = getattr(item, "funcargs", {})
+    node_under_test = next((v for v in funcargs.values() if isinstance(v, Node)), None)
+    if report.when == "call" and report.failed and node_under_test is not None:
+        listed = kubectl(
+            node_under_test.kubeconfig, "get", "namespaces", "-o", "name", check=False
+        ).stdout.split()
+        namespaces = [n.removeprefix("namespace/") for n in listed if "/kube-" not in n]
+        report.sections.append(
+            ("pods on the node", cluster_story(node_under_test.kubeconfig, namespaces))
+        )
+    return report
 
 
 @pytest.fixture(scope="session")

@@ -79,3 +79,25 @@ def logs(kubeconfig: Path, namespace: str, pod: str, container: str) -> str:
 
 def apply(kubeconfig: Path, namespace: str, manifest: dict[str, Any]) -> None:
     kubectl(kubeconfig, "-n", namespace, "apply", "-f", "-", input=json.dumps(manifest))
+
+
+def cluster_story(kubeconfig: Path, namespaces: list[str], tail: int = 40) -> str:
+    """What a failed test leaves to read: every pod's phase and the last lines
+    of each of its containers in ``namespaces`` (best effort: a node that is
+    already broken still gives what it can)."""
+    out: list[str] = []
+    for namespace in namespaces:
+        listed = kubectl(kubeconfig, "-n", namespace, "get", "pods", "-o", "json", check=False)
+        if listed.returncode != 0:
+            continue
+        for pod in json.loads(listed.stdout).get("items", []):
+            name = pod["metadata"]["name"]
+            spec = pod.get("spec", {})
+            out.append(f"--- {namespace}/{name} ({pod.get('status', {}).get('phase')})")
+            for container in spec.get("initContainers", []) + spec.get("containers", []):
+                text = kubectl(
+                    kubeconfig, "-n", namespace, "logs", name, "-c", container["name"],
+                    f"--tail={tail}", "--timestamps", check=False,
+                )  # fmt: skip
+                out.append(f"[{container['name']}]\n{text.stdout}{text.stderr}")
+    return "\n".join(out)
