@@ -58,6 +58,16 @@ def wait_rollout(kubeconfig: Path, namespace: str, deployment: str, timeout: int
     )
 
 
+def lease_holder(kubeconfig: Path) -> str:
+    """The running operator replica that holds the leader Lease, or "" (none
+    does, or a replica that is stopping or gone still holds it)."""
+    leases = kubectl_json(kubeconfig, "-n", OPERATOR_NAMESPACE, "get", "leases")["items"]
+    operators = pods(kubeconfig, OPERATOR_NAMESPACE, "app.kubernetes.io/name=prompt-operator")
+    names = {p["metadata"]["name"] for p in operators if not p["metadata"].get("deletionTimestamp")}
+    holders = {lease["spec"].get("holderIdentity") for lease in leases} & names
+    return next(iter(holders), "")
+
+
 def prompt_status(kubeconfig: Path, namespace: str, name: str) -> dict[str, Any]:
     status: dict[str, Any] = kubectl_json(kubeconfig, "-n", namespace, "get", "prompt", name).get(
         "status", {}

@@ -23,7 +23,16 @@ from prompt_cluster.node_config import NODE_IP
 from prompt_cluster.prometheus import PrometheusServer
 from prompt_cluster.testing import kubectl, kubectl_json, wait_for
 
-from .helpers import OPERATOR_NAMESPACE, RELEASE, Node, apply, exec_in, pods, prompt_status
+from .helpers import (
+    OPERATOR_NAMESPACE,
+    RELEASE,
+    Node,
+    apply,
+    exec_in,
+    lease_holder,
+    pods,
+    prompt_status,
+)
 
 pytestmark = pytest.mark.timeout(1800)
 
@@ -291,11 +300,3 @@ def test_the_standby_carries_on_from_the_same_step_when_the_leader_dies(rollouts
     marker = f"rollout {paused['candidateRevision'][:8]} step"
     served = [h["source"] for h in history if h.get("source", "").startswith(marker)]
     assert served == [f"{marker} 1/4: canary 30%", f"{marker} 3/4: canary 60%"], served
-
-
-def lease_holder(kubeconfig: Path) -> str:
-    leases = kubectl_json(kubeconfig, "-n", OPERATOR_NAMESPACE, "get", "leases")["items"]
-    operators = pods(kubeconfig, OPERATOR_NAMESPACE, "app.kubernetes.io/name=prompt-operator")
-    names = {p["metadata"]["name"] for p in operators}
-    holders = {lease["spec"].get("holderIdentity") for lease in leases} & names
-    return next(iter(holders), "")

@@ -32,6 +32,7 @@ from .helpers import (
     Node,
     apply,
     exec_in,
+    lease_holder,
     logs,
     pods,
     prompt_status,
@@ -202,17 +203,10 @@ def test_operator_runs_as_the_chart_ships_it(release: Node) -> None:
             "python3", "-c", "open('/written', 'w')", check=False,
         )  # fmt: skip
         assert write.returncode != 0 and "Read-only file system" in write.stderr
-    names = {pod["metadata"]["name"] for pod in found}
-
-    def leader() -> set[str]:
-        leases = json.loads(
-            kubectl(
-                release.kubeconfig, "-n", OPERATOR_NAMESPACE, "get", "leases", "-o", "json"
-            ).stdout
-        )["items"]
-        return {lease["spec"].get("holderIdentity") for lease in leases} & names
-
-    wait_for(leader, timeout=30, message="one operator replica to hold the Lease")
+    wait_for(
+        lambda: lease_holder(release.kubeconfig), timeout=30,
+        message="one operator replica to hold the Lease",
+    )  # fmt: skip
 
     # The webhooks answer through their Service: a Prompt with an undeclared
     # variable is refused at apply time with the operator's own message. The
@@ -525,6 +519,14 @@ def test_static_manifest_installs_and_delivers_without_webhooks(
     assert (dist / "install.yaml").read_text() == (REPO / "deploy" / "install.yaml").read_text()
     kubectl(kubeconfig, "apply", "--server-side", "-f", install)
     wait_rollout(kubeconfig, OPERATOR_NAMESPACE, RELEASE)
+    # The uninstalled release's leader often stops after `helm uninstall` has
+    # removed its RBAC, so it cannot give the Lease up; a new replica takes it
+    # once it expires (lease-duration after it first sees it). Nothing is
+    # delivered before, so the timings below start from a leader.
+    wait_for(
+        lambda: lease_holder(kubeconfig), timeout=60, interval=0.5,
+        message="a replica of the static install to hold the Lease",
+    )  # fmt: skip
     kubectl(kubeconfig, "create", "namespace", STATIC_NAMESPACE)
     ns = ("-n", STATIC_NAMESPACE)
     kubectl(kubeconfig, *ns, "create", "serviceaccount", "prompt-sidecar")
