@@ -13,6 +13,7 @@ from typing import Any
 
 from prompt_cluster.testing import (
     OperatorProcess,
+    audit_events,
     audit_line_count,
     kubectl,
     kubectl_json,
@@ -55,17 +56,12 @@ def rss_kib(pid: int) -> tuple[int, int]:
 
 def audit_counts(log: Path, since: int, user: str, verbs: set[str] | None) -> int:
     """Requests by ``user`` after line ``since`` of the audit log (``verbs``: only those)."""
-    count = 0
-    with open(log, encoding="utf-8") as handle:
-        for number, line in enumerate(handle):
-            if number < since:
-                continue
-            event = json.loads(line)
-            if event.get("user", {}).get("username") == user and (
-                verbs is None or event.get("verb") in verbs
-            ):
-                count += 1
-    return count
+    return sum(
+        1
+        for event in audit_events(log, since)
+        if event.get("user", {}).get("username") == user
+        and (verbs is None or event.get("verb") in verbs)
+    )
 
 
 def start_operator(kubeconfig: Path, work: Path, *args: str) -> OperatorProcess:

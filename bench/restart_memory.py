@@ -28,6 +28,7 @@ from prompt_cluster.api import Api
 from prompt_cluster.cluster import LocalCluster
 from prompt_cluster.testing import (
     OperatorProcess,
+    audit_events,
     kubectl,
     wait_for,
 )
@@ -130,20 +131,12 @@ def settle(log: Path) -> int:
 
 
 def operator_writes(log: Path, since: int) -> int:
-    import json
-
-    count = 0
-    with open(log, encoding="utf-8") as handle:
-        for number, line in enumerate(handle):
-            if number < since:
-                continue
-            event = json.loads(line)
-            if (
-                event.get("user", {}).get("username") == OPERATOR_USER
-                and event.get("verb") in WRITE_VERBS
-            ):
-                count += 1
-    return count
+    return sum(
+        1
+        for event in audit_events(log, since)
+        if event.get("user", {}).get("username") == OPERATOR_USER
+        and event.get("verb") in WRITE_VERBS
+    )
 
 
 def ready_count(kubeconfig: Path) -> int:

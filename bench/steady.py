@@ -22,6 +22,7 @@ from prompt_cluster.api import Api
 from prompt_cluster.cluster import LocalCluster
 from prompt_cluster.testing import (
     OperatorProcess,
+    audit_events,
     wait_for,
 )
 
@@ -35,19 +36,15 @@ FIGURE = "P2-steady API writes per edit (history full)"
 def writes_in(log: Path, since: int, user: str, namespace: str) -> dict[str, int]:
     """The write requests ``user`` made in ``namespace``, counted by verb and resource."""
     counts: dict[str, int] = {}
-    with open(log, encoding="utf-8") as handle:
-        for number, line in enumerate(handle):
-            if number < since:
-                continue
-            event = json.loads(line)
-            ref = event.get("objectRef") or {}
-            if (
-                event.get("user", {}).get("username") == user
-                and event.get("verb") in WRITE_VERBS
-                and ref.get("namespace") == namespace
-            ):
-                what = f"{event['verb']} {ref.get('resource')}"
-                counts[what] = counts.get(what, 0) + 1
+    for event in audit_events(log, since):
+        ref = event.get("objectRef") or {}
+        if (
+            event.get("user", {}).get("username") == user
+            and event.get("verb") in WRITE_VERBS
+            and ref.get("namespace") == namespace
+        ):
+            what = f"{event['verb']} {ref.get('resource')}"
+            counts[what] = counts.get(what, 0) + 1
     return counts
 
 

@@ -8,7 +8,6 @@ The audit log shows each GET, cached (``resourceVersion=0``) or not.
 
 from __future__ import annotations
 
-import json
 import threading
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from typing import Any
 import pytest
 
 from prompt_cluster.api import Api
-from prompt_cluster.testing import audit_line_count
+from prompt_cluster.testing import audit_events, audit_line_count
 from prompt_contract import objects, signals
 from tests.reliability.report import Observed
 
@@ -52,20 +51,16 @@ def revision_configmap(prompt: str, number: int) -> dict[str, Any]:
 def sidecar_gets(audit_log: Path, since: int, user: str) -> list[tuple[str, bool, int]]:
     """The user's finished ConfigMap GETs after line ``since``: (name, cached, status)."""
     gets = []
-    with open(audit_log, encoding="utf-8") as handle:
-        for number, line in enumerate(handle):
-            if number < since:
-                continue
-            event = json.loads(line)
-            ref = event.get("objectRef") or {}
-            if (
-                event.get("user", {}).get("username") == user
-                and event.get("stage") == "ResponseComplete"
-                and ref.get("resource") == "configmaps"
-                and event.get("verb") == "get"
-            ):
-                cached = "resourceVersion=0" in event["requestURI"]
-                gets.append((ref["name"], cached, event["responseStatus"]["code"]))
+    for event in audit_events(audit_log, since):
+        ref = event.get("objectRef") or {}
+        if (
+            event.get("user", {}).get("username") == user
+            and event.get("stage") == "ResponseComplete"
+            and ref.get("resource") == "configmaps"
+            and event.get("verb") == "get"
+        ):
+            cached = "resourceVersion=0" in event["requestURI"]
+            gets.append((ref["name"], cached, event["responseStatus"]["code"]))
     return gets
 
 

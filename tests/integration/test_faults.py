@@ -30,6 +30,7 @@ from prompt_cluster.api import Api
 from prompt_cluster.testing import (
     OperatorProcess,
     SidecarProcess,
+    audit_events,
     audit_line_count,
     kubectl,
     prompt_manifest,
@@ -85,17 +86,13 @@ def list_requests(audit_log: Path, since_line: int, users: set[str]) -> Counter[
     that many revision ConfigMaps) is one LIST in several requests; the pages
     after the first carry ``continue`` and are not counted again."""
     counts: Counter[str] = Counter()
-    with open(audit_log, encoding="utf-8") as handle:
-        for number, line in enumerate(handle):
-            if number < since_line:
-                continue
-            event = json.loads(line)
-            user = event.get("user", {}).get("username")
-            complete = event.get("stage") == "ResponseComplete"
-            first_page = "continue=" not in event.get("requestURI", "")
-            if user in users and event.get("verb") == "list" and complete and first_page:
-                short = user.rsplit(":", 1)[-1]
-                counts[f"{short} {event.get('objectRef', {}).get('resource')}"] += 1
+    for event in audit_events(audit_log, since_line):
+        user = event.get("user", {}).get("username")
+        complete = event.get("stage") == "ResponseComplete"
+        first_page = "continue=" not in event.get("requestURI", "")
+        if user in users and event.get("verb") == "list" and complete and first_page:
+            short = user.rsplit(":", 1)[-1]
+            counts[f"{short} {event.get('objectRef', {}).get('resource')}"] += 1
     return counts
 
 

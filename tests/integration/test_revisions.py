@@ -16,6 +16,7 @@ import pytest
 from prompt_cluster.testing import (
     OperatorProcess,
     SidecarProcess,
+    audit_events,
     kubectl,
     prompt_manifest,
     sidecar_role,
@@ -79,19 +80,15 @@ def edit(kubeconfig: Path, namespace: str, name: str, text: str, **kwargs: Any) 
 def configmap_reads(audit_log: Path, since: int, namespace: str) -> list[str]:
     """ConfigMaps the operator read one by one in ``namespace`` after line ``since``."""
     names = []
-    with open(audit_log, encoding="utf-8") as handle:
-        for number, line in enumerate(handle):
-            if number < since:
-                continue
-            event = json.loads(line)
-            ref = event.get("objectRef") or {}
-            if (
-                event.get("user", {}).get("username") == OPERATOR_USER
-                and event.get("verb") == "get"
-                and ref.get("resource") == "configmaps"
-                and ref.get("namespace") == namespace
-            ):
-                names.append(ref.get("name", ""))
+    for event in audit_events(audit_log, since):
+        ref = event.get("objectRef") or {}
+        if (
+            event.get("user", {}).get("username") == OPERATOR_USER
+            and event.get("verb") == "get"
+            and ref.get("resource") == "configmaps"
+            and ref.get("namespace") == namespace
+        ):
+            names.append(ref.get("name", ""))
     return names
 
 

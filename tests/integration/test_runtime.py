@@ -4,7 +4,6 @@ metadata-only informer, and leader election on a real Lease."""
 from __future__ import annotations
 
 import asyncio
-import json
 import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -15,7 +14,12 @@ from typing import Any
 import pytest
 import yaml
 
-from prompt_cluster.testing import audit_line_count, kubectl, service_account_kubeconfig
+from prompt_cluster.testing import (
+    audit_events,
+    audit_line_count,
+    kubectl,
+    service_account_kubeconfig,
+)
 from prompt_operator.runtime.client import Credentials, KubeApi, object_path
 from prompt_operator.runtime.errors import Conflict, Invalid, NotFound, NotLeading, Unavailable
 from prompt_operator.runtime.informer import Informer, Key, collection_paths
@@ -155,13 +159,11 @@ def token_credentials(kubeconfig: Path) -> Credentials:
 
 def requests_of(audit_log: Path, since_line: int, agent: str) -> list[tuple[str, int]]:
     """(verb, HTTP status) of each request ``agent`` made after a line of the audit log."""
-    seen = []
-    with open(audit_log, encoding="utf-8") as handle:
-        for number, line in enumerate(handle):
-            event = json.loads(line) if number >= since_line else {}
-            if event.get("userAgent") == agent and event.get("stage") == "ResponseComplete":
-                seen.append((event["verb"], event.get("responseStatus", {}).get("code", 0)))
-    return seen
+    return [
+        (event["verb"], event.get("responseStatus", {}).get("code", 0))
+        for event in audit_events(audit_log, since_line)
+        if event.get("userAgent") == agent and event.get("stage") == "ResponseComplete"
+    ]
 
 
 @pytest.mark.fault

@@ -10,7 +10,6 @@ resync forward).
 
 from __future__ import annotations
 
-import json
 import socket
 import threading
 import time
@@ -20,7 +19,13 @@ from pathlib import Path
 
 import pytest
 
-from prompt_cluster.testing import SidecarProcess, audit_line_count, prompt_manifest, wait_for
+from prompt_cluster.testing import (
+    SidecarProcess,
+    audit_events,
+    audit_line_count,
+    prompt_manifest,
+    wait_for,
+)
 from prompt_contract import objects, signals
 from prompt_sidecar.planning import EARLY_RESYNC_SECONDS
 from tests.reliability.report import Observed
@@ -216,18 +221,14 @@ def test_big_bodies_keep_the_sidecar_under_its_limit(
 def configmap_reads(audit_log: Path, since: int, user: str) -> Counter[str]:
     """The user's finished get and list requests for ConfigMaps after line ``since``."""
     counts: Counter[str] = Counter()
-    with open(audit_log, encoding="utf-8") as handle:
-        for number, line in enumerate(handle):
-            if number < since:
-                continue
-            event = json.loads(line)
-            if (
-                event.get("user", {}).get("username") == user
-                and event.get("stage") == "ResponseComplete"
-                and (event.get("objectRef") or {}).get("resource") == "configmaps"
-                and event.get("verb") in ("get", "list")
-            ):
-                counts[str(event["verb"])] += 1
+    for event in audit_events(audit_log, since):
+        if (
+            event.get("user", {}).get("username") == user
+            and event.get("stage") == "ResponseComplete"
+            and (event.get("objectRef") or {}).get("resource") == "configmaps"
+            and event.get("verb") in ("get", "list")
+        ):
+            counts[str(event["verb"])] += 1
     return counts
 
 

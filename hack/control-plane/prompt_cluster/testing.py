@@ -19,7 +19,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -179,26 +179,21 @@ def set_pod_status(
     )
 
 
+def audit_events(audit_log: Path, since_line: int = 0) -> Iterator[dict[str, Any]]:
+    """The audit log's events after its first ``since_line`` lines, in order."""
+    with open(audit_log, encoding="utf-8") as handle:
+        for line in itertools.islice(handle, since_line, None):
+            yield json.loads(line)
+
+
 def audit_writes(audit_log: Path, user: str, since_line: int = 0) -> list[dict[str, Any]]:
     """Write requests (create/update/patch/delete/apply) by ``user`` in the audit log."""
-    writes = []
-    with open(audit_log, encoding="utf-8") as handle:
-        for number, line in enumerate(handle):
-            if number < since_line:
-                continue
-            event = json.loads(line)
-            if event.get("user", {}).get("username") != user:
-                continue
-            if event.get("verb") in {
-                "create",
-                "update",
-                "patch",
-                "delete",
-                "deletecollection",
-                "apply",
-            }:
-                writes.append(event)
-    return writes
+    verbs = {"create", "update", "patch", "delete", "deletecollection", "apply"}
+    return [
+        event
+        for event in audit_events(audit_log, since_line)
+        if event.get("user", {}).get("username") == user and event.get("verb") in verbs
+    ]
 
 
 def audit_line_count(audit_log: Path) -> int:

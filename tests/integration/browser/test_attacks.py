@@ -5,7 +5,6 @@ the way another local process or a web page would: raw HTTP, no browser."""
 from __future__ import annotations
 
 import http.client
-import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,7 +13,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from prompt_cluster.testing import kubectl, prompt_manifest, stop_process, wait_for
+from prompt_cluster.testing import audit_events, kubectl, prompt_manifest, stop_process, wait_for
 from tests.reliability.report import Observed
 
 from ..helpers import apply, get, settle_audit, wait_prompt
@@ -143,18 +142,14 @@ def watches(audit_log: Path, since: int, namespace: str, stage: str = "ResponseS
     """Watches of the namespace's Prompts the API server began (or, with stage
     ResponseComplete, ended) after line ``since``."""
     count = 0
-    with open(audit_log, encoding="utf-8") as handle:
-        for number, line in enumerate(handle):
-            if number < since:
-                continue
-            event = json.loads(line)
-            uri = str(event.get("requestURI", ""))
-            if (
-                event.get("verb") == "watch"
-                and event.get("stage") == stage
-                and f"/namespaces/{namespace}/prompts" in uri
-            ):
-                count += 1
+    for event in audit_events(audit_log, since):
+        uri = str(event.get("requestURI", ""))
+        if (
+            event.get("verb") == "watch"
+            and event.get("stage") == stage
+            and f"/namespaces/{namespace}/prompts" in uri
+        ):
+            count += 1
     return count
 
 
